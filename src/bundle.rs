@@ -1,0 +1,270 @@
+//! Model bundles: the folder `dotfind-model.json` + `model.onnx` + `tokenizer.json`.
+//!
+//! The bundle is the unit that travels from the offline preparation step to the browser,
+//! so it is verified in one place — here — from bytes, whatever fetched them (the file
+//! system natively, `fetch` in wasm). Nothing downstream re-checks.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+use crate::error::{Error, Result};
+
+/// File name of the bundle descriptor.
+pub const MANIFEST_FILE: &str = "dotfind-model.json";
+/// File name of the ONNX graph (weights inline, so it loads from bytes).
+pub const MODEL_FILE: &str = "model.onnx";
+/// File name of the Hugging Face tokenizer definition.
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+/// Descriptor format this build reads; bumped on incompatible changes.
+pub const BUNDLE_FORMAT: &str = "dotfind-model/1";
+
+/// How token vectors become one passage/query vector. The reference model uses CLS;
+/// sentence-transformers checkpoints usually use the attention-masked mean.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    Cls,
+    Mean,
+}
+
+/// How query and passage vectors are compared. `Cosine` bundles get L2-normalized
+/// vectors, so scoring is always a dot product downstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Similarity {
+    Dot,
+    Cosine,
+}
+
+/// Size and checksum of one bundle file, as recorded at preparation time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// The contents of `dotfind-model.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleManifest {
+    pub format: String,
+    /// Where the weights came from (a hub id or a description); part of an index's identity.
+    pub model_id: String,
+    /// `bert` or `distilbert`; informational, the graph is what runs.
+    pub architecture: String,
+    pub hidden_size: usize,
+    pub pooling: Pooling,
+    pub similarity: Similarity,
+    /// Queries are truncated to this many tokens, special tokens included.
+    pub max_query_tokens: usize,
+    /// Passages are truncated to this many tokens, special tokens included.
+    pub max_passage_tokens: usize,
+    #[serde(default)]
+    pub query_prefix: String,
+    #[serde(default)]
+    pub passage_prefix: String,
+    /// `none` (f32) or the int8 scheme used; informational.
+    pub quantization: String,
+    /// sha256 and size of `model.onnx` and `tokenizer.json`.
+    pub files: BTreeMap<String, FileEntry>,
+}
+
+/// A verified bundle held in memory: descriptor plus the raw bytes it vouches for.
+#[derive(Debug, Clone)]
+pub struct ModelBundle {
+    pub manifest: BundleManifest,
+    pub model_onnx: Vec<u8>,
+    pub tokenizer_json: Vec<u8>,
+    /// sha256 of the descriptor bytes: changes whenever any bundle file changes,
+    /// so an index can record exactly which model produced it.
+    pub bundle_sha256: String,
+}
+
+/// Lower-case hex sha256, the form used in every manifest.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let mut out = String::with_capacity(64);
+    for b in digest {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+impl BundleManifest {
+    /// Parses and sanity-checks a descriptor; `Err` names the field at fault.
+    pub fn from_json(bytes: &[u8]) -> Result<Self> {
+        let invalid = |reason: String| Error::InvalidManifest {
+            file: MANIFEST_FILE.into(),
+            reason,
+        };
+        if bytes.is_empty() {
+            return Err(invalid("empty file".into()));
+        }
+        let manifest: BundleManifest =
+            serde_json::from_slice(bytes).map_err(|e| invalid(format!("not a valid descriptor: {e}")))?;
+        if manifest.format != BUNDLE_FORMAT {
+            return Err(invalid(format!(
+                "format is {:?}, this build reads {BUNDLE_FORMAT:?}",
+                manifest.format
+            )));
+        }
+        if manifest.hidden_size == 0 {
+            return Err(invalid("hidden_size must be positive".into()));
+        }
+        for (field, value) in [
+            ("max_query_tokens", manifest.max_query_tokens),
+            ("max_passage_tokens", manifest.max_passage_tokens),
+        ] {
+            // 3 = [CLS] + one token + [SEP]; 8192 is far beyond any BERT position table.
+            if !(3..=8192).contains(&value) {
+                return Err(invalid(format!("{field} is {value}, expected 3..=8192")));
+            }
+        }
+        for file in [MODEL_FILE, TOKENIZER_FILE] {
+            if !manifest.files.contains_key(file) {
+                return Err(invalid(format!("no checksum recorded for {file}")));
+            }
+        }
+        Ok(manifest)
+    }
+}
+
+impl ModelBundle {
+    /// Verifies the three files against each other. The heavy parsing (ONNX, tokenizer)
+    /// happens in [`crate::encode::Encoder::new`]; this only proves the bytes are the
+    /// ones the descriptor was written for.
+    pub fn from_bytes(manifest_json: &[u8], model_onnx: Vec<u8>, tokenizer_json: Vec<u8>) -> Result<Self> {
+        let manifest = BundleManifest::from_json(manifest_json)?;
+        for (file, bytes) in [(MODEL_FILE, &model_onnx), (TOKENIZER_FILE, &tokenizer_json)] {
+            let entry = &manifest.files[file];
+            if bytes.len() as u64 != entry.bytes {
+                return Err(Error::DataCorruption {
+                    file: file.into(),
+                    reason: format!("{} bytes, manifest says {}", bytes.len(), entry.bytes),
+                });
+            }
+            let actual = sha256_hex(bytes);
+            if actual != entry.sha256 {
+                return Err(Error::ChecksumMismatch {
+                    file: file.into(),
+                    expected: entry.sha256.clone(),
+                    actual,
+                });
+            }
+        }
+        Ok(ModelBundle {
+            manifest,
+            model_onnx,
+            tokenizer_json,
+            bundle_sha256: sha256_hex(manifest_json),
+        })
+    }
+
+    /// Reads and verifies a bundle folder.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn open(dir: &std::path::Path) -> Result<Self> {
+        let read = |file: &str| -> Result<Vec<u8>> {
+            let path = dir.join(file);
+            std::fs::read(&path).map_err(|source| {
+                if source.kind() == std::io::ErrorKind::NotFound {
+                    Error::MissingFile {
+                        bundle: dir.display().to_string(),
+                        file: file.into(),
+                    }
+                } else {
+                    Error::io(path, source)
+                }
+            })
+        };
+        let manifest = read(MANIFEST_FILE)?;
+        let model = read(MODEL_FILE)?;
+        let tokenizer = read(TOKENIZER_FILE)?;
+        Self::from_bytes(&manifest, model, tokenizer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest_for(model: &[u8], tokenizer: &[u8]) -> String {
+        serde_json::json!({
+            "format": BUNDLE_FORMAT,
+            "model_id": "test",
+            "architecture": "distilbert",
+            "hidden_size": 4,
+            "pooling": "cls",
+            "similarity": "dot",
+            "max_query_tokens": 30,
+            "max_passage_tokens": 200,
+            "quantization": "none",
+            "files": {
+                "model.onnx": {"sha256": sha256_hex(model), "bytes": model.len()},
+                "tokenizer.json": {"sha256": sha256_hex(tokenizer), "bytes": tokenizer.len()},
+            }
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn sha256_matches_known_vector() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn verified_bundle_keeps_bytes_and_descriptor_hash() {
+        let m = manifest_for(b"onnx", b"{}");
+        let b = ModelBundle::from_bytes(m.as_bytes(), b"onnx".to_vec(), b"{}".to_vec()).unwrap();
+        assert_eq!(b.manifest.pooling, Pooling::Cls);
+        assert_eq!(b.bundle_sha256, sha256_hex(m.as_bytes()));
+    }
+
+    #[test]
+    fn tampered_model_names_file_and_both_hashes() {
+        let m = manifest_for(b"onnx", b"{}");
+        let err = ModelBundle::from_bytes(m.as_bytes(), b"onnY".to_vec(), b"{}".to_vec()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "model.onnx: sha256 mismatch: manifest says {}, file has {}",
+                sha256_hex(b"onnx"),
+                sha256_hex(b"onnY")
+            )
+        );
+    }
+
+    #[test]
+    fn truncated_file_is_reported_as_corruption() {
+        let m = manifest_for(b"onnx", b"{}");
+        let err = ModelBundle::from_bytes(m.as_bytes(), b"on".to_vec(), b"{}".to_vec()).unwrap_err();
+        assert_eq!(err.to_string(), "data corruption in model.onnx: 2 bytes, manifest says 4");
+    }
+
+    #[test]
+    fn bad_descriptors_name_the_problem() {
+        let err = BundleManifest::from_json(b"").unwrap_err();
+        assert_eq!(err.to_string(), "dotfind-model.json: empty file");
+        let err = BundleManifest::from_json(b"{not json").unwrap_err();
+        assert!(err.to_string().starts_with("dotfind-model.json: not a valid descriptor:"), "{err}");
+        let good = manifest_for(b"x", b"y");
+        let bad = good.replace(BUNDLE_FORMAT, "dotfind-model/99");
+        assert_eq!(
+            BundleManifest::from_json(bad.as_bytes()).unwrap_err().to_string(),
+            "dotfind-model.json: format is \"dotfind-model/99\", this build reads \"dotfind-model/1\""
+        );
+        let bad = good.replace("\"max_query_tokens\":30", "\"max_query_tokens\":1");
+        assert_eq!(
+            BundleManifest::from_json(bad.as_bytes()).unwrap_err().to_string(),
+            "dotfind-model.json: max_query_tokens is 1, expected 3..=8192"
+        );
+        let bad = good.replace("\"cls\"", "\"max\"");
+        assert!(BundleManifest::from_json(bad.as_bytes())
+            .unwrap_err()
+            .to_string()
+            .contains("unknown variant `max`"));
+    }
+}

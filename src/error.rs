@@ -1,0 +1,74 @@
+//! One error type for the whole crate, so native callers match on variants and the
+//! wasm edge turns every failure into a JS `Error` carrying the same message.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong between bytes on disk (or on the wire) and a ranked list.
+///
+/// Messages name the file or input at fault: a user holding only the message should
+/// know which file to fix or re-download.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read or written at all.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A required file of a model bundle is absent.
+    #[error("model bundle {bundle}: missing file {file}")]
+    MissingFile { bundle: String, file: String },
+
+    /// A file's bytes do not hash to what its manifest promised: a truncated or
+    /// tampered download, or files from two different builds mixed together.
+    #[error("{file}: sha256 mismatch: manifest says {expected}, file has {actual}")]
+    ChecksumMismatch {
+        file: String,
+        expected: String,
+        actual: String,
+    },
+
+    /// A manifest (`dotfind-model.json`, later `manifest.json`) is malformed or
+    /// describes something this build cannot use.
+    #[error("{file}: {reason}")]
+    InvalidManifest { file: String, reason: String },
+
+    /// The ONNX graph could not be parsed, typed or optimized, or it does not have the
+    /// inputs/outputs the bundle format requires.
+    #[error("model.onnx: {0}")]
+    InvalidModel(String),
+
+    /// tokenizer.json could not be parsed or applied.
+    #[error("tokenizer.json: {0}")]
+    InvalidTokenizer(String),
+
+    /// The manifest and the model disagree (e.g. hidden size), so vectors would be garbage.
+    #[error("model mismatch: {0}")]
+    ModelMismatch(String),
+
+    /// The text given to the encoder cannot be encoded meaningfully.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+
+    /// Inference failed at run time (should not happen for a validated bundle).
+    #[error("inference failed: {0}")]
+    Inference(String),
+
+    /// Stored data (shards, caches) is damaged: truncated, wrong magic, inconsistent sizes.
+    #[error("data corruption in {file}: {reason}")]
+    DataCorruption { file: String, reason: String },
+}
+
+/// Crate-wide result alias.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
