@@ -101,8 +101,8 @@ impl BundleManifest {
         if bytes.is_empty() {
             return Err(invalid("empty file".into()));
         }
-        let manifest: BundleManifest =
-            serde_json::from_slice(bytes).map_err(|e| invalid(format!("not a valid descriptor: {e}")))?;
+        let manifest: BundleManifest = serde_json::from_slice(bytes)
+            .map_err(|e| invalid(format!("not a valid descriptor: {e}")))?;
         if manifest.format != BUNDLE_FORMAT {
             return Err(invalid(format!(
                 "format is {:?}, this build reads {BUNDLE_FORMAT:?}",
@@ -134,7 +134,11 @@ impl ModelBundle {
     /// Verifies the three files against each other. The heavy parsing (ONNX, tokenizer)
     /// happens in [`crate::encode::Encoder::new`]; this only proves the bytes are the
     /// ones the descriptor was written for.
-    pub fn from_bytes(manifest_json: &[u8], model_onnx: Vec<u8>, tokenizer_json: Vec<u8>) -> Result<Self> {
+    pub fn from_bytes(
+        manifest_json: &[u8],
+        model_onnx: Vec<u8>,
+        tokenizer_json: Vec<u8>,
+    ) -> Result<Self> {
         let manifest = BundleManifest::from_json(manifest_json)?;
         for (file, bytes) in [(MODEL_FILE, &model_onnx), (TOKENIZER_FILE, &tokenizer_json)] {
             let entry = &manifest.files[file];
@@ -226,7 +230,8 @@ mod tests {
     #[test]
     fn tampered_model_names_file_and_both_hashes() {
         let m = manifest_for(b"onnx", b"{}");
-        let err = ModelBundle::from_bytes(m.as_bytes(), b"onnY".to_vec(), b"{}".to_vec()).unwrap_err();
+        let err =
+            ModelBundle::from_bytes(m.as_bytes(), b"onnY".to_vec(), b"{}".to_vec()).unwrap_err();
         assert_eq!(
             err.to_string(),
             format!(
@@ -240,8 +245,12 @@ mod tests {
     #[test]
     fn truncated_file_is_reported_as_corruption() {
         let m = manifest_for(b"onnx", b"{}");
-        let err = ModelBundle::from_bytes(m.as_bytes(), b"on".to_vec(), b"{}".to_vec()).unwrap_err();
-        assert_eq!(err.to_string(), "data corruption in model.onnx: 2 bytes, manifest says 4");
+        let err =
+            ModelBundle::from_bytes(m.as_bytes(), b"on".to_vec(), b"{}".to_vec()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "data corruption in model.onnx: 2 bytes, manifest says 4"
+        );
     }
 
     #[test]
@@ -249,7 +258,11 @@ mod tests {
         let err = BundleManifest::from_json(b"").unwrap_err();
         assert_eq!(err.to_string(), "dotfind-model.json: empty file");
         let err = BundleManifest::from_json(b"{not json").unwrap_err();
-        assert!(err.to_string().starts_with("dotfind-model.json: not a valid descriptor:"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("dotfind-model.json: not a valid descriptor:"),
+            "{err}"
+        );
         let good = manifest_for(b"x", b"y");
         let bad = good.replace(BUNDLE_FORMAT, "dotfind-model/99");
         assert_eq!(
@@ -258,7 +271,9 @@ mod tests {
         );
         let bad = good.replace("\"max_query_tokens\":30", "\"max_query_tokens\":1");
         assert_eq!(
-            BundleManifest::from_json(bad.as_bytes()).unwrap_err().to_string(),
+            BundleManifest::from_json(bad.as_bytes())
+                .unwrap_err()
+                .to_string(),
             "dotfind-model.json: max_query_tokens is 1, expected 3..=8192"
         );
         let bad = good.replace("\"cls\"", "\"max\"");

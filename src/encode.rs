@@ -31,7 +31,9 @@ pub struct Encoder {
 
 impl std::fmt::Debug for Encoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Encoder").field("model_id", &self.manifest.model_id).finish()
+        f.debug_struct("Encoder")
+            .field("model_id", &self.manifest.model_id)
+            .finish()
     }
 }
 
@@ -43,8 +45,10 @@ impl Encoder {
     /// Parses, types and optimizes the graph and checks it against the descriptor.
     pub fn new(bundle: &ModelBundle) -> Result<Self> {
         let manifest = bundle.manifest.clone();
-        let query_tokenizer = TextTokenizer::from_json(&bundle.tokenizer_json, manifest.max_query_tokens)?;
-        let passage_tokenizer = TextTokenizer::from_json(&bundle.tokenizer_json, manifest.max_passage_tokens)?;
+        let query_tokenizer =
+            TextTokenizer::from_json(&bundle.tokenizer_json, manifest.max_query_tokens)?;
+        let passage_tokenizer =
+            TextTokenizer::from_json(&bundle.tokenizer_json, manifest.max_passage_tokens)?;
 
         if bundle.model_onnx.is_empty() {
             return Err(Error::InvalidModel("empty file".into()));
@@ -80,8 +84,15 @@ impl Encoder {
             .into_optimized()
             .map_err(|e| invalid_model("cannot optimize the graph", format!("{e:#}")))?;
 
-        let output = typed.output_fact(0).map_err(|e| invalid_model("no output", e))?;
-        let hidden = output.shape.iter().last().and_then(|d| d.as_i64()).and_then(|d| usize::try_from(d).ok());
+        let output = typed
+            .output_fact(0)
+            .map_err(|e| invalid_model("no output", e))?;
+        let hidden = output
+            .shape
+            .iter()
+            .last()
+            .and_then(|d| d.as_i64())
+            .and_then(|d| usize::try_from(d).ok());
         if output.rank() != 3 || hidden.is_none() {
             return Err(Error::InvalidModel(format!(
                 "first output must be last_hidden_state [batch, sequence, hidden], found {output:?}"
@@ -172,7 +183,9 @@ impl Encoder {
             return Ok(Vec::new());
         }
         if seq == 0 {
-            return Err(Error::InvalidInput("cannot encode a text with no tokens".into()));
+            return Err(Error::InvalidInput(
+                "cannot encode a text with no tokens".into(),
+            ));
         }
         let pad = self.passage_tokenizer.pad_id();
         let mut ids = Vec::with_capacity(batch * seq);
@@ -188,10 +201,16 @@ impl Encoder {
                 .map(|a| a.into_tensor().into_tvalue())
                 .map_err(|e| Error::Inference(e.to_string()))
         };
-        let mut inputs: TVec<TValue> = tvec![TValue::from(Tensor::default()), TValue::from(Tensor::default())];
+        let mut inputs: TVec<TValue> = tvec![
+            TValue::from(Tensor::default()),
+            TValue::from(Tensor::default())
+        ];
         inputs[self.input_order[0]] = to_tensor(ids)?;
         inputs[self.input_order[1]] = to_tensor(mask.clone())?;
-        let outputs = self.plan.run(inputs).map_err(|e| Error::Inference(format!("{e:#}")))?;
+        let outputs = self
+            .plan
+            .run(inputs)
+            .map_err(|e| Error::Inference(format!("{e:#}")))?;
         let hidden = outputs[0]
             .to_plain_array_view::<f32>()
             .map_err(|e| Error::Inference(format!("output is not f32: {e}")))?

@@ -41,7 +41,7 @@ enum Command {
     },
 }
 
-fn load(model: &PathBuf) -> Result<Encoder> {
+fn load(model: &std::path::Path) -> Result<Encoder> {
     let bundle = ModelBundle::open(model)?;
     Ok(Encoder::new(&bundle)?)
 }
@@ -54,8 +54,19 @@ fn stdin_lines() -> Result<Vec<String>> {
     Ok(lines)
 }
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
+/// Prints `dotfind: error: ...` with the cause chain and exits 1: a message for people,
+/// never a backtrace.
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dotfind: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     match cli.command {

@@ -40,7 +40,9 @@ pub struct TextTokenizer {
 
 impl std::fmt::Debug for TextTokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TextTokenizer").field("max_tokens", &self.max_tokens).finish()
+        f.debug_struct("TextTokenizer")
+            .field("max_tokens", &self.max_tokens)
+            .finish()
     }
 }
 
@@ -50,8 +52,9 @@ impl TextTokenizer {
         if bytes.is_empty() {
             return Err(Error::InvalidTokenizer("empty file".into()));
         }
-        let mut inner = Tokenizer::from_bytes(bytes)
-            .map_err(|e| Error::InvalidTokenizer(format!("not a valid tokenizer definition: {e}")))?;
+        let mut inner = Tokenizer::from_bytes(bytes).map_err(|e| {
+            Error::InvalidTokenizer(format!("not a valid tokenizer definition: {e}"))
+        })?;
         let pad_id = inner
             .get_padding()
             .map(|p| p.pad_id)
@@ -65,7 +68,9 @@ impl TextTokenizer {
                 strategy: TruncationStrategy::LongestFirst,
                 stride: 0,
             }))
-            .map_err(|e| Error::InvalidTokenizer(format!("cannot truncate at {max_tokens} tokens: {e}")))?;
+            .map_err(|e| {
+                Error::InvalidTokenizer(format!("cannot truncate at {max_tokens} tokens: {e}"))
+            })?;
         Ok(Self {
             inner,
             max_tokens,
@@ -89,8 +94,15 @@ impl TextTokenizer {
             .encode(text, true)
             .map_err(|e| Error::InvalidTokenizer(format!("cannot tokenize input: {e}")))?;
         let ids: Vec<i64> = encoding.get_ids().iter().map(|&id| i64::from(id)).collect();
-        let attention_mask = encoding.get_attention_mask().iter().map(|&m| i64::from(m)).collect();
-        Ok(TokenizedText { ids, attention_mask })
+        let attention_mask = encoding
+            .get_attention_mask()
+            .iter()
+            .map(|&m| i64::from(m))
+            .collect();
+        Ok(TokenizedText {
+            ids,
+            attention_mask,
+        })
     }
 }
 
@@ -100,9 +112,14 @@ mod tests {
 
     /// A real (tiny) WordPiece tokenizer with BERT's normalizer, pre-tokenizer and template.
     pub(crate) fn tiny_bert_tokenizer_json() -> String {
-        let vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "hello", "world", "##s", "!", "cafe"];
-        let vocab: serde_json::Map<String, serde_json::Value> =
-            vocab.iter().enumerate().map(|(i, t)| (t.to_string(), i.into())).collect();
+        let vocab = [
+            "[PAD]", "[UNK]", "[CLS]", "[SEP]", "hello", "world", "##s", "!", "cafe",
+        ];
+        let vocab: serde_json::Map<String, serde_json::Value> = vocab
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.to_string(), i.into()))
+            .collect();
         serde_json::json!({
             "version": "1.0",
             "truncation": null,
@@ -153,7 +170,12 @@ mod tests {
             TextTokenizer::from_json(b"", 8).unwrap_err().to_string(),
             "tokenizer.json: empty file"
         );
-        let err = TextTokenizer::from_json(b"{\"model\": 3}", 8).unwrap_err().to_string();
-        assert!(err.starts_with("tokenizer.json: not a valid tokenizer definition:"), "{err}");
+        let err = TextTokenizer::from_json(b"{\"model\": 3}", 8)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("tokenizer.json: not a valid tokenizer definition:"),
+            "{err}"
+        );
     }
 }

@@ -1,0 +1,155 @@
+// The wasm encoder in a real headless Chromium, fetching real bundles from a real HTTP
+// server on localhost: parity with PyTorch and the Python tokenizer, and JS `Error`s for
+// bad bundles. Needs DOTFIND_MODEL_DIR (./build.sh test sets it) and www/pkg (./build.sh wasm).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import crypto from 'node:crypto';
+import { launchBrowser, repoRoot, modelDir, readJson, cosine, int8Floor } from './support.mjs';
+import { startServer } from '../../tools/serve.mjs';
+
+const MODEL = modelDir();
+let server, baseUrl, browser, page, scratch;
+
+function sha256(bytes) {
+  return crypto.createHash('sha256').update(bytes).digest('hex');
+}
+
+/** A copy of the int8 bundle with one file replaced and its checksum updated. */
+function badBundle(name, { file, bytes, edit = () => {}, keepChecksum = false, remove = false }) {
+  const dir = path.join(scratch, name);
+  fs.mkdirSync(dir);
+  for (const f of ['dotfind-model.json', 'model.onnx', 'tokenizer.json']) {
+    fs.copyFileSync(path.join(MODEL, 'int8', f), path.join(dir, f));
+  }
+  const manifestPath = path.join(dir, 'dotfind-model.json');
+  const manifest = readJson(manifestPath);
+  if (remove) fs.rmSync(path.join(dir, file));
+  else if (bytes) {
+    fs.writeFileSync(path.join(dir, file), bytes);
+    if (!keepChecksum) manifest.files[file] = { sha256: sha256(bytes), bytes: bytes.length };
+  }
+  edit(manifest);
+  fs.writeFileSync(manifestPath, JSON.stringify(manifest));
+  return manifest;
+}
+
+before(async () => {
+  scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'dotfind-bad-'));
+  const model = fs.readFileSync(path.join(MODEL, 'int8', 'model.onnx'));
+  const tampered = Buffer.from(model);
+  tampered[tampered.length >> 1] ^= 0x55;
+  badBundle('missing', { file: 'tokenizer.json', remove: true });
+  badBundle('tampered', { file: 'model.onnx', bytes: tampered, keepChecksum: true });
+  badBundle('dims', { edit: (m) => (m.hidden_size = 768) });
+  badBundle('text-model', { file: 'model.onnx', bytes: Buffer.from('this is a README, not a model\n') });
+  badBundle('empty-tokenizer', { file: 'tokenizer.json', bytes: Buffer.alloc(0) });
+
+  ({ server, url: baseUrl } = await startServer({
+    root: repoRoot,
+    mounts: { '/model-f32': path.join(MODEL, 'f32'), '/model-int8': path.join(MODEL, 'int8'), '/bad': scratch },
+  }));
+  browser = await launchBrowser();
+  page = await browser.newPage();
+  await page.goto(`${baseUrl}tests/browser/harness.html`);
+  await page.waitForFunction(() => document.getElementById('status').textContent === 'ready');
+});
+
+after(async () => {
+  await browser?.close();
+  server?.close();
+  if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
+});
+
+function checkParity(reference, label) {
+  return async () => {
+    const texts = reference.items.map((i) => i.query);
+    const [f32, int8] = [
+      await page.evaluate(([b, t]) => window.harness.encodeAll(b, t), ['/model-f32/', texts]),
+      await page.evaluate(([b, t]) => window.harness.encodeAll(b, t), ['/model-int8/', texts]),
+    ];
+    reference.items.forEach((item, i) => {
+      const c32 = cosine(f32[i], item.mean);
+      assert.ok(c32 >= 0.9999, `${label}: wasm f32 cos ${c32} for ${JSON.stringify(item.query.slice(0, 40))}`);
+      const c8 = cosine(int8[i], item.mean);
+      assert.ok(c8 >= int8Floor(item), `${label}: wasm int8 cos ${c8} for ${JSON.stringify(item.query.slice(0, 40))}`);
+    });
+  };
+}
+
+test('wasm embeddings equal the PyTorch reference (f32 and int8)', async () => {
+  await checkParity(readJson(path.join(MODEL, 'reference.json')), 'own reference')();
+});
+
+test('wasm embeddings equal the independent shared reference', async (t) => {
+  const shared = path.join(repoRoot, '../shared/models/minilm-l6-distilbert/reference.json');
+  if (!fs.existsSync(shared)) {
+    t.diagnostic('../shared absent: covered by the own reference');
+    return;
+  }
+  await checkParity(readJson(shared), 'shared reference')();
+});
+
+test('wasm token ids equal the Python tokenizers package on hard strings', async () => {
+  const cases = readJson(path.join(MODEL, 'reference.json')).tokenization.filter((c) => c.kind === 'query');
+  const got = await page.evaluate(([b, t]) => window.harness.tokenizeAll(b, t), ['/model-int8/', cases.map((c) => c.text)]);
+  cases.forEach((c, i) => {
+    if (c.input_ids.length <= 2) {
+      // Nothing searchable left after normalization: the encoder refuses it, by name.
+      assert.equal(got[i].isError, true, `expected an Error for ${JSON.stringify(c.text)}`);
+      assert.match(got[i].message, /^invalid input: query (is empty|has no searchable text)$/);
+    } else {
+      assert.deepEqual(got[i], c.input_ids, `tokens of ${JSON.stringify(c.text.slice(0, 40))}`);
+    }
+  });
+});
+
+test('bad bundles reject with Errors that name the file and problem', async () => {
+  const err = (bundle) => page.evaluate((b) => window.harness.loadError(b), bundle);
+  const base = new URL('/bad/', baseUrl).href;
+  const model = fs.readFileSync(path.join(MODEL, 'int8', 'model.onnx'));
+  const tampered = fs.readFileSync(path.join(scratch, 'tampered', 'model.onnx'));
+
+  assert.deepEqual(await err('/bad/missing/'), {
+    isError: true,
+    message: `model bundle ${base}missing/: missing file tokenizer.json (HTTP 404)`,
+  });
+  assert.deepEqual(await err('/bad/tampered/'), {
+    isError: true,
+    message: `model.onnx: sha256 mismatch: manifest says ${sha256(model)}, file has ${sha256(tampered)}`,
+  });
+  assert.deepEqual(await err('/bad/dims/'), {
+    isError: true,
+    message: 'model mismatch: model.onnx outputs vectors of 384 dimensions, dotfind-model.json says hidden_size 768',
+  });
+  const text = await err('/bad/text-model/');
+  assert.equal(text.isError, true);
+  assert.match(text.message, /^model\.onnx: not a valid ONNX model: /);
+  assert.deepEqual(await err('/bad/empty-tokenizer/'), { isError: true, message: 'tokenizer.json: empty file' });
+});
+
+test('bad queries reject with Errors', async () => {
+  const err = (q) => page.evaluate(([b, t]) => window.harness.encodeError(b, t), ['/model-int8/', q]);
+  assert.deepEqual(await err(''), { isError: true, message: 'invalid input: query is empty' });
+  assert.deepEqual(await err('word '.repeat(20000)), {
+    isError: true,
+    message: 'invalid input: query is 100000 bytes, the limit is 65536',
+  });
+  assert.equal(await err('word '.repeat(10000)), null, 'long queries are truncated, not refused');
+});
+
+test('no console errors on the happy path', async () => {
+  // A fresh page that only loads and encodes: the error-path tests above log 404s on purpose.
+  const fresh = await browser.newPage();
+  const errors = [];
+  fresh.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+  fresh.on('pageerror', (e) => errors.push(String(e)));
+  await fresh.goto(`${baseUrl}tests/browser/harness.html`);
+  await fresh.waitForFunction(() => document.getElementById('status').textContent === 'ready');
+  const [v] = await fresh.evaluate(() => window.harness.encodeAll('/model-int8/', ['what is the capital of france']));
+  assert.equal(v.length, 384);
+  assert.deepEqual(errors, []);
+  await fresh.close();
+});

@@ -1,0 +1,51 @@
+// Exposes the wasm encoder to the browser tests through `window.harness`.
+import { loadQueryEncoder, initWasm } from '/www/encoder.js';
+
+const encoders = new Map();
+async function encoder(bundle) {
+  if (!encoders.has(bundle)) encoders.set(bundle, await loadQueryEncoder(bundle));
+  return encoders.get(bundle);
+}
+
+function asError(e) {
+  return { isError: e instanceof Error, message: String(e?.message ?? e) };
+}
+
+window.harness = {
+  async encodeAll(bundle, texts) {
+    const e = await encoder(bundle);
+    return texts.map((t) => Array.from(e.encode(t)));
+  },
+  async tokenizeAll(bundle, texts) {
+    const e = await encoder(bundle);
+    return texts.map((t) => {
+      try {
+        return Array.from(e.tokenize(t));
+      } catch (err) {
+        return asError(err);
+      }
+    });
+  },
+  async encodeError(bundle, text) {
+    try {
+      (await encoder(bundle)).encode(text);
+      return null;
+    } catch (err) {
+      return asError(err);
+    }
+  },
+  async loadError(bundle) {
+    try {
+      await loadQueryEncoder(bundle);
+      return null;
+    } catch (err) {
+      return asError(err);
+    }
+  },
+  async info(bundle) {
+    const e = await encoder(bundle);
+    return { dims: e.dims, manifest: e.manifest };
+  },
+};
+await initWasm();
+document.getElementById('status').textContent = 'ready';

@@ -1,0 +1,320 @@
+//! The native encoder against PyTorch and the Python tokenizer, and its behaviour on bad
+//! bundles and bad queries. Needs the prepared default model (`./build.sh test` does it).
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::{bundle, int8_floor, own_reference, shared_reference, Reference};
+use dotfind::encode::cosine;
+use dotfind::tokenize::TextTokenizer;
+use dotfind::{Encoder, ModelBundle, Pooling, Similarity};
+
+fn encoder(kind: &str) -> Encoder {
+    Encoder::new(&ModelBundle::open(&bundle(kind)).expect("bundle opens")).expect("encoder builds")
+}
+
+/// The same bundle with another pooling/similarity: exercises both code paths on real weights.
+fn encoder_with(kind: &str, pooling: Pooling, similarity: Similarity) -> Encoder {
+    let mut b = ModelBundle::open(&bundle(kind)).unwrap();
+    b.manifest.pooling = pooling;
+    b.manifest.similarity = similarity;
+    Encoder::new(&b).unwrap()
+}
+
+#[test]
+fn token_ids_equal_python_tokenizers_on_hard_strings() {
+    let reference = own_reference();
+    assert!(
+        reference.tokenization.len() >= 20,
+        "reference lacks tokenization cases"
+    );
+    let tokenizer_json = std::fs::read(bundle("int8").join("tokenizer.json")).unwrap();
+    let manifest = ModelBundle::open(&bundle("int8")).unwrap().manifest;
+    let query = TextTokenizer::from_json(&tokenizer_json, manifest.max_query_tokens).unwrap();
+    let passage = TextTokenizer::from_json(&tokenizer_json, manifest.max_passage_tokens).unwrap();
+    for case in &reference.tokenization {
+        let t = if case.kind == "query" {
+            &query
+        } else {
+            &passage
+        };
+        let ids = t.tokenize(&case.text).unwrap().ids;
+        assert_eq!(
+            ids, case.input_ids,
+            "{} tokenization of {:?}",
+            case.kind, case.text
+        );
+    }
+    // The 2,000-word case really hit truncation at both limits.
+    assert!(reference
+        .tokenization
+        .iter()
+        .any(|c| c.kind == "passage" && c.input_ids.len() == manifest.max_passage_tokens));
+}
+
+fn check_parity(reference: &Reference, name: &str) {
+    let f32_mean = encoder("f32");
+    let int8_mean = encoder("int8");
+    let f32_cls = encoder_with("f32", Pooling::Cls, Similarity::Dot);
+    for item in &reference.items {
+        let tokens = f32_mean.tokenize_query(&item.query).unwrap();
+        assert_eq!(
+            tokens.ids, item.input_ids,
+            "{name}: token ids of {:?}",
+            item.query
+        );
+
+        let v = f32_mean.encode_query(&item.query).unwrap();
+        let c = cosine(&v, &item.mean);
+        assert!(c >= 0.9999, "{name}: f32 mean cos {c} for {:?}", item.query);
+        assert!(
+            (v.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-4,
+            "cosine bundle is normalized"
+        );
+
+        // CLS + dot: raw vector, compared element-wise too.
+        let v = f32_cls.encode_query(&item.query).unwrap();
+        let c = cosine(&v, &item.cls);
+        let diff = v
+            .iter()
+            .zip(&item.cls)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            c >= 0.9999 && diff < 1e-3,
+            "{name}: f32 cls cos {c} diff {diff} for {:?}",
+            item.query
+        );
+
+        let v = int8_mean.encode_query(&item.query).unwrap();
+        let c = cosine(&v, &item.mean);
+        assert!(
+            c >= int8_floor(item),
+            "{name}: int8 mean cos {c} for {:?}",
+            item.query
+        );
+    }
+}
+
+#[test]
+fn embeddings_equal_pytorch_reference_of_the_preparation_tool() {
+    let reference = own_reference();
+    assert!(reference.items.len() >= 5);
+    check_parity(&reference, "own reference");
+}
+
+#[test]
+fn embeddings_equal_independent_shared_reference() {
+    match shared_reference() {
+        Some(reference) => check_parity(&reference, "shared reference"),
+        None => eprintln!("../shared/models/minilm-l6-distilbert/reference.json absent: covered by the own reference"),
+    }
+}
+
+#[test]
+fn batched_passages_equal_passages_encoded_alone() {
+    let e = encoder("f32");
+    let texts = [
+        "short",
+        "a considerably longer passage about vaccines, the immune system and how antibodies form",
+        "東京は日本の首都です",
+    ];
+    let batch = e.encode_passages(&texts).unwrap();
+    assert_eq!(batch.len(), 3);
+    for (text, v) in texts.iter().zip(&batch) {
+        let alone = e.encode_passages(&[text]).unwrap().remove(0);
+        assert_eq!(v.len(), e.dims());
+        assert!(cosine(v, &alone) > 0.99999, "padding leaked into {text:?}");
+    }
+}
+
+#[test]
+fn bad_queries_get_named_errors() {
+    let e = encoder("int8");
+    assert_eq!(
+        e.encode_query("").unwrap_err().to_string(),
+        "invalid input: query is empty"
+    );
+    assert_eq!(
+        e.encode_query(" \t\n").unwrap_err().to_string(),
+        "invalid input: query is empty"
+    );
+    assert_eq!(
+        e.encode_query("\u{0}\u{1}").unwrap_err().to_string(),
+        "invalid input: query has no searchable text"
+    );
+    let huge = "word ".repeat(20_000);
+    assert_eq!(
+        e.encode_query(&huge).unwrap_err().to_string(),
+        "invalid input: query is 100000 bytes, the limit is 65536"
+    );
+    // Long but allowed: truncated to the bundle's limit, still a vector.
+    let long = "word ".repeat(10_000);
+    assert_eq!(
+        e.tokenize_query(&long).unwrap().len(),
+        e.manifest().max_query_tokens
+    );
+    assert_eq!(e.encode_query(&long).unwrap().len(), e.dims());
+}
+
+/// Copies the int8 bundle into a temp dir so a test can damage it.
+fn scratch_bundle() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["dotfind-model.json", "model.onnx", "tokenizer.json"] {
+        std::fs::copy(bundle("int8").join(f), dir.path().join(f)).unwrap();
+    }
+    dir
+}
+
+/// Rewrites a bundle file and records its new checksum, so only the content is wrong.
+fn replace_consistently(
+    dir: &Path,
+    file: &str,
+    bytes: &[u8],
+    edit: impl FnOnce(&mut serde_json::Value),
+) {
+    std::fs::write(dir.join(file), bytes).unwrap();
+    let path = dir.join("dotfind-model.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    m["files"][file] =
+        serde_json::json!({"sha256": dotfind::bundle::sha256_hex(bytes), "bytes": bytes.len()});
+    edit(&mut m);
+    std::fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
+}
+
+fn load_error(dir: &Path) -> String {
+    match ModelBundle::open(dir).and_then(|b| Encoder::new(&b)) {
+        Ok(_) => panic!("bundle at {} loaded", dir.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn missing_file_is_named() {
+    let dir = scratch_bundle();
+    std::fs::remove_file(dir.path().join("tokenizer.json")).unwrap();
+    assert_eq!(
+        load_error(dir.path()),
+        format!(
+            "model bundle {}: missing file tokenizer.json",
+            dir.path().display()
+        )
+    );
+}
+
+#[test]
+fn tampered_model_is_a_checksum_error() {
+    let dir = scratch_bundle();
+    let path = dir.path().join("model.onnx");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let expected = dotfind::bundle::sha256_hex(&bytes);
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(&path, &bytes).unwrap();
+    assert_eq!(
+        load_error(dir.path()),
+        format!(
+            "model.onnx: sha256 mismatch: manifest says {expected}, file has {}",
+            dotfind::bundle::sha256_hex(&bytes)
+        )
+    );
+}
+
+#[test]
+fn truncated_model_is_data_corruption() {
+    let dir = scratch_bundle();
+    let path = dir.path().join("model.onnx");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..1000]).unwrap();
+    assert_eq!(
+        load_error(dir.path()),
+        format!(
+            "data corruption in model.onnx: 1000 bytes, manifest says {}",
+            bytes.len()
+        )
+    );
+}
+
+#[test]
+fn hidden_size_mismatch_is_reported() {
+    let dir = scratch_bundle();
+    let tok = std::fs::read(dir.path().join("tokenizer.json")).unwrap();
+    replace_consistently(dir.path(), "tokenizer.json", &tok, |m| {
+        m["hidden_size"] = 768.into()
+    });
+    assert_eq!(
+        load_error(dir.path()),
+        "model mismatch: model.onnx outputs vectors of 384 dimensions, dotfind-model.json says hidden_size 768"
+    );
+}
+
+#[test]
+fn text_file_renamed_model_onnx_is_rejected() {
+    let dir = scratch_bundle();
+    replace_consistently(
+        dir.path(),
+        "model.onnx",
+        b"this is a README, not a model\n",
+        |_| {},
+    );
+    let err = load_error(dir.path());
+    assert!(
+        err.starts_with("model.onnx: not a valid ONNX model:"),
+        "{err}"
+    );
+}
+
+#[test]
+fn empty_tokenizer_is_rejected() {
+    let dir = scratch_bundle();
+    replace_consistently(dir.path(), "tokenizer.json", b"", |_| {});
+    assert_eq!(load_error(dir.path()), "tokenizer.json: empty file");
+}
+
+#[test]
+fn cli_encode_matches_the_library() {
+    let texts = "what is the capital of france\nhow do vaccines train the immune system\n";
+    let run = |args: &[&str]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dotfind"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(texts.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let model = bundle("int8");
+    let out = run(&["encode", "--model", model.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let vectors: Vec<Vec<f32>> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let e = encoder("int8");
+    assert_eq!(vectors.len(), 2);
+    for (line, v) in texts.lines().zip(&vectors) {
+        assert_eq!(v, &e.encode_query(line).unwrap());
+    }
+
+    let out = run(&["encode", "--model", "/nonexistent/bundle"]);
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "dotfind: error: model bundle /nonexistent/bundle: missing file dotfind-model.json\n"
+    );
+}

@@ -1,0 +1,43 @@
+// Browser loader for a dotfind model bundle. JavaScript owns the network (fetch, HTTP
+// errors); the wasm core verifies the bytes and runs the model. Every failure is an
+// `Error` naming the URL or file at fault.
+import init, { QueryEncoder } from './pkg/dotfind.js';
+
+let wasmReady;
+
+/** Instantiates the wasm module once (later calls share the same promise). */
+export function initWasm() {
+  wasmReady ??= init({ module_or_path: new URL('./pkg/dotfind_bg.wasm', import.meta.url) });
+  return wasmReady;
+}
+
+async function fetchBytes(base, file) {
+  const url = new URL(file, base);
+  let response;
+  try {
+    response = await fetch(url);
+  } catch (e) {
+    throw new Error(`model bundle ${base}: cannot fetch ${file}: ${e.message}`);
+  }
+  if (!response.ok) {
+    const what = response.status === 404 ? `missing file ${file}` : `${file}: HTTP ${response.status} ${response.statusText}`;
+    throw new Error(`model bundle ${base}: ${what} (HTTP ${response.status})`);
+  }
+  return new Uint8Array(await response.arrayBuffer());
+}
+
+/**
+ * Fetches and verifies the bundle at `bundleUrl` (a folder holding dotfind-model.json,
+ * model.onnx and tokenizer.json; relative URLs resolve against the page).
+ * @returns {Promise<QueryEncoder>}
+ */
+export async function loadQueryEncoder(bundleUrl) {
+  await initWasm();
+  const base = new URL(bundleUrl.endsWith('/') ? bundleUrl : `${bundleUrl}/`, globalThis.location?.href);
+  const [manifest, model, tokenizer] = await Promise.all(
+    ['dotfind-model.json', 'model.onnx', 'tokenizer.json'].map((f) => fetchBytes(base, f)),
+  );
+  return new QueryEncoder(manifest, model, tokenizer);
+}
+
+export { QueryEncoder };
