@@ -74,6 +74,9 @@ pub struct BundleManifest {
 #[derive(Debug, Clone)]
 pub struct ModelBundle {
     pub manifest: BundleManifest,
+    /// The descriptor exactly as read: copied verbatim into indexes, since its hash is the
+    /// bundle's identity.
+    pub manifest_json: Vec<u8>,
     pub model_onnx: Vec<u8>,
     pub tokenizer_json: Vec<u8>,
     /// sha256 of the descriptor bytes: changes whenever any bundle file changes,
@@ -159,6 +162,7 @@ impl ModelBundle {
         }
         Ok(ModelBundle {
             manifest,
+            manifest_json: manifest_json.to_vec(),
             model_onnx,
             tokenizer_json,
             bundle_sha256: sha256_hex(manifest_json),
@@ -182,7 +186,21 @@ impl ModelBundle {
             })
         };
         let manifest = read(MANIFEST_FILE)?;
-        let model = read(MODEL_FILE)?;
+        let model =
+            if dir.join(MODEL_FILE).exists() || !dir.join(format!("{MODEL_FILE}.000")).exists() {
+                read(MODEL_FILE)?
+            } else {
+                // Split for static hosts' per-file caps: model.onnx.000, .001, ... in order.
+                let mut bytes = Vec::new();
+                for i in 0.. {
+                    let part = format!("{MODEL_FILE}.{i:03}");
+                    if !dir.join(&part).exists() {
+                        break;
+                    }
+                    bytes.extend_from_slice(&read(&part)?);
+                }
+                bytes
+            };
         let tokenizer = read(TOKENIZER_FILE)?;
         Self::from_bytes(&manifest, model, tokenizer)
     }

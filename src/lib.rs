@@ -6,7 +6,20 @@
 pub mod bundle;
 pub mod encode;
 pub mod error;
+pub mod search;
+pub mod shard;
 pub mod tokenize;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod corpus;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod eval;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod html;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod index;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod index_files;
 
 #[cfg(target_arch = "wasm32")]
 mod wasm;

@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use dotfind::index::{build_index, IndexOptions};
+use dotfind::index_files::open_index;
+use dotfind::shard::VectorEncoding;
 use dotfind::{Encoder, ModelBundle};
 
 #[derive(Parser)]
@@ -32,6 +35,50 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         batch_size: usize,
     },
+    /// Encode a corpus (BEIR JSONL or a folder of built HTML pages) into an index folder.
+    Index {
+        /// Model bundle folder; copied into the index so the folder deploys as-is.
+        #[arg(long)]
+        model: PathBuf,
+        /// corpus.jsonl ({"_id","title","text"[,"url"]} per line) or a static site's output folder.
+        #[arg(long)]
+        input: PathBuf,
+        /// Index folder to write (replaced atomically; its vectors are reused where unchanged).
+        #[arg(long)]
+        out: PathBuf,
+        /// Stored vector precision.
+        #[arg(long, default_value = "int8")]
+        vectors: VectorEncoding,
+        /// Largest file written, in MiB (static hosts cap file sizes: Cloudflare Pages at 25 MiB).
+        #[arg(long, default_value_t = 20)]
+        max_file_mib: usize,
+    },
+    /// Exact search over an index (the browser's scoring), printing the top passages.
+    Search {
+        #[arg(long)]
+        index: PathBuf,
+        #[arg(short, default_value_t = 10)]
+        k: usize,
+        /// Print a JSON array of {id, url, title, score}.
+        #[arg(long)]
+        json: bool,
+        query: String,
+    },
+    /// Batch retrieval into a TREC run file (one line per query and document, best passage per document).
+    Run {
+        #[arg(long)]
+        index: PathBuf,
+        /// queries.jsonl: {"_id","text"} per line.
+        #[arg(long)]
+        queries: PathBuf,
+        #[arg(short, default_value_t = 1000)]
+        k: usize,
+        #[arg(long)]
+        out: PathBuf,
+        /// Run tag (last column).
+        #[arg(long, default_value = "dotfind")]
+        tag: String,
+    },
     /// Print token ids (one JSON array per stdin line), as the model sees them.
     Tokenize {
         #[arg(long)]
@@ -44,6 +91,15 @@ enum Command {
 fn load(model: &std::path::Path) -> Result<Encoder> {
     let bundle = ModelBundle::open(model)?;
     Ok(Encoder::new(&bundle)?)
+}
+
+/// The first `chars` characters of a text, on one line.
+fn snippet(text: &str, chars: usize) -> String {
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match one_line.char_indices().nth(chars) {
+        Some((at, _)) => format!("{}…", &one_line[..at]),
+        None => one_line,
+    }
 }
 
 fn stdin_lines() -> Result<Vec<String>> {
@@ -92,6 +148,72 @@ fn run(cli: Cli) -> Result<()> {
                     writeln!(out, "{}", serde_json::to_string(&v)?)?;
                 }
             }
+        }
+        Command::Index {
+            model,
+            input,
+            out,
+            vectors,
+            max_file_mib,
+        } => {
+            let opts = IndexOptions {
+                encoding: vectors,
+                max_file_bytes: max_file_mib.max(1) * 1024 * 1024,
+                progress: true,
+            };
+            let started = std::time::Instant::now();
+            let stats = build_index(&model, &input, &out, &opts)?;
+            eprintln!(
+                "indexed {} passages from {} documents into {} ({} shards): {} encoded, {} reused, {:.1} s",
+                stats.passages,
+                stats.documents,
+                out.display(),
+                stats.shards,
+                stats.encoded,
+                stats.reused,
+                started.elapsed().as_secs_f64()
+            );
+        }
+        Command::Search {
+            index,
+            k,
+            json,
+            query,
+        } => {
+            let (index, encoder) = open_index(&index)?;
+            let q = encoder.encode_query(&query)?;
+            let hits = index.search(&q, k)?;
+            let mut results = Vec::with_capacity(hits.len());
+            for hit in hits {
+                let r = index.record(hit.passage)?;
+                results.push(serde_json::json!({"id": r.id, "url": r.url, "title": r.title, "score": hit.score}));
+                if !json {
+                    writeln!(
+                        out,
+                        "{:.4}\t{}\t{}\t{}",
+                        hit.score,
+                        r.id,
+                        r.title,
+                        snippet(&r.text, 100)
+                    )?;
+                }
+            }
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&results)?)?;
+            }
+        }
+        Command::Run {
+            index,
+            queries,
+            k,
+            out: run_path,
+            tag,
+        } => {
+            let (index, encoder) = open_index(&index)?;
+            let queries = dotfind::eval::read_queries(&queries)?;
+            let run = dotfind::eval::retrieve(&index, &encoder, &queries, k)?;
+            dotfind::eval::write_run(&run_path, &run, &tag)?;
+            eprintln!("wrote {} queries to {}", queries.len(), run_path.display());
         }
         Command::Tokenize { model, passages } => {
             let encoder = load(&model)?;

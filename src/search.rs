@@ -1,0 +1,202 @@
+//! Exact top-k search over an index's shards: the same scoring natively and in the browser.
+
+use std::collections::HashMap;
+
+use crate::error::{Error, Result};
+use crate::shard::{IndexManifest, PassageRecord, PassageShard, VectorShard};
+
+/// A scored passage, by its position in the index (shard order, then row).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Hit {
+    pub passage: usize,
+    pub score: f32,
+}
+
+/// Re-ranked candidates (id, score; best first) and the ids the index does not know.
+pub type Reranked = (Vec<(String, f32)>, Vec<String>);
+
+/// Loaded shards of one index, checked against its manifest.
+#[derive(Debug)]
+pub struct SearchIndex {
+    pub manifest: IndexManifest,
+    shards: Vec<(VectorShard, PassageShard)>,
+    /// First passage number of each shard.
+    starts: Vec<usize>,
+}
+
+/// Orders hits best first; equal scores keep index order, so results are deterministic.
+fn better(a: &Hit, b: &Hit) -> std::cmp::Ordering {
+    b.score.total_cmp(&a.score).then(a.passage.cmp(&b.passage))
+}
+
+/// The `k` best of `hits`, best first.
+pub fn top_k(mut hits: Vec<Hit>, k: usize) -> Vec<Hit> {
+    if k == 0 {
+        return Vec::new();
+    }
+    if hits.len() > k {
+        hits.select_nth_unstable_by(k - 1, better);
+        hits.truncate(k);
+    }
+    hits.sort_by(better);
+    hits
+}
+
+impl SearchIndex {
+    /// Assembles shards (already verified against the manifest's checksums by the caller).
+    pub fn new(manifest: IndexManifest, shards: Vec<(VectorShard, PassageShard)>) -> Result<Self> {
+        let dims = manifest.model.dims;
+        if shards.len() != manifest.shards.len() {
+            return Err(Error::InvalidManifest {
+                file: "manifest.json".into(),
+                reason: format!(
+                    "lists {} shards, {} were loaded",
+                    manifest.shards.len(),
+                    shards.len()
+                ),
+            });
+        }
+        let mut starts = Vec::with_capacity(shards.len());
+        let mut next = 0;
+        for ((vectors, passages), entry) in shards.iter().zip(&manifest.shards) {
+            let mismatch = |reason: String| Error::DataCorruption {
+                file: entry.vectors.clone(),
+                reason,
+            };
+            if vectors.dims != dims {
+                return Err(Error::ModelMismatch(format!(
+                    "{} holds {}-dimensional vectors, the index model has {dims}",
+                    entry.vectors, vectors.dims
+                )));
+            }
+            if vectors.encoding != manifest.vector_encoding {
+                return Err(mismatch(format!(
+                    "encoded as {:?}, manifest says {:?}",
+                    vectors.encoding, manifest.vector_encoding
+                )));
+            }
+            if vectors.count != entry.count || passages.len() != entry.count {
+                return Err(mismatch(format!(
+                    "{} vectors and {} passages, manifest says {}",
+                    vectors.count,
+                    passages.len(),
+                    entry.count
+                )));
+            }
+            starts.push(next);
+            next += entry.count;
+        }
+        Ok(SearchIndex {
+            manifest,
+            shards,
+            starts,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.manifest.passage_count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Dot product of `query` with every passage, in passage order.
+    pub fn score_all(&self, query: &[f32]) -> Result<Vec<f32>> {
+        if query.len() != self.manifest.model.dims {
+            return Err(Error::ModelMismatch(format!(
+                "query vector has {} dimensions, the index has {}",
+                query.len(),
+                self.manifest.model.dims
+            )));
+        }
+        let mut all = Vec::with_capacity(self.len());
+        let mut buf = Vec::new();
+        for (vectors, _) in &self.shards {
+            vectors.score_all(query, &mut buf);
+            all.extend_from_slice(&buf);
+        }
+        Ok(all)
+    }
+
+    /// Exact top-k passages for a query vector.
+    pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
+        let scores = self.score_all(query)?;
+        let hits = scores
+            .into_iter()
+            .enumerate()
+            .map(|(passage, score)| Hit { passage, score })
+            .collect();
+        Ok(top_k(hits, k))
+    }
+
+    /// Decodes passage `n`'s record.
+    pub fn record(&self, n: usize) -> Result<PassageRecord> {
+        let shard = self.starts.partition_point(|&s| s <= n).saturating_sub(1);
+        let (_, passages) = self
+            .shards
+            .get(shard)
+            .ok_or_else(|| Error::InvalidInput(format!("no passage {n}")))?;
+        passages.record(n - self.starts[shard])
+    }
+
+    /// Every record, in passage order (for batch evaluation and id lookups).
+    pub fn records(&self) -> Result<Vec<PassageRecord>> {
+        (0..self.len()).map(|n| self.record(n)).collect()
+    }
+
+    /// Orders candidate ids (passage ids, document ids or URLs, e.g. a lexical engine's top
+    /// 100) by the query's score. A document id scores as its best passage. Unknown ids are
+    /// returned separately, in input order, so callers can keep or drop them.
+    pub fn rerank(&self, query: &[f32], candidates: &[String]) -> Result<Reranked> {
+        let records = self.records()?;
+        let mut lookup: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (n, r) in records.iter().enumerate() {
+            lookup.entry(r.id.as_str()).or_default().push(n);
+            if r.doc_id != r.id {
+                lookup.entry(r.doc_id.as_str()).or_default().push(n);
+            }
+            if !r.url.is_empty() && r.url != r.id && r.url != r.doc_id {
+                lookup.entry(r.url.as_str()).or_default().push(n);
+            }
+        }
+        let scores = self.score_all(query)?;
+        let mut scored = Vec::new();
+        let mut unknown = Vec::new();
+        for (order, id) in candidates.iter().enumerate() {
+            match lookup.get(id.as_str()) {
+                Some(ns) => {
+                    let best = ns
+                        .iter()
+                        .map(|&n| scores[n])
+                        .fold(f32::NEG_INFINITY, f32::max);
+                    scored.push((order, id.clone(), best));
+                }
+                None => unknown.push(id.clone()),
+            }
+        }
+        scored.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)));
+        Ok((
+            scored.into_iter().map(|(_, id, s)| (id, s)).collect(),
+            unknown,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_k_is_exact_and_breaks_ties_by_position() {
+        let hits: Vec<Hit> = [0.1, 0.9, 0.5, 0.9, -1.0, 0.7]
+            .iter()
+            .enumerate()
+            .map(|(passage, &score)| Hit { passage, score })
+            .collect();
+        let top: Vec<usize> = top_k(hits.clone(), 3).iter().map(|h| h.passage).collect();
+        assert_eq!(top, vec![1, 3, 5]);
+        assert_eq!(top_k(hits.clone(), 10).len(), 6);
+        assert!(top_k(hits, 0).is_empty());
+    }
+}

@@ -1,0 +1,660 @@
+//! Corpus → index → search, end to end through the library and the CLI, on fixtures in
+//! tests/fixtures. Needs the prepared default model (`./build.sh test` does it).
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::bundle;
+use dotfind::encode::cosine;
+use dotfind::html::{read_site, word_count};
+use dotfind::index::{build_index, IndexOptions};
+use dotfind::index_files::{open_index, open_index_files};
+use dotfind::shard::VectorEncoding;
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+}
+
+fn options(encoding: VectorEncoding) -> IndexOptions {
+    IndexOptions {
+        encoding,
+        ..IndexOptions::default()
+    }
+}
+
+fn index_of(input: &Path, encoding: VectorEncoding) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("index");
+    build_index(&bundle("int8"), input, &out, &options(encoding)).unwrap();
+    (dir, out)
+}
+
+fn queries() -> Vec<(String, String, String)> {
+    let texts: HashMap<String, String> = dotfind::eval::read_queries(&fixture("queries.jsonl"))
+        .unwrap()
+        .into_iter()
+        .map(|q| (q.id, q.text))
+        .collect();
+    std::fs::read_to_string(fixture("expected.tsv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f[0].to_string(), texts[f[0]].clone(), f[1].to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn round_trip_search_finds_expected_passages_with_brute_force_scores() {
+    let (_d, int8_dir) = index_of(&fixture("corpus.jsonl"), VectorEncoding::Int8);
+    let (_d2, f32_dir) = index_of(&fixture("corpus.jsonl"), VectorEncoding::F32);
+    let (int8, encoder) = open_index(&int8_dir).unwrap();
+    let (f32_index, _) = open_index(&f32_dir).unwrap();
+    assert_eq!(int8.len(), 24);
+
+    // Brute force: every passage encoded alone in f32 by the same bundle, plain dot product.
+    let records = int8.records().unwrap();
+    let passages: Vec<Vec<f32>> = records
+        .iter()
+        .map(|r| {
+            encoder
+                .encode_passages(&[&r.encoded_text()])
+                .unwrap()
+                .remove(0)
+        })
+        .collect();
+
+    let mut overlap = 0.0;
+    for (qid, text, expected) in queries() {
+        let q = encoder.encode_query(&text).unwrap();
+        let hits = int8.search(&q, 10).unwrap();
+        assert_eq!(records[hits[0].passage].doc_id, expected, "{qid} {text:?}");
+        for h in &hits {
+            let exact: f32 = q.iter().zip(&passages[h.passage]).map(|(a, b)| a * b).sum();
+            // int8 per-vector scale: error ≤ ½ step per component, ‖q‖ = 1 → ≤ 0.5·max|v|/127·√dims.
+            assert!(
+                (h.score - exact).abs() < 0.01,
+                "{qid}: int8 {} vs f32 {exact}",
+                h.score
+            );
+        }
+        let top_f32: Vec<usize> = f32_index
+            .search(&q, 10)
+            .unwrap()
+            .iter()
+            .map(|h| h.passage)
+            .collect();
+        overlap += hits.iter().filter(|h| top_f32.contains(&h.passage)).count() as f64;
+    }
+    let mean = overlap / queries().len() as f64;
+    assert!(mean >= 9.0, "mean top-10 overlap int8 vs f32 {mean}");
+}
+
+#[test]
+fn vectors_do_not_depend_on_other_passages() {
+    let (_a, small) = index_of(&fixture("corpus.jsonl"), VectorEncoding::Int8);
+    // Same documents plus unrelated ones before them: a different batch context for every passage.
+    let dir = tempfile::tempdir().unwrap();
+    let bigger = dir.path().join("corpus.jsonl");
+    let mut text = String::from("{\"_id\": \"extra-1\", \"text\": \"a long unrelated passage about llamas and alpacas grazing\"}\n");
+    text += &std::fs::read_to_string(fixture("corpus.jsonl")).unwrap();
+    std::fs::write(&bigger, text).unwrap();
+    let (_b, big) = index_of(&bigger, VectorEncoding::Int8);
+    let small = open_index_files(&small).unwrap();
+    let big = open_index_files(&big).unwrap();
+    let (sv, _) = &small.shards[0];
+    let (bv, _) = &big.shards[0];
+    for i in 0..sv.count {
+        assert_eq!(
+            sv.row(i),
+            bv.row(i + 1),
+            "passage {i} changed with its neighbours"
+        );
+    }
+}
+
+fn all_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            for (name, bytes) in all_files(&path) {
+                out.push((
+                    format!("{}/{name}", path.file_name().unwrap().to_string_lossy()),
+                    bytes,
+                ));
+            }
+        } else {
+            out.push((
+                path.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&path).unwrap(),
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn indexing_is_deterministic_and_incremental() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site");
+    copy_dir(&fixture("site"), &site);
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let opts = options(VectorEncoding::Int8);
+    let first = build_index(&bundle("int8"), &site, &a, &opts).unwrap();
+    assert_eq!((first.encoded, first.reused), (first.passages, 0));
+    build_index(&bundle("int8"), &site, &b, &opts).unwrap();
+    assert_eq!(all_files(&a), all_files(&b), "two runs, identical bytes");
+
+    // Unchanged input into the same folder: nothing re-encoded, same bytes.
+    let again = build_index(&bundle("int8"), &site, &a, &opts).unwrap();
+    assert_eq!((again.encoded, again.reused), (0, first.passages));
+    assert_eq!(all_files(&a), all_files(&b));
+
+    // One page changed: only its passages are encoded again.
+    let page = site.join("ja/index.html");
+    let html = std::fs::read_to_string(&page)
+        .unwrap()
+        .replace("トマト", "ナス");
+    std::fs::write(&page, html).unwrap();
+    let changed = build_index(&bundle("int8"), &site, &a, &opts).unwrap();
+    assert_eq!((changed.encoded, changed.reused), (1, first.passages - 1));
+    let names: Vec<String> = all_files(&a)
+        .into_iter()
+        .map(|(n, _)| n)
+        .filter(|n| !n.starts_with("model/"))
+        .collect();
+    assert_eq!(
+        names,
+        vec!["manifest.json", "passages-000.bin", "vectors-000.bin"]
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let dest = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &dest);
+        } else {
+            std::fs::copy(&path, &dest).unwrap();
+        }
+    }
+}
+
+#[test]
+fn html_pages_become_titled_anchored_passages() {
+    let records = read_site(&fixture("site")).unwrap();
+    let by_url = |prefix: &str| {
+        records
+            .iter()
+            .filter(|r| r.doc_id == prefix)
+            .collect::<Vec<_>>()
+    };
+
+    let home = by_url("/");
+    assert_eq!(home.len(), 2, "{home:#?}");
+    assert_eq!(home[0].title, "Garden Handbook");
+    assert_eq!(
+        (home[0].heading.as_str(), home[0].url.as_str()),
+        ("Welcome to the garden handbook", "/#welcome")
+    );
+    assert!(home[0].text.starts_with("This handbook explains"));
+    assert_eq!(
+        (home[1].heading.as_str(), home[1].url.as_str()),
+        ("Watering", "/#watering")
+    );
+    let all_home: String = home.iter().map(|r| r.text.as_str()).collect();
+    for absent in [
+        "Cookie banner",
+        "tracking code",
+        "navigation link",
+        "enable JavaScript",
+        "font-family",
+        "Footer",
+        "banner text",
+    ] {
+        assert!(
+            !all_home.contains(absent),
+            "{absent:?} leaked into {all_home:?}"
+        );
+    }
+
+    let soil = by_url("/docs/soil.html");
+    let headings: Vec<(&str, &str)> = soil
+        .iter()
+        .map(|r| (r.heading.as_str(), r.url.as_str()))
+        .collect();
+    assert_eq!(
+        headings,
+        vec![
+            ("Soil and compost", "/docs/soil.html"),
+            ("Making compost", "/docs/soil.html#compost"),
+            ("Making compost", "/docs/soil.html#compost"),
+            ("Soil pH", "/docs/soil.html#ph"),
+            ("Testing pH", "/docs/soil.html#testing"),
+        ]
+    );
+    // 330 words of compost text: cut at a sentence end into passages of at most 200 words.
+    assert_eq!(word_count(&soil[1].text), 198);
+    assert_eq!(word_count(&soil[2].text), 132);
+    assert!(soil[1].text.ends_with("structure."));
+    assert_eq!(
+        soil[3].text,
+        "Crop | Preferred pH Blueberries | 4.5 to 5.5 Tomatoes | 6.2 to 6.8"
+    );
+    assert_eq!(
+        soil[4].text,
+        "ph_meter.read() # returns 6.5 A cheap meter or a lab test tells you whether to add lime or sulfur."
+    );
+    assert!(soil
+        .iter()
+        .all(|r| !r.text.contains("script text") && !r.text.contains("Navigation")));
+
+    let ja = by_url("/ja/");
+    assert_eq!(ja.len(), 1);
+    assert_eq!(
+        (ja[0].title.as_str(), ja[0].url.as_str()),
+        ("家庭菜園", "/ja/#intro")
+    );
+    assert_eq!(
+        ja[0].text,
+        "トマトは日当たりの良い場所で育てます。水やりは土が乾いてから行いましょう。"
+    );
+    assert!(
+        by_url("/empty.html").is_empty(),
+        "a page without text yields no passage"
+    );
+
+    let ids: std::collections::HashSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids.len(), records.len(), "passage ids are unique");
+}
+
+#[test]
+fn html_site_search_links_to_the_right_anchor() {
+    let (_d, dir) = index_of(&fixture("site"), VectorEncoding::Int8);
+    let (index, encoder) = open_index(&dir).unwrap();
+    let q = encoder
+        .encode_query("what acidity do blueberries need")
+        .unwrap();
+    let top = index
+        .record(index.search(&q, 1).unwrap()[0].passage)
+        .unwrap();
+    assert_eq!(top.url, "/docs/soil.html#ph");
+    let q = encoder.encode_query("how often should I water").unwrap();
+    assert_eq!(
+        index
+            .record(index.search(&q, 1).unwrap()[0].passage)
+            .unwrap()
+            .url,
+        "/#watering"
+    );
+}
+
+fn dotfind(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_dotfind"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn cli_index_search_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("idx");
+    let model = bundle("int8");
+    let o = dotfind(&[
+        "index",
+        "--model",
+        model.to_str().unwrap(),
+        "--input",
+        fixture("corpus.jsonl").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("indexed 24 passages from 24 documents"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("encoded 24/24 passages"),
+        "plain progress lines off a terminal"
+    );
+
+    let o = dotfind(&[
+        "search",
+        "--index",
+        out.to_str().unwrap(),
+        "-k",
+        "3",
+        "--json",
+        "who walked on the moon",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let hits: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(hits.len(), 3);
+    assert_eq!(hits[0]["id"], "astro-1");
+    assert_eq!(hits[0]["title"], "Moon landing");
+    let scores: Vec<f64> = hits.iter().map(|h| h["score"].as_f64().unwrap()).collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+
+    let run = dir.path().join("run.trec");
+    let o = dotfind(&[
+        "run",
+        "--index",
+        out.to_str().unwrap(),
+        "--queries",
+        fixture("queries.jsonl").to_str().unwrap(),
+        "-k",
+        "5",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&run).unwrap();
+    let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split(' ').collect()).collect();
+    assert_eq!(lines.len(), 50);
+    assert_eq!(&lines[0][..4], &["q1", "Q0", "astro-1", "1"]);
+    assert_eq!(lines[0][5], "dotfind");
+    for (qid, _, expected) in queries() {
+        let first = lines.iter().find(|l| l[0] == qid).unwrap();
+        assert_eq!(first[2], expected, "{qid}");
+    }
+}
+
+#[test]
+fn run_scores_split_documents_by_their_best_passage() {
+    let (_d, dir) = index_of(&fixture("site"), VectorEncoding::Int8);
+    let (index, encoder) = open_index(&dir).unwrap();
+    let queries = vec![dotfind::eval::Query {
+        id: "q".into(),
+        text: "compost and soil organisms".into(),
+    }];
+    let run = dotfind::eval::retrieve(&index, &encoder, &queries, 10).unwrap();
+    let docs: Vec<&str> = run[0].1.iter().map(|(d, _)| d.as_str()).collect();
+    assert_eq!(
+        docs.len(),
+        3,
+        "one line per document, not per passage: {docs:?}"
+    );
+    assert_eq!(docs[0], "/docs/soil.html");
+    let q = encoder.encode_query("compost and soil organisms").unwrap();
+    let best = index.search(&q, 1).unwrap()[0].score;
+    assert!((run[0].1[0].1 - best).abs() < 1e-6);
+}
+
+#[test]
+fn bad_corpus_input_gets_named_errors_and_leaves_no_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = bundle("int8");
+    let out = dir.path().join("idx");
+    let write = |name: &str, bytes: &[u8]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+    let cases: Vec<(PathBuf, String)> = vec![
+        (
+            write(
+                "bad.jsonl",
+                b"{\"_id\": \"a\", \"text\": \"x\"}\n{\"_id\": \"b\" \"text\": \"y\"}\n",
+            ),
+            ":2: invalid JSON: expected `,` or `}` at line 1 column 13".into(),
+        ),
+        (
+            write(
+                "dup.jsonl",
+                b"{\"_id\": \"a\", \"text\": \"x\"}\n{\"_id\": \"a\", \"text\": \"y\"}\n",
+            ),
+            ":2: duplicate _id \"a\" (first on line 1)".into(),
+        ),
+        (
+            write(
+                "empty.jsonl",
+                b"{\"_id\": \"a\", \"title\": \"\", \"text\": \"  \"}\n",
+            ),
+            ":1: document \"a\" has no title and no text".into(),
+        ),
+        (
+            write("latin1.jsonl", b"{\"_id\": \"a\", \"text\": \"caf\xe9\"}\n"),
+            ":1: not valid UTF-8 (invalid utf-8 sequence of 1 bytes from index 25)".into(),
+        ),
+    ];
+    for (input, expected) in cases {
+        let o = dotfind(&[
+            "index",
+            "--model",
+            model.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(!o.status.success());
+        assert_eq!(
+            stderr(&o),
+            format!(
+                "dotfind: error: invalid input: {}{expected}\n",
+                input.display()
+            )
+        );
+        assert!(!out.exists(), "no index left behind");
+    }
+
+    // A page that cannot be read (a dangling link) names the file.
+    let site = dir.path().join("site");
+    std::fs::create_dir(&site).unwrap();
+    std::fs::write(site.join("ok.html"), "<p>fine</p>").unwrap();
+    std::os::unix::fs::symlink(site.join("gone.html.target"), site.join("gone.html")).unwrap();
+    let o = dotfind(&[
+        "index",
+        "--model",
+        model.to_str().unwrap(),
+        "--input",
+        site.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "dotfind: error: {}: No such file or directory (os error 2)\n",
+            site.join("gone.html").display()
+        )
+    );
+    std::fs::remove_file(site.join("gone.html")).unwrap();
+    std::fs::write(site.join("latin1.html"), b"<p>caf\xe9</p>").unwrap();
+    let o = dotfind(&[
+        "index",
+        "--model",
+        model.to_str().unwrap(),
+        "--input",
+        site.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "dotfind: error: invalid input: {}: not valid UTF-8\n",
+            site.join("latin1.html").display()
+        )
+    );
+    let o = dotfind(&[
+        "index",
+        "--model",
+        model.to_str().unwrap(),
+        "--input",
+        "/nonexistent/site",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        stderr(&o),
+        "dotfind: error: /nonexistent/site: No such file or directory (os error 2)\n"
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn unwritable_output_fails_cleanly_and_keeps_the_previous_index() {
+    let model = bundle("int8");
+    // /sys refuses new entries even to root: a real write failure, like a full or read-only disk.
+    let o = dotfind(&[
+        "index",
+        "--model",
+        model.to_str().unwrap(),
+        "--input",
+        fixture("corpus.jsonl").to_str().unwrap(),
+        "--out",
+        "/sys/dotfind-index",
+    ]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.starts_with("dotfind: error: /sys/.dotfind-index.tmp-"),
+        "{err}"
+    );
+    assert!(
+        err.ends_with(": Operation not permitted (os error 1)\n"),
+        "{err}"
+    );
+
+    // A failing re-index leaves the previous, valid index exactly as it was.
+    let (_d, dir) = index_of(&fixture("corpus.jsonl"), VectorEncoding::Int8);
+    let before = all_files(&dir);
+    let bad = dir.parent().unwrap().join("bad.jsonl");
+    std::fs::write(&bad, "{\"_id\": 1}\n{oops\n").unwrap();
+    assert!(build_index(&model, &bad, &dir, &options(VectorEncoding::Int8)).is_err());
+    assert_eq!(all_files(&dir), before);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 2, "no temp folders left: {leftovers:?}");
+}
+
+#[test]
+fn refuses_to_replace_a_folder_that_is_not_an_index() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("precious.txt"), "keep me").unwrap();
+    let err = build_index(
+        &bundle("int8"),
+        &fixture("corpus.jsonl"),
+        dir.path(),
+        &options(VectorEncoding::Int8),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "invalid input: {}: exists and is not a dotfind index; refusing to replace it",
+            dir.path().display()
+        )
+    );
+    assert!(dir.path().join("precious.txt").exists());
+}
+
+#[test]
+fn damaged_index_files_are_reported() {
+    let (_d, dir) = index_of(&fixture("corpus.jsonl"), VectorEncoding::Int8);
+    let shard = dir.join("vectors-000.bin");
+    let bytes = std::fs::read(&shard).unwrap();
+    std::fs::write(&shard, &bytes[..bytes.len() - 5]).unwrap();
+    assert_eq!(
+        open_index(&dir).unwrap_err().to_string(),
+        format!(
+            "data corruption in vectors-000.bin: {} bytes, manifest says {}",
+            bytes.len() - 5,
+            bytes.len()
+        )
+    );
+    let mut flipped = bytes.clone();
+    flipped[100] ^= 1;
+    std::fs::write(&shard, &flipped).unwrap();
+    assert!(open_index(&dir)
+        .unwrap_err()
+        .to_string()
+        .starts_with("vectors-000.bin: sha256 mismatch: manifest says "));
+    std::fs::write(&shard, &bytes).unwrap();
+    assert!(open_index(&dir).is_ok());
+
+    // The model folder swapped for another bundle: refused by name.
+    let manifest_path = dir.join("manifest.json");
+    let text = std::fs::read_to_string(&manifest_path).unwrap();
+    let m: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let sha = m["model"]["bundle_sha256"].as_str().unwrap().to_string();
+    std::fs::write(&manifest_path, text.replace(&sha, &"0".repeat(64))).unwrap();
+    let err = open_index(&dir).unwrap_err().to_string();
+    assert!(
+        err.starts_with(&format!(
+            "model mismatch: index was built with bundle {} (",
+            "0".repeat(64)
+        )),
+        "{err}"
+    );
+    std::fs::write(&manifest_path, "{}").unwrap();
+    assert!(open_index(&dir)
+        .unwrap_err()
+        .to_string()
+        .starts_with("manifest.json: not a valid index manifest: missing field"));
+}
+
+#[test]
+fn large_models_are_split_under_the_file_cap_and_still_load() {
+    let (_d, dir) = index_of(&fixture("corpus.jsonl"), VectorEncoding::Int8);
+    let files = open_index_files(&dir).unwrap();
+    let parts = &files.manifest.model.model_parts;
+    assert_eq!(
+        parts,
+        &vec![
+            "model/model.onnx.000".to_string(),
+            "model/model.onnx.001".to_string()
+        ]
+    );
+    for f in files.manifest.files.keys() {
+        assert!(
+            std::fs::metadata(dir.join(f)).unwrap().len() <= 20 * 1024 * 1024,
+            "{f} over 20 MiB"
+        );
+    }
+    let (_, encoder) = open_index(&dir).unwrap();
+    let direct =
+        dotfind::Encoder::new(&dotfind::ModelBundle::open(&bundle("int8")).unwrap()).unwrap();
+    let q = "who walked on the moon";
+    assert!(
+        cosine(
+            &encoder.encode_query(q).unwrap(),
+            &direct.encode_query(q).unwrap()
+        ) > 0.999999
+    );
+
+    // Small caps give many shards; search results stay the same.
+    let dir2 = tempfile::tempdir().unwrap();
+    let out = dir2.path().join("idx");
+    let opts = IndexOptions {
+        max_file_bytes: 2048,
+        ..options(VectorEncoding::Int8)
+    };
+    let stats = build_index(&bundle("int8"), &fixture("corpus.jsonl"), &out, &opts).unwrap();
+    assert!(stats.shards > 3, "{stats:?}");
+    let (small, _) = open_index(&out).unwrap();
+    let (one, _) = open_index(&dir).unwrap();
+    let v = encoder.encode_query(q).unwrap();
+    assert_eq!(small.search(&v, 24).unwrap(), one.search(&v, 24).unwrap());
+}
