@@ -6,7 +6,9 @@
 #   ./build.sh test                       every check CI runs (README's second command; .ci/run)
 #   ./build.sh model [--from ID|DIR] [--out DIR] [prepare_model.py options]
 #                                         prepare a model bundle (cached per machine)
-#   ./build.sh wasm                       build the browser package into www/pkg
+#   ./build.sh wasm                       build the wasm and the npm package into dist/npm
+#   ./build.sh site                       build the demo site into target/demo-site without serving it
+#   ./build.sh bench-index                indexing speed vs Python onnxruntime -> BENCHMARKS.md (needs ../shared)
 #   ./build.sh deps                       install the toolchain pieces only
 #
 # Environment: DOTFIND_CACHE (default ~/.cache/dotfind) holds the Python venv and prepared
@@ -110,27 +112,42 @@ prepare_model() {
   echo "$out"
 }
 
+# Builds the wasm module and assembles the npm package in dist/npm (publishable as-is).
 build_wasm() {
   ensure_wasm_target
   ensure_wasm_bindgen
   ensure_node_modules
   log "building wasm (profile wasm, +simd128)"
   cargo build --lib --target "$WASM_TARGET" --profile wasm
-  rm -rf www/pkg
-  wasm-bindgen --target web --out-dir www/pkg --out-name dotfind \
-    "target/$WASM_TARGET/wasm/dotfind.wasm"
-  log "optimizing with wasm-opt (binaryen from npm)"
-  node_modules/.bin/wasm-opt -O3 --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int \
-    --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
-    www/pkg/dotfind_bg.wasm -o www/pkg/dotfind_bg.wasm
-  log "www/pkg/dotfind_bg.wasm: $(stat -c %s www/pkg/dotfind_bg.wasm) bytes"
+  local raw="target/$WASM_TARGET/wasm/dotfind.wasm" pkg=target/pkg
+  local stamp; stamp="$(sha "$raw")"
+  if [ "$(cat "$pkg/.dotfind-stamp" 2>/dev/null)" != "$stamp" ]; then
+    rm -rf "$pkg"
+    wasm-bindgen --target web --out-dir "$pkg" --out-name dotfind "$raw"
+    log "optimizing with wasm-opt -O3 (binaryen from npm; a few minutes)"
+    node_modules/.bin/wasm-opt -O3 --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int \
+      --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
+      "$pkg/dotfind_bg.wasm" -o "$pkg/dotfind_bg.wasm"
+    echo "$stamp" > "$pkg/.dotfind-stamp"
+  fi
+  rm -rf dist/npm; mkdir -p dist/npm/pkg
+  cp js/package.json js/README.md js/dotfind.js js/dotfind.d.ts js/dotfind-worker.js js/encoder.js dist/npm/
+  cp "$pkg/dotfind.js" "$pkg/dotfind.d.ts" "$pkg/dotfind_bg.wasm" dist/npm/pkg/
+  log "dist/npm ready; dotfind_bg.wasm is $(stat -c %s dist/npm/pkg/dotfind_bg.wasm) bytes"
 }
 
-# Copies a bundle where the demo page fetches it.
-stage_model() {
-  local bundle="$1" dest="$2"
-  rm -rf "$dest"; mkdir -p "$dest"
-  cp "$bundle"/dotfind-model.json "$bundle"/model.onnx "$bundle"/tokenizer.json "$dest"/
+# The demo site: search page (www/), the embedded corpus (demo/site: Rust Book excerpts),
+# the npm package at /dotfind/ and the index at /dotfind-index/.
+build_demo_site() {
+  local model="$1" site=target/demo-site
+  cargo build --release
+  log "indexing demo/site (re-encodes only changed passages)"
+  target/release/dotfind index --model "$model/int8" --input demo/site --out target/demo-index
+  rm -rf "$site"; mkdir -p "$site"
+  cp -r demo/site/. www/. "$site"/
+  cp -r dist/npm "$site/dotfind"
+  cp -r target/demo-index "$site/dotfind-index"
+  log "demo site ready in $site"
 }
 
 cmd_test() {
@@ -146,6 +163,7 @@ cmd_test() {
   log "cargo test (unit + integration, release)"
   cargo test --release
   build_wasm
+  build_demo_site "$model"
   log "browser tests (headless Chromium)"
   node --test --test-concurrency=1 tests/browser/
 }
@@ -153,14 +171,18 @@ cmd_test() {
 cmd_demo() {
   local model; model="$(prepare_model)"
   build_wasm
+  build_demo_site "$model"
+  local query="how do I store key value pairs"
+  log "native check: dotfind search --index target/demo-index '$query'"
+  target/release/dotfind search --index target/demo-index -k 3 "$query"
+  log "serving the demo — open the URL below and type a question about Rust"
+  exec node tools/serve.mjs --root target/demo-site --port "${PORT:-8080}"
+}
+
+cmd_bench_index() {
+  local model; model="$(prepare_model)"
   cargo build --release
-  local query="what is the capital of france"
-  log "native: dotfind encode '$query' (first 8 of $(jq -r .hidden_size "$model/int8/dotfind-model.json" 2>/dev/null || echo N) dims)"
-  echo "$query" | target/release/dotfind encode --model "$model/int8" | cut -c1-120
-  stage_model "$model/int8" www/model
-  cp "$model/reference.json" www/model/reference.json
-  log "serving www/ — open the URL below; the page encodes queries in your browser"
-  exec node tools/serve.mjs --root www --port "${PORT:-8080}"
+  "$VENV/bin/python" tools/bench_index.py --model "$model" "$@"
 }
 
 main() {
@@ -170,8 +192,10 @@ main() {
     test) cmd_test "$@" ;;
     model) prepare_model "$@" >/dev/null ;;
     wasm) build_wasm ;;
+    site) build_wasm; build_demo_site "$(prepare_model)" ;;
+    bench-index) cmd_bench_index "$@" ;;
     deps) ensure_wasm_target; ensure_wasm_bindgen; ensure_node_modules; ensure_chromium; ensure_venv ;;
-    *) sed -n '2,14p' "$0"; [ -z "$cmd" ] || die "unknown command: $cmd" ;;
+    *) sed -n '2,16p' "$0"; [ -z "$cmd" ] || die "unknown command: $cmd" ;;
   esac
 }
 

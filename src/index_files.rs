@@ -44,25 +44,7 @@ pub fn open_index_files(dir: &Path) -> Result<IndexFiles> {
 pub fn open_index(dir: &Path) -> Result<(SearchIndex, Encoder)> {
     let files = open_index_files(dir)?;
     let bundle = ModelBundle::open(&dir.join(MODEL_DIR))?;
-    check_model(&files.manifest, &bundle)?;
+    files.manifest.check_bundle(&bundle)?;
     let encoder = Encoder::new(&bundle)?;
     Ok((SearchIndex::new(files.manifest, files.shards)?, encoder))
-}
-
-/// The manifest/model agreement every loader enforces: same bundle, same dimensions.
-pub fn check_model(manifest: &IndexManifest, bundle: &ModelBundle) -> Result<()> {
-    let m = &manifest.model;
-    if bundle.bundle_sha256 != m.bundle_sha256 {
-        return Err(Error::ModelMismatch(format!(
-            "index was built with bundle {} ({}), the model folder holds {} ({})",
-            m.bundle_sha256, m.model_id, bundle.bundle_sha256, bundle.manifest.model_id
-        )));
-    }
-    if bundle.manifest.hidden_size != m.dims {
-        return Err(Error::ModelMismatch(format!(
-            "index vectors have {} dimensions, the model outputs {}",
-            m.dims, bundle.manifest.hidden_size
-        )));
-    }
-    Ok(())
 }

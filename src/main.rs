@@ -93,15 +93,6 @@ fn load(model: &std::path::Path) -> Result<Encoder> {
     Ok(Encoder::new(&bundle)?)
 }
 
-/// The first `chars` characters of a text, on one line.
-fn snippet(text: &str, chars: usize) -> String {
-    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    match one_line.char_indices().nth(chars) {
-        Some((at, _)) => format!("{}…", &one_line[..at]),
-        None => one_line,
-    }
-}
-
 fn stdin_lines() -> Result<Vec<String>> {
     let mut lines = Vec::new();
     for (n, line) in std::io::stdin().lock().lines().enumerate() {
@@ -194,7 +185,7 @@ fn run(cli: Cli) -> Result<()> {
                         hit.score,
                         r.id,
                         r.title,
-                        snippet(&r.text, 100)
+                        dotfind::search::snippet(&r.text, 100)
                     )?;
                 }
             }

@@ -22,6 +22,8 @@ pub struct SearchIndex {
     shards: Vec<(VectorShard, PassageShard)>,
     /// First passage number of each shard.
     starts: Vec<usize>,
+    /// Built on first lexical query: most users never pay for it.
+    lexical: std::sync::OnceLock<crate::lexical::Bm25>,
 }
 
 /// Orders hits best first; equal scores keep index order, so results are deterministic.
@@ -90,6 +92,7 @@ impl SearchIndex {
             manifest,
             shards,
             starts,
+            lexical: std::sync::OnceLock::new(),
         })
     }
 
@@ -145,6 +148,22 @@ impl SearchIndex {
         (0..self.len()).map(|n| self.record(n)).collect()
     }
 
+    /// BM25 top-k over the passages' text (title, heading and body): a built-in first
+    /// stage for re-ranking.
+    pub fn lexical_search(&self, query: &str, k: usize) -> Result<Vec<Hit>> {
+        if self.lexical.get().is_none() {
+            let texts: Vec<String> = self.records()?.iter().map(|r| r.encoded_text()).collect();
+            let _ = self
+                .lexical
+                .set(crate::lexical::Bm25::new(texts.iter().map(String::as_str)));
+        }
+        Ok(self
+            .lexical
+            .get()
+            .map(|bm25| bm25.search(query, k))
+            .unwrap_or_default())
+    }
+
     /// Orders candidate ids (passage ids, document ids or URLs, e.g. a lexical engine's top
     /// 100) by the query's score. A document id scores as its best passage. Unknown ids are
     /// returned separately, in input order, so callers can keep or drop them.
@@ -183,6 +202,20 @@ impl SearchIndex {
     }
 }
 
+/// A passage text cut to about `max_chars` characters at a word boundary, for result lists.
+pub fn snippet(text: &str, max_chars: usize) -> String {
+    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let Some((cut, _)) = one_line.char_indices().nth(max_chars) else {
+        return one_line;
+    };
+    let head = &one_line[..cut];
+    let head = head
+        .rfind(' ')
+        .filter(|&i| i > cut / 2)
+        .map_or(head, |i| &head[..i]);
+    format!("{head}…")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,5 +231,12 @@ mod tests {
         assert_eq!(top, vec![1, 3, 5]);
         assert_eq!(top_k(hits.clone(), 10).len(), 6);
         assert!(top_k(hits, 0).is_empty());
+    }
+
+    #[test]
+    fn snippets_cut_at_words() {
+        assert_eq!(snippet("short  text\n here", 50), "short text here");
+        assert_eq!(snippet("alpha beta gamma delta", 13), "alpha beta…");
+        assert_eq!(snippet("東京は日本の首都です", 4), "東京は日…");
     }
 }

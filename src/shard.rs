@@ -594,6 +594,25 @@ impl IndexManifest {
         Ok(m)
     }
 
+    /// The manifest/model agreement every loader enforces: the very bundle the index was
+    /// built with (same descriptor hash), hence the same vector space and dimensions.
+    pub fn check_bundle(&self, bundle: &crate::bundle::ModelBundle) -> Result<()> {
+        let m = &self.model;
+        if bundle.bundle_sha256 != m.bundle_sha256 {
+            return Err(Error::ModelMismatch(format!(
+                "index was built with bundle {} ({}), the model folder holds {} ({})",
+                m.bundle_sha256, m.model_id, bundle.bundle_sha256, bundle.manifest.model_id
+            )));
+        }
+        if bundle.manifest.hidden_size != m.dims {
+            return Err(Error::ModelMismatch(format!(
+                "index vectors have {} dimensions, the model outputs {}",
+                m.dims, bundle.manifest.hidden_size
+            )));
+        }
+        Ok(())
+    }
+
     /// Verifies a fetched/read file against its manifest entry.
     pub fn verify(&self, file: &str, bytes: &[u8]) -> Result<()> {
         let entry = self.files.get(file).ok_or_else(|| Error::InvalidManifest {

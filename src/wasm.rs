@@ -4,11 +4,16 @@
 //! verifies them and encodes. Every failure crosses into JS as an `Error` whose message
 //! is the core's [`crate::Error`] text, so it names the file or input at fault.
 
+use std::collections::HashMap;
+
 use js_sys::Float32Array;
+use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 use crate::bundle::ModelBundle;
 use crate::encode::Encoder;
+use crate::search::{snippet, SearchIndex};
+use crate::shard::{IndexManifest, PassageShard, VectorShard};
 
 extern "C" {
     /// Static constructors emitted by wasm-ld. tract registers its kernels in them, and
@@ -82,5 +87,194 @@ impl QueryEncoder {
     pub fn manifest(&self) -> Result<JsValue, JsError> {
         serde_wasm_bindgen::to_value(self.inner.manifest())
             .map_err(|e| JsError::new(&e.to_string()))
+    }
+}
+
+/// Collects an index's files as JS fetches them, verifying each against `manifest.json`
+/// on arrival, then assembles the [`SearchEngine`].
+#[wasm_bindgen]
+pub struct IndexLoader {
+    manifest: IndexManifest,
+    files: HashMap<String, Vec<u8>>,
+}
+
+#[wasm_bindgen]
+impl IndexLoader {
+    #[wasm_bindgen(constructor)]
+    pub fn new(manifest_json: &[u8]) -> Result<IndexLoader, JsError> {
+        Ok(IndexLoader {
+            manifest: IndexManifest::from_json(manifest_json).map_err(js_error)?,
+            files: HashMap::new(),
+        })
+    }
+
+    /// Every file to fetch, as `[{path, bytes}]`, model first (largest, most useful to stream).
+    #[wasm_bindgen(js_name = fileList)]
+    pub fn file_list(&self) -> Result<JsValue, JsError> {
+        let list: Vec<serde_json::Value> = self
+            .manifest
+            .files
+            .iter()
+            .map(|(path, entry)| serde_json::json!({"path": path, "bytes": entry.bytes, "sha256": entry.sha256}))
+            .collect();
+        list.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+            .map_err(|e| JsError::new(&e.to_string()))
+    }
+
+    /// Checks one file's size and sha256 and keeps it.
+    #[wasm_bindgen(js_name = addFile)]
+    pub fn add_file(&mut self, path: &str, bytes: Vec<u8>) -> Result<(), JsError> {
+        self.manifest.verify(path, &bytes).map_err(js_error)?;
+        self.files.insert(path.to_string(), bytes);
+        Ok(())
+    }
+
+    /// Parses the shards, loads the model the index was built with, and checks they agree.
+    pub fn finish(mut self) -> Result<SearchEngine, JsError> {
+        let mut take = |path: &str| {
+            self.files.remove(path).ok_or_else(|| {
+                JsError::new(&format!(
+                    "{path}: not loaded (call addFile for every file in fileList)"
+                ))
+            })
+        };
+        let m = &self.manifest.model;
+        let descriptor = take(&format!("{}{}", m.path, crate::bundle::MANIFEST_FILE))?;
+        let tokenizer = take(&format!("{}{}", m.path, crate::bundle::TOKENIZER_FILE))?;
+        let mut model = Vec::new();
+        for part in &m.model_parts {
+            model.extend_from_slice(&take(part)?);
+        }
+        let bundle = ModelBundle::from_bytes(&descriptor, model, tokenizer).map_err(js_error)?;
+        self.manifest.check_bundle(&bundle).map_err(js_error)?;
+        let mut shards = Vec::new();
+        for entry in &self.manifest.shards {
+            let vectors = take(&entry.vectors)?;
+            let passages = take(&entry.passages)?;
+            shards.push((
+                VectorShard::from_bytes(&entry.vectors, &vectors).map_err(js_error)?,
+                PassageShard::from_bytes(&entry.passages, &passages).map_err(js_error)?,
+            ));
+        }
+        let encoder = Encoder::new(&bundle).map_err(js_error)?;
+        let index = SearchIndex::new(self.manifest, shards).map_err(js_error)?;
+        Ok(SearchEngine { index, encoder })
+    }
+}
+
+/// A loaded index plus its query encoder: search and re-rank entirely in the browser.
+#[wasm_bindgen]
+pub struct SearchEngine {
+    index: SearchIndex,
+    encoder: Encoder,
+}
+
+/// Characters of passage text returned as a result's snippet.
+const SNIPPET_CHARS: usize = 240;
+
+#[derive(Serialize)]
+struct JsHit {
+    id: String,
+    url: String,
+    title: String,
+    heading: String,
+    snippet: String,
+    score: f32,
+}
+
+impl SearchEngine {
+    fn hit(&self, passage: usize, score: f32) -> Result<JsHit, JsError> {
+        let r = self.index.record(passage).map_err(js_error)?;
+        Ok(JsHit {
+            snippet: snippet(&r.text, SNIPPET_CHARS),
+            id: r.id,
+            url: r.url,
+            title: r.title,
+            heading: r.heading,
+            score,
+        })
+    }
+}
+
+fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| JsError::new(&e.to_string()))
+}
+
+#[wasm_bindgen]
+impl SearchEngine {
+    /// Exact top-k passages for a query: `[{id, url, title, heading, snippet, score}]`.
+    pub fn search(&self, query: &str, k: usize) -> Result<JsValue, JsError> {
+        let q = self.encoder.encode_query(query).map_err(js_error)?;
+        self.search_vector(&q, k)
+    }
+
+    /// Top-k for an already-encoded query (apps with their own encoder, benchmarks).
+    #[wasm_bindgen(js_name = searchVector)]
+    pub fn search_vector(&self, query: &[f32], k: usize) -> Result<JsValue, JsError> {
+        let hits = self.index.search(query, k).map_err(js_error)?;
+        let out = hits
+            .iter()
+            .map(|h| self.hit(h.passage, h.score))
+            .collect::<Result<Vec<_>, _>>()?;
+        to_js(&out)
+    }
+
+    /// BM25 top-k over passage text, same result shape as `search`: a lexical first stage.
+    #[wasm_bindgen(js_name = lexicalSearch)]
+    pub fn lexical_search(&self, query: &str, k: usize) -> Result<JsValue, JsError> {
+        let hits = self.index.lexical_search(query, k).map_err(js_error)?;
+        let out = hits
+            .iter()
+            .map(|h| self.hit(h.passage, h.score))
+            .collect::<Result<Vec<_>, _>>()?;
+        to_js(&out)
+    }
+
+    /// Orders candidates (passage ids, document ids or URLs — e.g. a lexical engine's top
+    /// 100) by BERT_Dot score: `{results: [{id, score}], unknown: [ids not in the index]}`.
+    pub fn rerank(&self, query: &str, candidates: Vec<String>) -> Result<JsValue, JsError> {
+        let q = self.encoder.encode_query(query).map_err(js_error)?;
+        let (ranked, unknown) = self.index.rerank(&q, &candidates).map_err(js_error)?;
+        #[derive(Serialize)]
+        struct Ranked {
+            id: String,
+            score: f32,
+        }
+        #[derive(Serialize)]
+        struct Reranked {
+            results: Vec<Ranked>,
+            unknown: Vec<String>,
+        }
+        to_js(&Reranked {
+            results: ranked
+                .into_iter()
+                .map(|(id, score)| Ranked { id, score })
+                .collect(),
+            unknown,
+        })
+    }
+
+    /// The query vector search scores with.
+    pub fn encode(&self, query: &str) -> Result<Float32Array, JsError> {
+        let v = self.encoder.encode_query(query).map_err(js_error)?;
+        Ok(Float32Array::from(v.as_slice()))
+    }
+
+    #[wasm_bindgen(getter, js_name = passageCount)]
+    pub fn passage_count(&self) -> usize {
+        self.index.len()
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn dims(&self) -> usize {
+        self.encoder.dims()
+    }
+
+    /// `manifest.json` as a plain object.
+    #[wasm_bindgen(getter)]
+    pub fn manifest(&self) -> Result<JsValue, JsError> {
+        to_js(&self.index.manifest)
     }
 }

@@ -1,67 +1,97 @@
-// Encoder playground: loads the bundle from ./model/, embeds what you type and ranks a
-// few sentences by the bundle's similarity. Text from the corpus is set as textContent.
-import { loadQueryEncoder } from './encoder.js';
-
-const SENTENCES = [
-  'Paris is the capital and largest city of France.',
-  'Vaccines train the immune system to recognise a pathogen.',
-  'The Rust compiler checks ownership and borrowing at compile time.',
-  'WebAssembly runs compiled code in the browser at near-native speed.',
-  'Photosynthesis turns light, water and carbon dioxide into sugar.',
-  'The 2019 TREC Deep Learning track evaluated passage ranking.',
-  'A bi-encoder embeds queries and passages separately and compares them by dot product.',
-  'Mount Everest is the highest mountain above sea level.',
-];
+// The demo search page: loads the index with visible progress, searches as you type,
+// and shows dense retrieval or BM25 top-100 re-ranked by the model. Corpus text is only
+// ever inserted as text nodes.
+import { Dotfind } from './dotfind/dotfind.js';
 
 const $ = (id) => document.getElementById(id);
-const dot = (a, b) => a.reduce((s, x, i) => s + x * b[i], 0);
+let engine;
+let progressEvents = 0;
 
-async function main() {
-  const t0 = performance.now();
-  const encoder = await loadQueryEncoder('./model/');
-  const vectors = SENTENCES.map((s) => encoder.encode(s));
-  const m = encoder.manifest;
-  $('status').textContent = `Model ${m.model_id} (${m.quantization}, ${m.pooling} pooling, ${encoder.dims} dims) loaded in ${Math.round(performance.now() - t0)} ms.`;
-  const input = $('q');
-  input.disabled = false;
-  input.focus();
-  let timer;
-  input.addEventListener('input', () => {
-    clearTimeout(timer);
-    timer = setTimeout(() => search(encoder, vectors, input.value), 120);
-  });
+function el(tag, props = {}, ...children) {
+  const node = Object.assign(document.createElement(tag), props);
+  node.append(...children);
+  return node;
 }
 
-function search(encoder, vectors, query) {
-  const list = $('results');
-  list.replaceChildren();
-  if (!query.trim()) return;
-  let q;
+function showError(message) {
+  $('status').textContent = message;
+  $('status').classList.add('error');
+}
+
+async function load() {
   const t0 = performance.now();
-  try {
-    q = encoder.encode(query);
-  } catch (e) {
-    const li = document.createElement('li');
-    li.className = 'error';
-    li.textContent = e.message;
-    list.append(li);
+  engine = await Dotfind.load('./dotfind-index/', {
+    onProgress(p) {
+      progressEvents += 1;
+      document.body.dataset.progressEvents = String(progressEvents);
+      $('progress').max = p.total;
+      $('progress').value = p.loaded;
+      $('status').textContent = `Loading model and index: ${(p.loaded / 1e6).toFixed(1)} / ${(p.total / 1e6).toFixed(1)} MB`;
+    },
+  });
+  const { passageCount, modelId } = engine.info;
+  $('loading').classList.add('done');
+  $('status').textContent = `Ready: ${passageCount} passages, model ${modelId}, loaded in ${Math.round(performance.now() - t0)} ms.`;
+  $('q').disabled = false;
+  $('q').focus();
+}
+
+function mode() {
+  return document.querySelector('input[name=mode]:checked').value;
+}
+
+async function search(query) {
+  const list = $('results');
+  if (!query.trim()) {
+    list.replaceChildren();
+    $('timing').textContent = '';
     return;
   }
-  const encodeMs = performance.now() - t0;
-  const ranked = SENTENCES.map((s, i) => ({ s, score: dot(q, vectors[i]) })).sort((a, b) => b.score - a.score);
-  for (const { s, score } of ranked) {
-    const li = document.createElement('li');
-    const sc = document.createElement('span');
-    sc.className = 'score';
-    sc.textContent = score.toFixed(3);
-    li.append(sc, document.createTextNode(s));
-    list.append(li);
+  const currentMode = mode();
+  const t0 = performance.now();
+  let hits;
+  let timing;
+  try {
+    if (currentMode === 'dense') {
+      hits = await engine.search(query, { k: 10 });
+      timing = `encode ${hits.timings.encodeMs.toFixed(1)} ms · search ${hits.timings.searchMs.toFixed(1)} ms`;
+    } else {
+      const lexical = await engine.lexicalSearch(query, { k: 100 });
+      const byId = new Map(lexical.map((h) => [h.id, h]));
+      const { results } = await engine.rerank(query, lexical.map((h) => h.id));
+      hits = results.slice(0, 10).map(({ id, score }) => ({ ...byId.get(id), score }));
+      timing = `BM25 top ${lexical.length} re-ranked by BERT_Dot in ${(performance.now() - t0).toFixed(1)} ms`;
+    }
+  } catch (e) {
+    list.replaceChildren(el('li', { className: 'error', textContent: e.message }));
+    $('timing').textContent = '';
+    return;
   }
-  $('timing').textContent = `encoded ${encoder.tokenize(query).length} tokens in ${encodeMs.toFixed(1)} ms`;
-  $('vector').textContent = `[${Array.from(q.slice(0, 8), (x) => x.toFixed(4)).join(', ')}, …] (${q.length} dims)`;
+  if ($('q').value !== query || mode() !== currentMode) return; // a newer query is on its way
+  $('timing').textContent = `${timing} · ${hits.length} results`;
+  list.replaceChildren(
+    ...hits.map((h) =>
+      el(
+        'li',
+        {},
+        el('a', { href: h.url, textContent: h.title }),
+        h.heading ? el('span', { className: 'heading', textContent: ` — ${h.heading}` }) : '',
+        el('span', { className: 'score', textContent: h.score.toFixed(3) }),
+        el('span', { className: 'snippet', textContent: h.snippet }),
+      ),
+    ),
+  );
 }
 
-main().catch((e) => {
-  $('status').textContent = `Could not load the model: ${e.message}`;
-  $('status').className = 'error';
-});
+let timer;
+function schedule() {
+  clearTimeout(timer);
+  timer = setTimeout(() => search($('q').value), 150);
+}
+$('q').addEventListener('input', schedule);
+for (const radio of document.querySelectorAll('input[name=mode]')) radio.addEventListener('change', schedule);
+
+if ('serviceWorker' in navigator) {
+  navigator.serviceWorker.register('./sw.js').catch((e) => console.warn(`offline support unavailable: ${e.message}`));
+}
+load().catch((e) => showError(`Could not load the search index: ${e.message}`));

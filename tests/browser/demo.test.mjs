@@ -1,26 +1,30 @@
-// The demo page (www/) as a user meets it: it loads the model, ranks sentences as you
-// type, and shows errors as text. Serves www/ with the prepared int8 bundle at /model/.
+// The demo site (target/demo-site, built by ./build.sh test) as a visitor meets it, in
+// headless Chromium against a real static server: search as you type, progress while
+// loading, re-ranking mode, offline reload, and a tampered shard surfacing in the page.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
-import { launchBrowser, repoRoot, modelDir } from './support.mjs';
+import { launchBrowser, repoRoot } from './support.mjs';
 import { startServer } from '../../tools/serve.mjs';
 
-let server, url, browser, page;
-const errors = [];
+const SITE = path.join(repoRoot, 'target/demo-site');
+let server, url, browser, context, page;
+const consoleErrors = [];
 
 before(async () => {
-  ({ server, url } = await startServer({
-    root: path.join(repoRoot, 'www'),
-    mounts: { '/model': path.join(modelDir(), 'int8') },
-  }));
+  if (!fs.existsSync(path.join(SITE, 'dotfind-index/manifest.json'))) {
+    throw new Error('target/demo-site is not built: run the tests through ./build.sh test');
+  }
+  ({ server, url } = await startServer({ root: SITE }));
   browser = await launchBrowser();
-  page = await browser.newPage();
-  page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
-  page.on('pageerror', (e) => errors.push(String(e)));
+  context = await browser.newContext();
+  page = await context.newPage();
+  page.on('console', (m) => m.type() === 'error' && consoleErrors.push(m.text()));
+  page.on('pageerror', (e) => consoleErrors.push(String(e)));
   await page.goto(url);
-  await page.waitForSelector('#q:not([disabled])', { timeout: 60_000 });
+  await page.waitForSelector('#q:not([disabled])', { timeout: 120_000 });
 });
 
 after(async () => {
@@ -28,32 +32,108 @@ after(async () => {
   server?.close();
 });
 
-async function topResult(query) {
+async function results(query) {
   await page.fill('#q', query);
-  await page.waitForFunction((q) => document.getElementById('q').value === q && document.querySelectorAll('#results li').length > 0, query);
-  await page.waitForTimeout(300); // the debounce may still re-render once
-  return page.$$eval('#results li', (lis) => lis.map((li) => li.textContent));
+  await page.waitForFunction(
+    (q) => document.getElementById('q').value === q && /results$/.test(document.getElementById('timing').textContent),
+    query,
+  );
+  await page.waitForTimeout(250);
+  await page.waitForFunction(() => /results$/.test(document.getElementById('timing').textContent));
+  return page.$$eval('#results li', (lis) =>
+    lis.map((li) => ({ href: li.querySelector('a')?.getAttribute('href'), title: li.querySelector('a')?.textContent, snippet: li.querySelector('.snippet')?.textContent })),
+  );
 }
 
-test('the page reports the loaded model', async () => {
-  const status = await page.textContent('#status');
-  assert.match(status, /^Model sentence-transformers\/all-MiniLM-L6-v2 .*\(int8-dynamic-per-channel, mean pooling, 384 dims\) loaded in \d+ ms\.$/);
+test('loading shows progress and then the index size', async () => {
+  assert.ok(Number(await page.getAttribute('body', 'data-progress-events')) > 0, 'progress events were seen');
+  assert.match(await page.textContent('#status'), /^Ready: \d+ passages, model sentence-transformers\/all-MiniLM-L6-v2 .*, loaded in \d+ ms\.$/);
 });
 
-test('typed queries rank the matching sentence first', async () => {
-  assert.match((await topResult('how do vaccines protect us'))[0], /Vaccines train the immune system/);
-  assert.match((await topResult('which city is the French capital'))[0], /Paris is the capital/);
-  assert.match((await topResult('tallest peak in the world'))[0], /Mount Everest/);
-  assert.match(await page.textContent('#timing'), /^encoded \d+ tokens in [\d.]+ ms$/);
+test('typed questions find the right chapter and section', async () => {
+  const expectations = [
+    ['how do I store key value pairs', /^book\/ch08-03-hash-maps\.html#/],
+    ['propagate errors with the question mark operator', /^book\/ch09-02-recoverable-errors-with-result\.html#/],
+    ['run code at the same time on several threads', /^book\/ch16-01-threads\.html#/],
+    ['who owns a value and when is it dropped', /^book\/ch04-01-what-is-ownership\.html#/],
+    ['send messages between threads with channels', /^book\/ch16-02-message-passing\.html#/],
+  ];
+  for (const [query, href] of expectations) {
+    const hits = await results(query);
+    assert.equal(hits.length, 10, query);
+    assert.match(hits[0].href.replace(/^\//, ''), href, `${query}: got ${hits[0].href}`);
+    assert.ok(hits[0].snippet.length > 20);
+  }
+  assert.match(await page.textContent('#timing'), /^encode [\d.]+ ms · search [\d.]+ ms · 10 results$/);
   fs.mkdirSync(path.join(repoRoot, 'target/screenshots'), { recursive: true });
-  await page.screenshot({ path: path.join(repoRoot, 'target/screenshots/demo.png'), fullPage: true });
+  await page.screenshot({ path: path.join(repoRoot, 'target/screenshots/demo-results.png'), fullPage: true });
 });
 
-test('a query with nothing searchable shows the error as text', async () => {
-  const items = await topResult('\u0001\u0002 ');
-  assert.deepEqual(items, ['invalid input: query has no searchable text']);
+test('result links open the passage in the site', async () => {
+  const [first] = await results('how do I store key value pairs');
+  const response = await page.request.get(new URL(first.href, url).href);
+  assert.equal(response.status(), 200);
+  assert.match(await response.text(), /HashMap/);
 });
 
-test('no console errors', () => {
-  assert.deepEqual(errors, []);
+test('re-ranking mode re-scores the BM25 top 100 with the model', async () => {
+  await page.check('input[value=rerank]');
+  const hits = await results('store key value pairs');
+  assert.equal(hits.length, 10);
+  assert.match(hits[0].href, /ch08-03-hash-maps\.html/);
+  assert.match(await page.textContent('#timing'), /^BM25 top \d+ re-ranked by BERT_Dot in [\d.]+ ms · 10 results$/);
+  await page.check('input[value=dense]');
+});
+
+test('snippets are text, never HTML', async () => {
+  // The book's code samples contain markup-like text (e.g. HashMap<String, i32>): it must
+  // arrive as text nodes, with no element created from corpus content.
+  await results('HashMap<String, i32> insert');
+  const elementsInSnippets = await page.$$eval('#results .snippet *', (els) => els.length);
+  assert.equal(elementsInSnippets, 0);
+});
+
+test('no console errors on the happy path', () => {
+  assert.deepEqual(consoleErrors, []);
+});
+
+test('reload with the network off still searches', async () => {
+  await page.waitForFunction(() => navigator.serviceWorker.controller !== null || navigator.serviceWorker.ready, null, { timeout: 30_000 });
+  await page.evaluate(() => navigator.serviceWorker.ready);
+  await page.reload(); // now controlled by the service worker
+  await page.waitForSelector('#q:not([disabled])', { timeout: 120_000 });
+  await context.setOffline(true);
+  try {
+    await page.reload();
+    await page.waitForSelector('#q:not([disabled])', { timeout: 120_000 });
+    const hits = await results('how do I store key value pairs');
+    assert.match(hits[0].href, /ch08-03-hash-maps\.html/);
+  } finally {
+    await context.setOffline(false);
+  }
+});
+
+test('a tampered shard on the server surfaces as a sha256 error in the page', async () => {
+  const tampered = fs.mkdtempSync(path.join(os.tmpdir(), 'dotfind-site-'));
+  fs.cpSync(SITE, tampered, { recursive: true });
+  const shard = path.join(tampered, 'dotfind-index/vectors-000.bin');
+  const bytes = fs.readFileSync(shard);
+  bytes[bytes.length - 1] ^= 0xff;
+  fs.writeFileSync(shard, bytes);
+  const { server: s2, url: url2 } = await startServer({ root: tampered });
+  const fresh = await browser.newContext(); // empty caches
+  try {
+    const p = await fresh.newPage();
+    await p.goto(url2);
+    await p.waitForSelector('#status.error', { timeout: 120_000 });
+    assert.match(
+      await p.textContent('#status'),
+      /^Could not load the search index: vectors-000\.bin: sha256 mismatch: manifest says [0-9a-f]{64}, file has [0-9a-f]{64}$/,
+    );
+    assert.equal(await p.isDisabled('#q'), true);
+  } finally {
+    await fresh.close();
+    s2.close();
+    fs.rmSync(tampered, { recursive: true, force: true });
+  }
 });

@@ -1,5 +1,5 @@
 // Exposes the wasm encoder to the browser tests through `window.harness`.
-import { loadQueryEncoder, initWasm } from '/www/encoder.js';
+import { loadQueryEncoder, initWasm } from '/dist/npm/encoder.js';
 
 const encoders = new Map();
 async function encoder(bundle) {

@@ -1,0 +1,69 @@
+/** Download progress of one index file (bytes), reported while `Dotfind.load` runs. */
+export interface LoadProgress {
+  /** Path of the file within the index, e.g. "vectors-000.bin". */
+  file: string;
+  /** Bytes of all index files loaded so far, and their total. */
+  loaded: number;
+  total: number;
+  /** Bytes of this file loaded so far, and its size. */
+  fileLoaded: number;
+  fileTotal: number;
+  /** True when the file came from the Cache API instead of the network. */
+  fromCache: boolean;
+}
+
+export interface LoadOptions {
+  onProgress?: (progress: LoadProgress) => void;
+  /** Keep verified files in the Cache API so later visits load nothing but manifest.json (default true). */
+  cache?: boolean;
+  /** Where dotfind-worker.js is served, if not next to dotfind.js. */
+  workerUrl?: string | URL;
+}
+
+export interface SearchHit {
+  id: string;
+  /** Page URL plus #anchor of the passage's heading (static sites), or the corpus url field. */
+  url: string;
+  title: string;
+  heading: string;
+  /** The passage text, cut to about 240 characters. Plain text: render it as text, not HTML. */
+  snippet: string;
+  /** Similarity to the query under the model's similarity (dot or cosine). */
+  score: number;
+}
+
+export interface SearchResults extends Array<SearchHit> {
+  timings: { encodeMs: number; searchMs: number };
+}
+
+export interface Reranked {
+  /** The known candidates, best first. */
+  results: { id: string; score: number }[];
+  /** Candidate ids the index does not contain, in input order. */
+  unknown: string[];
+}
+
+export interface IndexInfo {
+  passageCount: number;
+  dims: number;
+  modelId: string;
+  /** The index's manifest.json. */
+  manifest: Record<string, unknown>;
+}
+
+export declare class Dotfind {
+  /** Fetches, verifies (sha256) and caches the index at `indexUrl`, in a Web Worker. */
+  static load(indexUrl: string | URL, options?: LoadOptions): Promise<Dotfind>;
+  readonly info: IndexInfo;
+  /** Exact top-k passages by the model's similarity. */
+  search(query: string, options?: { k?: number }): Promise<SearchResults>;
+  /** BM25 top-k over the passages' text: a built-in lexical first stage (no model involved). */
+  lexicalSearch(query: string, options?: { k?: number }): Promise<SearchHit[]>;
+  /** Orders candidate ids (e.g. a lexical engine's top 100) by the BERT_Dot score. */
+  rerank(query: string, candidates: Iterable<string>): Promise<Reranked>;
+  /** The query vector. */
+  encode(query: string): Promise<Float32Array>;
+  terminate(): void;
+}
+
+export default Dotfind;

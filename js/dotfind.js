@@ -1,0 +1,91 @@
+// dotfind: semantic search in the browser. The heavy work (download, verification, model
+// inference, scoring) runs in a Web Worker this module starts; every method returns a
+// Promise and rejects with an Error whose message names the file or input at fault.
+
+/** A loaded index, ready to search. Create with `await Dotfind.load(url)`. */
+export class Dotfind {
+  #worker;
+  #next = 1;
+  #pending = new Map();
+
+  constructor(worker) {
+    this.#worker = worker;
+    worker.onmessage = ({ data }) => {
+      const pending = this.#pending.get(data.id);
+      if (!pending) return;
+      if (data.type === 'progress') {
+        pending.onProgress?.(data);
+        return;
+      }
+      this.#pending.delete(data.id);
+      if (data.ok) pending.resolve(data.result);
+      else pending.reject(new Error(data.error));
+    };
+    worker.onerror = (event) => {
+      const error = new Error(`dotfind worker failed: ${event.message ?? 'could not start (check the worker URL and CSP)'}`);
+      for (const p of this.#pending.values()) p.reject(error);
+      this.#pending.clear();
+    };
+  }
+
+  #call(type, args, onProgress) {
+    const id = this.#next++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject, onProgress });
+      this.#worker.postMessage({ id, type, args });
+    });
+  }
+
+  /**
+   * Fetches, verifies and caches the index at `indexUrl` (a folder with manifest.json;
+   * relative URLs resolve against the page).
+   * @param {string} indexUrl
+   * @param {{onProgress?: (p: {file: string, loaded: number, total: number, fileLoaded: number, fileTotal: number, fromCache: boolean}) => void, cache?: boolean, workerUrl?: string | URL}} [options]
+   */
+  static async load(indexUrl, { onProgress, cache = true, workerUrl } = {}) {
+    const url = new URL(workerUrl ?? './dotfind-worker.js', import.meta.url);
+    const engine = new Dotfind(new Worker(url, { type: 'module' }));
+    const base = globalThis.document?.baseURI ?? globalThis.location?.href;
+    try {
+      engine.info = await engine.#call('load', { indexUrl: new URL(indexUrl, base).href, cache }, onProgress);
+    } catch (e) {
+      engine.terminate();
+      throw e;
+    }
+    return engine;
+  }
+
+  /** Exact top-k passages: [{id, url, title, heading, snippet, score}], with `.timings`. */
+  async search(query, { k = 10 } = {}) {
+    const { results, timings } = await this.#call('search', { query, k });
+    results.timings = timings;
+    return results;
+  }
+
+  /** BM25 top-k over passage text (no model involved): a lexical first stage to re-rank. */
+  lexicalSearch(query, { k = 100 } = {}) {
+    return this.#call('lexicalSearch', { query, k });
+  }
+
+  /**
+   * Orders candidate ids (passage ids, document ids or URLs, e.g. a lexical engine's top
+   * 100) by BERT_Dot score: {results: [{id, score}], unknown: [ids not in the index]}.
+   */
+  rerank(query, candidates) {
+    return this.#call('rerank', { query, candidates: Array.from(candidates, String) });
+  }
+
+  /** The query's vector, for apps that score on their own. */
+  encode(query) {
+    return this.#call('encode', { query });
+  }
+
+  /** Stops the worker; the engine cannot be used afterwards. */
+  terminate() {
+    this.#worker.terminate();
+    for (const p of this.#pending.values()) p.reject(new Error('dotfind: engine terminated'));
+    this.#pending.clear();
+  }
+}
+
+export default Dotfind;

@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""Indexing benchmark: dotfind vs Python onnxruntime encoding the same passages, same ONNX.
+
+Run through `./build.sh bench-index` (it builds dotfind and prepares the model). Needs
+../shared/data/beir-scifact; says so and exits 2 when it is absent. Prints a table and
+rewrites the "Indexing" section of BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def encoded_text(doc: dict) -> str:
+    return " ".join(p for p in (doc.get("title", "").strip(), doc.get("text", "").strip()) if p)
+
+
+def ort_passages_per_s(bundle: Path, texts: list[str], batch: int, threads: int) -> float:
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    meta = json.loads((bundle / "dotfind-model.json").read_text())
+    tok = Tokenizer.from_file(str(bundle / "tokenizer.json"))
+    tok.no_padding()
+    tok.enable_truncation(max_length=meta["max_passage_tokens"])
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    sess = ort.InferenceSession(str(bundle / "model.onnx"), so, providers=["CPUExecutionProvider"])
+    start = time.perf_counter()
+    encs = tok.encode_batch(texts)
+    # Length-sorted batches: onnxruntime's best case (least padding).
+    order = sorted(range(len(encs)), key=lambda i: len(encs[i].ids))
+    for b in range(0, len(order), batch):
+        idx = order[b : b + batch]
+        n = max(len(encs[i].ids) for i in idx)
+        ids = np.zeros((len(idx), n), dtype=np.int64)
+        mask = np.zeros((len(idx), n), dtype=np.int64)
+        for r, i in enumerate(idx):
+            e = encs[i].ids
+            ids[r, : len(e)] = e
+            mask[r, : len(e)] = 1
+        sess.run(None, {"input_ids": ids, "attention_mask": mask})
+    return len(texts) / (time.perf_counter() - start)
+
+
+def dotfind_index(binary: Path, bundle: Path, corpus: Path, out: Path, vectors: str) -> float:
+    start = time.perf_counter()
+    subprocess.run([str(binary), "index", "--model", str(bundle), "--input", str(corpus), "--out", str(out),
+                    "--vectors", vectors], check=True, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def replace_section(path: Path, title: str, body: str) -> None:
+    start, end = f"<!-- bench:{title} -->", f"<!-- /bench:{title} -->"
+    text = path.read_text() if path.exists() else "# dotfind benchmarks\n\nEvery figure below was printed by the command shown with it, on this project's 2-core build machine.\n"
+    block = f"{start}\n{body}\n{end}"
+    if start in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", type=Path, required=True, help="prepared model folder (with int8/)")
+    ap.add_argument("--dotfind", type=Path, default=ROOT / "target/release/dotfind")
+    ap.add_argument("--corpus", type=Path, default=ROOT / "../shared/data/beir-scifact/corpus.jsonl")
+    ap.add_argument("--limit", type=int, default=1000, help="passages to encode (first N documents)")
+    ap.add_argument("--command", default="./build.sh bench-index")
+    args = ap.parse_args()
+    if not args.corpus.is_file():
+        print(f"benchmark skipped: {args.corpus} is absent (it lives in ../shared, which a fresh clone lacks)",
+              file=sys.stderr)
+        sys.exit(2)
+
+    docs = [json.loads(l) for l in args.corpus.read_text().splitlines() if l.strip()][: args.limit]
+    texts = [encoded_text(d) for d in docs]
+    bundle = args.model / "int8"
+    threads = os.cpu_count() or 1
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        subset = tmp / "corpus.jsonl"
+        subset.write_text("".join(json.dumps(d) + "\n" for d in docs))
+        # Interleaved, one run: dotfind, onnxruntime, dotfind, onnxruntime.
+        df, ort_rates = [], []
+        for rep in range(2):
+            secs = dotfind_index(args.dotfind, bundle, subset, tmp / f"idx{rep}", "int8")
+            df.append(len(docs) / secs)
+            ort_rates.append(ort_passages_per_s(bundle, texts, 32, threads))
+        sizes = {}
+        small = tmp / "small.jsonl"
+        small.write_text("".join(json.dumps(d) + "\n" for d in docs[:200]))
+        for enc in ("int8", "f16", "f32"):
+            out = tmp / f"size-{enc}"
+            dotfind_index(args.dotfind, bundle, small, out, enc)
+            m = json.loads((out / "manifest.json").read_text())
+            vec = sum(m["files"][s["vectors"]]["bytes"] for s in m["shards"])
+            meta = sum(m["files"][s["passages"]]["bytes"] for s in m["shards"])
+            sizes[enc] = (vec / m["passage_count"], meta / m["passage_count"])
+
+    best_df, best_ort = max(df), max(ort_rates)
+    lines = [
+        "## Indexing (passage encoding), SciFact",
+        "",
+        f"Command: `{args.command}` — first {len(docs)} SciFact documents (title + text, truncated at "
+        f"{json.loads((bundle / 'dotfind-model.json').read_text())['max_passage_tokens']} tokens), default int8 bundle, "
+        f"{threads} cores, two interleaved rounds, best of each.",
+        "",
+        "| encoder | passages/s | ratio vs onnxruntime |",
+        "|---|---|---|",
+        f"| dotfind index (tract, one passage per call, {threads} threads) | {best_df:.1f} | {best_df / best_ort:.2f}× |",
+        f"| Python onnxruntime {__import__('onnxruntime').__version__} (batch 32, length-sorted, {threads} threads) | {best_ort:.1f} | 1.00× |",
+        "",
+        f"All rounds: dotfind {', '.join(f'{x:.1f}' for x in df)}; onnxruntime {', '.join(f'{x:.1f}' for x in ort_rates)} passages/s. Goal: ≥ 1.5×.",
+        "",
+        "| vector encoding | vector bytes / passage | passage metadata bytes / passage |",
+        "|---|---|---|",
+    ] + [f"| {e} | {v:.0f} | {m:.0f} |" for e, (v, m) in sizes.items()] + [
+        "",
+        "(Sizes measured on the first 200 documents; metadata holds id, URL, title and the full passage text.)",
+    ]
+    body = "\n".join(lines)
+    print(body)
+    replace_section(ROOT / "BENCHMARKS.md", "index", body)
+
+
+if __name__ == "__main__":
+    main()
