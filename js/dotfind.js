@@ -43,9 +43,13 @@ export class Dotfind {
    * @param {{onProgress?: (p: {file: string, loaded: number, total: number, fileLoaded: number, fileTotal: number, fromCache: boolean}) => void, cache?: boolean, workerUrl?: string | URL}} [options]
    */
   static async load(indexUrl, { onProgress, cache = true, workerUrl } = {}) {
-    const url = new URL(workerUrl ?? './dotfind-worker.js', import.meta.url);
-    const engine = new Dotfind(new Worker(url, { type: 'module' }));
     const base = globalThis.document?.baseURI ?? globalThis.location?.href;
+    // The literal `new Worker(new URL('./…', import.meta.url))` form lets bundlers (Vite,
+    // webpack) find and emit the worker and its wasm.
+    const worker = workerUrl
+      ? new Worker(new URL(workerUrl, base), { type: 'module' })
+      : new Worker(new URL('./dotfind-worker.js', import.meta.url), { type: 'module' });
+    const engine = new Dotfind(worker);
     try {
       engine.info = await engine.#call('load', { indexUrl: new URL(indexUrl, base).href, cache }, onProgress);
     } catch (e) {

@@ -1,0 +1,107 @@
+// The npm package as users get it: `npm pack` of dist/npm, installed into a fresh Vite app
+// and copied next to a plain HTML page, each searching the demo index in headless Chromium.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { launchBrowser, repoRoot } from './support.mjs';
+import { startServer } from '../../tools/serve.mjs';
+
+const INDEX = path.join(repoRoot, 'target/demo-index');
+let work, tarball, browser;
+
+const PAGE_HTML = `<!doctype html>
+<html><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; img-src 'self' data:">
+<link rel="icon" href="data:,"><title>dotfind package test</title>
+<script type="module" src="MAIN"></script></head>
+<body><p id="out">loading</p></body></html>`;
+
+const MAIN_JS = (specifier) => `import { Dotfind } from '${specifier}';
+const out = document.getElementById('out');
+try {
+  const engine = await Dotfind.load('/dotfind-index/');
+  const hits = await engine.search('how do I store key value pairs', { k: 3 });
+  const ranked = await engine.rerank('how do I store key value pairs', hits.map((h) => h.id).reverse());
+  const vector = await engine.encode('hello');
+  out.textContent = JSON.stringify({ url: hits[0].url, n: hits.length, reranked: ranked.results[0].id === hits[0].id, dims: vector.length, isF32: vector instanceof Float32Array });
+} catch (e) {
+  out.textContent = 'error: ' + e.message;
+}
+`;
+
+before(async () => {
+  assert.ok(fs.existsSync(path.join(INDEX, 'manifest.json')), 'target/demo-index missing: run ./build.sh test');
+  work = fs.mkdtempSync(path.join(os.tmpdir(), 'dotfind-npm-'));
+  const packed = execFileSync('npm', ['pack', path.join(repoRoot, 'dist/npm'), '--pack-destination', work, '--json'], { encoding: 'utf8' });
+  tarball = path.join(work, JSON.parse(packed)[0].filename);
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  if (work) fs.rmSync(work, { recursive: true, force: true });
+});
+
+async function searchPage(root) {
+  const { server, url } = await startServer({ root, mounts: { '/dotfind-index': INDEX } });
+  const page = await browser.newPage();
+  const errors = [];
+  page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+  page.on('pageerror', (e) => errors.push(String(e)));
+  try {
+    await page.goto(url);
+    await page.waitForFunction(() => document.getElementById('out').textContent !== 'loading', null, { timeout: 120_000 });
+    const text = await page.textContent('#out');
+    assert.ok(!text.startsWith('error'), text);
+    assert.deepEqual(errors, []);
+    return JSON.parse(text);
+  } finally {
+    await page.close();
+    server.close();
+  }
+}
+
+const EXPECTED = { n: 3, reranked: true, dims: 384, isF32: true };
+
+test('the tarball holds the documented files', () => {
+  const list = execFileSync('tar', ['tzf', tarball], { encoding: 'utf8' }).split('\n').filter(Boolean).sort();
+  assert.deepEqual(list, [
+    'package/README.md', 'package/dotfind-worker.js', 'package/dotfind.d.ts', 'package/dotfind.js', 'package/encoder.js',
+    'package/package.json', 'package/pkg/dotfind.d.ts', 'package/pkg/dotfind.js', 'package/pkg/dotfind_bg.wasm',
+  ]);
+});
+
+test('a plain <script type="module"> page searches with the unpacked package', async () => {
+  const site = path.join(work, 'plain');
+  fs.mkdirSync(site);
+  execFileSync('tar', ['xzf', tarball, '-C', site]);
+  fs.renameSync(path.join(site, 'package'), path.join(site, 'dotfind'));
+  fs.writeFileSync(path.join(site, 'index.html'), PAGE_HTML.replace('MAIN', 'main.js'));
+  fs.writeFileSync(path.join(site, 'main.js'), MAIN_JS('./dotfind/dotfind.js'));
+  const result = await searchPage(site);
+  assert.match(result.url, /^\/book\/ch08-03-hash-maps\.html#/);
+  assert.deepEqual({ ...result, url: undefined }, { ...EXPECTED, url: undefined });
+});
+
+test('a fresh Vite app installs the tarball, builds and searches', async () => {
+  const app = path.join(work, 'vite-app');
+  fs.mkdirSync(app);
+  fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }));
+  execFileSync('npm', ['install', tarball, '--no-audit', '--no-fund', '--loglevel=error'], { cwd: app });
+  fs.writeFileSync(path.join(app, 'index.html'), PAGE_HTML.replace('MAIN', '/main.js'));
+  fs.writeFileSync(path.join(app, 'main.js'), MAIN_JS('dotfind'));
+  fs.writeFileSync(
+    path.join(app, 'vite.config.js'),
+    "export default { optimizeDeps: { exclude: ['dotfind'] }, worker: { format: 'es' }, logLevel: 'warn' };\n",
+  );
+  execFileSync(process.execPath, [path.join(repoRoot, 'node_modules/vite/bin/vite.js'), 'build'], { cwd: app, stdio: 'pipe' });
+  const emitted = fs.readdirSync(path.join(app, 'dist/assets'));
+  assert.ok(emitted.some((f) => f.endsWith('.wasm')), `wasm emitted: ${emitted}`);
+  assert.ok(emitted.some((f) => f.startsWith('dotfind-worker')), `worker emitted: ${emitted}`);
+  const result = await searchPage(path.join(app, 'dist'));
+  assert.match(result.url, /^\/book\/ch08-03-hash-maps\.html#/);
+  assert.deepEqual({ ...result, url: undefined }, { ...EXPECTED, url: undefined });
+});
