@@ -9,6 +9,7 @@
 #   ./build.sh wasm                       build the wasm and the npm package into dist/npm
 #   ./build.sh site                       build the demo site into target/demo-site without serving it
 #   ./build.sh bench-index                indexing speed vs Python onnxruntime -> BENCHMARKS.md (needs ../shared)
+#   ./build.sh bench-browser              browser start-up and search latency (10k/100k passages) -> BENCHMARKS.md
 #   ./build.sh deps                       install the toolchain pieces only
 #
 # Environment: DOTFIND_CACHE (default ~/.cache/dotfind) holds the Python venv and prepared
@@ -162,6 +163,9 @@ cmd_test() {
   cargo clippy --lib --target "$WASM_TARGET" --profile wasm -- -D warnings
   log "cargo test (unit + integration, release)"
   cargo test --release
+  log "dotfind eval vs pytrec_eval"
+  ensure_venv
+  "$VENV/bin/python" tests/eval_parity.py target/release/dotfind
   build_wasm
   build_demo_site "$model"
   log "browser tests (headless Chromium)"
@@ -185,6 +189,18 @@ cmd_bench_index() {
   "$VENV/bin/python" tools/bench_index.py --model "$model" "$@"
 }
 
+cmd_bench_browser() {
+  local model; model="$(prepare_model)"
+  ensure_chromium
+  build_wasm
+  build_demo_site "$model"
+  ensure_venv
+  for n in 10000 100000; do
+    "$VENV/bin/python" tools/synthetic_index.py --like target/demo-index --passages "$n" --out "target/synthetic-$n"
+  done
+  node tools/bench_browser.mjs target/synthetic-10000 target/synthetic-100000
+}
+
 main() {
   local cmd="${1:-}"; [ $# -gt 0 ] && shift
   case "$cmd" in
@@ -194,8 +210,9 @@ main() {
     wasm) build_wasm ;;
     site) build_wasm; build_demo_site "$(prepare_model)" ;;
     bench-index) cmd_bench_index "$@" ;;
+    bench-browser) cmd_bench_browser ;;
     deps) ensure_wasm_target; ensure_wasm_bindgen; ensure_node_modules; ensure_chromium; ensure_venv ;;
-    *) sed -n '2,16p' "$0"; [ -z "$cmd" ] || die "unknown command: $cmd" ;;
+    *) sed -n '2,17p' "$0"; [ -z "$cmd" ] || die "unknown command: $cmd" ;;
   esac
 }
 

@@ -79,6 +79,40 @@ enum Command {
         #[arg(long, default_value = "dotfind")]
         tag: String,
     },
+    /// Re-rank a first-stage TREC run (e.g. BM25) with the model: the re-ranking mode.
+    Rerank {
+        #[arg(long)]
+        index: PathBuf,
+        /// First-stage run: `qid Q0 docid rank score tag`.
+        #[arg(long)]
+        run: PathBuf,
+        #[arg(long)]
+        queries: PathBuf,
+        /// Candidates per query taken from the first-stage run.
+        #[arg(long, default_value_t = 1000)]
+        depth: usize,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "dotfind-rerank")]
+        tag: String,
+    },
+    /// Score a TREC run against qrels with trec_eval's definitions.
+    Eval {
+        /// `query-id corpus-id score` (BEIR TSV, optional header) or TREC `qid 0 docid rel`.
+        #[arg(long)]
+        qrels: PathBuf,
+        #[arg(long)]
+        run: PathBuf,
+        /// Lowest grade counted as relevant for MRR, recall and MAP (TREC-DL passage: 2).
+        #[arg(long, default_value_t = 1)]
+        rel_level: i64,
+        /// Also average over judged queries absent from the run, scoring them 0 (trec_eval -c).
+        #[arg(long)]
+        complete: bool,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print token ids (one JSON array per stdin line), as the model sees them.
     Tokenize {
         #[arg(long)]
@@ -205,6 +239,61 @@ fn run(cli: Cli) -> Result<()> {
             let run = dotfind::eval::retrieve(&index, &encoder, &queries, k)?;
             dotfind::eval::write_run(&run_path, &run, &tag)?;
             eprintln!("wrote {} queries to {}", queries.len(), run_path.display());
+        }
+        Command::Rerank {
+            index,
+            run,
+            queries,
+            depth,
+            out: run_path,
+            tag,
+        } => {
+            let (index, encoder) = open_index(&index)?;
+            let queries = dotfind::eval::read_queries(&queries)?;
+            let candidates = dotfind::eval::read_run(&run)?;
+            let (reranked, unknown) =
+                dotfind::eval::rerank_run(&index, &encoder, &queries, &candidates, depth)?;
+            dotfind::eval::write_run(&run_path, &reranked, &tag)?;
+            eprintln!(
+                "re-ranked {} queries into {}",
+                reranked.len(),
+                run_path.display()
+            );
+            if unknown > 0 {
+                eprintln!("warning: {unknown} candidates are not in the index and were dropped");
+            }
+        }
+        Command::Eval {
+            qrels,
+            run,
+            rel_level,
+            complete,
+            json,
+        } => {
+            let qrels = dotfind::eval::read_qrels(&qrels)?;
+            let run_scores = dotfind::eval::read_run(&run)?;
+            let m = dotfind::eval::evaluate(&qrels, &run_scores, rel_level, complete);
+            let missing = qrels
+                .keys()
+                .filter(|q| !run_scores.contains_key(*q))
+                .count();
+            if json {
+                writeln!(out, "{}", serde_json::to_string(&m)?)?;
+            } else {
+                for (name, value) in [
+                    ("MRR@10", m.mrr_10),
+                    ("nDCG@10", m.ndcg_10),
+                    ("Recall@100", m.recall_100),
+                    ("Recall@1000", m.recall_1000),
+                    ("MAP", m.map),
+                ] {
+                    writeln!(out, "{name:<12} {value:.4}")?;
+                }
+                writeln!(out, "{:<12} {}", "queries", m.queries)?;
+            }
+            if missing > 0 && !complete {
+                eprintln!("note: {missing} judged queries are not in the run and were not averaged (--complete counts them as 0)");
+            }
         }
         Command::Tokenize { model, passages } => {
             let encoder = load(&model)?;

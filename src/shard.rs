@@ -305,6 +305,45 @@ impl VectorShard {
     }
 }
 
+/// Σ a·b over signed bytes (`a` stored as u8 bit patterns), exact in i32 for any
+/// realistic dimension (|a·b| ≤ 127², so 2^31 / 127² ≈ 133k dimensions).
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+pub fn dot_i8(a: &[u8], b: &[i8]) -> i32 {
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| i32::from(x as i8) * i32::from(y))
+        .sum()
+}
+
+/// wasm SIMD version: 16 lanes widened to i16, multiplied and pairwise added to i32.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub fn dot_i8(a: &[u8], b: &[i8]) -> i32 {
+    use core::arch::wasm32::*;
+    let n = a.len().min(b.len());
+    let chunks = n / 16;
+    let mut acc = i32x4_splat(0);
+    for c in 0..chunks {
+        // SAFETY: c * 16 + 16 <= n, within both slices; v128_load permits unaligned reads.
+        let (va, vb) = unsafe {
+            (
+                v128_load(a.as_ptr().add(c * 16) as *const v128),
+                v128_load(b.as_ptr().add(c * 16) as *const v128),
+            )
+        };
+        let lo = i32x4_dot_i16x8(i16x8_extend_low_i8x16(va), i16x8_extend_low_i8x16(vb));
+        let hi = i32x4_dot_i16x8(i16x8_extend_high_i8x16(va), i16x8_extend_high_i8x16(vb));
+        acc = i32x4_add(acc, i32x4_add(lo, hi));
+    }
+    let mut sum = i32x4_extract_lane::<0>(acc)
+        + i32x4_extract_lane::<1>(acc)
+        + i32x4_extract_lane::<2>(acc)
+        + i32x4_extract_lane::<3>(acc);
+    for i in chunks * 16..n {
+        sum += i32::from(a[i] as i8) * i32::from(b[i]);
+    }
+    sum
+}
+
 /// Display and identity data of one passage.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PassageRecord {
@@ -674,6 +713,19 @@ mod tests {
             shard.score_all(&[1.0, 1.0, 1.0], &mut scores);
             assert!((scores[2] - 3.5).abs() < 0.05, "{enc:?}: {scores:?}");
         }
+    }
+
+    #[test]
+    fn int8_dot_is_exact() {
+        let a: Vec<u8> = (0..37).map(|i| (i * 7 % 255) as u8).collect();
+        let b: Vec<i8> = (0..37).map(|i| (i * 13 % 255) as u8 as i8).collect();
+        let expected: i32 = a
+            .iter()
+            .zip(&b)
+            .map(|(&x, &y)| (x as i8) as i32 * y as i32)
+            .sum();
+        assert_eq!(dot_i8(&a, &b), expected);
+        assert_eq!(dot_i8(&[0x81; 384], &[-127; 384]), 127 * 127 * 384);
     }
 
     #[test]

@@ -1,0 +1,71 @@
+#!/usr/bin/env node
+// Browser benchmark (issue: in-browser search): cold start to first result (empty cache),
+// warm start (Cache API), and search latency over the demo index, 10k and 100k passages
+// (synthetic int8 vectors). Run through `./build.sh bench-browser`; rewrites the
+// "Browser" section of BENCHMARKS.md.
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startServer } from './serve.mjs';
+import { launchBrowser } from '../tests/browser/support.mjs';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const [syn10k, syn100k] = process.argv.slice(2);
+const { server, url } = await startServer({
+  root: path.join(root, 'target/demo-site'),
+  mounts: { '/bench': path.join(root, 'tools/bench'), '/syn10k': syn10k, '/syn100k': syn100k },
+});
+const browser = await launchBrowser();
+
+async function run(context, query) {
+  const page = await context.newPage();
+  await page.goto(`${url}bench/bench.html?${query}`);
+  await page.waitForFunction(() => document.getElementById('out').textContent !== 'loading', null, { timeout: 300_000 });
+  const text = await page.textContent('#out');
+  await page.close();
+  if (text.startsWith('error')) throw new Error(text);
+  return JSON.parse(text);
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const cold = [], warm = [];
+for (let i = 0; i < 3; i++) {
+  const context = await browser.newContext(); // empty cache: everything over HTTP from localhost
+  cold.push(await run(context, 'index=/dotfind-index/&mode=start'));
+  warm.push(await run(context, 'index=/dotfind-index/&mode=start')); // same profile: Cache API
+  await context.close();
+}
+const context = await browser.newContext();
+const latency = [];
+for (const index of ['/dotfind-index/', '/syn10k/', '/syn100k/']) latency.push(await run(context, `index=${index}&mode=latency`));
+await browser.close();
+server.close();
+
+const manifest = JSON.parse(fs.readFileSync(path.join(root, 'target/demo-site/dotfind-index/manifest.json'), 'utf8'));
+const bytes = Object.values(manifest.files).reduce((s, f) => s + f.bytes, 0);
+const wasm = fs.statSync(path.join(root, 'dist/npm/pkg/dotfind_bg.wasm')).size;
+const fmt = (x) => x.toFixed(1);
+const lines = [
+  '## Browser: start-up and search latency (headless Chromium, localhost)',
+  '',
+  'Command: `./build.sh bench-browser` — demo index (Rust Book excerpts, int8 model), 3 fresh browser contexts for cold/warm start; latency over 60 queries per index (median of the time spent scoring + top-10 + decoding results, in the worker; query encoding reported separately).',
+  '',
+  `| measure | median | runs |`,
+  '|---|---|---|',
+  `| cold start → first result (wasm ${(wasm / 1e6).toFixed(1)} MB + model and index ${(bytes / 1e6).toFixed(1)} MB, empty cache) | ${fmt(median(cold.map((r) => r.firstResultMs)))} ms | ${cold.map((r) => fmt(r.firstResultMs)).join(', ')} |`,
+  `| warm start → first result (Cache API) | ${fmt(median(warm.map((r) => r.firstResultMs)))} ms | ${warm.map((r) => fmt(r.firstResultMs)).join(', ')} |`,
+  '',
+  '| index | passages × dims | search median | search p90 | query encoding median |',
+  '|---|---|---|---|---|',
+  ...latency.map((r, i) => `| ${['demo', 'synthetic', 'synthetic'][i]} | ${r.passages} × ${manifest.model.dims} int8 | ${fmt(r.searchMedianMs)} ms | ${fmt(r.searchP90Ms)} ms | ${fmt(r.encodeMedianMs)} ms |`),
+  '',
+  'Goal: search ≤ 5 ms for 100k × 384 int8.',
+];
+const body = lines.join('\n');
+console.log(body);
+const file = path.join(root, 'BENCHMARKS.md');
+let text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '# dotfind benchmarks\n';
+const [start, end] = ['<!-- bench:browser -->', '<!-- /bench:browser -->'];
+const block = `${start}\n${body}\n${end}`;
+text = text.includes(start) ? text.slice(0, text.indexOf(start)) + block + text.slice(text.indexOf(end) + end.length) : `${text.trimEnd()}\n\n${block}\n`;
+fs.writeFileSync(file, text);
