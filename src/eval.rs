@@ -315,6 +315,43 @@ pub fn evaluate(qrels: &Qrels, run: &RunScores, rel_level: i64, complete: bool) 
     }
 }
 
+/// Re-scores each query's first-stage candidates (its top `depth` in trec_eval order) with
+/// the model: the reference model's re-ranking mode. Candidates the index does not hold are
+/// dropped and counted.
+pub fn rerank_run(
+    index: &SearchIndex,
+    encoder: &Encoder,
+    queries: &[Query],
+    candidates: &RunScores,
+    depth: usize,
+) -> Result<(Run, usize)> {
+    type Reranked = Result<((String, Vec<(String, f32)>), usize)>;
+    let results: Vec<Reranked> = queries
+        .par_iter()
+        .filter_map(|q| candidates.get(&q.id).map(|docs| (q, docs)))
+        .map(|(q, docs)| {
+            let ids: Vec<String> = trec_order(docs)
+                .into_iter()
+                .take(depth)
+                .map(|(d, _)| d)
+                .collect();
+            let v = encoder
+                .encode_query(&q.text)
+                .map_err(|e| Error::InvalidInput(format!("query {}: {e}", q.id)))?;
+            let (ranked, unknown) = index.rerank(&v, &ids)?;
+            Ok(((q.id.clone(), ranked), unknown.len()))
+        })
+        .collect();
+    let mut run = Vec::new();
+    let mut missing = 0;
+    for r in results {
+        let (entry, unknown) = r?;
+        run.push(entry);
+        missing += unknown;
+    }
+    Ok((run, missing))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,40 +411,4 @@ mod tests {
         assert_eq!(m.queries, 3);
         assert!((m.mrr_10 - 1.0 / 3.0).abs() < 1e-12);
     }
-}
-
-/// Re-scores each query's first-stage candidates (its top `depth` in trec_eval order) with
-/// the model: the reference model's re-ranking mode. Candidates the index does not hold are
-/// dropped and counted.
-pub fn rerank_run(
-    index: &SearchIndex,
-    encoder: &Encoder,
-    queries: &[Query],
-    candidates: &RunScores,
-    depth: usize,
-) -> Result<(Run, usize)> {
-    let results: Vec<Result<((String, Vec<(String, f32)>), usize)>> = queries
-        .par_iter()
-        .filter_map(|q| candidates.get(&q.id).map(|docs| (q, docs)))
-        .map(|(q, docs)| {
-            let ids: Vec<String> = trec_order(docs)
-                .into_iter()
-                .take(depth)
-                .map(|(d, _)| d)
-                .collect();
-            let v = encoder
-                .encode_query(&q.text)
-                .map_err(|e| Error::InvalidInput(format!("query {}: {e}", q.id)))?;
-            let (ranked, unknown) = index.rerank(&v, &ids)?;
-            Ok(((q.id.clone(), ranked), unknown.len()))
-        })
-        .collect();
-    let mut run = Vec::new();
-    let mut missing = 0;
-    for r in results {
-        let (entry, unknown) = r?;
-        run.push(entry);
-        missing += unknown;
-    }
-    Ok((run, missing))
 }
