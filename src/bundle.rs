@@ -70,6 +70,28 @@ pub struct BundleManifest {
     pub files: BTreeMap<String, FileEntry>,
 }
 
+impl FileEntry {
+    /// Checks a file's bytes against this entry: size first (a truncated download is
+    /// reported as such), then sha256. The one place any dotfind file is verified.
+    pub fn verify(&self, file: &str, bytes: &[u8]) -> Result<()> {
+        if bytes.len() as u64 != self.bytes {
+            return Err(Error::DataCorruption {
+                file: file.into(),
+                reason: format!("{} bytes, manifest says {}", bytes.len(), self.bytes),
+            });
+        }
+        let actual = sha256_hex(bytes);
+        if actual != self.sha256 {
+            return Err(Error::ChecksumMismatch {
+                file: file.into(),
+                expected: self.sha256.clone(),
+                actual,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// A verified bundle held in memory: descriptor plus the raw bytes it vouches for.
 #[derive(Debug, Clone)]
 pub struct ModelBundle {
@@ -144,21 +166,7 @@ impl ModelBundle {
     ) -> Result<Self> {
         let manifest = BundleManifest::from_json(manifest_json)?;
         for (file, bytes) in [(MODEL_FILE, &model_onnx), (TOKENIZER_FILE, &tokenizer_json)] {
-            let entry = &manifest.files[file];
-            if bytes.len() as u64 != entry.bytes {
-                return Err(Error::DataCorruption {
-                    file: file.into(),
-                    reason: format!("{} bytes, manifest says {}", bytes.len(), entry.bytes),
-                });
-            }
-            let actual = sha256_hex(bytes);
-            if actual != entry.sha256 {
-                return Err(Error::ChecksumMismatch {
-                    file: file.into(),
-                    expected: entry.sha256.clone(),
-                    actual,
-                });
-            }
+            manifest.files[file].verify(file, bytes)?;
         }
         Ok(ModelBundle {
             manifest,

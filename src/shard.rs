@@ -139,6 +139,39 @@ fn corrupt(file: &str, reason: impl Into<String>) -> Error {
     }
 }
 
+/// Checks the common shard header: long enough, right magic, readable version.
+fn check_header(
+    file: &str,
+    bytes: &[u8],
+    magic: &[u8; 4],
+    header_len: usize,
+    what: &str,
+) -> Result<()> {
+    if bytes.len() < header_len {
+        return Err(corrupt(
+            file,
+            format!(
+                "{} bytes, shorter than the {header_len}-byte header",
+                bytes.len()
+            ),
+        ));
+    }
+    if &bytes[0..4] != magic {
+        return Err(corrupt(
+            file,
+            format!("not a dotfind {what} shard (bad magic)"),
+        ));
+    }
+    let version = u16::from_le_bytes([bytes[4], bytes[5]]);
+    if version != FORMAT_VERSION {
+        return Err(corrupt(
+            file,
+            format!("format version {version}, this build reads {FORMAT_VERSION}"),
+        ));
+    }
+    Ok(())
+}
+
 fn u32_at(bytes: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
 }
@@ -166,22 +199,7 @@ impl VectorShard {
 
     /// Parses and validates a shard; `file` names it in errors.
     pub fn from_bytes(file: &str, bytes: &[u8]) -> Result<Self> {
-        if bytes.len() < VECTOR_HEADER {
-            return Err(corrupt(
-                file,
-                format!("{} bytes, shorter than the 16-byte header", bytes.len()),
-            ));
-        }
-        if &bytes[0..4] != VECTOR_MAGIC {
-            return Err(corrupt(file, "not a dotfind vector shard (bad magic)"));
-        }
-        let version = u16::from_le_bytes([bytes[4], bytes[5]]);
-        if version != FORMAT_VERSION {
-            return Err(corrupt(
-                file,
-                format!("format version {version}, this build reads {FORMAT_VERSION}"),
-            ));
-        }
+        check_header(file, bytes, VECTOR_MAGIC, VECTOR_HEADER, "vector")?;
         let encoding = VectorEncoding::from_code(bytes[6])
             .ok_or_else(|| corrupt(file, format!("unknown vector encoding code {}", bytes[6])))?;
         let dims = u32_at(bytes, 8) as usize;
@@ -448,22 +466,7 @@ impl PassageShard {
 
     /// Validates the header and offset table; records are decoded (and checked) on access.
     pub fn from_bytes(file: &str, bytes: &[u8]) -> Result<Self> {
-        if bytes.len() < PASSAGE_HEADER {
-            return Err(corrupt(
-                file,
-                format!("{} bytes, shorter than the 12-byte header", bytes.len()),
-            ));
-        }
-        if &bytes[0..4] != PASSAGE_MAGIC {
-            return Err(corrupt(file, "not a dotfind passage shard (bad magic)"));
-        }
-        let version = u16::from_le_bytes([bytes[4], bytes[5]]);
-        if version != FORMAT_VERSION {
-            return Err(corrupt(
-                file,
-                format!("format version {version}, this build reads {FORMAT_VERSION}"),
-            ));
-        }
+        check_header(file, bytes, PASSAGE_MAGIC, PASSAGE_HEADER, "passage")?;
         let count = u32_at(bytes, 8) as usize;
         let table_end = (count as u128 + 1) * 4 + PASSAGE_HEADER as u128;
         if (bytes.len() as u128) < table_end {
@@ -658,21 +661,7 @@ impl IndexManifest {
             file: INDEX_MANIFEST.into(),
             reason: format!("no checksum recorded for {file}"),
         })?;
-        if bytes.len() as u64 != entry.bytes {
-            return Err(corrupt(
-                file,
-                format!("{} bytes, manifest says {}", bytes.len(), entry.bytes),
-            ));
-        }
-        let actual = crate::bundle::sha256_hex(bytes);
-        if actual != entry.sha256 {
-            return Err(Error::ChecksumMismatch {
-                file: file.into(),
-                expected: entry.sha256.clone(),
-                actual,
-            });
-        }
-        Ok(())
+        entry.verify(file, bytes)
     }
 }
 

@@ -3,33 +3,16 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(rel)
-}
-
-fn dotfind(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_dotfind"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(o: &std::process::Output) -> String {
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
+use common::{fixture, ok, run_cli};
 
 #[test]
 fn rerank_reorders_a_first_stage_run_and_eval_scores_it() {
     let dir = tempfile::tempdir().unwrap();
     let index = dir.path().join("idx");
     let model = common::bundle("int8");
-    ok(&dotfind(&[
+    ok(&run_cli(&[
         "index",
         "--model",
         model.to_str().unwrap(),
@@ -62,7 +45,7 @@ fn rerank_reorders_a_first_stage_run_and_eval_scores_it() {
     let first_path = dir.path().join("first.trec");
     std::fs::write(&first_path, first).unwrap();
     let qrels = fixture("expected.tsv");
-    let before = ok(&dotfind(&[
+    let before = ok(&run_cli(&[
         "eval",
         "--qrels",
         qrels.to_str().unwrap(),
@@ -73,7 +56,7 @@ fn rerank_reorders_a_first_stage_run_and_eval_scores_it() {
     let before: serde_json::Value = serde_json::from_str(&before).unwrap();
 
     let out = dir.path().join("reranked.trec");
-    let o = dotfind(&[
+    let o = run_cli(&[
         "rerank",
         "--index",
         index.to_str().unwrap(),
@@ -92,7 +75,7 @@ fn rerank_reorders_a_first_stage_run_and_eval_scores_it() {
     let text = std::fs::read_to_string(&out).unwrap();
     assert_eq!(text.lines().count(), 10 * 24);
     assert!(text.lines().next().unwrap().ends_with(" dotfind-rerank"));
-    let after = ok(&dotfind(&[
+    let after = ok(&run_cli(&[
         "eval",
         "--qrels",
         qrels.to_str().unwrap(),
@@ -108,7 +91,7 @@ fn rerank_reorders_a_first_stage_run_and_eval_scores_it() {
     );
     assert!(before["mrr@10"].as_f64().unwrap() < 0.5);
 
-    let table = ok(&dotfind(&[
+    let table = ok(&run_cli(&[
         "eval",
         "--qrels",
         qrels.to_str().unwrap(),
@@ -130,7 +113,7 @@ fn eval_input_errors_name_file_and_line() {
     let qrels = write("qrels.tsv", "query-id\tcorpus-id\tscore\nq1\td1\t1\n");
     let run = write("run.trec", "q1 Q0 d1 1 2.5 t\n");
     let err = |q: &Path, r: &Path| {
-        let o = dotfind(&[
+        let o = run_cli(&[
             "eval",
             "--qrels",
             q.to_str().unwrap(),
@@ -172,7 +155,7 @@ fn eval_input_errors_name_file_and_line() {
 
     // Judged queries absent from the run: reported, and counted as 0 with --complete.
     let two = write("two.tsv", "q1 0 d1 1\nq2 0 d9 1\n");
-    let o = dotfind(&[
+    let o = run_cli(&[
         "eval",
         "--qrels",
         two.to_str().unwrap(),
@@ -188,7 +171,7 @@ fn eval_input_errors_name_file_and_line() {
         (m["queries"].as_u64(), m["mrr@10"].as_f64()),
         (Some(1), Some(1.0))
     );
-    let o = dotfind(&[
+    let o = run_cli(&[
         "eval",
         "--qrels",
         two.to_str().unwrap(),

@@ -5,20 +5,13 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use common::bundle;
+use common::{bundle, fixture, run_cli, stderr};
 use dotfind::encode::cosine;
 use dotfind::html::{read_site, word_count};
 use dotfind::index::{build_index, IndexOptions};
 use dotfind::index_files::{open_index, open_index_files};
 use dotfind::shard::VectorEncoding;
-
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(rel)
-}
 
 fn options(encoding: VectorEncoding) -> IndexOptions {
     IndexOptions {
@@ -300,23 +293,12 @@ fn html_site_search_links_to_the_right_anchor() {
     );
 }
 
-fn dotfind(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_dotfind"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 #[test]
 fn cli_index_search_and_run() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("idx");
     let model = bundle("int8");
-    let o = dotfind(&[
+    let o = run_cli(&[
         "index",
         "--model",
         model.to_str().unwrap(),
@@ -336,7 +318,7 @@ fn cli_index_search_and_run() {
         "plain progress lines off a terminal"
     );
 
-    let o = dotfind(&[
+    let o = run_cli(&[
         "search",
         "--index",
         out.to_str().unwrap(),
@@ -354,7 +336,7 @@ fn cli_index_search_and_run() {
     assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
 
     let run = dir.path().join("run.trec");
-    let o = dotfind(&[
+    let o = run_cli(&[
         "run",
         "--index",
         out.to_str().unwrap(),
@@ -436,7 +418,7 @@ fn bad_corpus_input_gets_named_errors_and_leaves_no_index() {
         ),
     ];
     for (input, expected) in cases {
-        let o = dotfind(&[
+        let o = run_cli(&[
             "index",
             "--model",
             model.to_str().unwrap(),
@@ -461,7 +443,7 @@ fn bad_corpus_input_gets_named_errors_and_leaves_no_index() {
     std::fs::create_dir(&site).unwrap();
     std::fs::write(site.join("ok.html"), "<p>fine</p>").unwrap();
     std::os::unix::fs::symlink(site.join("gone.html.target"), site.join("gone.html")).unwrap();
-    let o = dotfind(&[
+    let o = run_cli(&[
         "index",
         "--model",
         model.to_str().unwrap(),
@@ -479,7 +461,7 @@ fn bad_corpus_input_gets_named_errors_and_leaves_no_index() {
     );
     std::fs::remove_file(site.join("gone.html")).unwrap();
     std::fs::write(site.join("latin1.html"), b"<p>caf\xe9</p>").unwrap();
-    let o = dotfind(&[
+    let o = run_cli(&[
         "index",
         "--model",
         model.to_str().unwrap(),
@@ -495,7 +477,7 @@ fn bad_corpus_input_gets_named_errors_and_leaves_no_index() {
             site.join("latin1.html").display()
         )
     );
-    let o = dotfind(&[
+    let o = run_cli(&[
         "index",
         "--model",
         model.to_str().unwrap(),
@@ -515,7 +497,7 @@ fn bad_corpus_input_gets_named_errors_and_leaves_no_index() {
 fn unwritable_output_fails_cleanly_and_keeps_the_previous_index() {
     let model = bundle("int8");
     // /sys refuses new entries even to root: a real write failure, like a full or read-only disk.
-    let o = dotfind(&[
+    let o = run_cli(&[
         "index",
         "--model",
         model.to_str().unwrap(),

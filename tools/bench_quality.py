@@ -167,6 +167,16 @@ def main() -> None:
                     rows.append((coll.name, mode, variant, evaluate(args.dotfind, qrels, rp, rel_level), time.perf_counter() - t0))
                 print(f"{coll.name} / {mode}: done", file=sys.stderr, flush=True)
 
+    # Published figures for the shipped first-stage runs (trec_eval nDCG@10, graded gains).
+    published = {"BM25": 0.5058, "D_BERT_KD_TASB": 0.7210}
+    checks = []
+    for coll in collections:
+        for run_file in sorted((coll / "runs").glob("*.trec")) if (coll / "runs").is_dir() else []:
+            m = evaluate(args.dotfind, coll / "qrels.tsv", run_file, 2 if "trec-dl" in coll.name else 1)
+            want = published.get(run_file.stem)
+            verdict = "" if want is None else ("matches" if abs(m["ndcg@10"] - want) < 5e-5 else f"DIFFERS from {want}")
+            checks.append(f"| {coll.name} | {run_file.stem} | {m['ndcg@10']:.4f} | {want if want is not None else '—'} | {verdict} |")
+
     meta = json.loads((args.model / "int8/dotfind-model.json").read_text())
     lines = [
         "## Quality: PyTorch f32 vs dotfind f32 vs dotfind int8",
@@ -187,6 +197,9 @@ def main() -> None:
         if ref and q:
             dn, dm = q["ndcg@10"] - ref["ndcg@10"], q["mrr@10"] - ref["mrr@10"]
             lines.append(f"| {c} | {mo} | {dn:+.4f} | {dm:+.4f} | {'yes' if abs(dn) <= 0.005 and abs(dm) <= 0.005 else 'no'} |")
+    if checks:
+        lines += ["", "`dotfind eval` on the shipped first-stage runs vs their published nDCG@10:", "",
+                  "| collection | run | nDCG@10 | published | |", "|---|---|---|---|---|"] + checks
     body = "\n".join(lines)
     print(body)
     path = ROOT / "BENCHMARKS.md"
