@@ -13,6 +13,19 @@ use dotfind::index::{build_index, IndexOptions};
 use dotfind::index_files::{open_index, open_index_files};
 use dotfind::shard::VectorEncoding;
 
+/// `dotfind index --model M --input I --out O` through the CLI.
+fn index_cli(model: &Path, input: &Path, out: &Path) -> std::process::Output {
+    run_cli(&[
+        "index",
+        "--model",
+        model.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ])
+}
+
 fn options(encoding: VectorEncoding) -> IndexOptions {
     IndexOptions {
         encoding,
@@ -298,15 +311,7 @@ fn cli_index_search_and_run() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("idx");
     let model = bundle("int8");
-    let o = run_cli(&[
-        "index",
-        "--model",
-        model.to_str().unwrap(),
-        "--input",
-        fixture("corpus.jsonl").to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = index_cli(&model, &fixture("corpus.jsonl"), &out);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("indexed 24 passages from 24 documents"),
@@ -418,15 +423,7 @@ fn bad_corpus_input_gets_named_errors_and_leaves_no_index() {
         ),
     ];
     for (input, expected) in cases {
-        let o = run_cli(&[
-            "index",
-            "--model",
-            model.to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ]);
+        let o = index_cli(&model, &input, &out);
         assert!(!o.status.success());
         assert_eq!(
             stderr(&o),
@@ -443,15 +440,7 @@ fn bad_corpus_input_gets_named_errors_and_leaves_no_index() {
     std::fs::create_dir(&site).unwrap();
     std::fs::write(site.join("ok.html"), "<p>fine</p>").unwrap();
     std::os::unix::fs::symlink(site.join("gone.html.target"), site.join("gone.html")).unwrap();
-    let o = run_cli(&[
-        "index",
-        "--model",
-        model.to_str().unwrap(),
-        "--input",
-        site.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = index_cli(&model, &site, &out);
     assert_eq!(
         stderr(&o),
         format!(
@@ -461,15 +450,7 @@ fn bad_corpus_input_gets_named_errors_and_leaves_no_index() {
     );
     std::fs::remove_file(site.join("gone.html")).unwrap();
     std::fs::write(site.join("latin1.html"), b"<p>caf\xe9</p>").unwrap();
-    let o = run_cli(&[
-        "index",
-        "--model",
-        model.to_str().unwrap(),
-        "--input",
-        site.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = index_cli(&model, &site, &out);
     assert_eq!(
         stderr(&o),
         format!(
@@ -477,15 +458,7 @@ fn bad_corpus_input_gets_named_errors_and_leaves_no_index() {
             site.join("latin1.html").display()
         )
     );
-    let o = run_cli(&[
-        "index",
-        "--model",
-        model.to_str().unwrap(),
-        "--input",
-        "/nonexistent/site",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = index_cli(&model, Path::new("/nonexistent/site"), &out);
     assert_eq!(
         stderr(&o),
         "dotfind: error: /nonexistent/site: No such file or directory (os error 2)\n"
@@ -497,15 +470,11 @@ fn bad_corpus_input_gets_named_errors_and_leaves_no_index() {
 fn unwritable_output_fails_cleanly_and_keeps_the_previous_index() {
     let model = bundle("int8");
     // /sys refuses new entries even to root: a real write failure, like a full or read-only disk.
-    let o = run_cli(&[
-        "index",
-        "--model",
-        model.to_str().unwrap(),
-        "--input",
-        fixture("corpus.jsonl").to_str().unwrap(),
-        "--out",
-        "/sys/dotfind-index",
-    ]);
+    let o = index_cli(
+        &model,
+        &fixture("corpus.jsonl"),
+        Path::new("/sys/dotfind-index"),
+    );
     assert!(!o.status.success());
     let err = stderr(&o);
     assert!(
