@@ -29,9 +29,12 @@ fn at_line(file: &Path, line: usize, reason: impl std::fmt::Display) -> Error {
 }
 
 /// Reads a BEIR `corpus.jsonl`: one passage per document, encoded as title + " " + text.
-pub fn read_jsonl(path: &Path) -> Result<Vec<PassageRecord>> {
+/// A document with neither title nor text is an error, unless `skip_empty`: then it is
+/// left out (real collections have some: Cranfield's 471 and 995) and its id reported.
+pub fn read_jsonl(path: &Path, skip_empty: bool) -> Result<(Vec<PassageRecord>, Vec<String>)> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let mut records = Vec::new();
+    let mut skipped = Vec::new();
     let mut first_line: HashMap<String, usize> = HashMap::new();
     for (n, raw) in bytes.split(|&b| b == b'\n').enumerate() {
         let line = n + 1;
@@ -65,10 +68,14 @@ pub fn read_jsonl(path: &Path) -> Result<Vec<PassageRecord>> {
         let title = doc.title.unwrap_or_default().trim().to_string();
         let body = doc.text.unwrap_or_default().trim().to_string();
         if title.is_empty() && body.is_empty() {
+            if skip_empty {
+                skipped.push(id);
+                continue;
+            }
             return Err(at_line(
                 path,
                 line,
-                format!("document {id:?} has no title and no text"),
+                format!("document {id:?} has no title and no text (--skip-empty leaves such documents out)"),
             ));
         }
         records.push(PassageRecord {
@@ -86,16 +93,17 @@ pub fn read_jsonl(path: &Path) -> Result<Vec<PassageRecord>> {
             path.display()
         )));
     }
-    Ok(records)
+    Ok((records, skipped))
 }
 
-/// Reads a corpus: a `.jsonl` file or a folder of built HTML pages.
-pub fn read_corpus(path: &Path) -> Result<Vec<PassageRecord>> {
+/// Reads a corpus: a `.jsonl` file or a folder of built HTML pages (pages without text are
+/// simply not passages). Returns the records and the ids of skipped empty documents.
+pub fn read_corpus(path: &Path, skip_empty: bool) -> Result<(Vec<PassageRecord>, Vec<String>)> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if meta.is_dir() {
-        crate::html::read_site(path)
+        Ok((crate::html::read_site(path)?, Vec::new()))
     } else {
-        read_jsonl(path)
+        read_jsonl(path, skip_empty)
     }
 }
 
@@ -115,7 +123,7 @@ mod tests {
         let (_d, p) = corpus(
             b"{\"_id\": \"a\", \"title\": \"T\", \"text\": \"body\"}\n\n{\"_id\": 7, \"text\": \"only text\", \"url\": \"/x\"}\n",
         );
-        let r = read_jsonl(&p).unwrap();
+        let (r, _) = read_jsonl(&p, false).unwrap();
         assert_eq!(r.len(), 2);
         assert_eq!(r[0].encoded_text(), "T body");
         assert_eq!(
@@ -138,7 +146,7 @@ mod tests {
             ),
             (
                 b"{\"_id\": \"a\", \"title\": \" \", \"text\": \"\"}\n",
-                ":1: document \"a\" has no title and no text",
+                ":1: document \"a\" has no title and no text (--skip-empty leaves such documents out)",
             ),
             (
                 b"{\"_id\": \"a\", \"text\": \"caf\xe9\"}\n",
@@ -151,19 +159,30 @@ mod tests {
         ];
         for (text, expected) in cases {
             let (_d, p) = corpus(text);
-            let err = read_jsonl(&p).unwrap_err().to_string();
+            let err = read_jsonl(&p, false).unwrap_err().to_string();
             assert_eq!(err, format!("invalid input: {}{expected}", p.display()));
         }
         let (_d, p) = corpus(b"\n\n");
         assert_eq!(
-            read_jsonl(&p).unwrap_err().to_string(),
+            read_jsonl(&p, false).unwrap_err().to_string(),
             format!("invalid input: {}: no documents", p.display())
         );
     }
 
     #[test]
+    fn empty_documents_can_be_skipped_and_are_reported() {
+        let (_d, p) = corpus(b"{\"_id\": \"a\", \"text\": \"x\"}\n{\"_id\": \"471\", \"title\": \"\", \"text\": \"\"}\n");
+        let (records, skipped) = read_jsonl(&p, true).unwrap();
+        assert_eq!(
+            records.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            vec!["a"]
+        );
+        assert_eq!(skipped, vec!["471"]);
+    }
+
+    #[test]
     fn missing_file_is_an_io_error_with_its_path() {
-        let err = read_corpus(Path::new("/nonexistent/corpus.jsonl"))
+        let err = read_corpus(Path::new("/nonexistent/corpus.jsonl"), false)
             .unwrap_err()
             .to_string();
         assert_eq!(

@@ -35,6 +35,8 @@ pub struct IndexOptions {
     pub max_file_bytes: usize,
     /// Progress on stderr: a bar on a terminal, a line every 10 % otherwise.
     pub progress: bool,
+    /// Leave out JSONL documents with no title and no text instead of failing.
+    pub skip_empty: bool,
 }
 
 impl Default for IndexOptions {
@@ -43,6 +45,7 @@ impl Default for IndexOptions {
             encoding: VectorEncoding::Int8,
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
             progress: false,
+            skip_empty: false,
         }
     }
 }
@@ -56,6 +59,8 @@ pub struct IndexStats {
     pub encoded: usize,
     /// Passages whose vectors were copied from the previous index.
     pub reused: usize,
+    /// Ids of empty documents left out (`skip_empty`).
+    pub skipped: Vec<String>,
     pub shards: usize,
 }
 
@@ -230,7 +235,7 @@ pub fn build_index(
 ) -> Result<IndexStats> {
     let bundle = ModelBundle::open(model)?;
     let encoder = Encoder::new(&bundle)?;
-    let records = crate::corpus::read_corpus(input)?;
+    let (records, skipped) = crate::corpus::read_corpus(input, opts.skip_empty)?;
     if out.exists()
         && !out.join(INDEX_MANIFEST).is_file()
         && std::fs::read_dir(out)
@@ -282,6 +287,7 @@ pub fn build_index(
         documents: manifest.document_count,
         encoded,
         reused: records.len() - encoded,
+        skipped,
         shards: manifest.shards.len(),
     })
 }

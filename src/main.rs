@@ -52,6 +52,9 @@ enum Command {
         /// Largest file written, in MiB (static hosts cap file sizes: Cloudflare Pages at 25 MiB).
         #[arg(long, default_value_t = 20)]
         max_file_mib: usize,
+        /// Leave out JSONL documents with no title and no text (reported) instead of failing.
+        #[arg(long)]
+        skip_empty: bool,
     },
     /// Exact search over an index (the browser's scoring), printing the top passages.
     Search {
@@ -180,14 +183,23 @@ fn run(cli: Cli) -> Result<()> {
             out,
             vectors,
             max_file_mib,
+            skip_empty,
         } => {
             let opts = IndexOptions {
                 encoding: vectors,
                 max_file_bytes: max_file_mib.max(1) * 1024 * 1024,
                 progress: true,
+                skip_empty,
             };
             let started = std::time::Instant::now();
             let stats = build_index(&model, &input, &out, &opts)?;
+            if !stats.skipped.is_empty() {
+                eprintln!(
+                    "skipped {} empty documents: {}",
+                    stats.skipped.len(),
+                    stats.skipped.join(", ")
+                );
+            }
             eprintln!(
                 "indexed {} passages from {} documents into {} ({} shards): {} encoded, {} reused, {:.1} s",
                 stats.passages,

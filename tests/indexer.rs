@@ -415,7 +415,8 @@ fn bad_corpus_input_gets_named_errors_and_leaves_no_index() {
                 "empty.jsonl",
                 b"{\"_id\": \"a\", \"title\": \"\", \"text\": \"  \"}\n",
             ),
-            ":1: document \"a\" has no title and no text".into(),
+            ":1: document \"a\" has no title and no text (--skip-empty leaves such documents out)"
+                .into(),
         ),
         (
             write("latin1.jsonl", b"{\"_id\": \"a\", \"text\": \"caf\xe9\"}\n"),
@@ -608,4 +609,43 @@ fn large_models_are_split_under_the_file_cap_and_still_load() {
     let (one, _) = open_index(&dir).unwrap();
     let v = encoder.encode_query(q).unwrap();
     assert_eq!(small.search(&v, 24).unwrap(), one.search(&v, 24).unwrap());
+}
+
+#[test]
+fn skip_empty_leaves_out_and_reports_empty_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("corpus.jsonl");
+    std::fs::write(
+        &input,
+        "{\"_id\": \"471\", \"title\": \"\", \"text\": \"\"}\n{\"_id\": \"ok\", \"text\": \"wings in a slipstream\"}\n",
+    )
+    .unwrap();
+    let out = dir.path().join("idx");
+    let model = bundle("int8");
+    let o = run_cli(&[
+        "index",
+        "--model",
+        model.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--skip-empty",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("skipped 1 empty documents: 471\n"),
+        "{}",
+        stderr(&o)
+    );
+    let (index, _) = open_index(&out).unwrap();
+    assert_eq!(
+        index
+            .records()
+            .unwrap()
+            .iter()
+            .map(|r| r.id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["ok"]
+    );
 }

@@ -110,6 +110,10 @@ def main() -> None:
     skip_retrieval = {c for c in args.skip_retrieval.split(",") if c}
     collections = sorted(d for d in args.data.iterdir() if (d / "corpus.jsonl").is_file() and (not wanted or d.name in wanted))
     torch_encoder = TorchEncoder(args.source, args.model / "f32")
+    # Results are kept per collection, so an interrupted or partial run still reports what it
+    # measured and a later run adds the rest (keyed by the bundle, so a new model starts afresh).
+    cache_dir = ROOT / "target/bench-quality" / json.loads((args.model / "int8/dotfind-model.json").read_text())["files"]["model.onnx"]["sha256"][:16]
+    cache_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -158,7 +162,7 @@ def main() -> None:
                 for variant, bundle, vectors in (("dotfind f32 model, f32 vectors", "f32", "f32"), ("dotfind int8 model, int8 vectors", "int8", "int8")):
                     t0 = time.perf_counter()
                     idx = tmp / f"{coll.name}-{bundle}-{len(docs)}"
-                    dotfind(args.dotfind, "index", "--model", args.model / bundle, "--input", sub, "--out", idx, "--vectors", vectors)
+                    dotfind(args.dotfind, "index", "--model", args.model / bundle, "--input", sub, "--out", idx, "--vectors", vectors, "--skip-empty")
                     rp = tmp / f"{coll.name}-{bundle}.trec"
                     if first_stage is None:
                         dotfind(args.dotfind, "run", "--index", idx, "--queries", qfile, "-k", "1000", "--out", rp)
@@ -166,11 +170,13 @@ def main() -> None:
                         dotfind(args.dotfind, "rerank", "--index", idx, "--run", first_stage, "--queries", qfile, "--depth", "100", "--out", rp)
                     rows.append((coll.name, mode, variant, evaluate(args.dotfind, qrels, rp, rel_level), time.perf_counter() - t0))
                 print(f"{coll.name} / {mode}: done", file=sys.stderr, flush=True)
+            (cache_dir / f"{coll.name}.json").write_text(json.dumps([r for r in rows if r[0] == coll.name]))
+    rows = [tuple(r) for f in sorted(cache_dir.glob("*.json")) for r in json.loads(f.read_text())]
 
     # Published figures for the shipped first-stage runs (trec_eval nDCG@10, graded gains).
     published = {"BM25": 0.5058, "D_BERT_KD_TASB": 0.7210}
     checks = []
-    for coll in collections:
+    for coll in sorted(d for d in args.data.iterdir() if (d / "qrels.tsv").is_file()):
         for run_file in sorted((coll / "runs").glob("*.trec")) if (coll / "runs").is_dir() else []:
             m = evaluate(args.dotfind, coll / "qrels.tsv", run_file, 2 if "trec-dl" in coll.name else 1)
             want = published.get(run_file.stem)
