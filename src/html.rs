@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use scraper::{ElementRef, Html, Node, Selector};
 
 use crate::error::{Error, Result};
+use crate::lexical::is_cjk;
 use crate::shard::PassageRecord;
 
 /// Passages are packed up to this many words (a CJK character counts as one word).
@@ -189,10 +190,6 @@ impl Walker {
 
 fn collapse_whitespace(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-fn is_cjk(c: char) -> bool {
-    matches!(c as u32, 0x3040..=0x30FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xAC00..=0xD7AF | 0xF900..=0xFAFF)
 }
 
 /// Length in "words": whitespace-separated tokens, with each CJK character counted as one

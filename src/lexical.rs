@@ -10,7 +10,9 @@ use crate::search::{top_k, Hit};
 const K1: f32 = 0.9;
 const B: f32 = 0.4;
 
-fn is_cjk(c: char) -> bool {
+/// Hiragana, katakana, CJK ideographs and Hangul: scripts written without spaces between
+/// words, so each character is treated as a word (BM25 terms, passage lengths).
+pub fn is_cjk(c: char) -> bool {
     matches!(c as u32, 0x3040..=0x30FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xAC00..=0xD7AF | 0xF900..=0xFAFF)
 }
 

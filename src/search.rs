@@ -24,6 +24,8 @@ pub struct SearchIndex {
     starts: Vec<usize>,
     /// Built on first lexical query: most users never pay for it.
     lexical: std::sync::OnceLock<crate::lexical::Bm25>,
+    /// Passage id / document id / URL → passage numbers, built on first re-rank.
+    candidate_ids: std::sync::OnceLock<HashMap<String, Vec<usize>>>,
 }
 
 /// Orders hits best first; equal scores keep index order, so results are deterministic.
@@ -93,6 +95,7 @@ impl SearchIndex {
             shards,
             starts,
             lexical: std::sync::OnceLock::new(),
+            candidate_ids: std::sync::OnceLock::new(),
         })
     }
 
@@ -168,17 +171,23 @@ impl SearchIndex {
     /// 100) by the query's score. A document id scores as its best passage. Unknown ids are
     /// returned separately, in input order, so callers can keep or drop them.
     pub fn rerank(&self, query: &[f32], candidates: &[String]) -> Result<Reranked> {
-        let records = self.records()?;
-        let mut lookup: HashMap<&str, Vec<usize>> = HashMap::new();
-        for (n, r) in records.iter().enumerate() {
-            lookup.entry(r.id.as_str()).or_default().push(n);
-            if r.doc_id != r.id {
-                lookup.entry(r.doc_id.as_str()).or_default().push(n);
+        if self.candidate_ids.get().is_none() {
+            let mut lookup: HashMap<String, Vec<usize>> = HashMap::new();
+            for (n, r) in self.records()?.into_iter().enumerate() {
+                if r.doc_id != r.id {
+                    lookup.entry(r.doc_id.clone()).or_default().push(n);
+                }
+                if !r.url.is_empty() && r.url != r.id && r.url != r.doc_id {
+                    lookup.entry(r.url.clone()).or_default().push(n);
+                }
+                lookup.entry(r.id).or_default().push(n);
             }
-            if !r.url.is_empty() && r.url != r.id && r.url != r.doc_id {
-                lookup.entry(r.url.as_str()).or_default().push(n);
-            }
+            let _ = self.candidate_ids.set(lookup);
         }
+        let lookup = self
+            .candidate_ids
+            .get()
+            .ok_or_else(|| Error::InvalidInput("no candidate lookup".into()))?;
         let scores = self.score_all(query)?;
         let mut scored = Vec::new();
         let mut unknown = Vec::new();
