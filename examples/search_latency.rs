@@ -25,9 +25,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for h in &top {
             index.record(h.passage)?;
         }
+        let recorded = t.elapsed();
+        let t = Instant::now();
+        let streamed = index.search(&q, 10)?;
+        let searched = t.elapsed();
+        assert_eq!(
+            streamed, top,
+            "streaming top-k must equal sorting all scores"
+        );
         println!(
-            "score_all {scored:?}  top_k {ranked:?}  records {:?}  ({} passages)",
-            t.elapsed(),
+            "score_all {scored:?}  top_k {ranked:?}  records {recorded:?}  search (streaming) {searched:?}  ({} passages)",
             index.len()
         );
     }

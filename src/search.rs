@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use crate::error::{Error, Result};
+use crate::score::QuantizedQuery;
 use crate::shard::{IndexManifest, PassageRecord, PassageShard, VectorShard};
 
 /// A scored passage, by its position in the index (shard order, then row).
@@ -33,7 +34,7 @@ fn better(a: &Hit, b: &Hit) -> std::cmp::Ordering {
     b.score.total_cmp(&a.score).then(a.passage.cmp(&b.passage))
 }
 
-/// The `k` best of `hits`, best first.
+/// The `k` best of `hits` (in any order), best first.
 pub fn top_k(mut hits: Vec<Hit>, k: usize) -> Vec<Hit> {
     if k == 0 {
         return Vec::new();
@@ -44,6 +45,52 @@ pub fn top_k(mut hits: Vec<Hit>, k: usize) -> Vec<Hit> {
     }
     hits.sort_by(better);
     hits
+}
+
+/// Streaming exact top-k over hits pushed in passage order: most hits fail one comparison
+/// against the current k-th best, so a 100k-passage scan costs little beyond scoring and
+/// allocates O(k).
+struct TopK {
+    k: usize,
+    kept: Vec<Hit>,
+    /// The k-th best score once `k` hits are known; anything not above it cannot enter
+    /// (ties lose to the earlier passage already kept).
+    floor: Option<f32>,
+}
+
+impl TopK {
+    fn new(k: usize) -> Self {
+        TopK {
+            k,
+            kept: Vec::with_capacity(k.saturating_mul(2).min(1 << 16)),
+            floor: None,
+        }
+    }
+
+    fn push(&mut self, hit: Hit) {
+        if self.k == 0 || self.floor.is_some_and(|floor| hit.score <= floor) {
+            return;
+        }
+        self.kept.push(hit);
+        if self.kept.len() >= self.k.saturating_mul(2).max(64) {
+            self.shrink();
+        }
+    }
+
+    /// Keeps the k best and raises the floor to the k-th score.
+    fn shrink(&mut self) {
+        if self.kept.len() > self.k {
+            self.kept.select_nth_unstable_by(self.k - 1, better);
+            self.kept.truncate(self.k);
+            self.floor = Some(self.kept[self.k - 1].score);
+        }
+    }
+
+    fn into_sorted(mut self) -> Vec<Hit> {
+        self.shrink();
+        self.kept.sort_by(better);
+        self.kept
+    }
 }
 
 impl SearchIndex {
@@ -109,6 +156,14 @@ impl SearchIndex {
 
     /// Dot product of `query` with every passage, in passage order.
     pub fn score_all(&self, query: &[f32]) -> Result<Vec<f32>> {
+        let mut all = Vec::with_capacity(self.len());
+        self.score_shards(query, |_, scores| all.extend_from_slice(scores))?;
+        Ok(all)
+    }
+
+    /// Scores shard by shard, handing each shard's first passage number and scores to
+    /// `visit`, so callers can consume scores without materializing them all.
+    fn score_shards(&self, query: &[f32], mut visit: impl FnMut(usize, &[f32])) -> Result<()> {
         if query.len() != self.manifest.model.dims {
             return Err(Error::ModelMismatch(format!(
                 "query vector has {} dimensions, the index has {}",
@@ -116,24 +171,33 @@ impl SearchIndex {
                 self.manifest.model.dims
             )));
         }
-        let mut all = Vec::with_capacity(self.len());
-        let mut buf = Vec::new();
-        for (vectors, _) in &self.shards {
-            vectors.score_all(query, &mut buf);
-            all.extend_from_slice(&buf);
+        if let Some(i) = query.iter().position(|x| !x.is_finite()) {
+            return Err(Error::InvalidInput(format!(
+                "query vector component {i} is {}",
+                query[i]
+            )));
         }
-        Ok(all)
+        let quantized = QuantizedQuery::new(query);
+        let mut buf = Vec::new();
+        for ((vectors, _), &start) in self.shards.iter().zip(&self.starts) {
+            vectors.score_all(query, &quantized, &mut buf);
+            visit(start, &buf);
+        }
+        Ok(())
     }
 
     /// Exact top-k passages for a query vector.
     pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
-        let scores = self.score_all(query)?;
-        let hits = scores
-            .into_iter()
-            .enumerate()
-            .map(|(passage, score)| Hit { passage, score })
-            .collect();
-        Ok(top_k(hits, k))
+        let mut top = TopK::new(k);
+        self.score_shards(query, |start, scores| {
+            for (i, &score) in scores.iter().enumerate() {
+                top.push(Hit {
+                    passage: start + i,
+                    score,
+                });
+            }
+        })?;
+        Ok(top.into_sorted())
     }
 
     /// Decodes passage `n`'s record.
@@ -240,6 +304,25 @@ mod tests {
         assert_eq!(top, vec![1, 3, 5]);
         assert_eq!(top_k(hits.clone(), 10).len(), 6);
         assert!(top_k(hits, 0).is_empty());
+    }
+
+    #[test]
+    fn streaming_top_k_equals_sorting_everything() {
+        // Few distinct scores, so ties cross every shrink of the buffer.
+        let hits: Vec<Hit> = (0..5000)
+            .map(|passage| Hit {
+                passage,
+                score: ((passage * 7919) % 23) as f32 * 0.5 - 3.0,
+            })
+            .collect();
+        for k in [0, 1, 3, 10, 64, 100, 4999, 5000, 6000] {
+            let mut streamed = TopK::new(k);
+            hits.iter().for_each(|&h| streamed.push(h));
+            let mut all = hits.clone();
+            all.sort_by(better);
+            all.truncate(k);
+            assert_eq!(streamed.into_sorted(), all, "k = {k}");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bundle::{FileEntry, Pooling, Similarity};
 use crate::error::{Error, Result};
+use crate::score::{QuantizedQuery, RowSums};
 
 /// Index format this build reads and writes.
 pub const INDEX_FORMAT: &str = "dotfind-index/1";
@@ -130,6 +131,8 @@ pub struct VectorShard {
     scales: Vec<f32>,
     /// Row-major payload as stored (i8, f16 bits or f32 bits).
     payload: Vec<u8>,
+    /// int8: what the scoring kernel precomputes per row (see `score::RowSums`).
+    row_sums: RowSums,
 }
 
 fn corrupt(file: &str, reason: impl Into<String>) -> Error {
@@ -245,6 +248,7 @@ impl VectorShard {
                 count,
                 scales,
                 payload,
+                row_sums: RowSums::default(),
             };
             for i in 0..count {
                 if shard.vector(i).iter().any(|x| !x.is_finite()) {
@@ -258,6 +262,7 @@ impl VectorShard {
             dims,
             count,
             scales,
+            row_sums: RowSums::new(&payload, dims),
             payload,
         })
     }
@@ -298,68 +303,29 @@ impl VectorShard {
         }
     }
 
-    /// Scores every row against `query` (dot product) into `out` (cleared first).
-    pub fn score_all(&self, query: &[f32], out: &mut Vec<f32>) {
+    /// Scores every row against `query` (dot product) into `out` (cleared first); int8 rows
+    /// use the integer kernel with `quantized`, the same query in i16.
+    pub fn score_all(&self, query: &[f32], quantized: &QuantizedQuery, out: &mut Vec<f32>) {
         out.clear();
         let d = self.dims;
         match self.encoding {
             VectorEncoding::Int8 => {
-                for (row, &scale) in self.payload.chunks_exact(d).zip(&self.scales) {
-                    let dot: f32 = row
-                        .iter()
-                        .zip(query)
-                        .map(|(&b, &q)| f32::from(b as i8) * q)
-                        .sum();
-                    out.push(dot * scale);
-                }
+                quantized.score_rows(&self.payload, &self.scales, &self.row_sums, out)
             }
-            _ => {
-                for i in 0..self.count {
-                    let v = self.vector(i);
-                    out.push(v.iter().zip(query).map(|(a, b)| a * b).sum());
-                }
-            }
+            VectorEncoding::F16 => out.extend(self.payload.chunks_exact(d * 2).map(|row| {
+                row.chunks_exact(2)
+                    .zip(query)
+                    .map(|(c, q)| half::f16::from_le_bytes([c[0], c[1]]).to_f32() * q)
+                    .sum::<f32>()
+            })),
+            VectorEncoding::F32 => out.extend(self.payload.chunks_exact(d * 4).map(|row| {
+                row.chunks_exact(4)
+                    .zip(query)
+                    .map(|(c, q)| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) * q)
+                    .sum::<f32>()
+            })),
         }
     }
-}
-
-/// Σ a·b over signed bytes (`a` stored as u8 bit patterns), exact in i32 for any
-/// realistic dimension (|a·b| ≤ 127², so 2^31 / 127² ≈ 133k dimensions).
-#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-pub fn dot_i8(a: &[u8], b: &[i8]) -> i32 {
-    a.iter()
-        .zip(b)
-        .map(|(&x, &y)| i32::from(x as i8) * i32::from(y))
-        .sum()
-}
-
-/// wasm SIMD version: 16 lanes widened to i16, multiplied and pairwise added to i32.
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-pub fn dot_i8(a: &[u8], b: &[i8]) -> i32 {
-    use core::arch::wasm32::*;
-    let n = a.len().min(b.len());
-    let chunks = n / 16;
-    let mut acc = i32x4_splat(0);
-    for c in 0..chunks {
-        // SAFETY: c * 16 + 16 <= n, within both slices; v128_load permits unaligned reads.
-        let (va, vb) = unsafe {
-            (
-                v128_load(a.as_ptr().add(c * 16) as *const v128),
-                v128_load(b.as_ptr().add(c * 16) as *const v128),
-            )
-        };
-        let lo = i32x4_dot_i16x8(i16x8_extend_low_i8x16(va), i16x8_extend_low_i8x16(vb));
-        let hi = i32x4_dot_i16x8(i16x8_extend_high_i8x16(va), i16x8_extend_high_i8x16(vb));
-        acc = i32x4_add(acc, i32x4_add(lo, hi));
-    }
-    let mut sum = i32x4_extract_lane::<0>(acc)
-        + i32x4_extract_lane::<1>(acc)
-        + i32x4_extract_lane::<2>(acc)
-        + i32x4_extract_lane::<3>(acc);
-    for i in chunks * 16..n {
-        sum += i32::from(a[i] as i8) * i32::from(b[i]);
-    }
-    sum
 }
 
 /// Display and identity data of one passage.
@@ -699,22 +665,13 @@ mod tests {
             assert_eq!(shard.vector(1), vec![0.0; 3]);
             assert_eq!(shard.row(2), rows(enc)[2], "rows copy out bit for bit");
             let mut scores = Vec::new();
-            shard.score_all(&[1.0, 1.0, 1.0], &mut scores);
+            shard.score_all(
+                &[1.0, 1.0, 1.0],
+                &QuantizedQuery::new(&[1.0, 1.0, 1.0]),
+                &mut scores,
+            );
             assert!((scores[2] - 3.5).abs() < 0.05, "{enc:?}: {scores:?}");
         }
-    }
-
-    #[test]
-    fn int8_dot_is_exact() {
-        let a: Vec<u8> = (0..37).map(|i| (i * 7 % 255) as u8).collect();
-        let b: Vec<i8> = (0..37).map(|i| (i * 13 % 255) as u8 as i8).collect();
-        let expected: i32 = a
-            .iter()
-            .zip(&b)
-            .map(|(&x, &y)| (x as i8) as i32 * y as i32)
-            .sum();
-        assert_eq!(dot_i8(&a, &b), expected);
-        assert_eq!(dot_i8(&[0x81; 384], &[-127; 384]), 127 * 127 * 384);
     }
 
     #[test]
