@@ -12,6 +12,8 @@
 #   ./build.sh bench-browser              browser start-up and search latency (10k/100k passages) -> BENCHMARKS.md
 #   ./build.sh bench-quality [--collections a,b] [--skip-retrieval x]
 #                                         PyTorch f32 vs dotfind f32/int8 on ../shared/data -> BENCHMARKS.md
+#   ./build.sh bench-encoders             query encoding: dotfind vs onnxruntime-web vs transformers.js in
+#                                         Chromium, native tract vs Python onnxruntime -> BENCHMARKS.md
 #   ./build.sh deps                       install the toolchain pieces only
 #
 # Environment: DOTFIND_CACHE (default ~/.cache/dotfind) holds the Python venv and prepared
@@ -52,8 +54,10 @@ ensure_wasm_bindgen() {
 ensure_node_modules() {
   command -v npm >/dev/null || die "node/npm not found (Node.js 20+ is required)"
   if ! cmp -s package-lock.json node_modules/.dotfind-lock 2>/dev/null; then
-    log "installing npm packages (playwright-core, binaryen)"
-    npm ci --no-audit --no-fund --loglevel=error
+    log "installing npm packages (playwright-core, binaryen, vite, onnxruntime-web, transformers.js)"
+    # transformers.js depends on onnxruntime-node, whose install script would fetch CUDA
+    # binaries from nuget.org; nothing here runs it (the benchmark uses transformers.js in Chromium).
+    ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error
     cp package-lock.json node_modules/.dotfind-lock
   fi
 }
@@ -115,28 +119,45 @@ prepare_model() {
   echo "$out"
 }
 
-# Builds the wasm module and assembles the npm package in dist/npm (publishable as-is).
+# Rust flags of the relaxed-SIMD build (the plain build's are in .cargo/config.toml); it
+# builds into its own target dir so both stay cached.
+RELAXED_RUSTFLAGS='-C target-feature=+simd128,+relaxed-simd --cfg getrandom_backend="wasm_js"'
+RELAXED_TARGET_DIR=target/relaxed
+
+# One wasm build -> wasm-bindgen -> wasm-opt into $pkg (skipped when the raw wasm is unchanged).
+bindgen_and_optimize() {
+  local raw="$1" pkg="$2"; shift 2
+  local stamp; stamp="$(sha "$raw")"
+  [ "$(cat "$pkg/.dotfind-stamp" 2>/dev/null)" = "$stamp" ] && return 0
+  rm -rf "$pkg"
+  wasm-bindgen --target web --out-dir "$pkg" --out-name dotfind "$raw"
+  node_modules/.bin/wasm-opt -O3 --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int \
+    --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue "$@" \
+    "$pkg/dotfind_bg.wasm" -o "$pkg/dotfind_bg.wasm"
+  echo "$stamp" > "$pkg/.dotfind-stamp"
+}
+
+# Builds the wasm and assembles the npm package in dist/npm (publishable as-is). Two builds
+# ship: plain SIMD (every browser with wasm SIMD) and relaxed SIMD (fused multiply-add, int8
+# dot products); js/runtime.js picks one per browser.
 build_wasm() {
   ensure_wasm_target
   ensure_wasm_bindgen
   ensure_node_modules
-  log "building wasm (profile wasm, +simd128)"
+  log "building wasm: plain SIMD, then relaxed SIMD (profile wasm)"
   cargo build --lib --target "$WASM_TARGET" --profile wasm
-  local raw="target/$WASM_TARGET/wasm/dotfind.wasm" pkg=target/pkg
-  local stamp; stamp="$(sha "$raw")"
-  if [ "$(cat "$pkg/.dotfind-stamp" 2>/dev/null)" != "$stamp" ]; then
-    rm -rf "$pkg"
-    wasm-bindgen --target web --out-dir "$pkg" --out-name dotfind "$raw"
-    log "optimizing with wasm-opt -O3 (binaryen from npm; a few minutes)"
-    node_modules/.bin/wasm-opt -O3 --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int \
-      --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
-      "$pkg/dotfind_bg.wasm" -o "$pkg/dotfind_bg.wasm"
-    echo "$stamp" > "$pkg/.dotfind-stamp"
-  fi
-  rm -rf dist/npm; mkdir -p dist/npm/pkg
-  cp js/package.json js/README.md js/dotfind.js js/dotfind.d.ts js/dotfind-worker.js js/encoder.js dist/npm/
-  cp "$pkg/dotfind.js" "$pkg/dotfind.d.ts" "$pkg/dotfind_bg.wasm" dist/npm/pkg/
-  log "dist/npm ready; dotfind_bg.wasm is $(stat -c %s dist/npm/pkg/dotfind_bg.wasm) bytes"
+  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="$RELAXED_RUSTFLAGS" \
+    cargo build --lib --target "$WASM_TARGET" --profile wasm --target-dir "$RELAXED_TARGET_DIR"
+  log "wasm-bindgen + wasm-opt -O3 (binaryen from npm; a few minutes, both builds in parallel)"
+  bindgen_and_optimize "target/$WASM_TARGET/wasm/dotfind.wasm" target/pkg & local plain=$!
+  bindgen_and_optimize "$RELAXED_TARGET_DIR/$WASM_TARGET/wasm/dotfind.wasm" target/pkg-relaxed --enable-relaxed-simd
+  wait "$plain"
+  rm -rf dist/npm; mkdir -p dist/npm/pkg dist/npm/pkg-relaxed
+  cp js/package.json js/README.md js/dotfind.js js/dotfind.d.ts js/dotfind-worker.js js/encoder.js js/runtime.js dist/npm/
+  for p in pkg pkg-relaxed; do
+    cp "target/$p/dotfind.js" "target/$p/dotfind.d.ts" "target/$p/dotfind_bg.wasm" "dist/npm/$p/"
+  done
+  log "dist/npm ready; dotfind_bg.wasm is $(stat -c %s dist/npm/pkg/dotfind_bg.wasm) bytes (relaxed: $(stat -c %s dist/npm/pkg-relaxed/dotfind_bg.wasm))"
 }
 
 # The demo site: search page (www/), the embedded corpus (demo/site: Rust Book excerpts),
@@ -163,6 +184,8 @@ cmd_test() {
   cargo clippy --release --all-targets -- -D warnings
   ensure_wasm_target
   cargo clippy --lib --target "$WASM_TARGET" --profile wasm -- -D warnings
+  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="$RELAXED_RUSTFLAGS" \
+    cargo clippy --lib --target "$WASM_TARGET" --profile wasm --target-dir "$RELAXED_TARGET_DIR" -- -D warnings
   log "cargo test (unit + integration, release)"
   cargo test --release
   log "dotfind eval vs pytrec_eval"
@@ -209,6 +232,18 @@ cmd_bench_quality() {
   "$VENV/bin/python" tools/bench_quality.py --model "$model" --source "$DEFAULT_MODEL_SOURCE" "$@"
 }
 
+# Query encoding in one Chromium run (dotfind, onnxruntime-web, transformers.js; f32 and int8)
+# plus the native floor (examples/encode_latency.rs vs Python onnxruntime); sizes and parity.
+cmd_bench_encoders() {
+  local model; model="$(prepare_model)"
+  ensure_chromium
+  build_wasm
+  ensure_venv
+  cargo build --release --example encode_latency
+  node tools/bench_encoders.mjs --model "$model" --python "$VENV/bin/python" --source "$DEFAULT_MODEL_SOURCE" \
+    --native target/release/examples/encode_latency "$@"
+}
+
 main() {
   local cmd="${1:-}"; [ $# -gt 0 ] && shift
   case "$cmd" in
@@ -220,8 +255,9 @@ main() {
     bench-index) cmd_bench_index "$@" ;;
     bench-browser) cmd_bench_browser ;;
     bench-quality) cmd_bench_quality "$@" ;;
+    bench-encoders) cmd_bench_encoders "$@" ;;
     deps) ensure_wasm_target; ensure_wasm_bindgen; ensure_node_modules; ensure_chromium; ensure_venv ;;
-    *) sed -n '2,19p' "$0"; [ -z "$cmd" ] || die "unknown command: $cmd" ;;
+    *) sed -n '2,21p' "$0"; [ -z "$cmd" ] || die "unknown command: $cmd" ;;
   esac
 }
 

@@ -1,7 +1,7 @@
 // dotfind's Web Worker: fetches an index (streaming, with progress), verifies every file
 // in wasm against manifest.json, caches verified files with the Cache API, and answers
 // search / rerank / encode requests off the main thread.
-import init, { IndexLoader } from './pkg/dotfind.js';
+import { startRuntime } from './runtime.js';
 
 const CACHE_NAME = 'dotfind-index-v1';
 const PARALLEL_FETCHES = 4;
@@ -56,8 +56,8 @@ async function fetchBytes(base, path, onChunk) {
   return readBody(response, onChunk);
 }
 
-async function load({ indexUrl, cache: useCache }, id) {
-  await init({ module_or_path: new URL('./pkg/dotfind_bg.wasm', import.meta.url) });
+async function load({ indexUrl, cache: useCache, wasm }, id) {
+  const { build, glue: { IndexLoader } } = await startRuntime(wasm);
   const base = new URL(indexUrl.endsWith('/') ? indexUrl : `${indexUrl}/`);
   const cache = await openCache(useCache);
   const manifestUrl = new URL('manifest.json', base).href;
@@ -111,7 +111,7 @@ async function load({ indexUrl, cache: useCache }, id) {
   );
   engine = loader.finish();
   const manifest = engine.manifest;
-  return { passageCount: engine.passageCount, dims: engine.dims, modelId: manifest.model.model_id, manifest };
+  return { passageCount: engine.passageCount, dims: engine.dims, modelId: manifest.model.model_id, manifest, wasmBuild: build };
 }
 
 function requireEngine() {

@@ -1,14 +1,14 @@
 // Browser loader for a dotfind model bundle. JavaScript owns the network (fetch, HTTP
 // errors); the wasm core verifies the bytes and runs the model. Every failure is an
 // `Error` naming the URL or file at fault.
-import init, { QueryEncoder } from './pkg/dotfind.js';
+import { startRuntime } from './runtime.js';
 
-let wasmReady;
-
-/** Instantiates the wasm module once (later calls share the same promise). */
-export function initWasm() {
-  wasmReady ??= init({ module_or_path: new URL('./pkg/dotfind_bg.wasm', import.meta.url) });
-  return wasmReady;
+/**
+ * Instantiates the wasm build once (later calls share the same promise); `wasm` is
+ * `'auto'` (relaxed SIMD where the browser has it), `'relaxed'` or `'simd'`.
+ */
+export function initWasm(wasm = 'auto') {
+  return startRuntime(wasm);
 }
 
 async function fetchBytes(base, file) {
@@ -31,8 +31,8 @@ async function fetchBytes(base, file) {
  * model.onnx and tokenizer.json; relative URLs resolve against the page).
  * @returns {Promise<QueryEncoder>}
  */
-export async function loadQueryEncoder(bundleUrl) {
-  await initWasm();
+export async function loadQueryEncoder(bundleUrl, { wasm = 'auto' } = {}) {
+  const { glue: { QueryEncoder } } = await initWasm(wasm);
   const base = new URL(bundleUrl.endsWith('/') ? bundleUrl : `${bundleUrl}/`, globalThis.location?.href);
   const [manifest, model, tokenizer] = await Promise.all(
     ['dotfind-model.json', 'model.onnx', 'tokenizer.json'].map((f) => fetchBytes(base, f)),
@@ -40,4 +40,3 @@ export async function loadQueryEncoder(bundleUrl) {
   return new QueryEncoder(manifest, model, tokenizer);
 }
 
-export { QueryEncoder };

@@ -93,6 +93,36 @@ test('snippets are text, never HTML', async () => {
   assert.equal(elementsInSnippets, 0);
 });
 
+test('both wasm builds rank the same passages (relaxed SIMD and plain SIMD)', async () => {
+  const fresh = await browser.newContext();
+  try {
+    const p = await fresh.newPage();
+    await p.goto(url);
+    const runs = await p.evaluate(async () => {
+      const { Dotfind } = await import('/dotfind/dotfind.js');
+      const queries = ['how do I store key value pairs', 'spawn a thread', 'what is ownership', 'write a unit test'];
+      const out = {};
+      for (const wasm of ['relaxed', 'simd']) {
+        const engine = await Dotfind.load('/dotfind-index/', { wasm, cache: false });
+        out[wasm] = { build: engine.info.wasmBuild, hits: [] };
+        for (const q of queries) out[wasm].hits.push((await engine.search(q, { k: 5 })).map((h) => [h.id, h.score]));
+        engine.terminate();
+      }
+      return out;
+    });
+    assert.equal(runs.relaxed.build, 'relaxed');
+    assert.equal(runs.simd.build, 'simd');
+    runs.relaxed.hits.forEach((hits, q) => {
+      const plain = runs.simd.hits[q];
+      assert.deepEqual(hits.map(([id]) => id), plain.map(([id]) => id), `query ${q}: same passages in the same order`);
+      // Same integer scoring; only the encoder's float rounding (fused multiply-add) differs.
+      hits.forEach(([, score], i) => assert.ok(Math.abs(score - plain[i][1]) < 1e-3, `query ${q}: ${score} vs ${plain[i][1]}`));
+    });
+  } finally {
+    await fresh.close();
+  }
+});
+
 test('no console errors on the happy path', () => {
   assert.deepEqual(consoleErrors, []);
 });

@@ -52,9 +52,7 @@ before(async () => {
     mounts: { '/model-f32': path.join(MODEL, 'f32'), '/model-int8': path.join(MODEL, 'int8'), '/bad': scratch },
   }));
   browser = await launchBrowser();
-  page = await browser.newPage();
-  await page.goto(`${baseUrl}tests/browser/harness.html`);
-  await page.waitForFunction(() => document.getElementById('status').textContent === 'ready');
+  page = await harnessPage();
 });
 
 after(async () => {
@@ -63,12 +61,19 @@ after(async () => {
   if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
 });
 
-function checkParity(reference, label) {
+async function harnessPage(wasm) {
+  const p = await browser.newPage();
+  await p.goto(`${baseUrl}tests/browser/harness.html${wasm ? `?wasm=${wasm}` : ''}`);
+  await p.waitForFunction(() => document.getElementById('status').textContent === 'ready');
+  return p;
+}
+
+function checkParity(reference, label, on = () => page) {
   return async () => {
     const texts = reference.items.map((i) => i.query);
     const [f32, int8] = [
-      await page.evaluate(([b, t]) => window.harness.encodeAll(b, t), ['/model-f32/', texts]),
-      await page.evaluate(([b, t]) => window.harness.encodeAll(b, t), ['/model-int8/', texts]),
+      await on().evaluate(([b, t]) => window.harness.encodeAll(b, t), ['/model-f32/', texts]),
+      await on().evaluate(([b, t]) => window.harness.encodeAll(b, t), ['/model-int8/', texts]),
     ];
     reference.items.forEach((item, i) => {
       const c32 = cosine(f32[i], item.mean);
@@ -80,7 +85,19 @@ function checkParity(reference, label) {
 }
 
 test('wasm embeddings equal the PyTorch reference (f32 and int8)', async () => {
+  // Chromium has relaxed SIMD, so the default is the fast build; the plain build is below.
+  assert.equal(await page.evaluate(() => window.harness.build), 'relaxed');
   await checkParity(readJson(path.join(MODEL, 'reference.json')), 'own reference')();
+});
+
+test('the plain-SIMD build (browsers without relaxed SIMD) matches the reference too', async () => {
+  const plain = await harnessPage('simd');
+  try {
+    assert.equal(await plain.evaluate(() => window.harness.build), 'simd');
+    await checkParity(readJson(path.join(MODEL, 'reference.json')), 'plain SIMD build', () => plain)();
+  } finally {
+    await plain.close();
+  }
 });
 
 test('wasm embeddings equal the independent shared reference', async (t) => {

@@ -1,9 +1,12 @@
 // Exposes the wasm encoder to the browser tests through `window.harness`.
 import { loadQueryEncoder, initWasm } from '/dist/npm/encoder.js';
 
+// `?wasm=simd|relaxed` picks the build under test (default: what the browser would pick).
+const wasm = new URLSearchParams(location.search).get('wasm') ?? 'auto';
+
 const encoders = new Map();
 async function encoder(bundle) {
-  if (!encoders.has(bundle)) encoders.set(bundle, await loadQueryEncoder(bundle));
+  if (!encoders.has(bundle)) encoders.set(bundle, await loadQueryEncoder(bundle, { wasm }));
   return encoders.get(bundle);
 }
 
@@ -36,7 +39,7 @@ window.harness = {
   },
   async loadError(bundle) {
     try {
-      await loadQueryEncoder(bundle);
+      await loadQueryEncoder(bundle, { wasm });
       return null;
     } catch (err) {
       return asError(err);
@@ -47,5 +50,6 @@ window.harness = {
     return { dims: e.dims, manifest: e.manifest };
   },
 };
-await initWasm();
+const { build } = await initWasm(wasm);
+window.harness.build = build;
 document.getElementById('status').textContent = 'ready';

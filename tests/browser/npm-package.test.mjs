@@ -70,7 +70,9 @@ test('the tarball holds the documented files', () => {
   const list = execFileSync('tar', ['tzf', tarball], { encoding: 'utf8' }).split('\n').filter(Boolean).sort();
   assert.deepEqual(list, [
     'package/README.md', 'package/dotfind-worker.js', 'package/dotfind.d.ts', 'package/dotfind.js', 'package/encoder.js',
-    'package/package.json', 'package/pkg/dotfind.d.ts', 'package/pkg/dotfind.js', 'package/pkg/dotfind_bg.wasm',
+    'package/package.json', 'package/pkg-relaxed/dotfind.d.ts', 'package/pkg-relaxed/dotfind.js',
+    'package/pkg-relaxed/dotfind_bg.wasm', 'package/pkg/dotfind.d.ts', 'package/pkg/dotfind.js', 'package/pkg/dotfind_bg.wasm',
+    'package/runtime.js',
   ]);
 });
 

