@@ -93,6 +93,55 @@ def evaluate(binary: Path, qrels: Path, run: Path, rel_level: int) -> dict:
     return json.loads(dotfind(binary, "eval", "--qrels", qrels, "--run", run, "--rel-level", rel_level, "--json"))
 
 
+def read_run(path: Path) -> dict[str, list[tuple[str, float]]]:
+    run: dict[str, list[tuple[str, float]]] = {}
+    for line in path.read_text().splitlines():
+        q, _, d, _, score, _ = line.split()
+        run.setdefault(q, []).append((d, float(score)))
+    return {q: sorted(docs, key=lambda x: -x[1]) for q, docs in run.items()}
+
+
+def first_relevant(ranking: list[tuple[str, float]], rels: dict[str, int], level: int) -> int | None:
+    """1-based rank of the first passage judged ≥ level within the top 10, as MRR@10 counts it."""
+    return next((r + 1 for r, (d, _) in enumerate(ranking[:10]) if rels.get(d, 0) >= level), None)
+
+
+def explain_rr(coll: str, mode: str, qrels: Path, level: int, ref: dict, quant: dict) -> list[str]:
+    """Why MRR@10 moved: each query whose first relevant rank changed, with PyTorch's score
+    margin at that spot next to the int8 pipeline's typical score error. Flips where the
+    margin is below the error are near-ties decided by noise, not lost quality."""
+    rels: dict[str, dict[str, int]] = {}
+    for line in qrels.read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[2].lstrip("-").isdigit():
+            rels.setdefault(parts[0], {})[parts[1]] = int(parts[2])
+    errors = []
+    for q, docs in ref.items():
+        qs = dict(quant.get(q, []))
+        errors += [abs(qs[d] - s) for d, s in docs if d in qs]
+    noise = float(np.median(errors)) if errors else float("nan")
+    lines = [f"**{coll} / {mode}**: median |score(int8) − score(PyTorch)| over all candidates = {noise:.4f}. "
+             "Queries whose first relevant passage in the top 10 moved (RR = 1/rank, 0 if none):", "",
+             "| query | PyTorch rank | int8 rank | Δ RR | PyTorch margin to the passage it swapped with |", "|---|---|---|---|---|"]
+    total = 0.0
+    for q in sorted(ref):
+        a, b = first_relevant(ref[q], rels.get(q, {}), level), first_relevant(quant.get(q, []), rels.get(q, {}), level)
+        if a == b:
+            continue
+        rr = lambda x: 1 / x if x else 0.0
+        total += rr(b) - rr(a)
+        # The relevant passage that moved, and PyTorch's gap to its neighbour on the side it moved to.
+        doc = (quant[q][b - 1][0] if b else ref[q][a - 1][0])
+        scores = [s for _, s in ref[q]]
+        pos = next((i for i, (d, _) in enumerate(ref[q]) if d == doc), None)
+        up = b is not None and (a is None or b < a)
+        neighbour = None if pos is None else (pos - 1 if up else pos + 1)
+        margin = abs(scores[pos] - scores[neighbour]) if neighbour is not None and 0 <= neighbour < len(scores) else float("nan")
+        lines.append(f"| {q} | {a or '>10'} | {b or '>10'} | {rr(b) - rr(a):+.3f} | {margin:.4f} |")
+    lines += ["", f"Sum of Δ RR {total:+.3f} over {len(ref)} queries = Δ MRR@10 {total / max(len(ref), 1):+.4f}."]
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", type=Path, required=True)
@@ -115,6 +164,9 @@ def main() -> None:
     cache_dir = ROOT / "target/bench-quality" / json.loads((args.model / "int8/dotfind-model.json").read_text())["files"]["model.onnx"]["sha256"][:16]
     cache_dir.mkdir(parents=True, exist_ok=True)
     rows = []
+    # Runs are kept beside the results, so a figure can be re-examined per query.
+    runs_dir = cache_dir / "runs"
+    runs_dir.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for coll in collections:
@@ -156,21 +208,26 @@ def main() -> None:
                         pos = {d: i for i, d in enumerate(ids)}
                         cands = [d for d in cand.get(str(q["_id"]), []) if d in pos]
                         run[str(q["_id"])] = sorted(((d, float(scores[pos[d]])) for d in cands), key=lambda x: -x[1])
-                rp = tmp / f"{coll.name}-torch.trec"
+                slug = mode.split()[0].replace("-", "")
+                rp = runs_dir / f"{coll.name}-{slug}-torch.trec"
                 write_run(rp, run, "torch")
                 rows.append((coll.name, mode, "PyTorch f32, exact f32 search", evaluate(args.dotfind, qrels, rp, rel_level), time.perf_counter() - t0))
                 for variant, bundle, vectors in (("dotfind f32 model, f32 vectors", "f32", "f32"), ("dotfind int8 model, int8 vectors", "int8", "int8")):
                     t0 = time.perf_counter()
                     idx = tmp / f"{coll.name}-{bundle}-{len(docs)}"
                     dotfind(args.dotfind, "index", "--model", args.model / bundle, "--input", sub, "--out", idx, "--vectors", vectors, "--skip-empty")
-                    rp = tmp / f"{coll.name}-{bundle}.trec"
+                    rp = runs_dir / f"{coll.name}-{slug}-{bundle}.trec"
                     if first_stage is None:
                         dotfind(args.dotfind, "run", "--index", idx, "--queries", qfile, "-k", "1000", "--out", rp)
                     else:
                         dotfind(args.dotfind, "rerank", "--index", idx, "--run", first_stage, "--queries", qfile, "--depth", "100", "--out", rp)
                     rows.append((coll.name, mode, variant, evaluate(args.dotfind, qrels, rp, rel_level), time.perf_counter() - t0))
                 print(f"{coll.name} / {mode}: done", file=sys.stderr, flush=True)
-            (cache_dir / f"{coll.name}.json").write_text(json.dumps([r for r in rows if r[0] == coll.name]))
+            # Modes not run this time (e.g. --skip-retrieval) keep their earlier results.
+            done = {r[1] for r in rows if r[0] == coll.name}
+            cached = cache_dir / f"{coll.name}.json"
+            kept = [r for r in json.loads(cached.read_text()) if r[1] not in done] if cached.is_file() else []
+            cached.write_text(json.dumps(kept + [list(r) for r in rows if r[0] == coll.name]))
     rows = [tuple(r) for f in sorted(cache_dir.glob("*.json")) for r in json.loads(f.read_text())]
 
     # Published figures for the shipped first-stage runs (trec_eval nDCG@10, graded gains).
@@ -203,6 +260,15 @@ def main() -> None:
         if ref and q:
             dn, dm = q["ndcg@10"] - ref["ndcg@10"], q["mrr@10"] - ref["mrr@10"]
             lines.append(f"| {c} | {mo} | {dn:+.4f} | {dm:+.4f} | {'yes' if abs(dn) <= 0.005 and abs(dm) <= 0.005 else 'no'} |")
+    explanations = []
+    for c, mo in dict.fromkeys((c, mo) for c, mo, *_ in rows):
+        ref, q = by.get((c, mo, "PyTorch f32, exact f32 search")), by.get((c, mo, "dotfind int8 model, int8 vectors"))
+        slug = mo.split()[0].replace("-", "")
+        ref_run, q_run = runs_dir / f"{c}-{slug}-torch.trec", runs_dir / f"{c}-{slug}-int8.trec"
+        if ref and q and abs(q["mrr@10"] - ref["mrr@10"]) > 0.005 and ref_run.is_file() and q_run.is_file():
+            explanations += [""] + explain_rr(c, mo, args.data / c / "qrels.tsv", 2 if "trec-dl" in c else 1, read_run(ref_run), read_run(q_run))
+    if explanations:
+        lines += ["", "Where Δ MRR@10 exceeds 0.005, per query:"] + explanations
     if checks:
         lines += ["", "`dotfind eval` on the shipped first-stage runs vs their published nDCG@10:", "",
                   "| collection | run | nDCG@10 | published | |", "|---|---|---|---|---|"] + checks

@@ -19,7 +19,7 @@ try {
   const loaded = performance.now();
   if (params.get('mode') === 'start') {
     await engine.search(QUERIES[0], { k: 10 });
-    out.textContent = JSON.stringify({ loadMs: loaded - t0, firstResultMs: performance.now() - t0, sinceNavigationMs: performance.now() });
+    out.textContent = JSON.stringify({ loadMs: loaded - t0, firstResultMs: performance.now() - t0, sinceNavigationMs: performance.now(), wasmBuild: engine.info.wasmBuild });
   } else {
     const search = [], encode = [];
     for (let r = 0; r < 4; r++) {
@@ -29,7 +29,7 @@ try {
         encode.push(hits.timings.encodeMs);
       }
     }
-    out.textContent = JSON.stringify({ passages: engine.info.passageCount, searchMedianMs: median(search), searchP90Ms: p90(search), encodeMedianMs: median(encode), runs: search.length });
+    out.textContent = JSON.stringify({ passages: engine.info.passageCount, searchMedianMs: median(search), searchP90Ms: p90(search), encodeMedianMs: median(encode), runs: search.length, wasmBuild: engine.info.wasmBuild });
   }
 } catch (e) {
   out.textContent = `error: ${e.message}`;
