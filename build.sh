@@ -10,7 +10,7 @@
 #   ./build.sh site                       build the demo site into target/demo-site without serving it
 #   ./build.sh bench-index                indexing speed vs Python onnxruntime -> BENCHMARKS.md (needs ../shared)
 #   ./build.sh bench-browser              browser start-up and search latency (10k/100k passages) -> BENCHMARKS.md
-#   ./build.sh bench-quality [--collections a,b] [--skip-retrieval x]
+#   ./build.sh bench-quality [--collections a,b] [--skip-retrieval x] [--reuse]
 #                                         PyTorch f32 vs dotfind f32/int8 on ../shared/data -> BENCHMARKS.md
 #   ./build.sh bench-encoders             query encoding: dotfind vs onnxruntime-web vs transformers.js in
 #                                         Chromium, native tract vs Python onnxruntime -> BENCHMARKS.md
@@ -166,7 +166,9 @@ build_demo_site() {
   local model="$1" site=target/demo-site
   cargo build --release
   log "indexing demo/site (re-encodes only changed passages)"
-  target/release/dotfind index --model "$model/int8" --input demo/site --out target/demo-index
+  # Queries run the int8 model in the browser; passages are encoded offline by its f32 twin
+  # (closer to the unquantized model at no cost to what visitors download; BENCHMARKS.md).
+  target/release/dotfind index --model "$model/int8" --passage-model "$model/f32" --input demo/site --out target/demo-index
   rm -rf "$site"; mkdir -p "$site"
   cp -r demo/site/. www/. "$site"/
   cp -r dist/npm "$site/dotfind"

@@ -110,6 +110,15 @@ async function load({ indexUrl, cache: useCache, wasm }, id) {
     }),
   );
   engine = loader.finish();
+  // One throwaway search while the page is still showing "loading": the engine starts wasm
+  // in its baseline tier and recompiles hot functions (the model's kernels, the scoring
+  // loop) once they have run a while, so without this the visitor's first queries are the
+  // slow ones. Optional: a failure here would resurface, with its message, on a real query.
+  try {
+    engine.search('warm up', 1);
+  } catch {
+    // nothing to do: see above
+  }
   const manifest = engine.manifest;
   return { passageCount: engine.passageCount, dims: engine.dims, modelId: manifest.model.model_id, manifest, wasmBuild: build };
 }

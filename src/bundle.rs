@@ -70,6 +70,55 @@ pub struct BundleManifest {
     pub files: BTreeMap<String, FileEntry>,
 }
 
+impl BundleManifest {
+    /// Checks that `other` (a bundle meant to encode passages for this query bundle, e.g.
+    /// its f32 twin) embeds text into the same space: same checkpoint, tokenizer, pooling,
+    /// similarity, dimensions and passage handling. Only the numeric precision may differ.
+    pub fn check_same_space(&self, other: &BundleManifest) -> Result<()> {
+        let tokenizer = |m: &BundleManifest| {
+            m.files
+                .get("tokenizer.json")
+                .map(|f| f.sha256.clone())
+                .unwrap_or_default()
+        };
+        let fields = [
+            ("model_id", self.model_id.clone(), other.model_id.clone()),
+            (
+                "hidden_size",
+                self.hidden_size.to_string(),
+                other.hidden_size.to_string(),
+            ),
+            (
+                "pooling",
+                format!("{:?}", self.pooling).to_lowercase(),
+                format!("{:?}", other.pooling).to_lowercase(),
+            ),
+            (
+                "similarity",
+                format!("{:?}", self.similarity).to_lowercase(),
+                format!("{:?}", other.similarity).to_lowercase(),
+            ),
+            (
+                "max_passage_tokens",
+                self.max_passage_tokens.to_string(),
+                other.max_passage_tokens.to_string(),
+            ),
+            (
+                "passage_prefix",
+                self.passage_prefix.clone(),
+                other.passage_prefix.clone(),
+            ),
+            ("tokenizer.json sha256", tokenizer(self), tokenizer(other)),
+        ];
+        match fields.into_iter().find(|(_, a, b)| a != b) {
+            None => Ok(()),
+            Some((field, query, passage)) => Err(Error::ModelMismatch(format!(
+                "the passage model's {field} is {passage:?}, the query model's is {query:?}"
+            ))),
+        }
+    }
+}
+
 impl FileEntry {
     /// Checks a file's bytes against this entry: size first (a truncated download is
     /// reported as such), then sha256. The one place any dotfind file is verified.

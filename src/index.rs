@@ -37,6 +37,9 @@ pub struct IndexOptions {
     pub progress: bool,
     /// Leave out JSONL documents with no title and no text instead of failing.
     pub skip_empty: bool,
+    /// Encode passages with this bundle instead of the query model: the f32 twin of an int8
+    /// query model gives f32-quality passage vectors at no cost to what browsers download.
+    pub passage_model: Option<std::path::PathBuf>,
 }
 
 impl Default for IndexOptions {
@@ -46,6 +49,7 @@ impl Default for IndexOptions {
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
             progress: false,
             skip_empty: false,
+            passage_model: None,
         }
     }
 }
@@ -73,6 +77,7 @@ fn text_key(text: &str) -> String {
 /// with the same encoding. Anything unreadable just means "no cache".
 fn previous_vectors(
     out: &Path,
+    // The bundle that encodes this run's passages: earlier vectors from any other are stale.
     bundle_sha256: &str,
     encoding: VectorEncoding,
 ) -> HashMap<String, EncodedRow> {
@@ -80,7 +85,7 @@ fn previous_vectors(
     let Ok(index) = crate::index_files::open_index_files(out) else {
         return cache;
     };
-    if index.manifest.model.bundle_sha256 != bundle_sha256
+    if index.manifest.model.passage_bundle() != bundle_sha256
         || index.manifest.vector_encoding != encoding
     {
         return cache;
@@ -234,7 +239,20 @@ pub fn build_index(
     opts: &IndexOptions,
 ) -> Result<IndexStats> {
     let bundle = ModelBundle::open(model)?;
-    let encoder = Encoder::new(&bundle)?;
+    // The query model is copied into the index; passages may come from its f32 twin.
+    let passage_bundle = match &opts.passage_model {
+        Some(dir) => {
+            let twin = ModelBundle::open(dir)?;
+            bundle.manifest.check_same_space(&twin.manifest)?;
+            Some(twin)
+        }
+        None => None,
+    };
+    let encoder = Encoder::new(passage_bundle.as_ref().unwrap_or(&bundle))?;
+    let passage_sha256 = passage_bundle
+        .as_ref()
+        .map(|b| b.bundle_sha256.clone())
+        .filter(|sha| *sha != bundle.bundle_sha256);
     let (records, skipped) = crate::corpus::read_corpus(input, opts.skip_empty)?;
     if out.exists()
         && !out.join(INDEX_MANIFEST).is_file()
@@ -269,9 +287,10 @@ pub fn build_index(
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
 
-    let cache = previous_vectors(out, &bundle.bundle_sha256, opts.encoding);
+    let encoded_by = passage_sha256.as_deref().unwrap_or(&bundle.bundle_sha256);
+    let cache = previous_vectors(out, encoded_by, opts.encoding);
     let result = vectors_for(&encoder, &records, &cache, opts).and_then(|(rows, encoded)| {
-        let manifest = write_index(&tmp, &bundle, &records, &rows, opts)?;
+        let manifest = write_index(&tmp, &bundle, passage_sha256, &records, &rows, opts)?;
         swap_into_place(&tmp, out)?;
         Ok((manifest, encoded))
     });
@@ -295,6 +314,7 @@ pub fn build_index(
 fn write_index(
     dir: &Path,
     bundle: &ModelBundle,
+    passage_bundle_sha256: Option<String>,
     records: &[PassageRecord],
     rows: &[EncodedRow],
     opts: &IndexOptions,
@@ -359,6 +379,7 @@ fn write_index(
             similarity: m.similarity,
             path: format!("{MODEL_DIR}/"),
             model_parts,
+            passage_bundle_sha256,
         },
         vector_encoding: opts.encoding,
         passage_count: records.len(),

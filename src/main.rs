@@ -55,6 +55,10 @@ enum Command {
         /// Leave out JSONL documents with no title and no text (reported) instead of failing.
         #[arg(long)]
         skip_empty: bool,
+        /// Encode passages with this bundle (the f32 twin of an int8 --model): f32-quality
+        /// passage vectors, while browsers still download only --model for queries.
+        #[arg(long)]
+        passage_model: Option<PathBuf>,
     },
     /// Exact search over an index (the browser's scoring), printing the top passages.
     Search {
@@ -184,12 +188,14 @@ fn run(cli: Cli) -> Result<()> {
             vectors,
             max_file_mib,
             skip_empty,
+            passage_model,
         } => {
             let opts = IndexOptions {
                 encoding: vectors,
                 max_file_bytes: max_file_mib.max(1) * 1024 * 1024,
                 progress: true,
                 skip_empty,
+                passage_model,
             };
             let started = std::time::Instant::now();
             let stats = build_index(&model, &input, &out, &opts)?;

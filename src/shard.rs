@@ -541,6 +541,19 @@ pub struct IndexModel {
     pub path: String,
     /// The bundle's `model.onnx`, in order: one file, or ≤20 MiB parts to concatenate.
     pub model_parts: Vec<String>,
+    /// When passages were encoded by another bundle of the same checkpoint (typically the
+    /// f32 twin of the int8 query model): its `bundle_sha256`. Absent when it is this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passage_bundle_sha256: Option<String>,
+}
+
+impl IndexModel {
+    /// The bundle whose outputs the stored vectors are: what a reused vector must match.
+    pub fn passage_bundle(&self) -> &str {
+        self.passage_bundle_sha256
+            .as_deref()
+            .unwrap_or(&self.bundle_sha256)
+    }
 }
 
 /// One shard pair: `count` passages whose vectors and metadata are in these two files.

@@ -12,6 +12,7 @@ use dotfind::html::{read_site, word_count};
 use dotfind::index::{build_index, IndexOptions};
 use dotfind::index_files::{open_index, open_index_files};
 use dotfind::shard::VectorEncoding;
+use dotfind::ModelBundle;
 
 /// `dotfind index --model M --input I --out O` through the CLI.
 fn index_cli(model: &Path, input: &Path, out: &Path) -> std::process::Output {
@@ -648,4 +649,89 @@ fn skip_empty_leaves_out_and_reports_empty_documents() {
             .collect::<Vec<_>>(),
         vec!["ok"]
     );
+}
+
+#[test]
+fn passages_can_be_encoded_by_the_f32_twin_of_the_query_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = fixture("corpus.jsonl");
+    let twin_opts = IndexOptions {
+        passage_model: Some(bundle("f32")),
+        ..options(VectorEncoding::Int8)
+    };
+    let twin = dir.path().join("twin");
+    let stats = build_index(&bundle("int8"), &corpus, &twin, &twin_opts).unwrap();
+    assert_eq!((stats.encoded, stats.reused), (24, 0));
+
+    // The stored vectors are the f32 model's, bit for bit ...
+    let f32_model = dir.path().join("f32-model");
+    build_index(
+        &bundle("f32"),
+        &corpus,
+        &f32_model,
+        &options(VectorEncoding::Int8),
+    )
+    .unwrap();
+    let read = |d: &Path| std::fs::read(d.join("vectors-000.bin")).unwrap();
+    assert_eq!(read(&twin), read(&f32_model));
+    // ... while the model the index ships (what browsers download for queries) is the int8 one.
+    let (index, encoder) = open_index(&twin).unwrap();
+    let sha = |kind: &str| ModelBundle::open(&bundle(kind)).unwrap().bundle_sha256;
+    assert_eq!(index.manifest.model.bundle_sha256, sha("int8"));
+    assert_eq!(index.manifest.model.passage_bundle_sha256, Some(sha("f32")));
+    assert_ne!(encoder.manifest().quantization, "none");
+    for (qid, text, expected) in queries() {
+        let hits = index
+            .search(&encoder.encode_query(&text).unwrap(), 1)
+            .unwrap();
+        assert_eq!(
+            index.record(hits[0].passage).unwrap().doc_id,
+            expected,
+            "{qid}"
+        );
+    }
+
+    // Reuse is keyed by the passage encoder: same options reuse all, the int8 model none.
+    let again = build_index(&bundle("int8"), &corpus, &twin, &twin_opts).unwrap();
+    assert_eq!((again.encoded, again.reused), (0, 24));
+    let plain = build_index(
+        &bundle("int8"),
+        &corpus,
+        &twin,
+        &options(VectorEncoding::Int8),
+    )
+    .unwrap();
+    assert_eq!((plain.encoded, plain.reused), (24, 0));
+    assert_eq!(
+        open_index(&twin)
+            .unwrap()
+            .0
+            .manifest
+            .model
+            .passage_bundle_sha256,
+        None
+    );
+
+    // A passage model that embeds into another space is refused, by field, before encoding.
+    let other = dir.path().join("cls-bundle");
+    copy_dir(&bundle("f32"), &other);
+    let descriptor = other.join("dotfind-model.json");
+    let text = std::fs::read_to_string(&descriptor).unwrap();
+    std::fs::write(&descriptor, text.replace("\"mean\"", "\"cls\"")).unwrap();
+    let out = run_cli(&[
+        "index",
+        "--model",
+        bundle("int8").to_str().unwrap(),
+        "--passage-model",
+        other.to_str().unwrap(),
+        "--input",
+        corpus.to_str().unwrap(),
+        "--out",
+        dir.path().join("refused").to_str().unwrap(),
+    ]);
+    assert_eq!(
+        stderr(&out),
+        "dotfind: error: model mismatch: the passage model's pooling is \"cls\", the query model's is \"mean\"\n"
+    );
+    assert!(!dir.path().join("refused").exists());
 }

@@ -142,6 +142,18 @@ def explain_rr(coll: str, mode: str, qrels: Path, level: int, ref: dict, quant: 
     return lines
 
 
+# dotfind configurations compared with PyTorch f32: (system, run name, --model bundle,
+# --vectors, extra `dotfind index` arguments). The last is what `./build.sh demo` ships:
+# the int8 model for queries in the browser, passages encoded offline by its f32 twin.
+VARIANTS = [
+    ("dotfind f32 model, f32 vectors", "f32", "f32", "f32", []),
+    ("dotfind int8 model, int8 vectors", "int8", "int8", "int8", []),
+    ("dotfind int8 query model, f32-encoded passages, int8 vectors", "int8-f32passages", "int8", "int8",
+     ["--passage-model", "{model}/f32"]),
+]
+QUANTIZED = [v[0] for v in VARIANTS[1:]]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", type=Path, required=True)
@@ -151,6 +163,8 @@ def main() -> None:
     ap.add_argument("--skip-retrieval", default="", help="collections evaluated in re-ranking mode only")
     ap.add_argument("--dotfind", type=Path, default=ROOT / "target/release/dotfind")
     ap.add_argument("--command", default="./build.sh bench-quality")
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep cached results of systems already measured with this bundle; compute only the missing ones")
     args = ap.parse_args()
     if not args.data.is_dir():
         print(f"benchmark skipped: {args.data} is absent (it lives in ../shared, which a fresh clone lacks)", file=sys.stderr)
@@ -163,6 +177,10 @@ def main() -> None:
     # measured and a later run adds the rest (keyed by the bundle, so a new model starts afresh).
     cache_dir = ROOT / "target/bench-quality" / json.loads((args.model / "int8/dotfind-model.json").read_text())["files"]["model.onnx"]["sha256"][:16]
     cache_dir.mkdir(parents=True, exist_ok=True)
+    def previous(name: str) -> list[list]:
+        f = cache_dir / f"{name}.json"
+        return json.loads(f.read_text()) if f.is_file() else []
+
     rows = []
     # Runs are kept beside the results, so a figure can be re-examined per query.
     runs_dir = cache_dir / "runs"
@@ -193,30 +211,42 @@ def main() -> None:
             for mode, docs, first_stage in modes:
                 sub = tmp / f"{coll.name}-{len(docs)}.jsonl"
                 sub.write_text("".join(json.dumps({"_id": str(d["_id"]), "title": d.get("title", ""), "text": d.get("text", "")}) + "\n" for d in docs))
+                slug = mode.split()[0].replace("-", "")
+                cached = {(r[1], r[2]): r for r in previous(coll.name)} if args.reuse else {}
+
+                def reused(system: str) -> bool:
+                    row = cached.get((mode, system))
+                    if row:
+                        rows.append(tuple(row))
+                    return row is not None
+
                 # PyTorch f32, exact search.
                 t0 = time.perf_counter()
-                pv = torch_encoder.encode([encoded_text(d) for d in docs], "passage")
-                qv = torch_encoder.encode([q["text"] for q in queries], "query")
-                ids = [str(d["_id"]) for d in docs]
-                run = {}
-                for q, v in zip(queries, qv):
-                    scores = pv @ v
-                    if first_stage is None:
-                        top = np.argsort(-scores, kind="stable")[:1000]
-                        run[str(q["_id"])] = [(ids[i], float(scores[i])) for i in top]
-                    else:
-                        pos = {d: i for i, d in enumerate(ids)}
-                        cands = [d for d in cand.get(str(q["_id"]), []) if d in pos]
-                        run[str(q["_id"])] = sorted(((d, float(scores[pos[d]])) for d in cands), key=lambda x: -x[1])
-                slug = mode.split()[0].replace("-", "")
-                rp = runs_dir / f"{coll.name}-{slug}-torch.trec"
-                write_run(rp, run, "torch")
-                rows.append((coll.name, mode, "PyTorch f32, exact f32 search", evaluate(args.dotfind, qrels, rp, rel_level), time.perf_counter() - t0))
-                for variant, bundle, vectors in (("dotfind f32 model, f32 vectors", "f32", "f32"), ("dotfind int8 model, int8 vectors", "int8", "int8")):
+                if not reused("PyTorch f32, exact f32 search"):
+                    pv = torch_encoder.encode([encoded_text(d) for d in docs], "passage")
+                    qv = torch_encoder.encode([q["text"] for q in queries], "query")
+                    ids = [str(d["_id"]) for d in docs]
+                    run = {}
+                    for q, v in zip(queries, qv):
+                        scores = pv @ v
+                        if first_stage is None:
+                            top = np.argsort(-scores, kind="stable")[:1000]
+                            run[str(q["_id"])] = [(ids[i], float(scores[i])) for i in top]
+                        else:
+                            pos = {d: i for i, d in enumerate(ids)}
+                            cands = [d for d in cand.get(str(q["_id"]), []) if d in pos]
+                            run[str(q["_id"])] = sorted(((d, float(scores[pos[d]])) for d in cands), key=lambda x: -x[1])
+                    rp = runs_dir / f"{coll.name}-{slug}-torch.trec"
+                    write_run(rp, run, "torch")
+                    rows.append((coll.name, mode, "PyTorch f32, exact f32 search", evaluate(args.dotfind, qrels, rp, rel_level), time.perf_counter() - t0))
+                for variant, name, bundle, vectors, extra in VARIANTS:
+                    if reused(variant):
+                        continue
                     t0 = time.perf_counter()
-                    idx = tmp / f"{coll.name}-{bundle}-{len(docs)}"
-                    dotfind(args.dotfind, "index", "--model", args.model / bundle, "--input", sub, "--out", idx, "--vectors", vectors, "--skip-empty")
-                    rp = runs_dir / f"{coll.name}-{slug}-{bundle}.trec"
+                    idx = tmp / f"{coll.name}-{name}-{len(docs)}"
+                    extra = [a.replace("{model}", str(args.model)) for a in extra]
+                    dotfind(args.dotfind, "index", "--model", args.model / bundle, "--input", sub, "--out", idx, "--vectors", vectors, "--skip-empty", *extra)
+                    rp = runs_dir / f"{coll.name}-{slug}-{name}.trec"
                     if first_stage is None:
                         dotfind(args.dotfind, "run", "--index", idx, "--queries", qfile, "-k", "1000", "--out", rp)
                     else:
@@ -225,9 +255,8 @@ def main() -> None:
                 print(f"{coll.name} / {mode}: done", file=sys.stderr, flush=True)
             # Modes not run this time (e.g. --skip-retrieval) keep their earlier results.
             done = {r[1] for r in rows if r[0] == coll.name}
-            cached = cache_dir / f"{coll.name}.json"
-            kept = [r for r in json.loads(cached.read_text()) if r[1] not in done] if cached.is_file() else []
-            cached.write_text(json.dumps(kept + [list(r) for r in rows if r[0] == coll.name]))
+            kept = [r for r in previous(coll.name) if r[1] not in done]
+            (cache_dir / f"{coll.name}.json").write_text(json.dumps(kept + [list(r) for r in rows if r[0] == coll.name]))
     rows = [tuple(r) for f in sorted(cache_dir.glob("*.json")) for r in json.loads(f.read_text())]
 
     # Published figures for the shipped first-stage runs (trec_eval nDCG@10, graded gains).
@@ -244,7 +273,7 @@ def main() -> None:
     lines = [
         "## Quality: PyTorch f32 vs dotfind f32 vs dotfind int8",
         "",
-        f"Command: `{args.command}` — model {meta['model_id']} ({meta['pooling']} pooling, {meta['similarity']}); "
+        f"Command: `{args.command}` (each system's results are cached per collection; `--reuse` computes only the missing ones) — model {meta['model_id']} ({meta['pooling']} pooling, {meta['similarity']}); "
         "queries = the judged ones; runs scored by `dotfind eval` (trec_eval definitions; binary relevance at grade ≥ 2 for TREC-DL, ≥ 1 elsewhere). "
         "Δ = dotfind int8 − PyTorch f32.",
         "",
@@ -253,20 +282,25 @@ def main() -> None:
     ]
     for coll, mode, system, m, secs in rows:
         lines.append(f"| {coll} | {mode} | {system} | {m['ndcg@10']:.4f} | {m['mrr@10']:.4f} | {m['recall@100']:.4f} | {m['recall@1000']:.4f} | {m['map']:.4f} | {secs:.0f} |")
-    lines += ["", "| collection | mode | Δ nDCG@10 | Δ MRR@10 | within 0.005 |", "|---|---|---|---|---|"]
+    lines += ["", "Δ = system − PyTorch f32:", "",
+              "| collection | mode | system | Δ nDCG@10 | Δ MRR@10 | within 0.005 |", "|---|---|---|---|---|---|"]
     by = {(c, mo, s): m for c, mo, s, m, _ in rows}
     for c, mo in dict.fromkeys((c, mo) for c, mo, *_ in rows):
-        ref, q = by.get((c, mo, "PyTorch f32, exact f32 search")), by.get((c, mo, "dotfind int8 model, int8 vectors"))
-        if ref and q:
-            dn, dm = q["ndcg@10"] - ref["ndcg@10"], q["mrr@10"] - ref["mrr@10"]
-            lines.append(f"| {c} | {mo} | {dn:+.4f} | {dm:+.4f} | {'yes' if abs(dn) <= 0.005 and abs(dm) <= 0.005 else 'no'} |")
+        ref = by.get((c, mo, "PyTorch f32, exact f32 search"))
+        for system in QUANTIZED:
+            q = by.get((c, mo, system))
+            if ref and q:
+                dn, dm = q["ndcg@10"] - ref["ndcg@10"], q["mrr@10"] - ref["mrr@10"]
+                lines.append(f"| {c} | {mo} | {system} | {dn:+.4f} | {dm:+.4f} | {'yes' if abs(dn) <= 0.005 and abs(dm) <= 0.005 else 'no'} |")
     explanations = []
     for c, mo in dict.fromkeys((c, mo) for c, mo, *_ in rows):
-        ref, q = by.get((c, mo, "PyTorch f32, exact f32 search")), by.get((c, mo, "dotfind int8 model, int8 vectors"))
+        ref = by.get((c, mo, "PyTorch f32, exact f32 search"))
         slug = mo.split()[0].replace("-", "")
-        ref_run, q_run = runs_dir / f"{c}-{slug}-torch.trec", runs_dir / f"{c}-{slug}-int8.trec"
-        if ref and q and abs(q["mrr@10"] - ref["mrr@10"]) > 0.005 and ref_run.is_file() and q_run.is_file():
-            explanations += [""] + explain_rr(c, mo, args.data / c / "qrels.tsv", 2 if "trec-dl" in c else 1, read_run(ref_run), read_run(q_run))
+        for system, name, *_ in VARIANTS[1:]:
+            q = by.get((c, mo, system))
+            ref_run, q_run = runs_dir / f"{c}-{slug}-torch.trec", runs_dir / f"{c}-{slug}-{name}.trec"
+            if ref and q and abs(q["mrr@10"] - ref["mrr@10"]) > 0.005 and ref_run.is_file() and q_run.is_file():
+                explanations += [""] + explain_rr(f"{c} / {system}", mo, args.data / c / "qrels.tsv", 2 if "trec-dl" in c else 1, read_run(ref_run), read_run(q_run))
     if explanations:
         lines += ["", "Where Δ MRR@10 exceeds 0.005, per query:"] + explanations
     if checks:
