@@ -102,6 +102,18 @@ fn round_trip_search_finds_expected_passages_with_brute_force_scores() {
     }
     let mean = overlap / queries().len() as f64;
     assert!(mean >= 9.0, "mean top-10 overlap int8 vs f32 {mean}");
+
+    // Query vectors from outside (the JS API's searchVector) are checked, not trusted.
+    let mut bad = encoder.encode_query("spawn a thread").unwrap();
+    bad[7] = f32::NAN;
+    assert_eq!(
+        int8.search(&bad, 3).unwrap_err().to_string(),
+        "invalid input: query vector component 7 is NaN"
+    );
+    assert_eq!(
+        int8.search(&bad[..100], 3).unwrap_err().to_string(),
+        "model mismatch: query vector has 100 dimensions, the index has 384"
+    );
 }
 
 #[test]
