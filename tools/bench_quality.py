@@ -150,7 +150,31 @@ VARIANTS = [
     ("dotfind int8 model, int8 vectors", "int8", "int8", "int8", []),
     ("dotfind int8 query model, f32-encoded passages, int8 vectors", "int8-f32passages", "int8", "int8",
      ["--passage-model", "{model}/f32"]),
+    # The "keep sensitive layers in f32" option: the 12 feed-forward MatMuls stay f32 in the
+    # query model (a bigger download), built here from the f32 bundle.
+    ("option: int8 query model with FFN MatMuls in f32, f32-encoded passages, int8 vectors", "int8ffn-f32passages",
+     "{ffn_f32}", "int8", ["--passage-model", "{model}/f32"]),
 ]
+
+
+def ffn_f32_bundle(model: Path, out: Path) -> Path:
+    """The int8 bundle re-quantized with every feed-forward MatMul left in f32."""
+    if (out / "dotfind-model.json").is_file():
+        return out
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from prepare_model import write_bundle
+
+    f32 = model / "f32" / "model.onnx"
+    keep = [n.name for n in onnx.load(str(f32), load_external_data=False).graph.node if n.op_type == "MatMul" and "/ffn/" in n.name]
+    meta = json.loads((model / "int8" / "dotfind-model.json").read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = Path(tmp) / "model.onnx"
+        quantize_dynamic(str(f32), str(onnx_path), per_channel=True, weight_type=QuantType.QInt8, nodes_to_exclude=keep)
+        fields = {k: v for k, v in meta.items() if k not in ("format", "quantization", "files")}
+        write_bundle(out, onnx_path, (model / "int8" / "tokenizer.json").read_text(), fields,
+                     f"{meta['quantization']}, {len(keep)} feed-forward MatMuls kept f32")
+    return out
 QUANTIZED = [v[0] for v in VARIANTS[1:]]
 
 
@@ -245,6 +269,8 @@ def main() -> None:
                     t0 = time.perf_counter()
                     idx = tmp / f"{coll.name}-{name}-{len(docs)}"
                     extra = [a.replace("{model}", str(args.model)) for a in extra]
+                    if bundle == "{ffn_f32}":
+                        bundle = ffn_f32_bundle(args.model, cache_dir / "bundle-int8-ffn-f32")
                     dotfind(args.dotfind, "index", "--model", args.model / bundle, "--input", sub, "--out", idx, "--vectors", vectors, "--skip-empty", *extra)
                     rp = runs_dir / f"{coll.name}-{slug}-{name}.trec"
                     if first_stage is None:
@@ -292,6 +318,9 @@ def main() -> None:
             if ref and q:
                 dn, dm = q["ndcg@10"] - ref["ndcg@10"], q["mrr@10"] - ref["mrr@10"]
                 lines.append(f"| {c} | {mo} | {system} | {dn:+.4f} | {dm:+.4f} | {'yes' if abs(dn) <= 0.005 and abs(dm) <= 0.005 else 'no'} |")
+    sizes = {"f32": args.model / "f32", "int8": args.model / "int8", "int8 with FFN MatMuls in f32": cache_dir / "bundle-int8-ffn-f32"}
+    lines += ["", "Query model download (model.onnx): " + ", ".join(
+        f"{k} {(v / 'model.onnx').stat().st_size / 1e6:.1f} MB" for k, v in sizes.items() if (v / "model.onnx").is_file()) + "."]
     explanations = []
     for c, mo in dict.fromkeys((c, mo) for c, mo, *_ in rows):
         ref = by.get((c, mo, "PyTorch f32, exact f32 search"))
