@@ -16,7 +16,12 @@ use dotfind::ModelBundle;
 
 /// `dotfind index --model M --input I --out O` through the CLI.
 fn index_cli(model: &Path, input: &Path, out: &Path) -> std::process::Output {
-    run_cli(&[
+    index_cli_with(model, input, out, &[])
+}
+
+/// The same with further options.
+fn index_cli_with(model: &Path, input: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
         "index",
         "--model",
         model.to_str().unwrap(),
@@ -24,7 +29,9 @@ fn index_cli(model: &Path, input: &Path, out: &Path) -> std::process::Output {
         input.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
-    ])
+    ];
+    args.extend_from_slice(extra);
+    run_cli(&args)
 }
 
 fn options(encoding: VectorEncoding) -> IndexOptions {
@@ -634,17 +641,7 @@ fn skip_empty_leaves_out_and_reports_empty_documents() {
     )
     .unwrap();
     let out = dir.path().join("idx");
-    let model = bundle("int8");
-    let o = run_cli(&[
-        "index",
-        "--model",
-        model.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--skip-empty",
-    ]);
+    let o = index_cli_with(&bundle("int8"), &input, &out, &["--skip-empty"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("skipped 1 empty documents: 471\n"),
@@ -730,20 +727,12 @@ fn passages_can_be_encoded_by_the_f32_twin_of_the_query_model() {
     let descriptor = other.join("dotfind-model.json");
     let text = std::fs::read_to_string(&descriptor).unwrap();
     std::fs::write(&descriptor, text.replace("\"mean\"", "\"cls\"")).unwrap();
-    let out = run_cli(&[
-        "index",
-        "--model",
-        bundle("int8").to_str().unwrap(),
-        "--passage-model",
-        other.to_str().unwrap(),
-        "--input",
-        corpus.to_str().unwrap(),
-        "--out",
-        dir.path().join("refused").to_str().unwrap(),
-    ]);
+    let refused = dir.path().join("refused");
+    let passage_model = ["--passage-model", other.to_str().unwrap()];
+    let out = index_cli_with(&bundle("int8"), &corpus, &refused, &passage_model);
     assert_eq!(
         stderr(&out),
         "dotfind: error: model mismatch: the passage model's pooling is \"cls\", the query model's is \"mean\"\n"
     );
-    assert!(!dir.path().join("refused").exists());
+    assert!(!refused.exists());
 }
