@@ -1,11 +1,11 @@
 //! Scoring kernels: the hot loop of every dense search, shared by native and wasm.
 //!
 //! int8 rows are scored against the query in integers: the query is quantized once per
-//! search to i16 ([`QuantizedQuery`]), so each row costs one widening and one
-//! `i16×i16→i32` multiply-add per lane (`pmaddwd` natively, `i32x4.dot_i16x8_s` in wasm)
-//! instead of an int-to-float conversion per element. i16 keeps the query's relative
-//! error below 2⁻¹⁵, far inside the int8 rows' own quantization error, and the
-//! accumulation is exact, so native and browser scores agree bit for bit.
+//! search to 14-bit integers ([`QuantizedQuery`]), so each row costs one widening and one
+//! `i16×i16→i32` multiply-add per lane (`pmaddwd` natively, `i32x4.dot_i16x8_s` in wasm,
+//! or the relaxed-SIMD int8 dot) instead of an int-to-float conversion per element. 14 bits
+//! keep the query's relative error below 2⁻¹³, far inside the int8 rows' own quantization
+//! error, and the accumulation is exact, so native and browser scores agree bit for bit.
 
 /// Largest query magnitude after scaling: 14 bits, so that `q + 2¹³` splits into two 7-bit
 /// halves for the relaxed-SIMD kernel; every build uses it, so all score identically.
@@ -20,8 +20,9 @@ pub struct QuantizedQuery {
 }
 
 impl QuantizedQuery {
-    /// Scales `query` so its largest component maps to ±32767, unless that could overflow
-    /// an i32 sum against ±127 rows (very long vectors); then the scale shrinks to fit.
+    /// Scales `query` so its largest component maps to ±8191 (`QUERY_MAX`), unless that
+    /// could overflow an i32 sum against ±127 rows (very long vectors); then the scale
+    /// shrinks to fit.
     pub fn new(query: &[f32]) -> Self {
         let max = query.iter().fold(0f32, |m, x| m.max(x.abs()));
         let l1: f64 = query.iter().map(|x| f64::from(x.abs())).sum();
@@ -43,14 +44,6 @@ impl QuantizedQuery {
             values,
             scale: scale as f32,
         }
-    }
-
-    pub fn len(&self) -> usize {
-        self.values.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
     }
 
     /// Scores every `dims`-byte row of `rows` (int8 bit patterns, row `i` scaled by
