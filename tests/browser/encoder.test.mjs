@@ -100,6 +100,19 @@ test('the plain-SIMD build (browsers without relaxed SIMD) matches the reference
   }
 });
 
+test('an unknown wasm build choice is an Error naming the choices', async () => {
+  const message = await page.evaluate(async () => {
+    const { chooseBuild } = await import('/dist/npm/runtime.js');
+    try {
+      chooseBuild('fast');
+      return null;
+    } catch (e) {
+      return e instanceof Error ? e.message : String(e);
+    }
+  });
+  assert.equal(message, 'dotfind: unknown wasm build "fast" (use "auto", "relaxed" or "simd")');
+});
+
 test('wasm embeddings equal the independent shared reference', async (t) => {
   const shared = path.join(repoRoot, '../shared/models/minilm-l6-distilbert/reference.json');
   if (!fs.existsSync(shared)) {
