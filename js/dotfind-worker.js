@@ -1,11 +1,64 @@
 // dotfind's Web Worker: fetches an index (streaming, with progress), verifies every file
 // in wasm against manifest.json, caches verified files with the Cache API, and answers
-// search / rerank / encode requests off the main thread.
+// search / rerank / encode requests off the main thread. Large indexes are scored in
+// parts: helper workers (dotfind-scorer.js) scan the rows past this worker's share.
 import { startRuntime } from './runtime.js';
 
 const CACHE_NAME = 'dotfind-index-v1';
 const PARALLEL_FETCHES = 4;
+/** Passages per scoring thread below which another thread is not worth a message round trip. */
+const PASSAGES_PER_THREAD = 10_000;
+const MAX_SEARCH_THREADS = 4;
 let engine = null;
+/** This worker scores passages [0, ownEnd); each helper {scorer, start, end} the rest. */
+let ownEnd = 0;
+let helpers = [];
+
+/** A helper worker holding part of the vectors (see dotfind-scorer.js). */
+class Scorer {
+  #worker;
+  #next = 1;
+  #pending = new Map();
+
+  constructor() {
+    this.#worker = new Worker(new URL('./dotfind-scorer.js', import.meta.url), { type: 'module' });
+    this.#worker.onmessage = ({ data }) => {
+      const pending = this.#pending.get(data.id);
+      this.#pending.delete(data.id);
+      if (data.ok) pending?.resolve(data.result);
+      else pending?.reject(new Error(data.error));
+    };
+    this.#worker.onerror = (event) => {
+      const error = new Error(`dotfind scorer failed: ${event.message ?? 'could not start (check worker-src in the CSP)'}`);
+      for (const p of this.#pending.values()) p.reject(error);
+      this.#pending.clear();
+    };
+  }
+
+  call(type, args) {
+    const id = this.#next++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      this.#worker.postMessage({ id, type, args });
+    });
+  }
+
+  terminate() {
+    this.#worker.terminate();
+  }
+}
+
+/** How many threads score a search: `choice` is 'auto' or a count from 1 to 16. */
+function searchThreadsFor(choice, passageCount) {
+  if (choice === 'auto') {
+    const cores = globalThis.navigator?.hardwareConcurrency ?? 1;
+    return Math.max(1, Math.min(cores, MAX_SEARCH_THREADS, Math.floor(passageCount / PASSAGES_PER_THREAD)));
+  }
+  if (!Number.isInteger(choice) || choice < 1 || choice > 16) {
+    throw new Error(`dotfind: searchThreads must be "auto" or an integer from 1 to 16, not ${JSON.stringify(choice)}`);
+  }
+  return Math.max(1, Math.min(choice, passageCount));
+}
 
 function post(message) {
   self.postMessage(message);
@@ -56,8 +109,8 @@ async function fetchBytes(base, path, onChunk) {
   return readBody(response, onChunk);
 }
 
-async function load({ indexUrl, cache: useCache, wasm }, id) {
-  const { build, glue: { IndexLoader } } = await startRuntime(wasm);
+async function load({ indexUrl, cache: useCache, wasm, searchThreads = 'auto' }, id) {
+  const { build, module, glue: { IndexLoader } } = await startRuntime(wasm);
   const base = new URL(indexUrl.endsWith('/') ? indexUrl : `${indexUrl}/`);
   const cache = await openCache(useCache);
   const manifestUrl = new URL('manifest.json', base).href;
@@ -74,6 +127,23 @@ async function load({ indexUrl, cache: useCache, wasm }, id) {
   }
   const loader = new IndexLoader(manifestBytes);
   const files = loader.fileList();
+
+  // Split the passages into equal row ranges, one per thread; helpers get copies of the
+  // vector shards their range overlaps, so keep those bytes as they arrive.
+  const shards = [];
+  for (const { vectors, count } of loader.shards) {
+    const start = shards.length ? shards.at(-1).start + shards.at(-1).count : 0;
+    shards.push({ path: vectors, start, count });
+  }
+  const passageCount = shards.length ? shards.at(-1).start + shards.at(-1).count : 0;
+  const threads = searchThreadsFor(searchThreads, passageCount);
+  const bounds = Array.from({ length: threads + 1 }, (_, i) => Math.round((i * passageCount) / threads));
+  const parts = bounds.slice(1, -1).map((start, i) => ({
+    start,
+    end: bounds[i + 2],
+    shards: shards.filter((s) => s.start < bounds[i + 2] && s.start + s.count > start),
+  }));
+  const kept = new Map(parts.flatMap((p) => p.shards.map((s) => [s.path, null])));
   const total = files.reduce((s, f) => s + f.bytes, 0);
   let loaded = 0;
   const progress = (file, fileLoaded, fileTotal, fromCache) =>
@@ -86,6 +156,7 @@ async function load({ indexUrl, cache: useCache, wasm }, id) {
       const bytes = new Uint8Array(await cached.arrayBuffer());
       try {
         loader.addFile(file.path, bytes);
+        if (kept.has(file.path)) kept.set(file.path, bytes);
         loaded += file.bytes;
         progress(file.path, file.bytes, file.bytes, true);
         return;
@@ -100,6 +171,7 @@ async function load({ indexUrl, cache: useCache, wasm }, id) {
       progress(file.path, fileLoaded, file.bytes, false);
     });
     loader.addFile(file.path, bytes); // throws on size/sha256 mismatch: nothing cached
+    if (kept.has(file.path)) kept.set(file.path, bytes);
     await cache?.put(url, new Response(bytes));
   }
 
@@ -110,17 +182,45 @@ async function load({ indexUrl, cache: useCache, wasm }, id) {
     }),
   );
   engine = loader.finish();
+  ownEnd = bounds[1];
+  helpers = [];
+  let started = [];
+  try {
+    started = parts.map((part) => ({ ...part, scorer: new Scorer() }));
+    await Promise.all(started.map(({ scorer, shards: mine }) => scorer.call('init', {
+      build,
+      module,
+      dims: engine.dims,
+      shards: mine.map(({ path, start }) => ({ path, start, bytes: kept.get(path) })),
+    })));
+    helpers = started;
+  } catch (e) {
+    started.forEach(({ scorer }) => scorer.terminate());
+    ownEnd = passageCount;
+    // 'auto' is an optimisation: without helpers (e.g. a CSP without worker-src for them)
+    // this worker scores everything. A count the app asked for is a promise: report it.
+    if (searchThreads !== 'auto') throw e;
+    console.warn(`dotfind: searching on one thread: ${e.message}`);
+  }
+  kept.clear();
   // One throwaway search while the page is still showing "loading": the engine starts wasm
   // in its baseline tier and recompiles hot functions (the model's kernels, the scoring
   // loop) once they have run a while, so without this the visitor's first queries are the
   // slow ones. Optional: a failure here would resurface, with its message, on a real query.
   try {
-    engine.search('warm up', 1);
+    await handlers.search({ query: 'warm up', k: 1 });
   } catch {
     // nothing to do: see above
   }
   const manifest = engine.manifest;
-  return { passageCount: engine.passageCount, dims: engine.dims, modelId: manifest.model.model_id, manifest, wasmBuild: build };
+  return {
+    passageCount: engine.passageCount,
+    dims: engine.dims,
+    modelId: manifest.model.model_id,
+    manifest,
+    wasmBuild: build,
+    searchThreads: 1 + helpers.length,
+  };
 }
 
 function requireEngine() {
@@ -128,14 +228,45 @@ function requireEngine() {
   return engine;
 }
 
+/** Exact top-k for a query vector: this worker's rows and the helpers' in parallel, merged. */
+async function searchVector(e, vector, k) {
+  if (!helpers.length) return e.searchVector(vector, k);
+  const theirs = Promise.all(helpers.map(({ scorer, start, end }) => scorer.call('search', { vector, k, start, end })));
+  theirs.catch(() => {}); // handled below, after this worker's own part
+  const mine = e.searchVectorRows(vector, k, 0, ownEnd);
+  let parts;
+  try {
+    parts = [{ passages: mine.passages, scores: mine.scores }, ...(await theirs)];
+  } catch (err) {
+    // A helper died (the browser may reclaim workers): score everything here from now on.
+    helpers.forEach(({ scorer }) => scorer.terminate());
+    helpers = [];
+    ownEnd = e.passageCount;
+    console.warn(`dotfind: searching on one thread: ${err.message}`);
+    return e.searchVector(vector, k);
+  } finally {
+    mine.free();
+  }
+  const size = parts.reduce((n, p) => n + p.passages.length, 0);
+  const passages = new Uint32Array(size);
+  const scores = new Float32Array(size);
+  let at = 0;
+  for (const p of parts) {
+    passages.set(p.passages, at);
+    scores.set(p.scores, at);
+    at += p.passages.length;
+  }
+  return e.mergeHits(k, passages, scores);
+}
+
 const handlers = {
   load,
-  search({ query, k }) {
+  async search({ query, k }) {
     const e = requireEngine();
     const t0 = performance.now();
     const vector = e.encode(query);
     const t1 = performance.now();
-    const results = e.searchVector(vector, k);
+    const results = await searchVector(e, vector, k);
     const t2 = performance.now();
     return { results, timings: { encodeMs: t1 - t0, searchMs: t2 - t1 } };
   },

@@ -23,6 +23,13 @@ export interface LoadOptions {
    * "simd" (any browser with wasm SIMD), or "auto" (default: relaxed where supported).
    */
   wasm?: 'auto' | 'relaxed' | 'simd';
+  /**
+   * Threads that scan the vectors of one search: helper workers each hold a copy of the
+   * vector shards of their share of the passages. "auto" (default): one per 10,000
+   * passages, up to min(hardwareConcurrency, 4), and one thread if helpers cannot start.
+   * A number is honoured or `load` rejects.
+   */
+  searchThreads?: 'auto' | number;
 }
 
 export interface SearchHit {
@@ -56,6 +63,8 @@ export interface IndexInfo {
   manifest: Record<string, unknown>;
   /** The wasm build that was loaded. */
   wasmBuild: 'relaxed' | 'simd';
+  /** Threads scanning each search (see LoadOptions.searchThreads). */
+  searchThreads: number;
 }
 
 export declare class Dotfind {

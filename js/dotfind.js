@@ -40,9 +40,9 @@ export class Dotfind {
    * Fetches, verifies and caches the index at `indexUrl` (a folder with manifest.json;
    * relative URLs resolve against the page).
    * @param {string} indexUrl
-   * @param {{onProgress?: (p: {file: string, loaded: number, total: number, fileLoaded: number, fileTotal: number, fromCache: boolean}) => void, cache?: boolean, workerUrl?: string | URL, wasm?: 'auto' | 'relaxed' | 'simd'}} [options]
+   * @param {{onProgress?: (p: {file: string, loaded: number, total: number, fileLoaded: number, fileTotal: number, fromCache: boolean}) => void, cache?: boolean, workerUrl?: string | URL, wasm?: 'auto' | 'relaxed' | 'simd', searchThreads?: 'auto' | number}} [options]
    */
-  static async load(indexUrl, { onProgress, cache = true, workerUrl, wasm = 'auto' } = {}) {
+  static async load(indexUrl, { onProgress, cache = true, workerUrl, wasm = 'auto', searchThreads = 'auto' } = {}) {
     const base = globalThis.document?.baseURI ?? globalThis.location?.href;
     // The literal `new Worker(new URL('./…', import.meta.url))` form lets bundlers (Vite,
     // webpack) find and emit the worker and its wasm.
@@ -51,7 +51,7 @@ export class Dotfind {
       : new Worker(new URL('./dotfind-worker.js', import.meta.url), { type: 'module' });
     const engine = new Dotfind(worker);
     try {
-      engine.info = await engine.#call('load', { indexUrl: new URL(indexUrl, base).href, cache, wasm }, onProgress);
+      engine.info = await engine.#call('load', { indexUrl: new URL(indexUrl, base).href, cache, wasm, searchThreads }, onProgress);
     } catch (e) {
       engine.terminate();
       throw e;

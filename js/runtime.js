@@ -33,21 +33,49 @@ export function chooseBuild(choice = 'auto') {
 
 const started = new Map();
 
+/** The build's wasm-bindgen glue (literal `import()`s, so bundlers find both builds). */
+function importGlue(build) {
+  return build === 'relaxed' ? import('./pkg-relaxed/dotfind.js') : import('./pkg/dotfind.js');
+}
+
+/** Fetches and compiles a build's wasm (streaming where the server sends application/wasm). */
+async function compileWasm(build) {
+  const url = build === 'relaxed'
+    ? new URL('./pkg-relaxed/dotfind_bg.wasm', import.meta.url)
+    : new URL('./pkg/dotfind_bg.wasm', import.meta.url);
+  let response;
+  try {
+    response = await fetch(url);
+  } catch (e) {
+    throw new Error(`dotfind: cannot fetch ${url}: ${e.message}`);
+  }
+  if (!response.ok) throw new Error(`dotfind: ${url}: HTTP ${response.status}${response.statusText ? ` ${response.statusText}` : ''}`);
+  if (response.headers.get('Content-Type')?.startsWith('application/wasm')) {
+    return WebAssembly.compileStreaming(response);
+  }
+  return WebAssembly.compile(await response.arrayBuffer());
+}
+
 /**
- * Imports and instantiates a build once; returns its wasm-bindgen module. The literal
- * `import()` and `new URL(…, import.meta.url)` forms let bundlers (Vite) ship both builds.
+ * Imports and instantiates a build once; returns `{build, glue, module}`, where `module`
+ * is the compiled WebAssembly.Module, which helper workers instantiate without compiling
+ * again ({@link attachRuntime}).
  */
 export function startRuntime(choice = 'auto') {
   const build = chooseBuild(choice);
   if (!started.has(build)) {
     started.set(build, (async () => {
-      const glue = build === 'relaxed' ? await import('./pkg-relaxed/dotfind.js') : await import('./pkg/dotfind.js');
-      const wasm = build === 'relaxed'
-        ? new URL('./pkg-relaxed/dotfind_bg.wasm', import.meta.url)
-        : new URL('./pkg/dotfind_bg.wasm', import.meta.url);
-      await glue.default({ module_or_path: wasm });
-      return { build, glue };
+      const [glue, module] = await Promise.all([importGlue(build), compileWasm(build)]);
+      await glue.default({ module_or_path: module });
+      return { build, glue, module };
     })());
   }
   return started.get(build);
+}
+
+/** Instantiates a module another worker compiled (see {@link startRuntime}); returns the glue. */
+export async function attachRuntime(build, module) {
+  const glue = await importGlue(build);
+  await glue.default({ module_or_path: module });
+  return glue;
 }

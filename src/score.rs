@@ -47,8 +47,8 @@ impl QuantizedQuery {
     }
 
     /// Scores every `dims`-byte row of `rows` (int8 bit patterns, row `i` scaled by
-    /// `scales[i]`), appending to `out`.
-    pub fn score_rows(&self, rows: &[u8], scales: &[f32], sums: &RowSums, out: &mut Vec<f32>) {
+    /// `scales[i]`, `sums` the matching slice of [`RowSums`]), appending to `out`.
+    pub fn score_rows(&self, rows: &[u8], scales: &[f32], sums: &[i32], out: &mut Vec<f32>) {
         let _ = sums; // only the relaxed-SIMD kernel needs them
         let d = self.values.len();
         if d == 0 {
@@ -58,8 +58,8 @@ impl QuantizedQuery {
         let inv = 1.0 / self.scale;
         out.reserve(scales.len());
         #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
-        if d.is_multiple_of(16) && sums.0.len() == scales.len() {
-            relaxed::score_rows(&self.values, rows, scales, &sums.0, inv, out);
+        if d.is_multiple_of(16) && sums.len() == scales.len() {
+            relaxed::score_rows(&self.values, rows, scales, sums, inv, out);
             return;
         }
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -181,6 +181,11 @@ impl RowSums {
             RowSums(Vec::new())
         }
     }
+
+    /// The sums of rows `rows` (empty where this build keeps none).
+    pub fn rows(&self, rows: std::ops::Range<usize>) -> &[i32] {
+        self.0.get(rows).unwrap_or(&[])
+    }
 }
 
 /// Relaxed SIMD: `i32x4.relaxed_dot_i8x16_i7x16_add_s` multiplies 16 int8 pairs and adds
@@ -300,7 +305,12 @@ mod tests {
         let qq = QuantizedQuery::new(&query);
         let worst = vec![0x81u8; 384]; // -127
         let mut out = Vec::new();
-        qq.score_rows(&worst, &[1.0], &RowSums::new(&worst, 384), &mut out);
+        qq.score_rows(
+            &worst,
+            &[1.0],
+            RowSums::new(&worst, 384).rows(0..1),
+            &mut out,
+        );
         assert!((out[0] + 127.0 * 384.0).abs() < 0.05, "{}", out[0]);
     }
 
@@ -311,7 +321,12 @@ mod tests {
         let rows: Vec<u8> = (0..3 * d).map(|i| ((i * 53 + 7) % 255) as u8).collect();
         let scales = [0.01f32, 0.002, 1.5];
         let mut out = Vec::new();
-        QuantizedQuery::new(&query).score_rows(&rows, &scales, &RowSums::new(&rows, d), &mut out);
+        QuantizedQuery::new(&query).score_rows(
+            &rows,
+            &scales,
+            RowSums::new(&rows, d).rows(0..scales.len()),
+            &mut out,
+        );
         for (i, (&got, s)) in out.iter().zip(scales).enumerate() {
             let exact: f32 = rows[i * d..(i + 1) * d]
                 .iter()
@@ -329,8 +344,9 @@ mod tests {
     fn zero_or_non_finite_queries_score_zero_instead_of_nan() {
         let mut out = Vec::new();
         let sums = RowSums::new(&[1, 2, 3, 4], 4);
-        QuantizedQuery::new(&[0.0; 4]).score_rows(&[1, 2, 3, 4], &[1.0], &sums, &mut out);
-        QuantizedQuery::new(&[f32::NAN; 4]).score_rows(&[1, 2, 3, 4], &[1.0], &sums, &mut out);
+        let sums = sums.rows(0..1);
+        QuantizedQuery::new(&[0.0; 4]).score_rows(&[1, 2, 3, 4], &[1.0], sums, &mut out);
+        QuantizedQuery::new(&[f32::NAN; 4]).score_rows(&[1, 2, 3, 4], &[1.0], sums, &mut out);
         assert_eq!(out, vec![0.0, 0.0]);
     }
 }

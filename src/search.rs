@@ -1,6 +1,7 @@
 //! Exact top-k search over an index's shards: the same scoring natively and in the browser.
 
 use std::collections::HashMap;
+use std::ops::Range;
 
 use crate::error::{Error, Result};
 use crate::score::QuantizedQuery;
@@ -20,7 +21,8 @@ pub type Reranked = (Vec<(String, f32)>, Vec<String>);
 #[derive(Debug)]
 pub struct SearchIndex {
     pub manifest: IndexManifest,
-    shards: Vec<(VectorShard, PassageShard)>,
+    vectors: IndexVectors,
+    passages: Vec<PassageShard>,
     /// First passage number of each shard.
     starts: Vec<usize>,
     /// Built on first lexical query: most users never pay for it.
@@ -93,6 +95,102 @@ impl TopK {
     }
 }
 
+/// The vector shards of an index (or of a part of it), by first passage number: all that
+/// scoring reads, and all a scoring helper thread holds.
+#[derive(Debug)]
+pub struct IndexVectors {
+    dims: usize,
+    shards: Vec<(usize, VectorShard)>,
+}
+
+impl IndexVectors {
+    /// `shards` pairs each shard with its first passage number.
+    pub fn new(dims: usize, shards: Vec<(usize, VectorShard)>) -> Result<Self> {
+        let mut vectors = IndexVectors {
+            dims,
+            shards: Vec::with_capacity(shards.len()),
+        };
+        for (start, shard) in shards {
+            vectors.insert(start, shard)?;
+        }
+        Ok(vectors)
+    }
+
+    /// Adds a shard whose first passage is `start`, in any order.
+    pub fn insert(&mut self, start: usize, shard: VectorShard) -> Result<()> {
+        if shard.dims != self.dims {
+            return Err(Error::ModelMismatch(format!(
+                "a shard holds {}-dimensional vectors, the index model has {}",
+                shard.dims, self.dims
+            )));
+        }
+        let at = self.shards.partition_point(|(s, _)| *s < start);
+        let after_previous = at == 0 || {
+            let (s, previous) = &self.shards[at - 1];
+            s + previous.count <= start
+        };
+        let before_next = self
+            .shards
+            .get(at)
+            .is_none_or(|(next, _)| start + shard.count <= *next);
+        if !after_previous || !before_next {
+            return Err(Error::InvalidInput(format!(
+                "vector shards overlap at passage {start}"
+            )));
+        }
+        self.shards.insert(at, (start, shard));
+        Ok(())
+    }
+
+    /// Exact top-k among passages `rows` (passages this part does not hold are skipped).
+    pub fn search_rows(&self, query: &[f32], k: usize, rows: Range<usize>) -> Result<Vec<Hit>> {
+        let mut top = TopK::new(k);
+        self.score_rows(query, rows, |start, scores| {
+            for (i, &score) in scores.iter().enumerate() {
+                top.push(Hit {
+                    passage: start + i,
+                    score,
+                });
+            }
+        })?;
+        Ok(top.into_sorted())
+    }
+
+    /// Scores passages `rows` shard by shard, handing `visit` each run's first passage
+    /// number and scores, so callers consume scores without materializing them all.
+    fn score_rows(
+        &self,
+        query: &[f32],
+        rows: Range<usize>,
+        mut visit: impl FnMut(usize, &[f32]),
+    ) -> Result<()> {
+        if query.len() != self.dims {
+            return Err(Error::ModelMismatch(format!(
+                "query vector has {} dimensions, the index has {}",
+                query.len(),
+                self.dims
+            )));
+        }
+        if let Some(i) = query.iter().position(|x| !x.is_finite()) {
+            return Err(Error::InvalidInput(format!(
+                "query vector component {i} is {}",
+                query[i]
+            )));
+        }
+        let quantized = QuantizedQuery::new(query);
+        let mut buf = Vec::new();
+        for (start, shard) in &self.shards {
+            let (from, to) = (rows.start.max(*start), rows.end.min(start + shard.count));
+            if from >= to {
+                continue;
+            }
+            shard.score_rows(query, &quantized, from - start..to - start, &mut buf);
+            visit(from, &buf);
+        }
+        Ok(())
+    }
+}
+
 impl SearchIndex {
     /// Assembles shards (already verified against the manifest's checksums by the caller).
     pub fn new(manifest: IndexManifest, shards: Vec<(VectorShard, PassageShard)>) -> Result<Self> {
@@ -137,9 +235,11 @@ impl SearchIndex {
             starts.push(next);
             next += entry.count;
         }
+        let (vectors, passages): (Vec<_>, Vec<_>) = shards.into_iter().unzip();
         Ok(SearchIndex {
+            vectors: IndexVectors::new(dims, starts.iter().copied().zip(vectors).collect())?,
             manifest,
-            shards,
+            passages,
             starts,
             lexical: std::sync::OnceLock::new(),
             candidate_ids: std::sync::OnceLock::new(),
@@ -157,54 +257,28 @@ impl SearchIndex {
     /// Dot product of `query` with every passage, in passage order.
     pub fn score_all(&self, query: &[f32]) -> Result<Vec<f32>> {
         let mut all = Vec::with_capacity(self.len());
-        self.score_shards(query, |_, scores| all.extend_from_slice(scores))?;
+        self.vectors.score_rows(query, 0..self.len(), |_, scores| {
+            all.extend_from_slice(scores)
+        })?;
         Ok(all)
-    }
-
-    /// Scores shard by shard, handing each shard's first passage number and scores to
-    /// `visit`, so callers can consume scores without materializing them all.
-    fn score_shards(&self, query: &[f32], mut visit: impl FnMut(usize, &[f32])) -> Result<()> {
-        if query.len() != self.manifest.model.dims {
-            return Err(Error::ModelMismatch(format!(
-                "query vector has {} dimensions, the index has {}",
-                query.len(),
-                self.manifest.model.dims
-            )));
-        }
-        if let Some(i) = query.iter().position(|x| !x.is_finite()) {
-            return Err(Error::InvalidInput(format!(
-                "query vector component {i} is {}",
-                query[i]
-            )));
-        }
-        let quantized = QuantizedQuery::new(query);
-        let mut buf = Vec::new();
-        for ((vectors, _), &start) in self.shards.iter().zip(&self.starts) {
-            vectors.score_all(query, &quantized, &mut buf);
-            visit(start, &buf);
-        }
-        Ok(())
     }
 
     /// Exact top-k passages for a query vector.
     pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
-        let mut top = TopK::new(k);
-        self.score_shards(query, |start, scores| {
-            for (i, &score) in scores.iter().enumerate() {
-                top.push(Hit {
-                    passage: start + i,
-                    score,
-                });
-            }
-        })?;
-        Ok(top.into_sorted())
+        self.search_rows(query, k, 0..self.len())
+    }
+
+    /// Exact top-k among passages `rows` only: one part of a search split across threads,
+    /// whose parts [`top_k`] merges into exactly what [`search`](Self::search) returns.
+    pub fn search_rows(&self, query: &[f32], k: usize, rows: Range<usize>) -> Result<Vec<Hit>> {
+        self.vectors.search_rows(query, k, rows)
     }
 
     /// Decodes passage `n`'s record.
     pub fn record(&self, n: usize) -> Result<PassageRecord> {
         let shard = self.starts.partition_point(|&s| s <= n).saturating_sub(1);
-        let (_, passages) = self
-            .shards
+        let passages = self
+            .passages
             .get(shard)
             .ok_or_else(|| Error::InvalidInput(format!("no passage {n}")))?;
         passages.record(n - self.starts[shard])
@@ -292,6 +366,7 @@ pub fn snippet(text: &str, max_chars: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shard::VectorEncoding;
 
     #[test]
     fn top_k_is_exact_and_breaks_ties_by_position() {
@@ -323,6 +398,77 @@ mod tests {
             all.truncate(k);
             assert_eq!(streamed.into_sorted(), all, "k = {k}");
         }
+    }
+
+    /// Three shards of 37, 50 and 13 pseudo-random vectors in `encoding`, with few
+    /// distinct values so that equal scores occur across shard and split boundaries.
+    fn three_shards(encoding: VectorEncoding, dims: usize) -> Vec<(usize, VectorShard)> {
+        let mut start = 0;
+        [37usize, 50, 13]
+            .iter()
+            .map(|&count| {
+                let rows: Vec<_> = (0..count)
+                    .map(|i| {
+                        let v: Vec<f32> = (0..dims)
+                            .map(|j| (((start + i) * 31 + j * 7) % 5) as f32 - 2.0)
+                            .collect();
+                        crate::shard::EncodedRow::encode(encoding, &v)
+                    })
+                    .collect();
+                let bytes = VectorShard::to_bytes(encoding, dims, &rows);
+                let shard = VectorShard::from_bytes("v.bin", &bytes).unwrap();
+                let first = start;
+                start += count;
+                (first, shard)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn parts_searched_apart_merge_into_the_whole_search() {
+        let dims = 32;
+        let query: Vec<f32> = (0..dims)
+            .map(|j| ((j * 3) % 7) as f32 * 0.25 - 0.5)
+            .collect();
+        for encoding in [
+            VectorEncoding::Int8,
+            VectorEncoding::F16,
+            VectorEncoding::F32,
+        ] {
+            let whole = IndexVectors::new(dims, three_shards(encoding, dims)).unwrap();
+            for k in [1, 5, 10, 100, 150] {
+                let expected = whole.search_rows(&query, k, 0..100).unwrap();
+                assert_eq!(expected.len(), k.min(100));
+                for split in [0, 1, 36, 37, 38, 50, 87, 99, 100] {
+                    // A helper holds only the shards its part overlaps, as in the browser.
+                    let theirs: Vec<_> = three_shards(encoding, dims)
+                        .into_iter()
+                        .filter(|(start, shard)| start + shard.count > split)
+                        .collect();
+                    let helper = IndexVectors::new(dims, theirs).unwrap();
+                    let mine = whole.search_rows(&query, k, 0..split).unwrap();
+                    let other = helper.search_rows(&query, k, split..100).unwrap();
+                    assert!(mine.iter().all(|h| h.passage < split));
+                    assert!(other.iter().all(|h| h.passage >= split));
+                    let merged = top_k(mine.into_iter().chain(other).collect(), k);
+                    assert_eq!(merged, expected, "{encoding:?} k {k} split {split}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn index_vectors_refuse_other_dims_and_overlaps() {
+        let shards = three_shards(VectorEncoding::Int8, 16);
+        let err = IndexVectors::new(8, shards).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "model mismatch: a shard holds 16-dimensional vectors, the index model has 8"
+        );
+        let mut shards = three_shards(VectorEncoding::Int8, 16);
+        shards[1].0 = 10;
+        let err = IndexVectors::new(16, shards).unwrap_err().to_string();
+        assert_eq!(err, "invalid input: vector shards overlap at passage 10");
     }
 
     #[test]

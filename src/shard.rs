@@ -62,6 +62,14 @@ impl VectorEncoding {
             VectorEncoding::Int8 => 4 + dims,
         }
     }
+
+    /// Bytes one vector takes in a shard's payload (int8 scales are stored apart).
+    fn payload_bytes(self, dims: usize) -> usize {
+        match self {
+            VectorEncoding::Int8 => dims,
+            other => other.row_bytes(dims),
+        }
+    }
 }
 
 impl std::str::FromStr for VectorEncoding {
@@ -269,12 +277,7 @@ impl VectorShard {
 
     /// The stored form of row `i` (for copying into a new index unchanged).
     pub fn row(&self, i: usize) -> EncodedRow {
-        let n = self.encoding.row_bytes(self.dims)
-            - if self.encoding == VectorEncoding::Int8 {
-                4
-            } else {
-                0
-            };
+        let n = self.encoding.payload_bytes(self.dims);
         EncodedRow {
             scale: self.scales.get(i).copied().unwrap_or(1.0),
             bytes: self.payload[i * n..(i + 1) * n].to_vec(),
@@ -306,19 +309,38 @@ impl VectorShard {
     /// Scores every row against `query` (dot product) into `out` (cleared first); int8 rows
     /// use the integer kernel with `quantized`, the same query in i16.
     pub fn score_all(&self, query: &[f32], quantized: &QuantizedQuery, out: &mut Vec<f32>) {
+        self.score_rows(query, quantized, 0..self.count, out);
+    }
+
+    /// [`score_all`](Self::score_all) for rows `rows` only (clipped to the shard), so that
+    /// one index can be scored in parts by several threads.
+    pub fn score_rows(
+        &self,
+        query: &[f32],
+        quantized: &QuantizedQuery,
+        rows: std::ops::Range<usize>,
+        out: &mut Vec<f32>,
+    ) {
         out.clear();
+        let end = rows.end.min(self.count);
+        let start = rows.start.min(end);
         let d = self.dims;
+        let bytes = &self.payload
+            [start * self.encoding.payload_bytes(d)..end * self.encoding.payload_bytes(d)];
         match self.encoding {
-            VectorEncoding::Int8 => {
-                quantized.score_rows(&self.payload, &self.scales, &self.row_sums, out)
-            }
-            VectorEncoding::F16 => out.extend(self.payload.chunks_exact(d * 2).map(|row| {
+            VectorEncoding::Int8 => quantized.score_rows(
+                bytes,
+                &self.scales[start..end],
+                self.row_sums.rows(start..end),
+                out,
+            ),
+            VectorEncoding::F16 => out.extend(bytes.chunks_exact(d * 2).map(|row| {
                 row.chunks_exact(2)
                     .zip(query)
                     .map(|(c, q)| half::f16::from_le_bytes([c[0], c[1]]).to_f32() * q)
                     .sum::<f32>()
             })),
-            VectorEncoding::F32 => out.extend(self.payload.chunks_exact(d * 4).map(|row| {
+            VectorEncoding::F32 => out.extend(bytes.chunks_exact(d * 4).map(|row| {
                 row.chunks_exact(4)
                     .zip(query)
                     .map(|(c, q)| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) * q)

@@ -12,7 +12,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::bundle::ModelBundle;
 use crate::encode::Encoder;
-use crate::search::{snippet, SearchIndex};
+use crate::search::{snippet, top_k, Hit, IndexVectors, SearchIndex};
 use crate::shard::{IndexManifest, PassageShard, VectorShard};
 
 extern "C" {
@@ -121,6 +121,13 @@ impl IndexLoader {
             .map_err(|e| JsError::new(&e.to_string()))
     }
 
+    /// The index's shards as `[{vectors, passages, count}]`, in passage order, so JS can
+    /// plan which vector files a scoring helper needs before fetching them.
+    #[wasm_bindgen(getter)]
+    pub fn shards(&self) -> Result<JsValue, JsError> {
+        to_js(&self.manifest.shards)
+    }
+
     /// Checks one file's size and sha256 and keeps it.
     #[wasm_bindgen(js_name = addFile)]
     pub fn add_file(&mut self, path: &str, bytes: Vec<u8>) -> Result<(), JsError> {
@@ -221,6 +228,54 @@ impl SearchEngine {
         to_js(&out)
     }
 
+    /// Exact top-k among passages `start..end` only: this thread's part of a search split
+    /// across workers (see [`VectorScorer`]); [`merge_hits`](Self::merge_hits) joins the parts.
+    #[wasm_bindgen(js_name = searchVectorRows)]
+    pub fn search_vector_rows(
+        &self,
+        query: &[f32],
+        k: usize,
+        start: usize,
+        end: usize,
+    ) -> Result<PartialHits, JsError> {
+        let hits = self
+            .index
+            .search_rows(query, k, start..end)
+            .map_err(js_error)?;
+        Ok(PartialHits::from(hits))
+    }
+
+    /// The top-k of the parts' hits (passage numbers and scores, concatenated), in the
+    /// shape of `search`: exactly what an unsplit search returns.
+    #[wasm_bindgen(js_name = mergeHits)]
+    pub fn merge_hits(
+        &self,
+        k: usize,
+        passages: Vec<u32>,
+        scores: Vec<f32>,
+    ) -> Result<JsValue, JsError> {
+        if passages.len() != scores.len() {
+            return Err(JsError::new(&format!(
+                "invalid input: {} passages but {} scores to merge",
+                passages.len(),
+                scores.len()
+            )));
+        }
+        let hits = passages
+            .iter()
+            .zip(&scores)
+            .map(|(&p, &score)| Hit {
+                passage: p as usize,
+                score,
+            })
+            .collect();
+        let out = top_k(hits, k)
+            .iter()
+            .map(|h| self.hit(h.passage, h.score))
+            .collect::<Result<Vec<_>, _>>()?;
+        to_js(&out)
+    }
+
     /// BM25 top-k over passage text, same result shape as `search`: a lexical first stage.
     #[wasm_bindgen(js_name = lexicalSearch)]
     pub fn lexical_search(&self, query: &str, k: usize) -> Result<JsValue, JsError> {
@@ -276,5 +331,75 @@ impl SearchEngine {
     #[wasm_bindgen(getter)]
     pub fn manifest(&self) -> Result<JsValue, JsError> {
         to_js(&self.index.manifest)
+    }
+}
+
+/// One part's top-k: passage numbers (in the whole index) and their scores, best first.
+#[wasm_bindgen]
+pub struct PartialHits {
+    passages: Vec<u32>,
+    scores: Vec<f32>,
+}
+
+impl From<Vec<Hit>> for PartialHits {
+    fn from(hits: Vec<Hit>) -> Self {
+        PartialHits {
+            passages: hits.iter().map(|h| h.passage as u32).collect(),
+            scores: hits.iter().map(|h| h.score).collect(),
+        }
+    }
+}
+
+#[wasm_bindgen]
+impl PartialHits {
+    #[wasm_bindgen(getter)]
+    pub fn passages(&self) -> Vec<u32> {
+        self.passages.clone()
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn scores(&self) -> Vec<f32> {
+        self.scores.clone()
+    }
+}
+
+/// The vectors of part of an index, in a helper worker: a 100k-passage scan is bound by
+/// one core's memory bandwidth, so a second core scoring half the rows halves the wait.
+/// Holds no model and no passage text; the loading worker verified the bytes it hands over.
+#[wasm_bindgen]
+pub struct VectorScorer {
+    vectors: IndexVectors,
+}
+
+#[wasm_bindgen]
+impl VectorScorer {
+    #[wasm_bindgen(constructor)]
+    pub fn new(dims: usize) -> Result<VectorScorer, JsError> {
+        Ok(VectorScorer {
+            vectors: IndexVectors::new(dims, Vec::new()).map_err(js_error)?,
+        })
+    }
+
+    /// Adds vector shard file `path`, whose first passage is number `start` in the index.
+    #[wasm_bindgen(js_name = addShard)]
+    pub fn add_shard(&mut self, path: &str, start: usize, bytes: &[u8]) -> Result<(), JsError> {
+        let shard = VectorShard::from_bytes(path, bytes).map_err(js_error)?;
+        self.vectors.insert(start, shard).map_err(js_error)
+    }
+
+    /// Exact top-k among passages `start..end` (of those this scorer holds).
+    #[wasm_bindgen(js_name = searchRows)]
+    pub fn search_rows(
+        &self,
+        query: &[f32],
+        k: usize,
+        start: usize,
+        end: usize,
+    ) -> Result<PartialHits, JsError> {
+        let hits = self
+            .vectors
+            .search_rows(query, k, start..end)
+            .map_err(js_error)?;
+        Ok(PartialHits::from(hits))
     }
 }

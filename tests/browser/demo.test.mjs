@@ -123,6 +123,37 @@ test('both wasm builds rank the same passages (relaxed SIMD and plain SIMD)', as
   }
 });
 
+test('a search split across helper workers returns exactly the one-thread results', async () => {
+  const fresh = await browser.newContext();
+  try {
+    const p = await fresh.newPage();
+    await p.goto(url);
+    const runs = await p.evaluate(async () => {
+      const { Dotfind } = await import('/dotfind/dotfind.js');
+      const queries = ['how do I store key value pairs', 'spawn a thread', 'what is ownership', 'error handling with Result'];
+      const out = {};
+      for (const [wasm, searchThreads] of [['relaxed', 1], ['relaxed', 3], ['simd', 1], ['simd', 2]]) {
+        const engine = await Dotfind.load('/dotfind-index/', { wasm, searchThreads, cache: false });
+        const run = { threads: engine.info.searchThreads, passages: engine.info.passageCount, hits: [] };
+        for (const q of queries) run.hits.push((await engine.search(q, { k: 20 })).map((h) => [h.id, h.score]));
+        out[`${wasm}×${searchThreads}`] = run;
+        engine.terminate();
+      }
+      const error = await Dotfind.load('/dotfind-index/', { searchThreads: 0, cache: false }).then(() => 'loaded', (e) => e.message);
+      return { out, error };
+    });
+    const { out } = runs;
+    assert.deepEqual([out['relaxed×1'].threads, out['relaxed×3'].threads, out['simd×2'].threads], [1, 3, 2]);
+    assert.ok(out['relaxed×1'].passages > 300, `${out['relaxed×1'].passages} passages`);
+    // Same integer scores over every part, merged by the same ordering: identical lists.
+    assert.deepEqual(out['relaxed×3'].hits, out['relaxed×1'].hits);
+    assert.deepEqual(out['simd×2'].hits, out['simd×1'].hits);
+    assert.equal(runs.error, 'dotfind: searchThreads must be "auto" or an integer from 1 to 16, not 0');
+  } finally {
+    await fresh.close();
+  }
+});
+
 test('no console errors on the happy path', () => {
   assert.deepEqual(consoleErrors, []);
 });

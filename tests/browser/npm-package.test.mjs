@@ -22,11 +22,12 @@ const PAGE_HTML = `<!doctype html>
 const MAIN_JS = (specifier) => `import { Dotfind } from '${specifier}';
 const out = document.getElementById('out');
 try {
-  const engine = await Dotfind.load('/dotfind-index/');
+  // Two threads even for this small index, so the helper worker is shipped and found too.
+  const engine = await Dotfind.load('/dotfind-index/', { searchThreads: 2 });
   const hits = await engine.search('how do I store key value pairs', { k: 3 });
   const ranked = await engine.rerank('how do I store key value pairs', hits.map((h) => h.id).reverse());
   const vector = await engine.encode('hello');
-  out.textContent = JSON.stringify({ url: hits[0].url, n: hits.length, reranked: ranked.results[0].id === hits[0].id, dims: vector.length, isF32: vector instanceof Float32Array });
+  out.textContent = JSON.stringify({ url: hits[0].url, n: hits.length, threads: engine.info.searchThreads, reranked: ranked.results[0].id === hits[0].id, dims: vector.length, isF32: vector instanceof Float32Array });
 } catch (e) {
   out.textContent = 'error: ' + e.message;
 }
@@ -64,12 +65,12 @@ async function searchPage(root) {
   }
 }
 
-const EXPECTED = { n: 3, reranked: true, dims: 384, isF32: true };
+const EXPECTED = { n: 3, threads: 2, reranked: true, dims: 384, isF32: true };
 
 test('the tarball holds the documented files', () => {
   const list = execFileSync('tar', ['tzf', tarball], { encoding: 'utf8' }).split('\n').filter(Boolean).sort();
   assert.deepEqual(list, [
-    'package/README.md', 'package/dotfind-worker.js', 'package/dotfind.d.ts', 'package/dotfind.js', 'package/encoder.js',
+    'package/README.md', 'package/dotfind-scorer.js', 'package/dotfind-worker.js', 'package/dotfind.d.ts', 'package/dotfind.js', 'package/encoder.js',
     'package/package.json', 'package/pkg-relaxed/dotfind.d.ts', 'package/pkg-relaxed/dotfind.js',
     'package/pkg-relaxed/dotfind_bg.wasm', 'package/pkg/dotfind.d.ts', 'package/pkg/dotfind.js', 'package/pkg/dotfind_bg.wasm',
     'package/runtime.js',
@@ -103,6 +104,7 @@ test('a fresh Vite app installs the tarball, builds and searches', async () => {
   const emitted = fs.readdirSync(path.join(app, 'dist/assets'));
   assert.ok(emitted.some((f) => f.endsWith('.wasm')), `wasm emitted: ${emitted}`);
   assert.ok(emitted.some((f) => f.startsWith('dotfind-worker')), `worker emitted: ${emitted}`);
+  assert.ok(emitted.some((f) => f.startsWith('dotfind-scorer')), `scoring helper emitted: ${emitted}`);
   const result = await searchPage(path.join(app, 'dist'));
   assert.match(result.url, /^\/book\/ch08-03-hash-maps\.html#/);
   assert.deepEqual({ ...result, url: undefined }, { ...EXPECTED, url: undefined });
