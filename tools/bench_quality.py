@@ -148,17 +148,30 @@ def explain_rr(coll: str, mode: str, qrels: Path, level: int, ref: dict, quant: 
 VARIANTS = [
     ("dotfind f32 model, f32 vectors", "f32", "f32", "f32", []),
     ("dotfind int8 model, int8 vectors", "int8", "int8", "int8", []),
+    # What the int8 vectors alone cost: the f32 model on both sides (passages re-use the
+    # f32-encoded index below, since --passage-model names the same f32 bundle).
+    ("dotfind f32 model, int8 vectors", "f32-int8vectors", "f32", "int8", ["--passage-model", "{model}/f32"]),
     ("dotfind int8 query model, f32-encoded passages, int8 vectors", "int8-f32passages", "int8", "int8",
      ["--passage-model", "{model}/f32"]),
-    # The "keep sensitive layers in f32" option: the 12 feed-forward MatMuls stay f32 in the
+    # The "keep sensitive layers in f32" options: some feed-forward MatMuls stay f32 in the
     # query model (a bigger download), built here from the f32 bundle.
+    ("option: int8 query model with FFN output MatMuls (lin2) in f32, f32-encoded passages, int8 vectors", "int8lin2-f32passages",
+     "{f32:/ffn/lin2/}", "int8", ["--passage-model", "{model}/f32"]),
     ("option: int8 query model with FFN MatMuls in f32, f32-encoded passages, int8 vectors", "int8ffn-f32passages",
-     "{ffn_f32}", "int8", ["--passage-model", "{model}/f32"]),
+     "{f32:/ffn/}", "int8", ["--passage-model", "{model}/f32"]),
 ]
 
+# Bundles kept partly f32: node-name fragment → (cache folder, what the bundle's metadata says).
+PARTLY_F32 = {
+    "/ffn/": ("bundle-int8-ffn-f32", "feed-forward MatMuls kept f32"),
+    "/ffn/lin2/": ("bundle-int8-lin2-f32", "feed-forward output MatMuls kept f32"),
+}
 
-def ffn_f32_bundle(model: Path, out: Path) -> Path:
-    """The int8 bundle re-quantized with every feed-forward MatMul left in f32."""
+
+def partly_f32_bundle(model: Path, cache_dir: Path, fragment: str) -> Path:
+    """The int8 bundle re-quantized with every MatMul whose node name contains `fragment` left in f32."""
+    folder, what = PARTLY_F32[fragment]
+    out = cache_dir / folder
     if (out / "dotfind-model.json").is_file():
         return out
     import onnx
@@ -166,15 +179,17 @@ def ffn_f32_bundle(model: Path, out: Path) -> Path:
     from prepare_model import write_bundle
 
     f32 = model / "f32" / "model.onnx"
-    keep = [n.name for n in onnx.load(str(f32), load_external_data=False).graph.node if n.op_type == "MatMul" and "/ffn/" in n.name]
+    keep = [n.name for n in onnx.load(str(f32), load_external_data=False).graph.node if n.op_type == "MatMul" and fragment in n.name]
     meta = json.loads((model / "int8" / "dotfind-model.json").read_text())
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = Path(tmp) / "model.onnx"
         quantize_dynamic(str(f32), str(onnx_path), per_channel=True, weight_type=QuantType.QInt8, nodes_to_exclude=keep)
         fields = {k: v for k, v in meta.items() if k not in ("format", "quantization", "files")}
         write_bundle(out, onnx_path, (model / "int8" / "tokenizer.json").read_text(), fields,
-                     f"{meta['quantization']}, {len(keep)} feed-forward MatMuls kept f32")
+                     f"{meta['quantization']}, {len(keep)} {what}")
     return out
+
+
 QUANTIZED = [v[0] for v in VARIANTS[1:]]
 
 
@@ -209,6 +224,7 @@ def main() -> None:
     # Runs are kept beside the results, so a figure can be re-examined per query.
     runs_dir = cache_dir / "runs"
     runs_dir.mkdir(exist_ok=True)
+    (cache_dir / "indexes").mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for coll in collections:
@@ -267,10 +283,13 @@ def main() -> None:
                     if reused(variant):
                         continue
                     t0 = time.perf_counter()
-                    idx = tmp / f"{coll.name}-{name}-{len(docs)}"
                     extra = [a.replace("{model}", str(args.model)) for a in extra]
-                    if bundle == "{ffn_f32}":
-                        bundle = ffn_f32_bundle(args.model, cache_dir / "bundle-int8-ffn-f32")
+                    # Indexes are kept per passage encoder: query-model variants sharing one
+                    # re-use its vectors (`dotfind index` re-encodes only what changed).
+                    encoder = "f32passages" if "--passage-model" in extra else name
+                    idx = cache_dir / "indexes" / f"{coll.name}-{len(docs)}-{encoder}-{vectors}"
+                    if bundle.startswith("{f32:"):
+                        bundle = partly_f32_bundle(args.model, cache_dir, bundle[len("{f32:"):-1])
                     dotfind(args.dotfind, "index", "--model", args.model / bundle, "--input", sub, "--out", idx, "--vectors", vectors, "--skip-empty", *extra)
                     rp = runs_dir / f"{coll.name}-{slug}-{name}.trec"
                     if first_stage is None:
@@ -318,7 +337,8 @@ def main() -> None:
             if ref and q:
                 dn, dm = q["ndcg@10"] - ref["ndcg@10"], q["mrr@10"] - ref["mrr@10"]
                 lines.append(f"| {c} | {mo} | {system} | {dn:+.4f} | {dm:+.4f} | {'yes' if abs(dn) <= 0.005 and abs(dm) <= 0.005 else 'no'} |")
-    sizes = {"f32": args.model / "f32", "int8": args.model / "int8", "int8 with FFN MatMuls in f32": cache_dir / "bundle-int8-ffn-f32"}
+    sizes = {"f32": args.model / "f32", "int8": args.model / "int8"}
+    sizes.update({f"int8 with {what.replace(' kept f32', '')} in f32": cache_dir / folder for folder, what in PARTLY_F32.values()})
     lines += ["", "Query model download (model.onnx): " + ", ".join(
         f"{k} {(v / 'model.onnx').stat().st_size / 1e6:.1f} MB" for k, v in sizes.items() if (v / "model.onnx").is_file()) + "."]
     explanations = []
