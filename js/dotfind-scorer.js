@@ -16,11 +16,12 @@ const handlers = {
   },
   search({ vector, k, start, end }) {
     if (!scorer) throw new Error('dotfind scorer: not initialised');
+    const t0 = performance.now();
     const part = scorer.searchRows(vector, k, start, end);
     const passages = part.passages;
     const scores = part.scores;
     part.free();
-    return { passages, scores, transfer: [passages.buffer, scores.buffer] };
+    return { passages, scores, ms: performance.now() - t0, transfer: [passages.buffer, scores.buffer] };
   },
 };
 

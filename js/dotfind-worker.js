@@ -228,15 +228,22 @@ function requireEngine() {
   return engine;
 }
 
+/** Scoring time of each thread in the last split search (this worker's first). */
+let lastThreadMs = [];
+
 /** Exact top-k for a query vector: this worker's rows and the helpers' in parallel, merged. */
 async function searchVector(e, vector, k) {
+  lastThreadMs = [];
   if (!helpers.length) return e.searchVector(vector, k);
   const theirs = Promise.all(helpers.map(({ scorer, start, end }) => scorer.call('search', { vector, k, start, end })));
   theirs.catch(() => {}); // handled below, after this worker's own part
+  const t0 = performance.now();
   const mine = e.searchVectorRows(vector, k, 0, ownEnd);
+  lastThreadMs = [performance.now() - t0];
   let parts;
   try {
     parts = [{ passages: mine.passages, scores: mine.scores }, ...(await theirs)];
+    lastThreadMs.push(...parts.slice(1).map((p) => p.ms));
   } catch (err) {
     // A helper died (the browser may reclaim workers): score everything here from now on.
     helpers.forEach(({ scorer }) => scorer.terminate());
@@ -268,7 +275,7 @@ const handlers = {
     const t1 = performance.now();
     const results = await searchVector(e, vector, k);
     const t2 = performance.now();
-    return { results, timings: { encodeMs: t1 - t0, searchMs: t2 - t1 } };
+    return { results, timings: { encodeMs: t1 - t0, searchMs: t2 - t1, threadMs: lastThreadMs } };
   },
   lexicalSearch({ query, k }) {
     return requireEngine().lexicalSearch(query, k);

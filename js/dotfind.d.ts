@@ -45,7 +45,11 @@ export interface SearchHit {
 }
 
 export interface SearchResults extends Array<SearchHit> {
-  timings: { encodeMs: number; searchMs: number };
+  /**
+   * Milliseconds spent encoding the query and searching (scoring, top-k, results); when the
+   * search was split across threads, `threadMs` holds each thread's scoring time.
+   */
+  timings: { encodeMs: number; searchMs: number; threadMs: number[] };
 }
 
 export interface Reranked {

@@ -51,12 +51,13 @@ const manifest = JSON.parse(fs.readFileSync(path.join(root, 'target/demo-site/do
 const bytes = Object.values(manifest.files).reduce((s, f) => s + f.bytes, 0);
 // The build the browser picked (js/runtime.js): pkg-relaxed/ in Chromium, pkg/ elsewhere.
 const build = cold[0].wasmBuild;
+const quantization = JSON.parse(fs.readFileSync(path.join(root, 'target/demo-site/dotfind-index', manifest.model.path, 'dotfind-model.json'), 'utf8')).quantization;
 const wasm = fs.statSync(path.join(root, `dist/npm/${build === 'relaxed' ? 'pkg-relaxed' : 'pkg'}/dotfind_bg.wasm`)).size;
 const fmt = (x) => x.toFixed(1);
 const lines = [
   '## Browser: start-up and search latency (headless Chromium, localhost)',
   '',
-  `Command: \`./build.sh bench-browser\` — demo index (Rust Book excerpts, int8 model), wasm build "${build}" (picked by js/runtime.js), 3 fresh browser contexts for cold/warm start; latency over 60 queries per index (median of the time spent scoring + top-10 + decoding results, in the worker; query encoding reported separately).`,
+  `Command: \`./build.sh bench-browser\` — demo index (Rust Book excerpts; query model ${quantization}), wasm build "${build}" (picked by js/runtime.js), 3 fresh browser contexts for cold/warm start; latency over 60 queries per index after one unmeasured round of 15 (median of the time spent scoring + top-10 + decoding results, in the worker, helper threads included; query encoding reported separately).`,
   '',
   `| measure | median | runs |`,
   '|---|---|---|',
