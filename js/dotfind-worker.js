@@ -29,7 +29,7 @@ class Scorer {
       else pending?.reject(new Error(data.error));
     };
     this.#worker.onerror = (event) => {
-      const error = new Error(`dotfind scorer failed: ${event.message ?? 'could not start (check worker-src in the CSP)'}`);
+      const error = new Error(`dotfind scorer failed: ${event.message ?? 'could not start (is dotfind-scorer.js served next to dotfind-worker.js and allowed by worker-src?)'}`);
       for (const p of this.#pending.values()) p.reject(error);
       this.#pending.clear();
     };

@@ -68,7 +68,9 @@ def main() -> None:
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     runs = {}
-    for precision in ("f32", "int8"):
+    for precision in ("f32", "int8", "int8-ffn-f32"):
+        if not (args.model / precision / "model.onnx").is_file():
+            continue
         model_bytes = (args.model / precision / "model.onnx").read_bytes()
         t0 = time.perf_counter()
         sess = ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])

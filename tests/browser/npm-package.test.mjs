@@ -109,3 +109,34 @@ test('a fresh Vite app installs the tarball, builds and searches', async () => {
   assert.match(result.url, /^\/book\/ch08-03-hash-maps\.html#/);
   assert.deepEqual({ ...result, url: undefined }, { ...EXPECTED, url: undefined });
 });
+
+test('a scoring thread that cannot start: a count the app asked for rejects, naming the file', async () => {
+  const site = path.join(work, 'no-scorer');
+  fs.mkdirSync(site);
+  execFileSync('tar', ['xzf', tarball, '-C', site]);
+  fs.renameSync(path.join(site, 'package'), path.join(site, 'dotfind'));
+  fs.rmSync(path.join(site, 'dotfind/dotfind-scorer.js'));
+  fs.writeFileSync(path.join(site, 'index.html'), PAGE_HTML.replace('MAIN', 'main.js'));
+  fs.writeFileSync(path.join(site, 'main.js'), `import { Dotfind } from './dotfind/dotfind.js';
+const out = document.getElementById('out');
+const forced = await Dotfind.load('/dotfind-index/', { searchThreads: 2 }).then(() => 'loaded', (e) => e.message);
+const auto = await Dotfind.load('/dotfind-index/');
+const hits = await auto.search('how do I store key value pairs', { k: 3 });
+out.textContent = JSON.stringify({ forced, autoThreads: auto.info.searchThreads, n: hits.length });
+`);
+  const { server, url } = await startServer({ root: site, mounts: { '/dotfind-index': INDEX } });
+  const page = await browser.newPage();
+  try {
+    await page.goto(url);
+    await page.waitForFunction(() => document.getElementById('out').textContent !== 'loading', null, { timeout: 120_000 });
+    const result = JSON.parse(await page.textContent('#out'));
+    assert.deepEqual(result, {
+      forced: 'dotfind scorer failed: could not start (is dotfind-scorer.js served next to dotfind-worker.js and allowed by worker-src?)',
+      autoThreads: 1,
+      n: 3,
+    });
+  } finally {
+    await page.close();
+    server.close();
+  }
+});

@@ -1,6 +1,6 @@
 // Driven by tools/bench_encoders.mjs, one fresh page per measurement:
 //   window.runBench({ runtime, precision, queries, ids, passes, dotfindBuild })
-// runtime: 'dotfind' | 'dotfind-simd' | 'ort-web' | 'transformers.js'; precision: 'f32' | 'int8'.
+// runtime: 'dotfind' | 'dotfind-simd' | 'ort-web' | 'transformers.js'; precision: 'f32' | 'int8' | 'int8-ffn-f32' (a bundle folder name).
 //
 // Every runtime gets the same treatment so the figures compare:
 //   1. prepare (untimed): import the runtime's JS, fetch its wasm and the model files into
