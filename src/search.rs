@@ -265,13 +265,13 @@ impl SearchIndex {
 
     /// Exact top-k passages for a query vector.
     pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
-        self.search_rows(query, k, 0..self.len())
+        self.vectors.search_rows(query, k, 0..self.len())
     }
 
-    /// Exact top-k among passages `rows` only: one part of a search split across threads,
-    /// whose parts [`top_k`] merges into exactly what [`search`](Self::search) returns.
-    pub fn search_rows(&self, query: &[f32], k: usize, rows: Range<usize>) -> Result<Vec<Hit>> {
-        self.vectors.search_rows(query, k, rows)
+    /// The index's vectors, e.g. to search one part of it (a search split across threads
+    /// merges its parts' hits with [`top_k`] into exactly what [`search`](Self::search) returns).
+    pub fn vectors(&self) -> &IndexVectors {
+        &self.vectors
     }
 
     /// Decodes passage `n`'s record.

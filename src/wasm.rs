@@ -238,11 +238,7 @@ impl SearchEngine {
         start: usize,
         end: usize,
     ) -> Result<PartialHits, JsError> {
-        let hits = self
-            .index
-            .search_rows(query, k, start..end)
-            .map_err(js_error)?;
-        Ok(PartialHits::from(hits))
+        PartialHits::search(self.index.vectors(), query, k, start..end)
     }
 
     /// The top-k of the parts' hits (passage numbers and scores, concatenated), in the
@@ -341,12 +337,18 @@ pub struct PartialHits {
     scores: Vec<f32>,
 }
 
-impl From<Vec<Hit>> for PartialHits {
-    fn from(hits: Vec<Hit>) -> Self {
-        PartialHits {
+impl PartialHits {
+    fn search(
+        vectors: &IndexVectors,
+        query: &[f32],
+        k: usize,
+        rows: std::ops::Range<usize>,
+    ) -> Result<PartialHits, JsError> {
+        let hits = vectors.search_rows(query, k, rows).map_err(js_error)?;
+        Ok(PartialHits {
             passages: hits.iter().map(|h| h.passage as u32).collect(),
             scores: hits.iter().map(|h| h.score).collect(),
-        }
+        })
     }
 }
 
@@ -396,10 +398,6 @@ impl VectorScorer {
         start: usize,
         end: usize,
     ) -> Result<PartialHits, JsError> {
-        let hits = self
-            .vectors
-            .search_rows(query, k, start..end)
-            .map_err(js_error)?;
-        Ok(PartialHits::from(hits))
+        PartialHits::search(&self.vectors, query, k, start..end)
     }
 }

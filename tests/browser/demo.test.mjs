@@ -93,65 +93,64 @@ test('snippets are text, never HTML', async () => {
   assert.equal(elementsInSnippets, 0);
 });
 
-test('both wasm builds rank the same passages (relaxed SIMD and plain SIMD)', async () => {
+/**
+ * Loads the demo index once per `Dotfind.load` options object (uncached, in a fresh browser
+ * context) and runs `queries` on each: [{wasmBuild, searchThreads, passageCount, hits}],
+ * hits as [id, score] pairs.
+ */
+async function searchWith(configs, queries, k) {
   const fresh = await browser.newContext();
   try {
     const p = await fresh.newPage();
     await p.goto(url);
-    const runs = await p.evaluate(async () => {
+    return await p.evaluate(async ([configs, queries, k]) => {
       const { Dotfind } = await import('/dotfind/dotfind.js');
-      const queries = ['how do I store key value pairs', 'spawn a thread', 'what is ownership', 'write a unit test'];
-      const out = {};
-      for (const wasm of ['relaxed', 'simd']) {
-        const engine = await Dotfind.load('/dotfind-index/', { wasm, cache: false });
-        out[wasm] = { build: engine.info.wasmBuild, hits: [] };
-        for (const q of queries) out[wasm].hits.push((await engine.search(q, { k: 5 })).map((h) => [h.id, h.score]));
+      const out = [];
+      for (const options of configs) {
+        const engine = await Dotfind.load('/dotfind-index/', { ...options, cache: false });
+        const { wasmBuild, searchThreads, passageCount } = engine.info;
+        const hits = [];
+        for (const q of queries) hits.push((await engine.search(q, { k })).map((h) => [h.id, h.score]));
         engine.terminate();
+        out.push({ wasmBuild, searchThreads, passageCount, hits });
       }
       return out;
-    });
-    assert.equal(runs.relaxed.build, 'relaxed');
-    assert.equal(runs.simd.build, 'simd');
-    runs.relaxed.hits.forEach((hits, q) => {
-      const plain = runs.simd.hits[q];
-      assert.deepEqual(hits.map(([id]) => id), plain.map(([id]) => id), `query ${q}: same passages in the same order`);
-      // Same integer scoring; only the encoder's float rounding (fused multiply-add) differs.
-      hits.forEach(([, score], i) => assert.ok(Math.abs(score - plain[i][1]) < 1e-3, `query ${q}: ${score} vs ${plain[i][1]}`));
-    });
+    }, [configs, queries, k]);
   } finally {
     await fresh.close();
   }
+}
+
+test('both wasm builds rank the same passages (relaxed SIMD and plain SIMD)', async () => {
+  const queries = ['how do I store key value pairs', 'spawn a thread', 'what is ownership', 'write a unit test'];
+  const [relaxed, simd] = await searchWith([{ wasm: 'relaxed' }, { wasm: 'simd' }], queries, 5);
+  assert.equal(relaxed.wasmBuild, 'relaxed');
+  assert.equal(simd.wasmBuild, 'simd');
+  relaxed.hits.forEach((hits, q) => {
+    const plain = simd.hits[q];
+    assert.deepEqual(hits.map(([id]) => id), plain.map(([id]) => id), `query ${q}: same passages in the same order`);
+    // Same integer scoring; only the encoder's float rounding (fused multiply-add) differs.
+    hits.forEach(([, score], i) => assert.ok(Math.abs(score - plain[i][1]) < 1e-3, `query ${q}: ${score} vs ${plain[i][1]}`));
+  });
 });
 
 test('a search split across helper workers returns exactly the one-thread results', async () => {
-  const fresh = await browser.newContext();
-  try {
-    const p = await fresh.newPage();
-    await p.goto(url);
-    const runs = await p.evaluate(async () => {
-      const { Dotfind } = await import('/dotfind/dotfind.js');
-      const queries = ['how do I store key value pairs', 'spawn a thread', 'what is ownership', 'error handling with Result'];
-      const out = {};
-      for (const [wasm, searchThreads] of [['relaxed', 1], ['relaxed', 3], ['simd', 1], ['simd', 2]]) {
-        const engine = await Dotfind.load('/dotfind-index/', { wasm, searchThreads, cache: false });
-        const run = { threads: engine.info.searchThreads, passages: engine.info.passageCount, hits: [] };
-        for (const q of queries) run.hits.push((await engine.search(q, { k: 20 })).map((h) => [h.id, h.score]));
-        out[`${wasm}×${searchThreads}`] = run;
-        engine.terminate();
-      }
-      const error = await Dotfind.load('/dotfind-index/', { searchThreads: 0, cache: false }).then(() => 'loaded', (e) => e.message);
-      return { out, error };
-    });
-    const { out } = runs;
-    assert.deepEqual([out['relaxed×1'].threads, out['relaxed×3'].threads, out['simd×2'].threads], [1, 3, 2]);
-    assert.ok(out['relaxed×1'].passages > 300, `${out['relaxed×1'].passages} passages`);
-    // Same integer scores over every part, merged by the same ordering: identical lists.
-    assert.deepEqual(out['relaxed×3'].hits, out['relaxed×1'].hits);
-    assert.deepEqual(out['simd×2'].hits, out['simd×1'].hits);
-    assert.equal(runs.error, 'dotfind: searchThreads must be "auto" or an integer from 1 to 16, not 0');
-  } finally {
-    await fresh.close();
-  }
+  const queries = ['how do I store key value pairs', 'spawn a thread', 'what is ownership', 'error handling with Result'];
+  const configs = [['relaxed', 1], ['relaxed', 3], ['simd', 1], ['simd', 2]].map(([wasm, searchThreads]) => ({ wasm, searchThreads }));
+  const [relaxed1, relaxed3, simd1, simd2] = await searchWith(configs, queries, 20);
+  assert.deepEqual([relaxed1, relaxed3, simd1, simd2].map((r) => r.searchThreads), [1, 3, 1, 2]);
+  assert.ok(relaxed1.passageCount > 300, `${relaxed1.passageCount} passages`);
+  // Same integer scores over every part, merged by the same ordering: identical lists.
+  assert.deepEqual(relaxed3.hits, relaxed1.hits);
+  assert.deepEqual(simd2.hits, simd1.hits);
+});
+
+test('a thread count out of range rejects with an Error naming the option', async () => {
+  const message = await page.evaluate(async () => {
+    const { Dotfind } = await import('/dotfind/dotfind.js');
+    return Dotfind.load('/dotfind-index/', { searchThreads: 0, cache: false }).then(() => 'loaded', (e) => e.message);
+  });
+  assert.equal(message, 'dotfind: searchThreads must be "auto" or an integer from 1 to 16, not 0');
 });
 
 test('no console errors on the happy path', () => {
