@@ -80,9 +80,10 @@ impl Encoder {
                 .set_input_fact(ix, i64::fact([batch.to_dim(), sequence.to_dim()]).into())
                 .map_err(|e| invalid_model("cannot set input shapes", e))?;
         }
-        let typed = model
+        let mut typed = model
             .into_optimized()
             .map_err(|e| invalid_model("cannot optimize the graph", format!("{e:#}")))?;
+        crate::quantize_op::use_fast_dynamic_quantize(&mut typed);
 
         let output = typed
             .output_fact(0)

@@ -7,6 +7,7 @@ pub mod bundle;
 pub mod encode;
 pub mod error;
 pub mod lexical;
+mod quantize_op;
 pub mod score;
 pub mod search;
 pub mod shard;
