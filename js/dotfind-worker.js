@@ -29,10 +29,15 @@ class Scorer {
       else pending?.reject(new Error(data.error));
     };
     this.#worker.onerror = (event) => {
-      const error = new Error(`dotfind scorer failed: ${event.message ?? 'could not start (is dotfind-scorer.js served next to dotfind-worker.js and allowed by worker-src?)'}`);
-      for (const p of this.#pending.values()) p.reject(error);
-      this.#pending.clear();
+      event.preventDefault(); // handled here: the page's own worker error handler stays quiet
+      this.#fail(new Error(`dotfind scorer failed: ${event.message || 'could not start (is dotfind-scorer.js served next to dotfind-worker.js and allowed by worker-src?)'}`));
     };
+  }
+
+  /** Rejects every call still waiting on this helper. */
+  #fail(error) {
+    for (const p of this.#pending.values()) p.reject(error);
+    this.#pending.clear();
   }
 
   call(type, args) {
@@ -45,6 +50,7 @@ class Scorer {
 
   terminate() {
     this.#worker.terminate();
+    this.#fail(new Error('dotfind scorer stopped'));
   }
 }
 
@@ -184,9 +190,9 @@ async function load({ indexUrl, cache: useCache, wasm, searchThreads = 'auto' },
   engine = loader.finish();
   ownEnd = bounds[1];
   helpers = [];
-  let started = [];
+  const started = [];
   try {
-    started = parts.map((part) => ({ ...part, scorer: new Scorer() }));
+    for (const part of parts) started.push({ ...part, scorer: new Scorer() });
     await Promise.all(started.map(({ scorer, shards: mine }) => scorer.call('init', {
       build,
       module,
@@ -228,29 +234,28 @@ function requireEngine() {
   return engine;
 }
 
-/** Scoring time of each thread in the last split search (this worker's first). */
-let lastThreadMs = [];
-
-/** Exact top-k for a query vector: this worker's rows and the helpers' in parallel, merged. */
+/**
+ * Exact top-k for a query vector: this worker's rows and the helpers' in parallel, merged.
+ * Returns `{results, threadMs}`, threadMs = each thread's scoring time (this worker's
+ * first; empty when nothing was split).
+ */
 async function searchVector(e, vector, k) {
-  lastThreadMs = [];
-  if (!helpers.length) return e.searchVector(vector, k);
+  if (!helpers.length) return { results: e.searchVector(vector, k), threadMs: [] };
   const theirs = Promise.all(helpers.map(({ scorer, start, end }) => scorer.call('search', { vector, k, start, end })));
   theirs.catch(() => {}); // handled below, after this worker's own part
   const t0 = performance.now();
   const mine = e.searchVectorRows(vector, k, 0, ownEnd);
-  lastThreadMs = [performance.now() - t0];
+  const ownMs = performance.now() - t0;
   let parts;
   try {
-    parts = [{ passages: mine.passages, scores: mine.scores }, ...(await theirs)];
-    lastThreadMs.push(...parts.slice(1).map((p) => p.ms));
+    parts = [{ passages: mine.passages, scores: mine.scores, ms: ownMs }, ...(await theirs)];
   } catch (err) {
     // A helper died (the browser may reclaim workers): score everything here from now on.
     helpers.forEach(({ scorer }) => scorer.terminate());
     helpers = [];
     ownEnd = e.passageCount;
     console.warn(`dotfind: searching on one thread: ${err.message}`);
-    return e.searchVector(vector, k);
+    return { results: e.searchVector(vector, k), threadMs: [] };
   } finally {
     mine.free();
   }
@@ -263,7 +268,7 @@ async function searchVector(e, vector, k) {
     scores.set(p.scores, at);
     at += p.passages.length;
   }
-  return e.mergeHits(k, passages, scores);
+  return { results: e.mergeHits(k, passages, scores), threadMs: parts.map((p) => p.ms) };
 }
 
 const handlers = {
@@ -273,9 +278,9 @@ const handlers = {
     const t0 = performance.now();
     const vector = e.encode(query);
     const t1 = performance.now();
-    const results = await searchVector(e, vector, k);
+    const { results, threadMs } = await searchVector(e, vector, k);
     const t2 = performance.now();
-    return { results, timings: { encodeMs: t1 - t0, searchMs: t2 - t1, threadMs: lastThreadMs } };
+    return { results, timings: { encodeMs: t1 - t0, searchMs: t2 - t1, threadMs } };
   },
   lexicalSearch({ query, k }) {
     return requireEngine().lexicalSearch(query, k);

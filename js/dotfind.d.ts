@@ -27,7 +27,7 @@ export interface LoadOptions {
    * Threads that scan the vectors of one search: helper workers each hold a copy of the
    * vector shards of their share of the passages. "auto" (default): one per 10,000
    * passages, up to min(hardwareConcurrency, 4), and one thread if helpers cannot start.
-   * A number is honoured or `load` rejects.
+   * A number (capped at one thread per passage) is honoured or `load` rejects.
    */
   searchThreads?: 'auto' | number;
 }

@@ -116,13 +116,17 @@ impl IndexVectors {
         Ok(vectors)
     }
 
-    /// Adds a shard whose first passage is `start`, in any order.
+    /// Adds a shard whose first passage is `start`, in any order (an empty shard holds
+    /// nothing to score, so it is checked and dropped).
     pub fn insert(&mut self, start: usize, shard: VectorShard) -> Result<()> {
         if shard.dims != self.dims {
             return Err(Error::ModelMismatch(format!(
                 "a shard holds {}-dimensional vectors, the index model has {}",
                 shard.dims, self.dims
             )));
+        }
+        if shard.count == 0 {
+            return Ok(());
         }
         let at = self.shards.partition_point(|(s, _)| *s < start);
         let after_previous = at == 0 || {
@@ -469,6 +473,24 @@ mod tests {
         shards[1].0 = 10;
         let err = IndexVectors::new(16, shards).unwrap_err().to_string();
         assert_eq!(err, "invalid input: vector shards overlap at passage 10");
+    }
+
+    #[test]
+    fn empty_shards_share_a_start_with_the_next() {
+        let empty = VectorShard::from_bytes(
+            "empty.bin",
+            &VectorShard::to_bytes(VectorEncoding::Int8, 16, &[]),
+        )
+        .unwrap();
+        let mut shards = three_shards(VectorEncoding::Int8, 16);
+        shards.insert(1, (37, empty));
+        let vectors = IndexVectors::new(16, shards).unwrap();
+        let query = vec![0.5f32; 16];
+        let whole = IndexVectors::new(16, three_shards(VectorEncoding::Int8, 16)).unwrap();
+        assert_eq!(
+            vectors.search_rows(&query, 100, 0..100).unwrap(),
+            whole.search_rows(&query, 100, 0..100).unwrap()
+        );
     }
 
     #[test]

@@ -207,11 +207,19 @@ def feed_forward_matmuls(f32: Path, layers: int) -> list[str]:
 
     graph = onnx.load(str(f32)).graph
     shapes = {t.name: tuple(t.dims) for t in graph.initializer}
-    names = [n.name for n in graph.node if n.op_type == "MatMul" and len(n.input) == 2
-             and len(shapes.get(n.input[1], ())) == 2 and shapes[n.input[1]][0] != shapes[n.input[1]][1]]
-    if len(names) != 2 * layers:
-        raise SystemExit(f"expected {2 * layers} feed-forward MatMuls ({layers} layers), found {len(names)}")
-    return names
+    matmuls = [n for n in graph.node if n.op_type == "MatMul"]
+    by_shape = [n.name for n in matmuls if len(n.input) == 2
+                and len(shapes.get(n.input[1], ())) == 2 and shapes[n.input[1]][0] != shapes[n.input[1]][1]]
+    # Exporters' node names, for checkpoints whose feed-forward width equals the hidden size
+    # or whose weights reach the MatMul through another node: DistilBERT `/ffn/lin1|lin2/`,
+    # BERT `/intermediate/dense/` and the layer's (not attention's) `/output/dense/`.
+    by_name = [n.name for n in matmuls if "/ffn/" in n.name or "/intermediate/dense/" in n.name
+               or ("/output/dense/" in n.name and "/attention/" not in n.name)]
+    for names in (by_shape, by_name):
+        if len(names) == 2 * layers:
+            return names
+    raise SystemExit(f"expected {2 * layers} feed-forward MatMuls ({layers} layers), found {len(by_shape)} "
+                     f"by weight shape and {len(by_name)} by node name")
 
 
 def write_bundle(folder: Path, onnx_path: Path, tokenizer_json: str, meta: dict, quantization: str) -> dict:
