@@ -104,12 +104,17 @@ pub struct IndexVectors {
 }
 
 impl IndexVectors {
+    /// No shards yet: a scoring helper adds the ones its part overlaps with `insert`.
+    pub fn empty(dims: usize) -> Self {
+        IndexVectors {
+            dims,
+            shards: Vec::new(),
+        }
+    }
+
     /// `shards` pairs each shard with its first passage number.
     pub fn new(dims: usize, shards: Vec<(usize, VectorShard)>) -> Result<Self> {
-        let mut vectors = IndexVectors {
-            dims,
-            shards: Vec::with_capacity(shards.len()),
-        };
+        let mut vectors = IndexVectors::empty(dims);
         for (start, shard) in shards {
             vectors.insert(start, shard)?;
         }

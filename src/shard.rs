@@ -306,14 +306,9 @@ impl VectorShard {
         }
     }
 
-    /// Scores every row against `query` (dot product) into `out` (cleared first); int8 rows
-    /// use the integer kernel with `quantized`, the same query in i16.
-    pub fn score_all(&self, query: &[f32], quantized: &QuantizedQuery, out: &mut Vec<f32>) {
-        self.score_rows(query, quantized, 0..self.count, out);
-    }
-
-    /// [`score_all`](Self::score_all) for rows `rows` only (clipped to the shard), so that
-    /// one index can be scored in parts by several threads.
+    /// Scores rows `rows` (clipped to the shard) against `query` (dot product) into `out`
+    /// (cleared first); int8 rows use the integer kernel with `quantized`, the same query in
+    /// i16. A range rather than the whole shard, so one index can be scored by several threads.
     pub fn score_rows(
         &self,
         query: &[f32],
@@ -700,9 +695,10 @@ mod tests {
             assert_eq!(shard.vector(1), vec![0.0; 3]);
             assert_eq!(shard.row(2), rows(enc)[2], "rows copy out bit for bit");
             let mut scores = Vec::new();
-            shard.score_all(
+            shard.score_rows(
                 &[1.0, 1.0, 1.0],
                 &QuantizedQuery::new(&[1.0, 1.0, 1.0]),
+                0..shard.count,
                 &mut scores,
             );
             assert!((scores[2] - 3.5).abs() < 0.05, "{enc:?}: {scores:?}");

@@ -190,6 +190,15 @@ struct JsHit {
 }
 
 impl SearchEngine {
+    /// Hits as the `[{id, url, title, heading, snippet, score}]` every search method returns.
+    fn results(&self, hits: &[Hit]) -> Result<JsValue, JsError> {
+        let out = hits
+            .iter()
+            .map(|h| self.hit(h.passage, h.score))
+            .collect::<Result<Vec<_>, _>>()?;
+        to_js(&out)
+    }
+
     fn hit(&self, passage: usize, score: f32) -> Result<JsHit, JsError> {
         let r = self.index.record(passage).map_err(js_error)?;
         Ok(JsHit {
@@ -221,11 +230,7 @@ impl SearchEngine {
     #[wasm_bindgen(js_name = searchVector)]
     pub fn search_vector(&self, query: &[f32], k: usize) -> Result<JsValue, JsError> {
         let hits = self.index.search(query, k).map_err(js_error)?;
-        let out = hits
-            .iter()
-            .map(|h| self.hit(h.passage, h.score))
-            .collect::<Result<Vec<_>, _>>()?;
-        to_js(&out)
+        self.results(&hits)
     }
 
     /// Exact top-k among passages `start..end` only: this thread's part of a search split
@@ -265,22 +270,14 @@ impl SearchEngine {
                 score,
             })
             .collect();
-        let out = top_k(hits, k)
-            .iter()
-            .map(|h| self.hit(h.passage, h.score))
-            .collect::<Result<Vec<_>, _>>()?;
-        to_js(&out)
+        self.results(&top_k(hits, k))
     }
 
     /// BM25 top-k over passage text, same result shape as `search`: a lexical first stage.
     #[wasm_bindgen(js_name = lexicalSearch)]
     pub fn lexical_search(&self, query: &str, k: usize) -> Result<JsValue, JsError> {
         let hits = self.index.lexical_search(query, k).map_err(js_error)?;
-        let out = hits
-            .iter()
-            .map(|h| self.hit(h.passage, h.score))
-            .collect::<Result<Vec<_>, _>>()?;
-        to_js(&out)
+        self.results(&hits)
     }
 
     /// Orders candidates (passage ids, document ids or URLs — e.g. a lexical engine's top
@@ -376,10 +373,10 @@ pub struct VectorScorer {
 #[wasm_bindgen]
 impl VectorScorer {
     #[wasm_bindgen(constructor)]
-    pub fn new(dims: usize) -> Result<VectorScorer, JsError> {
-        Ok(VectorScorer {
-            vectors: IndexVectors::new(dims, Vec::new()).map_err(js_error)?,
-        })
+    pub fn new(dims: usize) -> VectorScorer {
+        VectorScorer {
+            vectors: IndexVectors::empty(dims),
+        }
     }
 
     /// Adds vector shard file `path`, whose first passage is number `start` in the index.
