@@ -153,7 +153,7 @@ build_wasm() {
   bindgen_and_optimize "$RELAXED_TARGET_DIR/$WASM_TARGET/wasm/dotfind.wasm" target/pkg-relaxed --enable-relaxed-simd
   wait "$plain"
   rm -rf dist/npm; mkdir -p dist/npm/pkg dist/npm/pkg-relaxed
-  cp js/package.json js/README.md js/dotfind.js js/dotfind.d.ts js/dotfind-worker.js js/dotfind-scorer.js js/encoder.js js/runtime.js dist/npm/
+  cp js/package.json js/README.md js/dotfind.js js/dotfind.d.ts js/dotfind-worker.js js/dotfind-scorer.js js/messages.js js/encoder.js js/runtime.js dist/npm/
   for p in pkg pkg-relaxed; do
     cp "target/$p/dotfind.js" "target/$p/dotfind.d.ts" "target/$p/dotfind_bg.wasm" "dist/npm/$p/"
   done

@@ -4,6 +4,7 @@
 // The loading worker (dotfind-worker.js) starts helpers, hands them the compiled wasm
 // module and the verified vector shards, and merges their answers.
 import { attachRuntime } from './runtime.js';
+import { serve } from './messages.js';
 
 let scorer = null;
 
@@ -12,7 +13,7 @@ const handlers = {
     const { VectorScorer } = await attachRuntime(build, module);
     scorer = new VectorScorer(dims);
     for (const { path, start, bytes } of shards) scorer.addShard(path, start, bytes);
-    return { transfer: [] };
+    return null;
   },
   search({ vector, k, start, end }) {
     if (!scorer) throw new Error('dotfind scorer: not initialised');
@@ -21,18 +22,9 @@ const handlers = {
     const passages = part.passages;
     const scores = part.scores;
     part.free();
-    return { passages, scores, ms: performance.now() - t0, transfer: [passages.buffer, scores.buffer] };
+    return { passages, scores, ms: performance.now() - t0 };
   },
 };
 
-self.onmessage = async ({ data }) => {
-  const { id, type, args } = data;
-  try {
-    const handler = handlers[type];
-    if (!handler) throw new Error(`dotfind scorer: unknown request ${type}`);
-    const { transfer, ...result } = await handler(args);
-    self.postMessage({ id, ok: true, result }, transfer);
-  } catch (e) {
-    self.postMessage({ id, ok: false, error: String(e?.message ?? e) });
-  }
-};
+// Search answers move their two arrays to the loading worker instead of copying them.
+serve('dotfind scorer', handlers, (result) => (result ? [result.passages.buffer, result.scores.buffer] : []));

@@ -3,6 +3,7 @@
 // search / rerank / encode requests off the main thread. Large indexes are scored in
 // parts: helper workers (dotfind-scorer.js) scan the rows past this worker's share.
 import { startRuntime } from './runtime.js';
+import { WorkerClient, serve } from './messages.js';
 
 const CACHE_NAME = 'dotfind-index-v1';
 const PARALLEL_FETCHES = 4;
@@ -15,43 +16,11 @@ let ownEnd = 0;
 let helpers = [];
 
 /** A helper worker holding part of the vectors (see dotfind-scorer.js). */
-class Scorer {
-  #worker;
-  #next = 1;
-  #pending = new Map();
-
-  constructor() {
-    this.#worker = new Worker(new URL('./dotfind-scorer.js', import.meta.url), { type: 'module' });
-    this.#worker.onmessage = ({ data }) => {
-      const pending = this.#pending.get(data.id);
-      this.#pending.delete(data.id);
-      if (data.ok) pending?.resolve(data.result);
-      else pending?.reject(new Error(data.error));
-    };
-    this.#worker.onerror = (event) => {
-      event.preventDefault(); // handled here: the page's own worker error handler stays quiet
-      this.#fail(new Error(`dotfind scorer failed: ${event.message || 'could not start (is dotfind-scorer.js served next to dotfind-worker.js and allowed by worker-src?)'}`));
-    };
-  }
-
-  /** Rejects every call still waiting on this helper. */
-  #fail(error) {
-    for (const p of this.#pending.values()) p.reject(error);
-    this.#pending.clear();
-  }
-
-  call(type, args) {
-    const id = this.#next++;
-    return new Promise((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject });
-      this.#worker.postMessage({ id, type, args });
-    });
-  }
-
-  terminate() {
-    this.#worker.terminate();
-    this.#fail(new Error('dotfind scorer stopped'));
-  }
+function startScorer() {
+  return new WorkerClient(new Worker(new URL('./dotfind-scorer.js', import.meta.url), { type: 'module' }), (event) => {
+    event.preventDefault(); // handled here: the page's own worker error handler stays quiet
+    return new Error(`dotfind scorer failed: ${event.message || 'could not start (is dotfind-scorer.js served next to dotfind-worker.js and allowed by worker-src?)'}`);
+  });
 }
 
 /** How many threads score a search: `choice` is 'auto' or a count from 1 to 16. */
@@ -192,7 +161,7 @@ async function load({ indexUrl, cache: useCache, wasm, searchThreads = 'auto' },
   helpers = [];
   const started = [];
   try {
-    for (const part of parts) started.push({ ...part, scorer: new Scorer() });
+    for (const part of parts) started.push({ ...part, scorer: startScorer() });
     await Promise.all(started.map(({ scorer, shards: mine }) => scorer.call('init', {
       build,
       module,
@@ -201,7 +170,7 @@ async function load({ indexUrl, cache: useCache, wasm, searchThreads = 'auto' },
     })));
     helpers = started;
   } catch (e) {
-    started.forEach(({ scorer }) => scorer.terminate());
+    started.forEach(({ scorer }) => scorer.terminate(new Error('dotfind scorer stopped')));
     ownEnd = passageCount;
     // 'auto' is an optimisation: without helpers (e.g. a CSP without worker-src for them)
     // this worker scores everything. A count the app asked for is a promise: report it.
@@ -251,7 +220,7 @@ async function searchVector(e, vector, k) {
     parts = [{ passages: mine.passages, scores: mine.scores, ms: ownMs }, ...(await theirs)];
   } catch (err) {
     // A helper died (the browser may reclaim workers): score everything here from now on.
-    helpers.forEach(({ scorer }) => scorer.terminate());
+    helpers.forEach(({ scorer }) => scorer.terminate(new Error('dotfind scorer stopped')));
     helpers = [];
     ownEnd = e.passageCount;
     console.warn(`dotfind: searching on one thread: ${err.message}`);
@@ -293,13 +262,4 @@ const handlers = {
   },
 };
 
-self.onmessage = async ({ data }) => {
-  const { id, type, args } = data;
-  try {
-    const handler = handlers[type];
-    if (!handler) throw new Error(`dotfind worker: unknown request ${type}`);
-    post({ id, ok: true, result: await handler(args, id) });
-  } catch (e) {
-    post({ id, ok: false, error: String(e?.message ?? e) });
-  }
-};
+serve('dotfind worker', handlers);

@@ -1,39 +1,21 @@
 // dotfind: semantic search in the browser. The heavy work (download, verification, model
 // inference, scoring) runs in a Web Worker this module starts; every method returns a
 // Promise and rejects with an Error whose message names the file or input at fault.
+import { WorkerClient } from './messages.js';
 
 /** A loaded index, ready to search. Create with `await Dotfind.load(url)`. */
 export class Dotfind {
-  #worker;
-  #next = 1;
-  #pending = new Map();
+  #client;
 
   constructor(worker) {
-    this.#worker = worker;
-    worker.onmessage = ({ data }) => {
-      const pending = this.#pending.get(data.id);
-      if (!pending) return;
-      if (data.type === 'progress') {
-        pending.onProgress?.(data);
-        return;
-      }
-      this.#pending.delete(data.id);
-      if (data.ok) pending.resolve(data.result);
-      else pending.reject(new Error(data.error));
-    };
-    worker.onerror = (event) => {
-      const error = new Error(`dotfind worker failed: ${event.message ?? 'could not start (check the worker URL and CSP)'}`);
-      for (const p of this.#pending.values()) p.reject(error);
-      this.#pending.clear();
-    };
+    this.#client = new WorkerClient(
+      worker,
+      (event) => new Error(`dotfind worker failed: ${event.message ?? 'could not start (check the worker URL and CSP)'}`),
+    );
   }
 
   #call(type, args, onProgress) {
-    const id = this.#next++;
-    return new Promise((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject, onProgress });
-      this.#worker.postMessage({ id, type, args });
-    });
+    return this.#client.call(type, args, onProgress);
   }
 
   /**
@@ -86,9 +68,7 @@ export class Dotfind {
 
   /** Stops the worker; the engine cannot be used afterwards. */
   terminate() {
-    this.#worker.terminate();
-    for (const p of this.#pending.values()) p.reject(new Error('dotfind: engine terminated'));
-    this.#pending.clear();
+    this.#client.terminate(new Error('dotfind: engine terminated'));
   }
 }
 

@@ -15,7 +15,7 @@ const relaxed = (() => {
 const PKG = relaxed ? './dotfind/pkg-relaxed' : './dotfind/pkg';
 const PRECACHE = [
   './', './index.html', './app.js', './style.css',
-  './dotfind/dotfind.js', './dotfind/dotfind-worker.js', './dotfind/dotfind-scorer.js', './dotfind/runtime.js', `${PKG}/dotfind.js`, `${PKG}/dotfind_bg.wasm`,
+  './dotfind/dotfind.js', './dotfind/dotfind-worker.js', './dotfind/dotfind-scorer.js', './dotfind/messages.js', './dotfind/runtime.js', `${PKG}/dotfind.js`, `${PKG}/dotfind_bg.wasm`,
 ];
 
 self.addEventListener('install', (event) => {

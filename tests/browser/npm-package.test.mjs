@@ -70,7 +70,7 @@ const EXPECTED = { n: 3, threads: 2, reranked: true, dims: 384, isF32: true };
 test('the tarball holds the documented files', () => {
   const list = execFileSync('tar', ['tzf', tarball], { encoding: 'utf8' }).split('\n').filter(Boolean).sort();
   assert.deepEqual(list, [
-    'package/README.md', 'package/dotfind-scorer.js', 'package/dotfind-worker.js', 'package/dotfind.d.ts', 'package/dotfind.js', 'package/encoder.js',
+    'package/README.md', 'package/dotfind-scorer.js', 'package/dotfind-worker.js', 'package/dotfind.d.ts', 'package/dotfind.js', 'package/encoder.js', 'package/messages.js',
     'package/package.json', 'package/pkg-relaxed/dotfind.d.ts', 'package/pkg-relaxed/dotfind.js',
     'package/pkg-relaxed/dotfind_bg.wasm', 'package/pkg/dotfind.d.ts', 'package/pkg/dotfind.js', 'package/pkg/dotfind_bg.wasm',
     'package/runtime.js',
