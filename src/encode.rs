@@ -44,6 +44,16 @@ fn invalid_model(what: &str, e: impl std::fmt::Display) -> Error {
 impl Encoder {
     /// Parses, types and optimizes the graph and checks it against the descriptor.
     pub fn new(bundle: &ModelBundle) -> Result<Self> {
+        Self::build(bundle, true)
+    }
+
+    /// As [`Encoder::new`], but with tract's stock plan, without dotfind's int8 rewrites
+    /// ([`crate::int8_graph`]): the reference those are tested against bit for bit.
+    pub fn new_without_rewrites(bundle: &ModelBundle) -> Result<Self> {
+        Self::build(bundle, false)
+    }
+
+    fn build(bundle: &ModelBundle, rewrite_int8: bool) -> Result<Self> {
         let manifest = bundle.manifest.clone();
         let query_tokenizer =
             TextTokenizer::from_json(&bundle.tokenizer_json, manifest.max_query_tokens)?;
@@ -80,10 +90,16 @@ impl Encoder {
                 .set_input_fact(ix, i64::fact([batch.to_dim(), sequence.to_dim()]).into())
                 .map_err(|e| invalid_model("cannot set input shapes", e))?;
         }
-        let mut typed = model
-            .into_optimized()
-            .map_err(|e| invalid_model("cannot optimize the graph", format!("{e:#}")))?;
-        crate::quantize_op::use_fast_dynamic_quantize(&mut typed);
+        let typed = model
+            .into_typed()
+            .and_then(|m| m.into_decluttered())
+            .map_err(|e| invalid_model("cannot type the graph", format!("{e:#}")))?;
+        let typed = if rewrite_int8 {
+            crate::int8_graph::optimize(typed)
+        } else {
+            typed.into_optimized()
+        }
+        .map_err(|e| invalid_model("cannot optimize the graph", format!("{e:#}")))?;
 
         let output = typed
             .output_fact(0)

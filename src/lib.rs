@@ -6,8 +6,8 @@
 pub mod bundle;
 pub mod encode;
 pub mod error;
+pub mod int8_graph;
 pub mod lexical;
-mod quantize_op;
 pub mod score;
 pub mod search;
 pub mod shard;

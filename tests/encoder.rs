@@ -148,6 +148,81 @@ fn batched_passages_equal_passages_encoded_alone() {
     }
 }
 
+/// The bundle's graph as `Encoder` types it (symbolic batch × sequence), decluttered.
+fn decluttered_graph(kind: &str) -> tract_onnx::prelude::TypedModel {
+    use tract_onnx::prelude::*;
+    let mut model = tract_onnx::onnx()
+        .model_for_path(bundle(kind).join("model.onnx"))
+        .unwrap();
+    let (batch, sequence) = (model.sym("batch"), model.sym("sequence"));
+    for ix in 0..2 {
+        let fact = i64::fact([batch.to_dim(), sequence.to_dim()]);
+        model.set_input_fact(ix, fact.into()).unwrap();
+    }
+    model.into_typed().unwrap().into_decluttered().unwrap()
+}
+
+#[test]
+fn int8_rewrites_apply_to_every_quantized_matmul() {
+    use dotfind::int8_graph::{drop_zero_weight_offsets, fuse_dequantize_scale_bias};
+    // 6 layers × (q, k, v, out, ffn1, ffn2); int8-ffn-f32 keeps the two FFN MatMuls in f32.
+    for (kind, int8_matmuls) in [("int8", 36), ("int8-ffn-f32", 24), ("f32", 0)] {
+        let mut graph = decluttered_graph(kind);
+        assert_eq!(
+            fuse_dequantize_scale_bias(&mut graph).unwrap(),
+            int8_matmuls,
+            "{kind}: Cast → Mul → Add tails fused"
+        );
+        graph.optimize().unwrap();
+        // Two zero terms per MatMul: b0·ΣA and a0·b0·k.
+        assert_eq!(
+            drop_zero_weight_offsets(&mut graph).unwrap(),
+            2 * int8_matmuls,
+            "{kind}: weight-offset terms dropped"
+        );
+    }
+}
+
+#[test]
+fn int8_rewrites_give_the_same_bits_as_stock_tract() {
+    let long = "The immune system protects the body against disease. ".repeat(40);
+    let passages = [
+        "short",
+        "東京は日本の首都です",
+        "a considerably longer passage about vaccines, the immune system and how antibodies form",
+        long.as_str(),
+    ];
+    for kind in ["int8", "int8-ffn-f32"] {
+        let b = ModelBundle::open(&bundle(kind)).unwrap();
+        let (fast, stock) = (
+            Encoder::new(&b).unwrap(),
+            Encoder::new_without_rewrites(&b).unwrap(),
+        );
+        for item in own_reference().items.iter().take(8) {
+            assert_eq!(
+                fast.encode_query(&item.query).unwrap(),
+                stock.encode_query(&item.query).unwrap(),
+                "{kind}: query {:?}",
+                item.query
+            );
+        }
+        for p in passages {
+            assert_eq!(
+                fast.encode_passages(&[p]).unwrap(),
+                stock.encode_passages(&[p]).unwrap(),
+                "{kind}: passage {:.30?}",
+                p
+            );
+        }
+        // A padded batch too (the zero point then covers the padding rows).
+        assert_eq!(
+            fast.encode_passages(&passages).unwrap(),
+            stock.encode_passages(&passages).unwrap(),
+            "{kind}: padded batch"
+        );
+    }
+}
+
 #[test]
 fn bad_queries_get_named_errors() {
     let e = encoder("int8");

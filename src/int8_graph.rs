@@ -1,0 +1,461 @@
+//! Graph rewrites that make tract run int8 (dynamically quantized) bundles faster, each one
+//! bit-identical to tract-onnx's own evaluation (tested against it, natively and in Chromium).
+//!
+//! `quantize_dynamic` turns every MatMul into DynamicQuantizeLinear → MatMulInteger → Cast →
+//! Mul(scale) → Add(bias). Measured with `perf` on int8 encoding, most of the time went around
+//! the int8 GEMM rather than in it:
+//! - [`DynamicQuantizeU8`]: the activation quantization in vectorizable loops (tract-onnx's is a
+//!   branchy element-by-element fold with a scalar conversion per element);
+//! - [`drop_zero_weight_offsets`]: tract wires the weight-zero-point terms of the dequantization
+//!   over the whole output even when the weights are symmetric (zero point 0);
+//! - [`DequantizeScaleBias`]: the Cast → Mul → Add tail in one pass.
+//!
+//! Graphs without int8 MatMuls pass through unchanged.
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+
+/// Optimizes a decluttered graph for running (tract's codegen), with every rewrite of this module.
+pub fn optimize(mut decluttered: TypedModel) -> TractResult<TypedModel> {
+    fuse_dequantize_scale_bias(&mut decluttered)?;
+    decluttered.optimize()?;
+    use_fast_dynamic_quantize(&mut decluttered);
+    drop_zero_weight_offsets(&mut decluttered)?;
+    Ok(decluttered)
+}
+
+/// ONNX `DynamicQuantizeLinear` (f32 → u8): drop-in for tract-onnx's `DynamicQuantizeLinearU8`
+/// op (same inputs, outputs and facts), same range, same `x / scale` division, same
+/// ties-to-even rounding.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct DynamicQuantizeU8;
+
+/// The name of the op this replaces in a typed graph.
+const REPLACES: &str = "DynamicQuantizeLinearU8";
+
+/// Swaps every tract-onnx `DynamicQuantizeLinearU8` node of `model` for [`DynamicQuantizeU8`];
+/// returns how many.
+pub fn use_fast_dynamic_quantize(model: &mut TypedModel) -> usize {
+    let mut replaced = 0;
+    for node in model.nodes_mut() {
+        if node.op.name() == REPLACES {
+            node.op = Box::new(DynamicQuantizeU8);
+            replaced += 1;
+        }
+    }
+    replaced
+}
+
+/// Removes the weight-zero-point terms of every int8 MatMul of an optimized `model`; returns
+/// how many `Add`/`Sub` nodes it bypassed.
+///
+/// tract dequantizes `MatMulInteger` as `A·B − a0·ΣB − b0·ΣA + a0·b0·k` whatever the zero
+/// points are. Our weights are symmetric (b0 = 0), so `b0·ΣA` and `a0·b0·k` are zero, yet
+/// tract evaluates them over the whole `[batch, sequence, out]` i32 tensor, together with the
+/// cast and row sums of the activations that feed them — more time than the int8 GEMM itself
+/// for a long passage. Integer `x − 0` and `x + 0` are exact, so bypassing them changes no bit.
+pub fn drop_zero_weight_offsets(model: &mut TypedModel) -> TractResult<usize> {
+    let mut bypassed = 0;
+    // One patch at a time: the two terms are chained (`(x − b0·ΣA) + a0·b0·k`).
+    while let Some((node, keep)) = next_zero_term(model)? {
+        let mut patch = TypedModelPatch::new("dotfind: drop a zero weight-offset term");
+        let kept = patch.tap_model(model, keep)?;
+        patch.shunt_outside(model, node.into(), kept)?;
+        patch.apply(model)?;
+        bypassed += 1;
+    }
+    model.compact()?;
+    Ok(bypassed)
+}
+
+/// An integer `x − z` or `x + z` (or `z + x`) whose `z` is a product with an all-zero
+/// constant and whose `x` already has the result's type and shape: (that node, `x`).
+fn next_zero_term(model: &TypedModel) -> TractResult<Option<(usize, OutletId)>> {
+    for id in model.eval_order()? {
+        let node = model.node(id);
+        let Some(op) = node.op_as::<tract_onnx::tract_core::ops::binary::TypedBinOp>() else {
+            continue;
+        };
+        let subtracts = match op.0.name() {
+            "Sub" => true,
+            "Add" => false,
+            _ => continue,
+        };
+        let out = &node.outputs[0].fact;
+        if !out.datum_type.is_integer() || node.inputs.len() != 2 {
+            continue;
+        }
+        for (slot, &term) in node.inputs.iter().enumerate() {
+            if (subtracts && slot == 0) || !is_zero_product(model, term)? {
+                continue;
+            }
+            let keep = node.inputs[1 - slot];
+            let kept = model.outlet_fact(keep)?;
+            if kept.datum_type == out.datum_type && kept.shape == out.shape {
+                return Ok(Some((id, keep)));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Whether `outlet` is an integer `Mul` with an all-zero constant operand.
+fn is_zero_product(model: &TypedModel, outlet: OutletId) -> TractResult<bool> {
+    let node = model.node(outlet.node);
+    let Some(op) = node.op_as::<tract_onnx::tract_core::ops::binary::TypedBinOp>() else {
+        return Ok(false);
+    };
+    if op.0.name() != "Mul" || !model.outlet_fact(outlet)?.datum_type.is_integer() {
+        return Ok(false);
+    }
+    for &input in &node.inputs {
+        if let Some(k) = &model.outlet_fact(input)?.konst {
+            if k.is_all_zero()? {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// `y = f32(acc) · scale + bias` along the last axis: the dequantization tail of an int8
+/// MatMul (ONNX `Cast` → `Mul` → `Add`) in one pass over the output instead of three, with
+/// no intermediate tensors. Same three IEEE operations in the same order, so the same bits.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct DequantizeScaleBias;
+
+impl Op for DequantizeScaleBias {
+    fn name(&self) -> StaticName {
+        "DequantizeScaleBias (dotfind)".into()
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for DequantizeScaleBias {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let (acc, scale, bias) = (&inputs[0], &inputs[1], &inputs[2]);
+        let accs = acc.try_as_plain_ram()?.as_slice::<i32>()?;
+        let scale = scale.try_as_plain_ram()?.as_slice::<f32>()?;
+        let bias = bias.try_as_plain_ram()?.as_slice::<f32>()?;
+        // SAFETY: `dequantize_rows` writes every element or fails (and `out` is dropped).
+        let mut out = unsafe { Tensor::uninitialized_dt(f32::datum_type(), acc.shape())? };
+        dequantize_rows(
+            accs,
+            scale,
+            bias,
+            out.try_as_plain_ram_mut()?.as_slice_mut::<f32>()?,
+        )?;
+        Ok(tvec!(out.into_tvalue()))
+    }
+}
+
+/// `ys[r, j] = accs[r, j] as f32 * scale[j] + bias[j]` for every row `r`.
+fn dequantize_rows(accs: &[i32], scale: &[f32], bias: &[f32], ys: &mut [f32]) -> TractResult<()> {
+    let width = scale.len();
+    ensure!(
+        bias.len() == width
+            && width > 0
+            && accs.len().is_multiple_of(width)
+            && ys.len() == accs.len(),
+        "dequantization: {} accumulators, {} scales, {} biases",
+        accs.len(),
+        width,
+        bias.len()
+    );
+    for (y_row, acc_row) in ys.chunks_exact_mut(width).zip(accs.chunks_exact(width)) {
+        for (((y, &a), &s), &b) in y_row.iter_mut().zip(acc_row).zip(scale).zip(bias) {
+            *y = a as f32 * s + b;
+        }
+    }
+    Ok(())
+}
+
+impl TypedOp for DequantizeScaleBias {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        Ok(tvec!(f32::fact(inputs[0].shape.clone())))
+    }
+
+    as_op!();
+}
+
+/// Replaces every `Add(Mul(Cast<i32 → f32>(acc), scale), bias)` of a decluttered `model`
+/// whose scale and bias are per-output-column vectors by one [`DequantizeScaleBias`];
+/// returns how many. Run before `into_optimized` (tract then plans the MatMul feeding it).
+pub fn fuse_dequantize_scale_bias(model: &mut TypedModel) -> TractResult<usize> {
+    let mut fused = 0;
+    while let Some((add, inputs)) = next_dequantize_tail(model)? {
+        let mut patch = TypedModelPatch::new("dotfind: fuse Cast → Mul → Add");
+        let taps = inputs
+            .iter()
+            .map(|&i| patch.tap_model(model, i))
+            .collect::<TractResult<TVec<_>>>()?;
+        let name = &model.node(add).name;
+        let y = patch.wire_node(format!("{name}.dequantize"), DequantizeScaleBias, &taps)?;
+        patch.shunt_outside(model, add.into(), y[0])?;
+        patch.apply(model)?;
+        fused += 1;
+    }
+    model.compact()?;
+    Ok(fused)
+}
+
+/// The next fusable tail: (its `Add` node, `[acc, scale, bias]`).
+fn next_dequantize_tail(model: &TypedModel) -> TractResult<Option<(usize, [OutletId; 3])>> {
+    use tract_onnx::tract_core::ops::{binary::TypedBinOp, cast::Cast};
+    // The single consumer of `outlet`, when it is the binary op `name`: (node, its other input).
+    let only_successor = |outlet: OutletId, name: &str| -> Option<(usize, OutletId)> {
+        let succs = &model.node(outlet.node).outputs[outlet.slot].successors;
+        let [succ] = succs.as_slice() else {
+            return None;
+        };
+        let node = model.node(succ.node);
+        let op = node.op_as::<TypedBinOp>()?;
+        (op.0.name() == name && node.inputs.len() == 2)
+            .then(|| (node.id, node.inputs[1 - succ.slot]))
+    };
+    for id in model.eval_order()? {
+        let node = model.node(id);
+        let Some(cast) = node.op_as::<Cast>() else {
+            continue;
+        };
+        let acc = node.inputs[0];
+        let acc_fact = model.outlet_fact(acc)?;
+        if cast.to != f32::datum_type() || acc_fact.datum_type != i32::datum_type() {
+            continue;
+        }
+        let Some(width) = acc_fact.shape.last().and_then(|d| d.to_usize().ok()) else {
+            continue;
+        };
+        let Some((mul, scale)) = only_successor(id.into(), "Mul") else {
+            continue;
+        };
+        let Some((add, bias)) = only_successor(mul.into(), "Add") else {
+            continue;
+        };
+        // Per-column vectors ([.., 1, width]) broadcast along the rows only, so the result keeps
+        // the accumulators' shape; the bias must be a constant.
+        let per_column = |outlet: OutletId| -> TractResult<bool> {
+            let fact = model.outlet_fact(outlet)?;
+            let dims = fact.shape.as_concrete();
+            Ok(fact.datum_type == f32::datum_type()
+                && fact.rank() <= acc_fact.rank()
+                && dims.is_some_and(|d| {
+                    d.last() == Some(&width) && d.iter().product::<usize>() == width
+                }))
+        };
+        let out = &model.node(add).outputs[0].fact;
+        if per_column(scale)?
+            && per_column(bias)?
+            && model.outlet_fact(bias)?.konst.is_some()
+            && out.shape == acc_fact.shape
+            && !model.output_outlets()?.contains(&OutletId::new(id, 0))
+            && !model.output_outlets()?.contains(&OutletId::new(mul, 0))
+        {
+            return Ok(Some((add, [acc, scale, bias])));
+        }
+    }
+    Ok(None)
+}
+
+/// Lanes per step: wide enough for AVX-512 and a few wasm v128 registers.
+const LANES: usize = 16;
+
+/// ONNX's range: [min(x, 0), max(x, 0)] (NaNs ignored, as tract-onnx's comparison fold does).
+fn range(xs: &[f32]) -> (f32, f32) {
+    let mut lo = [0f32; LANES];
+    let mut hi = [0f32; LANES];
+    let mut chunks = xs.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for i in 0..LANES {
+            lo[i] = lo[i].min(chunk[i]);
+            hi[i] = hi[i].max(chunk[i]);
+        }
+    }
+    for (i, &x) in chunks.remainder().iter().enumerate() {
+        lo[i] = lo[i].min(x);
+        hi[i] = hi[i].max(x);
+    }
+    (
+        lo.iter().fold(0f32, |a, &b| a.min(b)),
+        hi.iter().fold(0f32, |a, &b| a.max(b)),
+    )
+}
+
+/// Scale and zero point for the range, by the ONNX definition (and tract-onnx's formulas;
+/// max-then-min rather than clamp, which would keep the NaN an all-zero input produces).
+#[allow(clippy::manual_clamp)]
+fn scale_and_zero_point(min: f32, max: f32) -> (f32, u8) {
+    let scale = (max - min) / f32::from(u8::MAX);
+    let zero_point = (-min / scale)
+        .round_ties_even()
+        .max(f32::from(u8::MIN))
+        .min(f32::from(u8::MAX));
+    (scale, zero_point as u8)
+}
+
+/// `y = saturate(round(x / scale) + zero_point)`, in f32 lanes: `round(x / scale)` lies in
+/// [-255, 255] (x is inside the range the scale spans), so adding the zero point and clamping
+/// in f32 is exact, and unlike a saturating f32 → i32 conversion it vectorizes.
+fn quantize(xs: &[f32], scale: f32, zero_point: u8, ys: &mut [u8]) {
+    let zp = f32::from(zero_point);
+    for (y, &x) in ys.iter_mut().zip(xs) {
+        let rounded = (x / scale).round_ties_even();
+        // A NaN quantizes to the zero point, as the reference's integer conversion (NaN → 0) does.
+        let rounded = if rounded.is_nan() { 0.0 } else { rounded };
+        let clamped = (rounded + zp).clamp(0.0, 255.0);
+        // SAFETY: `clamped` is a whole number in [0, 255] (`rounded` is not NaN, so neither is
+        // the clamp's result), so the conversion is exact.
+        *y = unsafe { clamped.to_int_unchecked::<i32>() } as u8;
+    }
+}
+
+impl Op for DynamicQuantizeU8 {
+    fn name(&self) -> StaticName {
+        "DynamicQuantizeU8 (dotfind)".into()
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for DynamicQuantizeU8 {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = inputs[0].cast_to::<f32>()?;
+        let xs = input.try_as_plain_ram()?.as_slice::<f32>()?;
+        let (min, max) = range(xs);
+        let (scale, zero_point) = scale_and_zero_point(min, max);
+        // SAFETY: every element is written by `quantize` (`ys` has the input's length).
+        let mut out = unsafe { Tensor::uninitialized_dt(u8::datum_type(), input.shape())? };
+        quantize(
+            xs,
+            scale,
+            zero_point,
+            out.try_as_plain_ram_mut()?.as_slice_mut::<u8>()?,
+        );
+        Ok(tvec!(
+            out.into_tvalue(),
+            tensor0(scale).into(),
+            tensor0(zero_point).into()
+        ))
+    }
+}
+
+impl TypedOp for DynamicQuantizeU8 {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let mut quantized = inputs[0].clone();
+        quantized.datum_type = u8::datum_type();
+        Ok(tvec!(quantized, f32::fact([0; 0]), u8::fact([0; 0])))
+    }
+
+    as_op!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// tract-onnx 0.23.9's evaluation, element by element: the reference (its max-then-min,
+    /// not clamp: an all-zero input makes the zero point NaN, which max/min turn into 0).
+    #[allow(clippy::manual_clamp)]
+    fn reference(xs: &[f32]) -> (Vec<u8>, f32, u8) {
+        let (min, max) = xs.iter().fold((0f32, 0f32), |(lo, hi), &v| {
+            if v < lo {
+                (v, hi)
+            } else if v > hi {
+                (lo, v)
+            } else {
+                (lo, hi)
+            }
+        });
+        let scale = (max - min) / 255.0;
+        let zp = (-min / scale).round_ties_even().max(0.0).min(255.0) as u8;
+        let ys = xs
+            .iter()
+            .map(|&x| (((x / scale).round_ties_even() as i32) + i32::from(zp)).clamp(0, 255) as u8)
+            .collect();
+        (ys, scale, zp)
+    }
+
+    fn fast(xs: &[f32]) -> (Vec<u8>, f32, u8) {
+        let (min, max) = range(xs);
+        let (scale, zp) = scale_and_zero_point(min, max);
+        let mut ys = vec![0u8; xs.len()];
+        quantize(xs, scale, zp, &mut ys);
+        (ys, scale, zp)
+    }
+
+    #[test]
+    fn dequantize_scale_bias_is_cast_then_mul_then_add() {
+        let width = 5;
+        let accs: Vec<i32> = vec![0, 1, -1, 16_777_217, i32::MIN, 123_456, -98_765, 7, 0, 3];
+        let scale = [0.001f32, 1e-7, 3.5, 0.1, 2.0];
+        let bias = [-0.25f32, 0.0, 1e-3, -7.0, 0.5];
+        let mut ys = vec![f32::NAN; accs.len()];
+        dequantize_rows(&accs, &scale, &bias, &mut ys).expect("matching lengths");
+        let expected: Vec<u32> = accs
+            .iter()
+            .enumerate()
+            .map(|(i, &a)| (a as f32 * scale[i % width] + bias[i % width]).to_bits())
+            .collect();
+        let got: Vec<u32> = ys.iter().map(|v| v.to_bits()).collect();
+        assert_eq!(got, expected);
+
+        let err = dequantize_rows(&accs, &scale, &bias[..4], &mut ys).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "dequantization: 10 accumulators, 5 scales, 4 biases"
+        );
+        let err = dequantize_rows(&accs[..9], &scale, &bias, &mut ys[..9]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "dequantization: 9 accumulators, 5 scales, 5 biases"
+        );
+    }
+
+    #[test]
+    fn equals_the_onnx_reference_bit_for_bit() {
+        // The ONNX operator examples, then activations of many lengths and ranges,
+        // all-positive, all-negative, all-zero, ties at .5 and a NaN.
+        let mut cases: Vec<Vec<f32>> = vec![
+            vec![0., 2., -3., -2.5, 1.34, 0.5],
+            vec![-1., -2.1, -1.3, -2.5, -3.34, -4.],
+            vec![1., 2.1, 1.3, 2.5, 3.34, 4., 1.5, 2.6, 3.9, 4., 3., 2.345],
+            vec![0.0; 37],
+            vec![],
+            vec![0.5, 1.5, 2.5, -0.5, 255.0 / 2.0],
+            vec![1.0, f32::NAN, -2.0],
+        ];
+        let mut seed = 7u32;
+        for len in [1, 15, 16, 17, 31, 384, 1000, 4099] {
+            for spread in [1e-3f32, 1.0, 40.0] {
+                cases.push(
+                    (0..len)
+                        .map(|_| {
+                            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                            ((seed >> 8) as f32 / (1u32 << 24) as f32 - 0.3) * spread
+                        })
+                        .collect(),
+                );
+            }
+        }
+        for xs in &cases {
+            let (a, b) = (reference(xs), fast(xs));
+            assert_eq!(a.0, b.0, "values for {} inputs", xs.len());
+            assert_eq!(
+                a.1.to_bits(),
+                b.1.to_bits(),
+                "scale for {} inputs",
+                xs.len()
+            );
+            assert_eq!(a.2, b.2, "zero point for {} inputs", xs.len());
+        }
+        // The ONNX operator documentation's expected outputs.
+        assert_eq!(fast(&cases[0]).0, vec![153, 255, 0, 26, 221, 179]);
+        assert_eq!(fast(&cases[1]).2, 255);
+        assert_eq!(fast(&cases[2]).2, 0);
+    }
+}
