@@ -17,6 +17,35 @@ use crate::tokenize::{TextTokenizer, TokenizedText, MAX_QUERY_BYTES};
 pub const INPUT_IDS: &str = "input_ids";
 pub const ATTENTION_MASK: &str = "attention_mask";
 
+/// How an int8 bundle's MatMuls are planned; all three give the same bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Int8Plan {
+    /// tract's stock plan: the reference the rewrites are tested against.
+    Stock,
+    /// dotfind's graph rewrites ([`crate::int8_graph`]) around tract's int8 matmul kernels
+    /// (natively its AMX/VNNI ones, the fastest there).
+    Rewritten,
+    /// The rewrites, with dotfind's own int8 matmul kernel ([`crate::int8_linear`]; faster
+    /// than tract's in wasm without relaxed SIMD).
+    OwnKernel,
+}
+
+impl Int8Plan {
+    /// The fastest plan on the target this is compiled for (measured in Chromium: dotfind's
+    /// kernel in the plain-SIMD wasm build; tract's relaxed-SIMD dot-product kernel where the
+    /// build has relaxed SIMD; tract's AMX/VNNI kernels natively).
+    pub fn for_this_target() -> Self {
+        if cfg!(all(
+            target_arch = "wasm32",
+            not(target_feature = "relaxed-simd")
+        )) {
+            Int8Plan::OwnKernel
+        } else {
+            Int8Plan::Rewritten
+        }
+    }
+}
+
 /// A loaded bundle: tokenizers + optimized tract plan + pooling. Cheap to share across
 /// threads (`&self` everywhere), expensive to build (parse + optimize), so build it once.
 pub struct Encoder {
@@ -44,16 +73,12 @@ fn invalid_model(what: &str, e: impl std::fmt::Display) -> Error {
 impl Encoder {
     /// Parses, types and optimizes the graph and checks it against the descriptor.
     pub fn new(bundle: &ModelBundle) -> Result<Self> {
-        Self::build(bundle, true)
+        Self::with_int8_plan(bundle, Int8Plan::for_this_target())
     }
 
-    /// As [`Encoder::new`], but with tract's stock plan, without dotfind's int8 rewrites
-    /// ([`crate::int8_graph`]): the reference those are tested against bit for bit.
-    pub fn new_without_rewrites(bundle: &ModelBundle) -> Result<Self> {
-        Self::build(bundle, false)
-    }
-
-    fn build(bundle: &ModelBundle, rewrite_int8: bool) -> Result<Self> {
+    /// As [`Encoder::new`], choosing how int8 MatMuls are planned (for tests and benchmarks:
+    /// every choice gives the same bits).
+    pub fn with_int8_plan(bundle: &ModelBundle, int8_plan: Int8Plan) -> Result<Self> {
         let manifest = bundle.manifest.clone();
         let query_tokenizer =
             TextTokenizer::from_json(&bundle.tokenizer_json, manifest.max_query_tokens)?;
@@ -94,10 +119,10 @@ impl Encoder {
             .into_typed()
             .and_then(|m| m.into_decluttered())
             .map_err(|e| invalid_model("cannot type the graph", format!("{e:#}")))?;
-        let typed = if rewrite_int8 {
-            crate::int8_graph::optimize(typed)
-        } else {
-            typed.into_optimized()
+        let typed = match int8_plan {
+            Int8Plan::Stock => typed.into_optimized(),
+            Int8Plan::Rewritten => crate::int8_graph::optimize(typed, false),
+            Int8Plan::OwnKernel => crate::int8_graph::optimize(typed, true),
         }
         .map_err(|e| invalid_model("cannot optimize the graph", format!("{e:#}")))?;
 

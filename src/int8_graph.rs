@@ -12,12 +12,18 @@
 //!
 //! Graphs without int8 MatMuls pass through unchanged.
 
+use std::sync::Arc;
+
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
-/// Optimizes a decluttered graph for running (tract's codegen), with every rewrite of this module.
-pub fn optimize(mut decluttered: TypedModel) -> TractResult<TypedModel> {
-    fuse_dequantize_scale_bias(&mut decluttered)?;
+use crate::int8_linear::{Int8Linear, PackedWeights};
+
+/// Optimizes a decluttered graph for running (tract's codegen), with every rewrite of this
+/// module. `own_int8_matmul`: run int8 MatMuls with [`Int8Linear`] (dotfind's kernel, faster
+/// than tract's in wasm) instead of tract's kernels (natively, tract's AMX/VNNI ones win).
+pub fn optimize(mut decluttered: TypedModel, own_int8_matmul: bool) -> TractResult<TypedModel> {
+    fuse_dequantize_tails(&mut decluttered, own_int8_matmul)?;
     decluttered.optimize()?;
     use_fast_dynamic_quantize(&mut decluttered);
     drop_zero_weight_offsets(&mut decluttered)?;
@@ -182,18 +188,43 @@ impl TypedOp for DequantizeScaleBias {
 }
 
 /// Replaces every `Add(Mul(Cast<i32 → f32>(acc), scale), bias)` of a decluttered `model`
-/// whose scale and bias are per-output-column vectors by one [`DequantizeScaleBias`];
-/// returns how many. Run before `into_optimized` (tract then plans the MatMul feeding it).
-pub fn fuse_dequantize_scale_bias(model: &mut TypedModel) -> TractResult<usize> {
+/// whose scale and bias are per-output-column vectors by one [`DequantizeScaleBias`] — or,
+/// with `own_int8_matmul` and when `acc` is an ONNX `MatMulInteger` of u8 activations by
+/// constant i8 weights, the whole chain by one [`Int8Linear`]; returns how many tails.
+/// Run before `optimize` (tract then plans the MatMuls left to it).
+pub fn fuse_dequantize_tails(model: &mut TypedModel, own_int8_matmul: bool) -> TractResult<usize> {
     let mut fused = 0;
-    while let Some((add, inputs)) = next_dequantize_tail(model)? {
-        let mut patch = TypedModelPatch::new("dotfind: fuse Cast → Mul → Add");
-        let taps = inputs
-            .iter()
-            .map(|&i| patch.tap_model(model, i))
-            .collect::<TractResult<TVec<_>>>()?;
-        let name = &model.node(add).name;
-        let y = patch.wire_node(format!("{name}.dequantize"), DequantizeScaleBias, &taps)?;
+    while let Some(tail) = next_dequantize_tail(model, own_int8_matmul)? {
+        let mut patch = TypedModelPatch::new("dotfind: fuse an int8 MatMul's dequantization");
+        let mut tap = |outlet| patch.tap_model(model, outlet);
+        let (add, op, inputs): (usize, Box<dyn TypedOp>, TVec<OutletId>) = match tail {
+            Tail::Dequantize {
+                add,
+                acc,
+                scale,
+                bias,
+            } => (
+                add,
+                Box::new(DequantizeScaleBias),
+                tvec![tap(acc)?, tap(scale)?, tap(bias)?],
+            ),
+            Tail::Linear {
+                add,
+                x,
+                zero_point,
+                weights,
+                scale,
+                bias,
+            } => (
+                add,
+                Box::new(Int8Linear {
+                    weights: Arc::new(weights),
+                }),
+                tvec![tap(x)?, tap(zero_point)?, tap(scale)?, tap(bias)?],
+            ),
+        };
+        let name = format!("{}.dequantize", model.node(add).name);
+        let y = patch.wire_node(name, op, &inputs)?;
         patch.shunt_outside(model, add.into(), y[0])?;
         patch.apply(model)?;
         fused += 1;
@@ -202,8 +233,94 @@ pub fn fuse_dequantize_scale_bias(model: &mut TypedModel) -> TractResult<usize> 
     Ok(fused)
 }
 
-/// The next fusable tail: (its `Add` node, `[acc, scale, bias]`).
-fn next_dequantize_tail(model: &TypedModel) -> TractResult<Option<(usize, [OutletId; 3])>> {
+/// A fusable dequantization tail, ending at the `Add` node `add`.
+enum Tail {
+    /// `Add(Mul(Cast(acc), scale), bias)`.
+    Dequantize {
+        add: usize,
+        acc: OutletId,
+        scale: OutletId,
+        bias: OutletId,
+    },
+    /// The same, with `acc` a `MatMulInteger(x, weights)` whose zero point is `zero_point`.
+    Linear {
+        add: usize,
+        x: OutletId,
+        zero_point: OutletId,
+        weights: PackedWeights,
+        scale: OutletId,
+        bias: OutletId,
+    },
+}
+
+/// When `acc` is an ONNX `MatMulInteger` as tract-onnx wires it — an i32 EinSum `..k,kn->..n`
+/// of u8 activations by constant i8 weights, zero weight zero points, unit scales and no
+/// bias — and nothing else reads it: its packed weights and `[x, x_zero_point]`.
+fn int8_matmul(
+    model: &TypedModel,
+    acc: OutletId,
+) -> TractResult<Option<(PackedWeights, [OutletId; 2])>> {
+    use tract_onnx::tract_core::ops::einsum::EinSum;
+    let node = model.node(acc.node);
+    let Some(op) = node.op_as::<EinSum>() else {
+        return Ok(None);
+    };
+    if op.q_params != Some(i32::datum_type())
+        || node.inputs.len() != 9
+        || node.outputs[acc.slot].successors.len() != 1
+    {
+        return Ok(None);
+    }
+    let facts = model.node_input_facts(node.id)?;
+    let Some(weights) = &facts[1].konst else {
+        return Ok(None);
+    };
+    if facts[0].datum_type != u8::datum_type()
+        || weights.datum_type() != i8::datum_type()
+        || weights.rank() != 2
+        || facts[3].shape.volume() != 1.into()
+    {
+        return Ok(None);
+    }
+    // Inputs 2..9: bias, x zero point, x scale, w zero point, w scale, y zero point, y scale.
+    let all = |ix: usize, value: f32| -> bool {
+        facts[ix].konst.as_ref().is_some_and(|t| {
+            t.cast_to::<f32>().is_ok_and(|t| {
+                t.try_as_plain_ram()
+                    .and_then(|r| r.as_slice::<f32>().map(|s| s.iter().all(|&v| v == value)))
+                    .unwrap_or(false)
+            })
+        })
+    };
+    if !(all(2, 0.0) && all(4, 1.0) && all(5, 0.0) && all(6, 1.0) && all(7, 0.0) && all(8, 1.0)) {
+        return Ok(None);
+    }
+    // `..k,kn->..n`: x's last axis against the weights' first; x's other axes pass through.
+    let (inputs, outputs) = op.axes.to_strs();
+    let (x_axes, w_axes, y_axes) = (&inputs[0], &inputs[1], &outputs[0]);
+    let (Some(k_axis), Some(n_axis)) = (x_axes.chars().last(), w_axes.chars().last()) else {
+        return Ok(None);
+    };
+    let expected_y: String = x_axes
+        .chars()
+        .take(x_axes.len() - 1)
+        .chain([n_axis])
+        .collect();
+    if w_axes.chars().count() != 2
+        || !w_axes.starts_with(k_axis)
+        || *y_axes != expected_y
+        || x_axes.contains(n_axis)
+    {
+        return Ok(None);
+    }
+    let (k, n) = (weights.shape()[0], weights.shape()[1]);
+    let values = weights.try_as_plain_ram()?;
+    let packed = PackedWeights::pack(values.as_slice::<i8>()?, k, n)?;
+    Ok(Some((packed, [node.inputs[0], node.inputs[3]])))
+}
+
+/// The next fusable tail.
+fn next_dequantize_tail(model: &TypedModel, own_int8_matmul: bool) -> TractResult<Option<Tail>> {
     use tract_onnx::tract_core::ops::{binary::TypedBinOp, cast::Cast};
     // The single consumer of `outlet`, when it is the binary op `name`: (node, its other input).
     let only_successor = |outlet: OutletId, name: &str| -> Option<(usize, OutletId)> {
@@ -254,7 +371,26 @@ fn next_dequantize_tail(model: &TypedModel) -> TractResult<Option<(usize, [Outle
             && !model.output_outlets()?.contains(&OutletId::new(id, 0))
             && !model.output_outlets()?.contains(&OutletId::new(mul, 0))
         {
-            return Ok(Some((add, [acc, scale, bias])));
+            if own_int8_matmul {
+                if let Some((weights, [x, zero_point])) = int8_matmul(model, acc)? {
+                    if weights.n() == width {
+                        return Ok(Some(Tail::Linear {
+                            add,
+                            x,
+                            zero_point,
+                            weights,
+                            scale,
+                            bias,
+                        }));
+                    }
+                }
+            }
+            return Ok(Some(Tail::Dequantize {
+                add,
+                acc,
+                scale,
+                bias,
+            }));
         }
     }
     Ok(None)

@@ -7,6 +7,7 @@ pub mod bundle;
 pub mod encode;
 pub mod error;
 pub mod int8_graph;
+pub mod int8_linear;
 pub mod lexical;
 pub mod score;
 pub mod search;

@@ -164,27 +164,36 @@ fn decluttered_graph(kind: &str) -> tract_onnx::prelude::TypedModel {
 
 #[test]
 fn int8_rewrites_apply_to_every_quantized_matmul() {
-    use dotfind::int8_graph::{drop_zero_weight_offsets, fuse_dequantize_scale_bias};
+    use dotfind::int8_graph::{drop_zero_weight_offsets, fuse_dequantize_tails};
     // 6 layers × (q, k, v, out, ffn1, ffn2); int8-ffn-f32 keeps the two FFN MatMuls in f32.
     for (kind, int8_matmuls) in [("int8", 36), ("int8-ffn-f32", 24), ("f32", 0)] {
-        let mut graph = decluttered_graph(kind);
-        assert_eq!(
-            fuse_dequantize_scale_bias(&mut graph).unwrap(),
-            int8_matmuls,
-            "{kind}: Cast → Mul → Add tails fused"
-        );
-        graph.optimize().unwrap();
-        // Two zero terms per MatMul: b0·ΣA and a0·b0·k.
-        assert_eq!(
-            drop_zero_weight_offsets(&mut graph).unwrap(),
-            2 * int8_matmuls,
-            "{kind}: weight-offset terms dropped"
-        );
+        for own_kernel in [false, true] {
+            let mut graph = decluttered_graph(kind);
+            assert_eq!(
+                fuse_dequantize_tails(&mut graph, own_kernel).unwrap(),
+                int8_matmuls,
+                "{kind}: dequantization tails fused (own kernel: {own_kernel})"
+            );
+            let own_ops = graph
+                .nodes()
+                .iter()
+                .filter(|n| n.op_is::<dotfind::int8_linear::Int8Linear>())
+                .count();
+            assert_eq!(own_ops, if own_kernel { int8_matmuls } else { 0 }, "{kind}");
+            graph.optimize().unwrap();
+            // tract's MatMuls: two zero terms each (b0·ΣA and a0·b0·k); none with our kernel.
+            assert_eq!(
+                drop_zero_weight_offsets(&mut graph).unwrap(),
+                if own_kernel { 0 } else { 2 * int8_matmuls },
+                "{kind}: weight-offset terms dropped (own kernel: {own_kernel})"
+            );
+        }
     }
 }
 
 #[test]
-fn int8_rewrites_give_the_same_bits_as_stock_tract() {
+fn int8_plans_give_the_same_bits_as_stock_tract() {
+    use dotfind::encode::Int8Plan;
     let long = "The immune system protects the body against disease. ".repeat(40);
     let passages = [
         "short",
@@ -194,32 +203,32 @@ fn int8_rewrites_give_the_same_bits_as_stock_tract() {
     ];
     for kind in ["int8", "int8-ffn-f32"] {
         let b = ModelBundle::open(&bundle(kind)).unwrap();
-        let (fast, stock) = (
-            Encoder::new(&b).unwrap(),
-            Encoder::new_without_rewrites(&b).unwrap(),
-        );
-        for item in own_reference().items.iter().take(8) {
+        let stock = Encoder::with_int8_plan(&b, Int8Plan::Stock).unwrap();
+        for plan in [Int8Plan::Rewritten, Int8Plan::OwnKernel] {
+            let fast = Encoder::with_int8_plan(&b, plan).unwrap();
+            for item in own_reference().items.iter().take(8) {
+                assert_eq!(
+                    fast.encode_query(&item.query).unwrap(),
+                    stock.encode_query(&item.query).unwrap(),
+                    "{kind} {plan:?}: query {:?}",
+                    item.query
+                );
+            }
+            for p in passages {
+                assert_eq!(
+                    fast.encode_passages(&[p]).unwrap(),
+                    stock.encode_passages(&[p]).unwrap(),
+                    "{kind} {plan:?}: passage {:.30?}",
+                    p
+                );
+            }
+            // A padded batch too (the zero point then covers the padding rows).
             assert_eq!(
-                fast.encode_query(&item.query).unwrap(),
-                stock.encode_query(&item.query).unwrap(),
-                "{kind}: query {:?}",
-                item.query
+                fast.encode_passages(&passages).unwrap(),
+                stock.encode_passages(&passages).unwrap(),
+                "{kind} {plan:?}: padded batch"
             );
         }
-        for p in passages {
-            assert_eq!(
-                fast.encode_passages(&[p]).unwrap(),
-                stock.encode_passages(&[p]).unwrap(),
-                "{kind}: passage {:.30?}",
-                p
-            );
-        }
-        // A padded batch too (the zero point then covers the padding rows).
-        assert_eq!(
-            fast.encode_passages(&passages).unwrap(),
-            stock.encode_passages(&passages).unwrap(),
-            "{kind}: padded batch"
-        );
     }
 }
 

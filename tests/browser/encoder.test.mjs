@@ -104,6 +104,23 @@ test('the plain-SIMD build (browsers without relaxed SIMD) matches the reference
   }
 });
 
+test('int8: dotfind\'s matmul kernel (plain-SIMD build) agrees with tract\'s (relaxed-SIMD build)', async (t) => {
+  // Integer accumulation is exact in both kernels; only the builds' f32 arithmetic (fused
+  // multiply-add in the relaxed build) differs, which can move an activation by one
+  // quantization step now and then. A wrong sum, zero point or column would cost far more.
+  const plain = await harnessPage('simd');
+  try {
+    const texts = readJson(path.join(MODEL, 'reference.json')).items.map((i) => i.query);
+    const relaxed = await page.evaluate(([b, q]) => window.harness.encodeAll(b, q), ['/model-int8/', texts]);
+    const own = await plain.evaluate(([b, q]) => window.harness.encodeAll(b, q), ['/model-int8/', texts]);
+    const cosines = texts.map((_, i) => cosine(relaxed[i], own[i]));
+    t.diagnostic(`min cos ${Math.min(...cosines)}, mean ${cosines.reduce((a, b) => a + b, 0) / cosines.length}`);
+    cosines.forEach((c, i) => assert.ok(c >= 0.99999, `cos ${c} for ${JSON.stringify(texts[i].slice(0, 40))}`));
+  } finally {
+    await plain.close();
+  }
+});
+
 test('an unknown wasm build choice is an Error naming the choices', async () => {
   const message = await page.evaluate(async () => {
     const { chooseBuild } = await import('/dist/npm/runtime.js');
