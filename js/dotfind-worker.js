@@ -2,7 +2,7 @@
 // in wasm against manifest.json, caches verified files with the Cache API, and answers
 // search / rerank / encode requests off the main thread. Large indexes are scored in
 // parts: helper workers (dotfind-scorer.js) scan the rows past this worker's share.
-import { startRuntime } from './runtime.js';
+import { startRuntime, sha256Hex } from './runtime.js';
 import { WorkerClient, serve } from './messages.js';
 
 const CACHE_NAME = 'dotfind-index-v1';
@@ -124,14 +124,23 @@ async function load({ indexUrl, cache: useCache, wasm, searchThreads = 'auto' },
   const progress = (file, fileLoaded, fileTotal, fromCache) =>
     post({ type: 'progress', id, file, loaded, total, fileLoaded, fileTotal, fromCache });
 
+  // A model split into parts: its whole digest is checked against its descriptor at the
+  // end, so keep the parts until then.
+  const { model_parts: modelParts = [] } = JSON.parse(new TextDecoder().decode(manifestBytes)).model ?? {};
+  const modelBytes = new Map(modelParts.length > 1 ? modelParts.map((p) => [p, null]) : []);
+  const add = async (path, bytes) => {
+    loader.addFile(path, bytes, (await sha256Hex(bytes)) ?? undefined);
+    if (kept.has(path)) kept.set(path, bytes);
+    if (modelBytes.has(path)) modelBytes.set(path, bytes);
+  };
+
   async function getFile(file) {
     const url = new URL(file.path, base).href;
     const cached = await cache?.match(url);
     if (cached) {
       const bytes = new Uint8Array(await cached.arrayBuffer());
       try {
-        loader.addFile(file.path, bytes);
-        if (kept.has(file.path)) kept.set(file.path, bytes);
+        await add(file.path, bytes);
         loaded += file.bytes;
         progress(file.path, file.bytes, file.bytes, true);
         return;
@@ -145,8 +154,7 @@ async function load({ indexUrl, cache: useCache, wasm, searchThreads = 'auto' },
       loaded += n;
       progress(file.path, fileLoaded, file.bytes, false);
     });
-    loader.addFile(file.path, bytes); // throws on size/sha256 mismatch: nothing cached
-    if (kept.has(file.path)) kept.set(file.path, bytes);
+    await add(file.path, bytes); // throws on size/sha256 mismatch: nothing cached
     await cache?.put(url, new Response(bytes));
   }
 
@@ -156,7 +164,18 @@ async function load({ indexUrl, cache: useCache, wasm, searchThreads = 'auto' },
       while (queue.length) await getFile(queue.shift());
     }),
   );
-  engine = loader.finish();
+  let modelSha256;
+  if (modelBytes.size) {
+    const whole = new Uint8Array(modelParts.reduce((n, p) => n + modelBytes.get(p).length, 0));
+    let at = 0;
+    for (const p of modelParts) {
+      whole.set(modelBytes.get(p), at);
+      at += modelBytes.get(p).length;
+    }
+    modelBytes.clear();
+    modelSha256 = (await sha256Hex(whole)) ?? undefined;
+  }
+  engine = loader.finish(modelSha256);
   ownEnd = bounds[1];
   helpers = [];
   const started = [];

@@ -1,7 +1,7 @@
 // Browser loader for a dotfind model bundle. JavaScript owns the network (fetch, HTTP
 // errors); the wasm core verifies the bytes and runs the model. Every failure is an
 // `Error` naming the URL or file at fault.
-import { startRuntime } from './runtime.js';
+import { startRuntime, sha256Hex } from './runtime.js';
 
 /**
  * Instantiates the wasm build once (later calls share the same promise); `wasm` is
@@ -37,6 +37,15 @@ export async function loadQueryEncoder(bundleUrl, { wasm = 'auto' } = {}) {
   const [manifest, model, tokenizer] = await Promise.all(
     ['dotfind-model.json', 'model.onnx', 'tokenizer.json'].map((f) => fetchBytes(base, f)),
   );
-  return new QueryEncoder(manifest, model, tokenizer);
+  return createQueryEncoder(QueryEncoder, manifest, model, tokenizer);
+}
+
+/**
+ * Builds a `QueryEncoder` (the class from the started wasm glue) from bundle bytes already
+ * in memory, hashing them by WebCrypto where it can (see `sha256Hex`).
+ */
+export async function createQueryEncoder(QueryEncoder, manifest, model, tokenizer) {
+  const [modelSha256, tokenizerSha256] = await Promise.all([sha256Hex(model), sha256Hex(tokenizer)]);
+  return new QueryEncoder(manifest, model, tokenizer, modelSha256 ?? undefined, tokenizerSha256 ?? undefined);
 }
 

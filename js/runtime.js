@@ -2,7 +2,8 @@
 // SIMD (fused multiply-add and int8 dot products, e.g. one VNNI instruction on x86: about
 // 2× faster query encoding) and one with plain SIMD for browsers without it. A browser that
 // lacks relaxed SIMD rejects a module using it outright, so the choice happens here, by
-// validating a 60-byte probe module, before anything is fetched.
+// validating a 60-byte probe module, before anything is fetched. Also: file digests by
+// WebCrypto, for the wasm core's checks.
 
 // (module (func (result v128) (i32x4.relaxed_dot_i8x16_i7x16_add_s (v128.const 0) ×3)))
 const RELAXED_SIMD_PROBE = 'AGFzbQEAAAABBQFgAAF7AwIBAAo9ATsA/QwAAAAAAAAAAAAAAAAAAAAA/QwAAAAAAAAAAAAAAAAAAAAA/QwAAAAAAAAAAAAAAAAAAAAA/ZMCCw==';
@@ -78,4 +79,17 @@ export async function attachRuntime(build, module) {
   const glue = await importGlue(build);
   await glue.default({ module_or_path: module });
   return glue;
+}
+
+/**
+ * Lower-case hex sha256 of `bytes` by WebCrypto, which hashes at native speed (hashing a
+ * 20–90 MB model in wasm took about half a second of start-up), or `null` where WebCrypto
+ * is unavailable (insecure contexts: plain http other than localhost); the wasm core then
+ * hashes the bytes itself. Either way every file is checked against its manifest.
+ */
+export async function sha256Hex(bytes) {
+  const subtle = globalThis.crypto?.subtle;
+  if (!subtle) return null;
+  const digest = new Uint8Array(await subtle.digest('SHA-256', bytes));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
 }

@@ -123,18 +123,30 @@ impl FileEntry {
     /// Checks a file's bytes against this entry: size first (a truncated download is
     /// reported as such), then sha256. The one place any dotfind file is verified.
     pub fn verify(&self, file: &str, bytes: &[u8]) -> Result<()> {
-        if bytes.len() as u64 != self.bytes {
-            return Err(Error::DataCorruption {
-                file: file.into(),
-                reason: format!("{} bytes, manifest says {}", bytes.len(), self.bytes),
-            });
-        }
-        let actual = sha256_hex(bytes);
-        if actual != self.sha256 {
+        self.verify_size(file, bytes.len())?;
+        self.verify_sha256(file, bytes.len(), &sha256_hex(bytes))
+    }
+
+    /// As [`FileEntry::verify`], for a file whose sha256 (lower-case hex) the caller computed:
+    /// in the browser WebCrypto hashes at native speed, many times faster than wasm, which
+    /// spent about half a second of an int8 model's start-up hashing it.
+    pub fn verify_sha256(&self, file: &str, len: usize, sha256: &str) -> Result<()> {
+        self.verify_size(file, len)?;
+        if sha256 != self.sha256 {
             return Err(Error::ChecksumMismatch {
                 file: file.into(),
                 expected: self.sha256.clone(),
-                actual,
+                actual: sha256.into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn verify_size(&self, file: &str, len: usize) -> Result<()> {
+        if len as u64 != self.bytes {
+            return Err(Error::DataCorruption {
+                file: file.into(),
+                reason: format!("{len} bytes, manifest says {}", self.bytes),
             });
         }
         Ok(())
@@ -213,9 +225,22 @@ impl ModelBundle {
         model_onnx: Vec<u8>,
         tokenizer_json: Vec<u8>,
     ) -> Result<Self> {
+        let digests = [sha256_hex(&model_onnx), sha256_hex(&tokenizer_json)];
+        Self::from_bytes_with_sha256(manifest_json, model_onnx, tokenizer_json, &digests)
+    }
+
+    /// As [`ModelBundle::from_bytes`], with the sha256 of `model.onnx` and `tokenizer.json`
+    /// (in that order) already computed by the caller (see [`FileEntry::verify_sha256`]).
+    pub fn from_bytes_with_sha256(
+        manifest_json: &[u8],
+        model_onnx: Vec<u8>,
+        tokenizer_json: Vec<u8>,
+        sha256: &[String; 2],
+    ) -> Result<Self> {
         let manifest = BundleManifest::from_json(manifest_json)?;
-        for (file, bytes) in [(MODEL_FILE, &model_onnx), (TOKENIZER_FILE, &tokenizer_json)] {
-            manifest.files[file].verify(file, bytes)?;
+        let files = [(MODEL_FILE, &model_onnx), (TOKENIZER_FILE, &tokenizer_json)];
+        for ((file, bytes), digest) in files.into_iter().zip(sha256) {
+            manifest.files[file].verify_sha256(file, bytes.len(), digest)?;
         }
         Ok(ModelBundle {
             manifest,
@@ -314,6 +339,42 @@ mod tests {
                 sha256_hex(b"onnx"),
                 sha256_hex(b"onnY")
             )
+        );
+    }
+
+    #[test]
+    fn digests_computed_elsewhere_are_checked_like_hashed_bytes() {
+        let m = manifest_for(b"onnx", b"{}");
+        let digests = |model: &[u8]| [sha256_hex(model), sha256_hex(b"{}")];
+        let ok = ModelBundle::from_bytes_with_sha256(
+            m.as_bytes(),
+            b"onnx".to_vec(),
+            b"{}".to_vec(),
+            &digests(b"onnx"),
+        )
+        .unwrap();
+        assert_eq!(ok.bundle_sha256, sha256_hex(m.as_bytes()));
+        // A wrong digest is the same error as hashing the wrong bytes; size is checked first.
+        let wrong = ModelBundle::from_bytes_with_sha256(
+            m.as_bytes(),
+            b"onnx".to_vec(),
+            b"{}".to_vec(),
+            &digests(b"onnY"),
+        )
+        .unwrap_err();
+        let hashed =
+            ModelBundle::from_bytes(m.as_bytes(), b"onnY".to_vec(), b"{}".to_vec()).unwrap_err();
+        assert_eq!(wrong.to_string(), hashed.to_string());
+        let short = ModelBundle::from_bytes_with_sha256(
+            m.as_bytes(),
+            b"on".to_vec(),
+            b"{}".to_vec(),
+            &digests(b"onnx"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            short.to_string(),
+            "data corruption in model.onnx: 2 bytes, manifest says 4"
         );
     }
 

@@ -653,11 +653,21 @@ impl IndexManifest {
 
     /// Verifies a fetched/read file against its manifest entry.
     pub fn verify(&self, file: &str, bytes: &[u8]) -> Result<()> {
-        let entry = self.files.get(file).ok_or_else(|| Error::InvalidManifest {
+        self.entry(file)?.verify(file, bytes)
+    }
+
+    /// As [`IndexManifest::verify`], with the file's sha256 computed by the caller (see
+    /// [`crate::bundle::FileEntry::verify_sha256`]).
+    pub fn verify_sha256(&self, file: &str, len: usize, sha256: &str) -> Result<()> {
+        self.entry(file)?.verify_sha256(file, len, sha256)
+    }
+
+    /// The size and sha256 recorded for `file`.
+    pub fn entry(&self, file: &str) -> Result<&crate::bundle::FileEntry> {
+        self.files.get(file).ok_or_else(|| Error::InvalidManifest {
             file: INDEX_MANIFEST.into(),
             reason: format!("no checksum recorded for {file}"),
-        })?;
-        entry.verify(file, bytes)
+        })
     }
 }
 

@@ -43,14 +43,31 @@ pub struct QueryEncoder {
 #[wasm_bindgen]
 impl QueryEncoder {
     /// Verifies the bundle files (sha256, sizes, descriptor) and builds the tract plan.
+    /// `model_sha256` and `tokenizer_sha256` (lower-case hex, both or neither): the files'
+    /// digests if JS already computed them (WebCrypto is far faster than hashing in wasm).
     #[wasm_bindgen(constructor)]
     pub fn new(
         manifest_json: &[u8],
         model_onnx: Vec<u8>,
         tokenizer_json: Vec<u8>,
+        model_sha256: Option<String>,
+        tokenizer_sha256: Option<String>,
     ) -> Result<QueryEncoder, JsError> {
-        let bundle =
-            ModelBundle::from_bytes(manifest_json, model_onnx, tokenizer_json).map_err(js_error)?;
+        let bundle = match (model_sha256, tokenizer_sha256) {
+            (Some(m), Some(t)) => ModelBundle::from_bytes_with_sha256(
+                manifest_json,
+                model_onnx,
+                tokenizer_json,
+                &[m, t],
+            ),
+            (None, None) => ModelBundle::from_bytes(manifest_json, model_onnx, tokenizer_json),
+            _ => {
+                return Err(JsError::new(
+                    "QueryEncoder: pass both model_sha256 and tokenizer_sha256, or neither",
+                ))
+            }
+        }
+        .map_err(js_error)?;
         let inner = Encoder::new(&bundle).map_err(js_error)?;
         Ok(QueryEncoder { inner })
     }
@@ -128,16 +145,29 @@ impl IndexLoader {
         to_js(&self.manifest.shards)
     }
 
-    /// Checks one file's size and sha256 and keeps it.
+    /// Checks one file's size and sha256 and keeps it; `sha256` (lower-case hex): its digest
+    /// if JS already computed it (WebCrypto), else it is hashed here.
     #[wasm_bindgen(js_name = addFile)]
-    pub fn add_file(&mut self, path: &str, bytes: Vec<u8>) -> Result<(), JsError> {
-        self.manifest.verify(path, &bytes).map_err(js_error)?;
+    pub fn add_file(
+        &mut self,
+        path: &str,
+        bytes: Vec<u8>,
+        sha256: Option<String>,
+    ) -> Result<(), JsError> {
+        match sha256 {
+            Some(digest) => self.manifest.verify_sha256(path, bytes.len(), &digest),
+            None => self.manifest.verify(path, &bytes),
+        }
+        .map_err(js_error)?;
         self.files.insert(path.to_string(), bytes);
         Ok(())
     }
 
     /// Parses the shards, loads the model the index was built with, and checks they agree.
-    pub fn finish(mut self) -> Result<SearchEngine, JsError> {
+    /// `model_sha256`: the sha256 of the whole `model.onnx` (its parts concatenated) if JS
+    /// computed it; a one-part model's is already known from `addFile`, and otherwise the
+    /// model is hashed here.
+    pub fn finish(mut self, model_sha256: Option<String>) -> Result<SearchEngine, JsError> {
         let mut take = |path: &str| {
             self.files.remove(path).ok_or_else(|| {
                 JsError::new(&format!(
@@ -152,7 +182,24 @@ impl IndexLoader {
         for part in &m.model_parts {
             model.extend_from_slice(&take(part)?);
         }
-        let bundle = ModelBundle::from_bytes(&descriptor, model, tokenizer).map_err(js_error)?;
+        // Every file was verified against manifest.json by `addFile`, so the digests it
+        // records are the bytes' own: the descriptor's are checked against those, not rehashed.
+        let recorded = |file: &str| -> Result<String, JsError> {
+            Ok(self.manifest.entry(file).map_err(js_error)?.sha256.clone())
+        };
+        let model_sha256 = match (model_sha256, m.model_parts.as_slice()) {
+            (Some(digest), _) => digest,
+            (None, [single]) => recorded(single)?,
+            (None, _) => crate::bundle::sha256_hex(&model),
+        };
+        let tokenizer_sha256 = recorded(&format!("{}{}", m.path, crate::bundle::TOKENIZER_FILE))?;
+        let bundle = ModelBundle::from_bytes_with_sha256(
+            &descriptor,
+            model,
+            tokenizer,
+            &[model_sha256, tokenizer_sha256],
+        )
+        .map_err(js_error)?;
         self.manifest.check_bundle(&bundle).map_err(js_error)?;
         let mut shards = Vec::new();
         for entry in &self.manifest.shards {

@@ -3,6 +3,7 @@
 // loading, re-ranking mode, offline reload, and a tampered shard surfacing in the page.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -170,6 +171,38 @@ test('reload with the network off still searches', async () => {
     assert.match(hits[0].href, /ch08-03-hash-maps\.html/);
   } finally {
     await context.setOffline(false);
+  }
+});
+
+test('model parts that do not add up to the model the index names are a sha256 error', async () => {
+  // A manifest whose checksums match its files, but whose model parts are not the bundle
+  // descriptor's model.onnx (a hand-assembled folder): each part passes, the whole must not.
+  const site = fs.mkdtempSync(path.join(os.tmpdir(), 'dotfind-site-'));
+  fs.cpSync(SITE, site, { recursive: true });
+  const manifestPath = path.join(site, 'dotfind-index/manifest.json');
+  const manifest = JSON.parse(fs.readFileSync(manifestPath, 'utf8'));
+  const parts = manifest.model.model_parts;
+  assert.ok(parts.length > 1, `the demo's query model is split into parts (${parts})`);
+  const last = path.join(site, 'dotfind-index', parts.at(-1));
+  const bytes = fs.readFileSync(last);
+  bytes[bytes.length - 1] ^= 0xff;
+  fs.writeFileSync(last, bytes);
+  manifest.files[parts.at(-1)].sha256 = crypto.createHash('sha256').update(bytes).digest('hex');
+  fs.writeFileSync(manifestPath, JSON.stringify(manifest));
+  const { server: s2, url: url2 } = await startServer({ root: site });
+  const fresh = await browser.newContext(); // empty caches
+  try {
+    const p = await fresh.newPage();
+    await p.goto(url2);
+    await p.waitForSelector('#status.error', { timeout: 120_000 });
+    assert.match(
+      await p.textContent('#status'),
+      /^Could not load the search index: model\.onnx: sha256 mismatch: manifest says [0-9a-f]{64}, file has [0-9a-f]{64}$/,
+    );
+  } finally {
+    await fresh.close();
+    s2.close();
+    fs.rmSync(site, { recursive: true, force: true });
   }
 });
 

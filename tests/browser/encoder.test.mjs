@@ -181,6 +181,18 @@ test('bad bundles reject with Errors that name the file and problem', async () =
   assert.deepEqual(await err('/bad/empty-tokenizer/'), { isError: true, message: 'tokenizer.json: empty file' });
 });
 
+test('without WebCrypto digests the wasm core hashes the bundle itself', async () => {
+  const model = fs.readFileSync(path.join(MODEL, 'int8', 'model.onnx'));
+  const tampered = fs.readFileSync(path.join(scratch, 'tampered', 'model.onnx'));
+  const check = (bundle) => page.evaluate((b) => window.harness.withoutWebCrypto(b), bundle);
+  const both = { isError: true, message: 'QueryEncoder: pass both model_sha256 and tokenizer_sha256, or neither' };
+  assert.deepEqual(await check('/model-int8/'), { plain: null, oneDigest: both });
+  assert.deepEqual(await check('/bad/tampered/'), {
+    plain: { isError: true, message: `model.onnx: sha256 mismatch: manifest says ${sha256(model)}, file has ${sha256(tampered)}` },
+    oneDigest: both,
+  });
+});
+
 test('bad queries reject with Errors', async () => {
   const err = (q) => page.evaluate(([b, t]) => window.harness.encodeError(b, t), ['/model-int8/', q]);
   assert.deepEqual(await err(''), { isError: true, message: 'invalid input: query is empty' });

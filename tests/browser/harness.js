@@ -56,6 +56,24 @@ window.harness = {
       return asError(err);
     }
   },
+  /**
+   * The wasm QueryEncoder built as where WebCrypto is missing (no digests: the core hashes),
+   * and with only one digest: `{plain, oneDigest}`, each null or an Error.
+   */
+  async withoutWebCrypto(bundle) {
+    const { glue } = await initWasm(wasm);
+    const bytes = async (f) => new Uint8Array(await (await fetch(new URL(f, new URL(bundle, location.href)))).arrayBuffer());
+    const [manifest, model, tokenizer] = await Promise.all(['dotfind-model.json', 'model.onnx', 'tokenizer.json'].map(bytes));
+    const attempt = (...digests) => {
+      try {
+        new glue.QueryEncoder(manifest, model, tokenizer, ...digests).free();
+        return null;
+      } catch (err) {
+        return asError(err);
+      }
+    };
+    return { plain: attempt(), oneDigest: attempt('0'.repeat(64)) };
+  },
   async loadError(bundle) {
     try {
       await loadQueryEncoder(bundle, { wasm });

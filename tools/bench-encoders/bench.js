@@ -46,6 +46,7 @@ const RUNTIMES = {
     if (build) build = (await import('/dotfind/runtime.js')).chooseBuild(build);
     const dir = build === 'relaxed' ? '/dotfind/pkg-relaxed/' : '/dotfind/pkg/';
     const glue = await import(`${dir}dotfind.js`);
+    const { createQueryEncoder } = await import('/dotfind/encoder.js');
     const base = `/model/${precision}/`;
     const [wasm, manifest, model, tokenizer] = await Promise.all([
       bytes(`${dir}dotfind_bg.wasm`),
@@ -55,7 +56,8 @@ const RUNTIMES = {
       version: build ?? 'simd',
       async create() {
         await glue.default({ module_or_path: wasm });
-        const encoder = new glue.QueryEncoder(manifest, model, tokenizer);
+        // The package's own path from bytes: digests by WebCrypto, then the wasm encoder.
+        const encoder = await createQueryEncoder(glue.QueryEncoder, manifest, model, tokenizer);
         return { encode: async (q) => encoder.encode(q), tokenize: (q) => Array.from(encoder.tokenize(q)) };
       },
     };
