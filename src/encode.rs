@@ -82,8 +82,7 @@ impl Encoder {
         let manifest = bundle.manifest.clone();
         let query_tokenizer =
             TextTokenizer::from_json(&bundle.tokenizer_json, manifest.max_query_tokens)?;
-        let passage_tokenizer =
-            TextTokenizer::from_json(&bundle.tokenizer_json, manifest.max_passage_tokens)?;
+        let passage_tokenizer = query_tokenizer.with_max_tokens(manifest.max_passage_tokens)?;
 
         if bundle.model_onnx.is_empty() {
             return Err(Error::InvalidModel("empty file".into()));

@@ -401,22 +401,26 @@ const LANES: usize = 16;
 
 /// ONNX's range: [min(x, 0), max(x, 0)] (NaNs ignored, as tract-onnx's comparison fold does).
 fn range(xs: &[f32]) -> (f32, f32) {
+    // `if x < lo` (not f32::min): the reference's own comparison, NaN skipped, and exactly
+    // one SIMD instruction per lane group (x86 minps/maxps, wasm f32x4.pmin/pmax).
+    let lower = |lo: f32, x: f32| if x < lo { x } else { lo };
+    let higher = |hi: f32, x: f32| if x > hi { x } else { hi };
     let mut lo = [0f32; LANES];
     let mut hi = [0f32; LANES];
     let mut chunks = xs.chunks_exact(LANES);
     for chunk in &mut chunks {
         for i in 0..LANES {
-            lo[i] = lo[i].min(chunk[i]);
-            hi[i] = hi[i].max(chunk[i]);
+            lo[i] = lower(lo[i], chunk[i]);
+            hi[i] = higher(hi[i], chunk[i]);
         }
     }
     for (i, &x) in chunks.remainder().iter().enumerate() {
-        lo[i] = lo[i].min(x);
-        hi[i] = hi[i].max(x);
+        lo[i] = lower(lo[i], x);
+        hi[i] = higher(hi[i], x);
     }
     (
-        lo.iter().fold(0f32, |a, &b| a.min(b)),
-        hi.iter().fold(0f32, |a, &b| a.max(b)),
+        lo.iter().fold(0f32, |a, &b| lower(a, b)),
+        hi.iter().fold(0f32, |a, &b| higher(a, b)),
     )
 }
 

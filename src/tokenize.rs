@@ -61,6 +61,18 @@ impl TextTokenizer {
             .or_else(|| inner.token_to_id("[PAD]"))
             .unwrap_or(0);
         inner.with_padding(None);
+        Self {
+            inner,
+            max_tokens: 0,
+            pad_id: i64::from(pad_id),
+        }
+        .with_max_tokens(max_tokens)
+    }
+
+    /// The same tokenizer truncating at `max_tokens` instead: a copy, much cheaper than
+    /// parsing `tokenizer.json` again (a 30k-entry vocabulary), e.g. for passages vs queries.
+    pub fn with_max_tokens(&self, max_tokens: usize) -> Result<Self> {
+        let mut inner = self.inner.clone();
         inner
             .with_truncation(Some(TruncationParams {
                 direction: TruncationDirection::Right,
@@ -74,7 +86,7 @@ impl TextTokenizer {
         Ok(Self {
             inner,
             max_tokens,
-            pad_id: i64::from(pad_id),
+            pad_id: self.pad_id,
         })
     }
 
@@ -155,6 +167,16 @@ mod tests {
         let t = TextTokenizer::from_json(tiny_bert_tokenizer_json().as_bytes(), 4).unwrap();
         let out = t.tokenize("hello hello hello hello hello").unwrap();
         assert_eq!(out.ids, vec![2, 4, 4, 3]);
+        // A copy with another limit truncates at its own, and leaves the original's alone.
+        let longer = t.with_max_tokens(6).unwrap();
+        assert_eq!(longer.max_tokens(), 6);
+        let out = longer.tokenize("hello hello hello hello hello").unwrap();
+        assert_eq!(out.ids, vec![2, 4, 4, 4, 4, 3]);
+        assert_eq!(
+            t.tokenize("hello hello hello").unwrap().ids,
+            vec![2, 4, 4, 3]
+        );
+        assert_eq!(longer.pad_id(), t.pad_id());
     }
 
     #[test]
