@@ -25,20 +25,17 @@ pub enum Int8Plan {
     /// dotfind's graph rewrites ([`crate::int8_graph`]) around tract's int8 matmul kernels
     /// (natively its AMX/VNNI ones, the fastest there).
     Rewritten,
-    /// The rewrites, with dotfind's own int8 matmul kernel ([`crate::int8_linear`]; faster
-    /// than tract's in wasm without relaxed SIMD).
+    /// The rewrites, with dotfind's own int8 matmul kernels ([`crate::int8_linear`]; the
+    /// wasm default).
     OwnKernel,
 }
 
 impl Int8Plan {
     /// The fastest plan on the target this is compiled for (measured in Chromium: dotfind's
-    /// kernel in the plain-SIMD wasm build; tract's relaxed-SIMD dot-product kernel where the
-    /// build has relaxed SIMD; tract's AMX/VNNI kernels natively).
+    /// kernels in both wasm builds, which also start faster than tract's int8 plan; tract's
+    /// AMX/VNNI kernels natively).
     pub fn for_this_target() -> Self {
-        if cfg!(all(
-            target_arch = "wasm32",
-            not(target_feature = "relaxed-simd")
-        )) {
+        if cfg!(target_arch = "wasm32") {
             Int8Plan::OwnKernel
         } else {
             Int8Plan::Rewritten

@@ -15,56 +15,118 @@ use std::sync::Arc;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
-/// Depth of one packed block: 16 i8 weights, widened to two i16x8 vectors.
-const DEPTH: usize = 16;
-/// Output columns per packed block.
-const COLS: usize = 2;
-/// Activation rows per micro-kernel call.
-const ROWS: usize = 4;
+/// How the weights are packed, which picks the kernel.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Layout {
+    /// Two columns per 16-deep block, widened to i16 at run time for `i32x4.dot_i16x8_s`
+    /// (plain SIMD: 8 multiply-adds per instruction, no split).
+    WidePairs,
+    /// Four columns per 4-deep block, each weight split into two 7-bit planes (`w & 0x7f` and
+    /// `w < 0`, so `w = lo − 128·hi`) for `i32x4.relaxed_dot_i8x16_i7x16_add_s`, whose second
+    /// operand must be 7-bit to be exact everywhere; the activations, offset to i8, are the
+    /// first. The split is done once at load, not per block as tract's kernel does.
+    SplitQuads,
+}
 
-/// A `[k, n]` i8 weight matrix packed for [`matmul`]: for each pair of columns, the `k`
-/// (zero-padded to a multiple of 16) weights of each column in 16-deep blocks, interleaved
-/// per block; plus every column's sum, for the activations' zero point.
+impl Layout {
+    /// The layout this build's SIMD runs fastest.
+    pub fn for_this_target() -> Self {
+        if cfg!(all(target_arch = "wasm32", target_feature = "relaxed-simd")) {
+            Layout::SplitQuads
+        } else {
+            Layout::WidePairs
+        }
+    }
+}
+
+/// WidePairs: depth of one block (16 i8 weights, widened to two i16x8 vectors).
+const DEPTH: usize = 16;
+/// WidePairs: output columns per block.
+const COLS: usize = 2;
+/// WidePairs: activation rows per micro-kernel call.
+const ROWS: usize = 4;
+/// SplitQuads: depth of one block and columns per group (one i32x4 of sums).
+const QUAD: usize = 4;
+/// SplitQuads: column groups per micro-kernel call.
+const GROUPS: usize = 2;
+/// SplitQuads: activation rows per micro-kernel call.
+const SPLIT_ROWS: usize = 2;
+
+/// A `[k, n]` i8 weight matrix packed for [`matmul`] in one [`Layout`], plus every column's
+/// sum, for the activations' zero point.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub struct PackedWeights {
     k: usize,
     n: usize,
+    layout: Layout,
+    /// `k` zero-padded to the layout's block depth.
     k_padded: usize,
+    /// WidePairs: per column pair, per 16-deep block, 16 weights of each column.
+    /// SplitQuads: per column group of 4, per 4-deep block, the 16-byte lo plane (4 weights
+    /// of each column) then the hi plane; groups padded to an even count.
     blocks: Vec<i8>,
     column_sums: Vec<i32>,
 }
 
 impl PackedWeights {
-    /// Packs a row-major `[k, n]` matrix.
+    /// Packs a row-major `[k, n]` matrix for this build's kernel.
     pub fn pack(weights: &[i8], k: usize, n: usize) -> TractResult<Self> {
+        Self::pack_as(weights, k, n, Layout::for_this_target())
+    }
+
+    /// Packs a row-major `[k, n]` matrix in `layout`.
+    pub fn pack_as(weights: &[i8], k: usize, n: usize, layout: Layout) -> TractResult<Self> {
         ensure!(
             k > 0 && n > 0 && weights.len() == k * n,
             "int8 weights: {} values for a {k} × {n} matrix",
             weights.len()
         );
-        let k_padded = k.div_ceil(DEPTH) * DEPTH;
-        let pairs = n.div_ceil(COLS);
-        let mut blocks = vec![0i8; pairs * COLS * k_padded];
-        for pair in 0..pairs {
-            let base = pair * COLS * k_padded;
-            for col in 0..COLS {
-                let j = pair * COLS + col;
-                if j >= n {
-                    continue;
-                }
-                for depth in 0..k {
-                    let (block, lane) = (depth / DEPTH, depth % DEPTH);
-                    blocks[base + block * COLS * DEPTH + col * DEPTH + lane] =
-                        weights[depth * n + j];
-                }
+        let w = |depth: usize, j: usize| {
+            if j < n && depth < k {
+                weights[depth * n + j]
+            } else {
+                0
             }
-        }
+        };
+        let (k_padded, blocks) = match layout {
+            Layout::WidePairs => {
+                let kp = k.div_ceil(DEPTH) * DEPTH;
+                let mut blocks = Vec::with_capacity(n.div_ceil(COLS) * COLS * kp);
+                for pair in 0..n.div_ceil(COLS) {
+                    for block in 0..kp / DEPTH {
+                        for col in 0..COLS {
+                            blocks.extend(
+                                (0..DEPTH).map(|d| w(block * DEPTH + d, pair * COLS + col)),
+                            );
+                        }
+                    }
+                }
+                (kp, blocks)
+            }
+            Layout::SplitQuads => {
+                let kp = k.div_ceil(QUAD) * QUAD;
+                let groups = n.div_ceil(QUAD).div_ceil(GROUPS) * GROUPS;
+                let mut blocks = Vec::with_capacity(groups * (kp / QUAD) * 2 * QUAD * QUAD);
+                for group in 0..groups {
+                    for block in 0..kp / QUAD {
+                        let quad = |col: usize| {
+                            (0..QUAD).map(move |d| (block * QUAD + d, group * QUAD + col))
+                        };
+                        // lo = w & 0x7f, hi = (w < 0): both in [0, 127], w = lo − 128·hi.
+                        blocks.extend((0..QUAD).flat_map(quad).map(|(d, j)| w(d, j) & 0x7f));
+                        blocks.extend((0..QUAD).flat_map(quad).map(|(d, j)| i8::from(w(d, j) < 0)));
+                    }
+                }
+                (kp, blocks)
+            }
+        };
         let column_sums = (0..n)
             .map(|j| (0..k).map(|depth| i32::from(weights[depth * n + j])).sum())
             .collect();
         Ok(Self {
             k,
             n,
+            layout,
             k_padded,
             blocks,
             column_sums,
@@ -85,13 +147,22 @@ impl PackedWeights {
 /// `out[r, j] = Σ_k (x[r, k] − zero_point) · w[k, j]` for `rows` rows of `x` (`[rows, k]`,
 /// row-major), exactly, in i32.
 pub fn matmul(x: &[u8], zero_point: i32, w: &PackedWeights, out: &mut [i32]) -> TractResult<()> {
-    let (k, n, kp) = (w.k, w.n, w.k_padded);
+    let (k, n) = (w.k, w.n);
     ensure!(
         x.len().is_multiple_of(k) && out.len() == x.len() / k * n,
         "int8 matmul: {} activations and {} outputs for {k} × {n} weights",
         x.len(),
         out.len()
     );
+    match w.layout {
+        Layout::WidePairs => matmul_wide_pairs(x, zero_point, w, out),
+        Layout::SplitQuads => matmul_split_quads(x, zero_point, w, out),
+    }
+    Ok(())
+}
+
+fn matmul_wide_pairs(x: &[u8], zero_point: i32, w: &PackedWeights, out: &mut [i32]) {
+    let (k, n, kp) = (w.k, w.n, w.k_padded);
     let rows = x.len() / k;
     // Activations widened to i16, ROWS-padded and depth-padded with zeros (which add nothing).
     let rows_padded = rows.div_ceil(ROWS) * ROWS;
@@ -120,7 +191,118 @@ pub fn matmul(x: &[u8], zero_point: i32, w: &PackedWeights, out: &mut [i32]) -> 
             }
         }
     }
-    Ok(())
+}
+
+fn matmul_split_quads(x: &[u8], zero_point: i32, w: &PackedWeights, out: &mut [i32]) {
+    let (k, n, kp) = (w.k, w.n, w.k_padded);
+    let rows = x.len() / k;
+    // Activations offset to i8 (x − 128), padded with zeros (the padded weights are zero).
+    let rows_padded = rows.div_ceil(SPLIT_ROWS) * SPLIT_ROWS;
+    let mut offset = vec![0i8; rows_padded * kp];
+    for (dst, src) in offset.chunks_exact_mut(kp).zip(x.chunks_exact(k)) {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = (s ^ 0x80) as i8;
+        }
+    }
+    // Σ (x − zp)·w = Σ (x − 128)·w + (128 − zp)·Σ w.
+    let correction = 128 - zero_point;
+    let group_bytes = (kp / QUAD) * 2 * QUAD * QUAD;
+    for (pair, pair_blocks) in w.blocks.chunks_exact(GROUPS * group_bytes).enumerate() {
+        for (block, rows_offset) in offset.chunks_exact(SPLIT_ROWS * kp).enumerate() {
+            let sums = split_micro_kernel(rows_offset, pair_blocks, kp);
+            for (r, row_sums) in sums.iter().enumerate() {
+                let row = block * SPLIT_ROWS + r;
+                if row >= rows {
+                    break;
+                }
+                for (g, lanes) in row_sums.iter().enumerate() {
+                    for (lane, &sum) in lanes.iter().enumerate() {
+                        let j = (pair * GROUPS + g) * QUAD + lane;
+                        if j < n {
+                            out[row * n + j] = sum + correction * w.column_sums[j];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `sums[r][g][c] = Σ_d rows[r·kp + d] · w_{g,c}[d]`, from the lo/hi planes.
+#[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+fn split_micro_kernel(
+    rows: &[i8],
+    blocks: &[i8],
+    kp: usize,
+) -> [[[i32; QUAD]; GROUPS]; SPLIT_ROWS] {
+    use core::arch::wasm32::*;
+    let group_bytes = (kp / QUAD) * 2 * QUAD * QUAD;
+    assert!(rows.len() == SPLIT_ROWS * kp && blocks.len() == GROUPS * group_bytes);
+    let mut lo = [[i32x4_splat(0); GROUPS]; SPLIT_ROWS];
+    let mut hi = [[i32x4_splat(0); GROUPS]; SPLIT_ROWS];
+    for block in 0..kp / QUAD {
+        // SAFETY: reads 4 bytes of each row at `block·4 < kp` and 32 bytes of each group at
+        // `block·32 < group_bytes` (bounds asserted above); no alignment requirement.
+        unsafe {
+            let a = [0, 1]
+                .map(|r| v128_load32_splat(rows.as_ptr().add(r * kp + block * QUAD) as *const u32));
+            for g in 0..GROUPS {
+                let plane = blocks
+                    .as_ptr()
+                    .add(g * group_bytes + block * 2 * QUAD * QUAD);
+                let (w_lo, w_hi) = (
+                    v128_load(plane as *const v128),
+                    v128_load(plane.add(16) as *const v128),
+                );
+                for r in 0..SPLIT_ROWS {
+                    lo[r][g] = i32x4_relaxed_dot_i8x16_i7x16_add(a[r], w_lo, lo[r][g]);
+                    hi[r][g] = i32x4_relaxed_dot_i8x16_i7x16_add(a[r], w_hi, hi[r][g]);
+                }
+            }
+        }
+    }
+    let mut sums = [[[0i32; QUAD]; GROUPS]; SPLIT_ROWS];
+    for r in 0..SPLIT_ROWS {
+        for g in 0..GROUPS {
+            let v = i32x4_sub(lo[r][g], i32x4_shl(hi[r][g], 7));
+            sums[r][g] = [
+                i32x4_extract_lane::<0>(v),
+                i32x4_extract_lane::<1>(v),
+                i32x4_extract_lane::<2>(v),
+                i32x4_extract_lane::<3>(v),
+            ];
+        }
+    }
+    sums
+}
+
+/// Portable twin of the relaxed-SIMD micro-kernel (same planes, same sums).
+#[cfg(not(all(target_arch = "wasm32", target_feature = "relaxed-simd")))]
+fn split_micro_kernel(
+    rows: &[i8],
+    blocks: &[i8],
+    kp: usize,
+) -> [[[i32; QUAD]; GROUPS]; SPLIT_ROWS] {
+    let group_bytes = (kp / QUAD) * 2 * QUAD * QUAD;
+    let mut sums = [[[0i32; QUAD]; GROUPS]; SPLIT_ROWS];
+    for (r, sums_r) in sums.iter_mut().enumerate() {
+        for (g, sums_g) in sums_r.iter_mut().enumerate() {
+            for block in 0..kp / QUAD {
+                let a = &rows[r * kp + block * QUAD..][..QUAD];
+                let plane = &blocks[g * group_bytes + block * 2 * QUAD * QUAD..][..2 * QUAD * QUAD];
+                for (c, sum) in sums_g.iter_mut().enumerate() {
+                    let dot = |p: &[i8]| -> i32 {
+                        a.iter()
+                            .zip(&p[c * QUAD..][..QUAD])
+                            .map(|(&x, &y)| i32::from(x) * i32::from(y))
+                            .sum()
+                    };
+                    *sum += dot(&plane[..QUAD * QUAD]) - 128 * dot(&plane[QUAD * QUAD..]);
+                }
+            }
+        }
+    }
+    sums
 }
 
 /// `sums[r][c] = Σ_d rows[r·kp + d] · w_c[d]` for ROWS rows and COLS packed columns.
@@ -271,15 +453,20 @@ mod tests {
             x[0] = 255;
             w[0] = -128;
             let zero_point = (lcg(&mut seed) % 256) as i32;
-            let packed = PackedWeights::pack(&w, k, n).unwrap();
-            let mut out = vec![0; rows * n];
-            matmul(&x, zero_point, &packed, &mut out).unwrap();
-            for r in 0..rows {
-                for j in 0..n {
-                    let expected: i32 = (0..k)
-                        .map(|d| (i32::from(x[r * k + d]) - zero_point) * i32::from(w[d * n + j]))
-                        .sum();
-                    assert_eq!(out[r * n + j], expected, "{rows}×{k}×{n} at ({r}, {j})");
+            for layout in [Layout::WidePairs, Layout::SplitQuads] {
+                let packed = PackedWeights::pack_as(&w, k, n, layout).unwrap();
+                let mut out = vec![0; rows * n];
+                matmul(&x, zero_point, &packed, &mut out).unwrap();
+                for r in 0..rows {
+                    for j in 0..n {
+                        let expected: i32 = (0..k)
+                            .map(|d| {
+                                (i32::from(x[r * k + d]) - zero_point) * i32::from(w[d * n + j])
+                            })
+                            .sum();
+                        let got = out[r * n + j];
+                        assert_eq!(got, expected, "{layout:?} {rows}×{k}×{n} at ({r}, {j})");
+                    }
                 }
             }
         }

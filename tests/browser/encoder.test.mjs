@@ -104,10 +104,11 @@ test('the plain-SIMD build (browsers without relaxed SIMD) matches the reference
   }
 });
 
-test('int8: dotfind\'s matmul kernel (plain-SIMD build) agrees with tract\'s (relaxed-SIMD build)', async (t) => {
-  // Integer accumulation is exact in both kernels; only the builds' f32 arithmetic (fused
-  // multiply-add in the relaxed build) differs, which can move an activation by one
-  // quantization step now and then. A wrong sum, zero point or column would cost far more.
+test('int8: the plain build\'s i16 matmul kernel agrees with the relaxed build\'s split 7-bit one', async (t) => {
+  // Integer accumulation is exact in both kernels (src/int8_linear.rs); only the builds' f32
+  // arithmetic (fused multiply-add in the relaxed build) differs, which can move an activation
+  // by one quantization step now and then. A wrong sum, zero point, plane or column would cost
+  // far more. (Natively, both kernels give tract's bits: tests/encoder.rs.)
   const plain = await harnessPage('simd');
   try {
     const texts = readJson(path.join(MODEL, 'reference.json')).items.map((i) => i.query);
