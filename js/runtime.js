@@ -1,5 +1,5 @@
 // Picks and starts the wasm build this browser can run. Two builds ship: one with relaxed
-// SIMD (fused multiply-add and int8 dot products, e.g. one VNNI instruction on x86: 15–25 %
+// SIMD (fused multiply-add and int8 dot products, e.g. one VNNI instruction on x86: 10–25 %
 // faster query encoding, BENCHMARKS.md) and one with plain SIMD for browsers without it. A browser that
 // lacks relaxed SIMD rejects a module using it outright, so the choice happens here, by
 // validating a 60-byte probe module, before anything is fetched. Also: file digests by
