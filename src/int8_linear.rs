@@ -162,65 +162,68 @@ pub fn matmul(x: &[u8], zero_point: i32, w: &PackedWeights, out: &mut [i32]) -> 
 }
 
 fn matmul_wide_pairs(x: &[u8], zero_point: i32, w: &PackedWeights, out: &mut [i32]) {
+    // Activations widened to i16 (u8 as is); Σ x·w − zp·Σ w.
+    let block_bytes = COLS * w.k_padded;
+    matmul_blocks::<_, ROWS, COLS>(x, -zero_point, w, out, block_bytes, i16::from, micro_kernel);
+}
+
+fn matmul_split_quads(x: &[u8], zero_point: i32, w: &PackedWeights, out: &mut [i32]) {
+    // Activations offset to i8 (x − 128); Σ (x − zp)·w = Σ (x − 128)·w + (128 − zp)·Σ w.
+    let block_bytes = GROUPS * (w.k_padded / QUAD) * 2 * QUAD * QUAD;
+    let kernel = |rows: &[i8], blocks: &[i8], kp: usize| {
+        split_micro_kernel(rows, blocks, kp).map(|groups| {
+            let mut flat = [0i32; GROUPS * QUAD];
+            for (g, lanes) in groups.iter().enumerate() {
+                flat[g * QUAD..][..QUAD].copy_from_slice(lanes);
+            }
+            flat
+        })
+    };
+    let offset = |v: u8| (v ^ 0x80) as i8;
+    matmul_blocks::<_, SPLIT_ROWS, { GROUPS * QUAD }>(
+        x,
+        128 - zero_point,
+        w,
+        out,
+        block_bytes,
+        offset,
+        kernel,
+    );
+}
+
+/// The loop both layouts share: activations converted by `convert` into `R`-row blocks
+/// (zero-padded rows and depth, which add nothing), weight blocks of `C` columns outermost (a
+/// block's weights stay in L1 while every row block reads them), and
+/// `out[r, j] = kernel sum + correction · Σ w[·, j]`.
+fn matmul_blocks<A: Copy + Default, const R: usize, const C: usize>(
+    x: &[u8],
+    correction: i32,
+    w: &PackedWeights,
+    out: &mut [i32],
+    block_bytes: usize,
+    convert: impl Fn(u8) -> A,
+    kernel: impl Fn(&[A], &[i8], usize) -> [[i32; C]; R],
+) {
     let (k, n, kp) = (w.k, w.n, w.k_padded);
     let rows = x.len() / k;
-    // Activations widened to i16, ROWS-padded and depth-padded with zeros (which add nothing).
-    let rows_padded = rows.div_ceil(ROWS) * ROWS;
-    let mut wide = vec![0i16; rows_padded * kp];
-    for (dst, src) in wide.chunks_exact_mut(kp).zip(x.chunks_exact(k)) {
+    let mut converted = vec![A::default(); rows.div_ceil(R) * R * kp];
+    for (dst, src) in converted.chunks_exact_mut(kp).zip(x.chunks_exact(k)) {
         for (d, &s) in dst.iter_mut().zip(src) {
-            *d = i16::from(s);
+            *d = convert(s);
         }
     }
-    // Column pairs outermost: each pair's weights (≤ 2 × 1536 × 1 byte) stay in L1 while
-    // every row block reads them.
-    for (pair, pair_blocks) in w.blocks.chunks_exact(COLS * kp).enumerate() {
-        for (block, rows_wide) in wide.chunks_exact(ROWS * kp).enumerate() {
-            let sums = micro_kernel(rows_wide, pair_blocks, kp);
+    for (column_block, blocks) in w.blocks.chunks_exact(block_bytes).enumerate() {
+        for (row_block, rows_converted) in converted.chunks_exact(R * kp).enumerate() {
+            let sums = kernel(rows_converted, blocks, kp);
             for (r, row_sums) in sums.iter().enumerate() {
-                let row = block * ROWS + r;
+                let row = row_block * R + r;
                 if row >= rows {
                     break;
                 }
                 for (c, &sum) in row_sums.iter().enumerate() {
-                    let j = pair * COLS + c;
+                    let j = column_block * C + c;
                     if j < n {
-                        out[row * n + j] = sum - zero_point * w.column_sums[j];
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn matmul_split_quads(x: &[u8], zero_point: i32, w: &PackedWeights, out: &mut [i32]) {
-    let (k, n, kp) = (w.k, w.n, w.k_padded);
-    let rows = x.len() / k;
-    // Activations offset to i8 (x − 128), padded with zeros (the padded weights are zero).
-    let rows_padded = rows.div_ceil(SPLIT_ROWS) * SPLIT_ROWS;
-    let mut offset = vec![0i8; rows_padded * kp];
-    for (dst, src) in offset.chunks_exact_mut(kp).zip(x.chunks_exact(k)) {
-        for (d, &s) in dst.iter_mut().zip(src) {
-            *d = (s ^ 0x80) as i8;
-        }
-    }
-    // Σ (x − zp)·w = Σ (x − 128)·w + (128 − zp)·Σ w.
-    let correction = 128 - zero_point;
-    let group_bytes = (kp / QUAD) * 2 * QUAD * QUAD;
-    for (pair, pair_blocks) in w.blocks.chunks_exact(GROUPS * group_bytes).enumerate() {
-        for (block, rows_offset) in offset.chunks_exact(SPLIT_ROWS * kp).enumerate() {
-            let sums = split_micro_kernel(rows_offset, pair_blocks, kp);
-            for (r, row_sums) in sums.iter().enumerate() {
-                let row = block * SPLIT_ROWS + r;
-                if row >= rows {
-                    break;
-                }
-                for (g, lanes) in row_sums.iter().enumerate() {
-                    for (lane, &sum) in lanes.iter().enumerate() {
-                        let j = (pair * GROUPS + g) * QUAD + lane;
-                        if j < n {
-                            out[row * n + j] = sum + correction * w.column_sums[j];
-                        }
+                        out[row * n + j] = sum + correction * w.column_sums[j];
                     }
                 }
             }

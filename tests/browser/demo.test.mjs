@@ -174,59 +174,51 @@ test('reload with the network off still searches', async () => {
   }
 });
 
-test('model parts that do not add up to the model the index names are a sha256 error', async () => {
-  // A manifest whose checksums match its files, but whose model parts are not the bundle
-  // descriptor's model.onnx (a hand-assembled folder): each part passes, the whole must not.
+/** Serves a copy of the demo site changed by `damage(dir)` to a fresh browser context
+ * (empty caches) and returns the page's error status once loading fails. */
+async function loadDamagedSite(damage) {
   const site = fs.mkdtempSync(path.join(os.tmpdir(), 'dotfind-site-'));
   fs.cpSync(SITE, site, { recursive: true });
-  const manifestPath = path.join(site, 'dotfind-index/manifest.json');
-  const manifest = JSON.parse(fs.readFileSync(manifestPath, 'utf8'));
-  const parts = manifest.model.model_parts;
-  assert.ok(parts.length > 1, `the demo's query model is split into parts (${parts})`);
-  const last = path.join(site, 'dotfind-index', parts.at(-1));
-  const bytes = fs.readFileSync(last);
-  bytes[bytes.length - 1] ^= 0xff;
-  fs.writeFileSync(last, bytes);
-  manifest.files[parts.at(-1)].sha256 = crypto.createHash('sha256').update(bytes).digest('hex');
-  fs.writeFileSync(manifestPath, JSON.stringify(manifest));
+  damage(site);
   const { server: s2, url: url2 } = await startServer({ root: site });
-  const fresh = await browser.newContext(); // empty caches
+  const fresh = await browser.newContext();
   try {
     const p = await fresh.newPage();
     await p.goto(url2);
     await p.waitForSelector('#status.error', { timeout: 120_000 });
-    assert.match(
-      await p.textContent('#status'),
-      /^Could not load the search index: model\.onnx: sha256 mismatch: manifest says [0-9a-f]{64}, file has [0-9a-f]{64}$/,
-    );
+    assert.equal(await p.isDisabled('#q'), true);
+    return await p.textContent('#status');
   } finally {
     await fresh.close();
     s2.close();
     fs.rmSync(site, { recursive: true, force: true });
   }
+}
+
+/** Flips the last byte of `file`; returns the new bytes. */
+function flipLastByte(file) {
+  const bytes = fs.readFileSync(file);
+  bytes[bytes.length - 1] ^= 0xff;
+  fs.writeFileSync(file, bytes);
+  return bytes;
+}
+
+test('model parts that do not add up to the model the index names are a sha256 error', async () => {
+  // A manifest whose checksums match its files, but whose model parts are not the bundle
+  // descriptor's model.onnx (a hand-assembled folder): each part passes, the whole must not.
+  const status = await loadDamagedSite((site) => {
+    const manifestPath = path.join(site, 'dotfind-index/manifest.json');
+    const manifest = JSON.parse(fs.readFileSync(manifestPath, 'utf8'));
+    const parts = manifest.model.model_parts;
+    assert.ok(parts.length > 1, `the demo's query model is split into parts (${parts})`);
+    const bytes = flipLastByte(path.join(site, 'dotfind-index', parts.at(-1)));
+    manifest.files[parts.at(-1)].sha256 = crypto.createHash('sha256').update(bytes).digest('hex');
+    fs.writeFileSync(manifestPath, JSON.stringify(manifest));
+  });
+  assert.match(status, /^Could not load the search index: model\.onnx: sha256 mismatch: manifest says [0-9a-f]{64}, file has [0-9a-f]{64}$/);
 });
 
 test('a tampered shard on the server surfaces as a sha256 error in the page', async () => {
-  const tampered = fs.mkdtempSync(path.join(os.tmpdir(), 'dotfind-site-'));
-  fs.cpSync(SITE, tampered, { recursive: true });
-  const shard = path.join(tampered, 'dotfind-index/vectors-000.bin');
-  const bytes = fs.readFileSync(shard);
-  bytes[bytes.length - 1] ^= 0xff;
-  fs.writeFileSync(shard, bytes);
-  const { server: s2, url: url2 } = await startServer({ root: tampered });
-  const fresh = await browser.newContext(); // empty caches
-  try {
-    const p = await fresh.newPage();
-    await p.goto(url2);
-    await p.waitForSelector('#status.error', { timeout: 120_000 });
-    assert.match(
-      await p.textContent('#status'),
-      /^Could not load the search index: vectors-000\.bin: sha256 mismatch: manifest says [0-9a-f]{64}, file has [0-9a-f]{64}$/,
-    );
-    assert.equal(await p.isDisabled('#q'), true);
-  } finally {
-    await fresh.close();
-    s2.close();
-    fs.rmSync(tampered, { recursive: true, force: true });
-  }
+  const status = await loadDamagedSite((site) => flipLastByte(path.join(site, 'dotfind-index/vectors-000.bin')));
+  assert.match(status, /^Could not load the search index: vectors-000\.bin: sha256 mismatch: manifest says [0-9a-f]{64}, file has [0-9a-f]{64}$/);
 });
