@@ -85,9 +85,7 @@ async function fetchBytes(base, path, onChunk) {
 }
 
 async function load({ indexUrl, cache: useCache, wasm, searchThreads = 'auto' }, id) {
-  // The wasm compiles while the files download (and are hashed): only verifying them needs it.
-  const runtime = startRuntime(wasm);
-  runtime.catch(() => {}); // awaited below; a failure is reported there
+  const { build, module, glue: { IndexLoader } } = await startRuntime(wasm);
   const base = new URL(indexUrl.endsWith('/') ? indexUrl : `${indexUrl}/`);
   const cache = await openCache(useCache);
   const manifestUrl = new URL('manifest.json', base).href;
@@ -102,23 +100,13 @@ async function load({ indexUrl, cache: useCache, wasm, searchThreads = 'auto' },
     if (!cached) throw e;
     manifestBytes = new Uint8Array(await cached.arrayBuffer());
   }
-  // The file list and shard table, read here so downloads start before the wasm is ready;
-  // the wasm IndexLoader validates the whole manifest and checks every file against it.
-  const loaderReady = runtime.then(({ glue: { IndexLoader } }) => new IndexLoader(manifestBytes));
-  loaderReady.catch(() => {}); // awaited below
-  let listed;
-  try {
-    listed = JSON.parse(new TextDecoder().decode(manifestBytes));
-  } catch (e) {
-    await loaderReady; // the wasm's own, named error about the manifest
-    throw new Error(`manifest.json: not valid JSON: ${e.message}`);
-  }
-  const files = Object.entries(listed.files ?? {}).map(([path, { bytes }]) => ({ path, bytes }));
+  const loader = new IndexLoader(manifestBytes);
+  const files = loader.fileList();
 
   // Split the passages into equal row ranges, one per thread; helpers get copies of the
   // vector shards their range overlaps, so keep those bytes as they arrive.
   const shards = [];
-  for (const { vectors, count } of listed.shards ?? []) {
+  for (const { vectors, count } of loader.shards) {
     const start = shards.length ? shards.at(-1).start + shards.at(-1).count : 0;
     shards.push({ path: vectors, start, count });
   }
@@ -138,11 +126,10 @@ async function load({ indexUrl, cache: useCache, wasm, searchThreads = 'auto' },
 
   // A model split into parts: its whole digest is checked against its descriptor at the
   // end, so keep the parts until then.
-  const { model_parts: modelParts = [] } = listed.model ?? {};
+  const { model_parts: modelParts = [] } = JSON.parse(new TextDecoder().decode(manifestBytes)).model ?? {};
   const modelBytes = new Map(modelParts.length > 1 ? modelParts.map((p) => [p, null]) : []);
   const add = async (path, bytes) => {
-    const sha256 = await sha256Hex(bytes);
-    (await loaderReady).addFile(path, bytes, sha256 ?? undefined);
+    loader.addFile(path, bytes, (await sha256Hex(bytes)) ?? undefined);
     if (kept.has(path)) kept.set(path, bytes);
     if (modelBytes.has(path)) modelBytes.set(path, bytes);
   };
@@ -188,9 +175,6 @@ async function load({ indexUrl, cache: useCache, wasm, searchThreads = 'auto' },
     modelBytes.clear();
     modelSha256 = (await sha256Hex(whole)) ?? undefined;
   }
-  // A manifest without files still gets the wasm's verdict on it.
-  const loader = await loaderReady;
-  const { build, module } = await runtime;
   engine = loader.finish(modelSha256);
   ownEnd = bounds[1];
   helpers = [];
