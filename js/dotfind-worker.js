@@ -126,7 +126,7 @@ async function load({ indexUrl, cache: useCache, wasm, searchThreads = 'auto' },
 
   // A model split into parts: its whole digest is checked against its descriptor at the
   // end, so keep the parts until then.
-  const { model_parts: modelParts = [] } = JSON.parse(new TextDecoder().decode(manifestBytes)).model ?? {};
+  const modelParts = loader.modelParts;
   const modelBytes = new Map(modelParts.length > 1 ? modelParts.map((p) => [p, null]) : []);
   const add = async (path, bytes) => {
     loader.addFile(path, bytes, (await sha256Hex(bytes)) ?? undefined);

@@ -145,6 +145,13 @@ impl IndexLoader {
         to_js(&self.manifest.shards)
     }
 
+    /// The model's part files, in order: JS keeps a split model's parts to hash the whole
+    /// `model.onnx` with WebCrypto for [`IndexLoader::finish`].
+    #[wasm_bindgen(getter, js_name = modelParts)]
+    pub fn model_parts(&self) -> Vec<String> {
+        self.manifest.model.model_parts.clone()
+    }
+
     /// Checks one file's size and sha256 and keeps it; `sha256` (lower-case hex): its digest
     /// if JS already computed it (WebCrypto), else it is hashed here.
     #[wasm_bindgen(js_name = addFile)]
