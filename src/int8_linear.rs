@@ -29,6 +29,49 @@ pub enum Layout {
 }
 
 impl Layout {
+    /// `k` zero-padded to the block depth.
+    fn padded_depth(self, k: usize) -> usize {
+        match self {
+            Layout::WidePairs => k.div_ceil(DEPTH) * DEPTH,
+            Layout::SplitQuads => k.div_ceil(QUAD) * QUAD,
+        }
+    }
+
+    /// Packed bytes for `n` columns of depth `kp` (columns padded to whole blocks).
+    fn packed_len(self, kp: usize, n: usize) -> usize {
+        match self {
+            Layout::WidePairs => n.div_ceil(COLS) * COLS * kp,
+            Layout::SplitQuads => {
+                n.div_ceil(QUAD).div_ceil(GROUPS) * GROUPS * Self::group_bytes(kp)
+            }
+        }
+    }
+
+    /// SplitQuads: bytes of one 4-column group (lo and hi planes of every 4-deep block).
+    fn group_bytes(kp: usize) -> usize {
+        (kp / QUAD) * 2 * QUAD * QUAD
+    }
+
+    /// Where weight `(depth, j)` goes. WidePairs: per column pair, per 16-deep block, 16
+    /// weights of each column. SplitQuads: per 4-column group, per 4-deep block, the lo plane
+    /// (4 weights of each column), then the hi plane 16 bytes further.
+    fn place(self, kp: usize, depth: usize, j: usize) -> usize {
+        match self {
+            Layout::WidePairs => {
+                (j / COLS) * COLS * kp
+                    + (depth / DEPTH) * COLS * DEPTH
+                    + (j % COLS) * DEPTH
+                    + depth % DEPTH
+            }
+            Layout::SplitQuads => {
+                (j / QUAD) * Self::group_bytes(kp)
+                    + (depth / QUAD) * 2 * QUAD * QUAD
+                    + (j % QUAD) * QUAD
+                    + depth % QUAD
+            }
+        }
+    }
+
     /// The layout this build's SIMD runs fastest.
     pub fn for_this_target() -> Self {
         if cfg!(all(target_arch = "wasm32", target_feature = "relaxed-simd")) {
@@ -81,48 +124,28 @@ impl PackedWeights {
             "int8 weights: {} values for a {k} × {n} matrix",
             weights.len()
         );
-        let w = |depth: usize, j: usize| {
-            if j < n && depth < k {
-                weights[depth * n + j]
-            } else {
-                0
-            }
-        };
-        let (k_padded, blocks) = match layout {
-            Layout::WidePairs => {
-                let kp = k.div_ceil(DEPTH) * DEPTH;
-                let mut blocks = Vec::with_capacity(n.div_ceil(COLS) * COLS * kp);
-                for pair in 0..n.div_ceil(COLS) {
-                    for block in 0..kp / DEPTH {
-                        for col in 0..COLS {
-                            blocks.extend(
-                                (0..DEPTH).map(|d| w(block * DEPTH + d, pair * COLS + col)),
-                            );
-                        }
+        // One sequential pass over the source, each weight scattered to its packed place
+        // (zero padding is the initial value), column sums alongside: packing runs at start-up,
+        // in the browser still baseline-compiled, so it must not stride through the matrix.
+        let k_padded = layout.padded_depth(k);
+        let len = layout.packed_len(k_padded, n);
+        let place = |depth, j| layout.place(k_padded, depth, j);
+        let mut blocks = vec![0i8; len];
+        let mut column_sums = vec![0i32; n];
+        for (depth, row) in weights.chunks_exact(n).enumerate() {
+            for (j, (&weight, sum)) in row.iter().zip(column_sums.iter_mut()).enumerate() {
+                *sum += i32::from(weight);
+                let at = place(depth, j);
+                match layout {
+                    Layout::WidePairs => blocks[at] = weight,
+                    // lo = w & 0x7f, hi = (w < 0): both in [0, 127], w = lo − 128·hi.
+                    Layout::SplitQuads => {
+                        blocks[at] = weight & 0x7f;
+                        blocks[at + QUAD * QUAD] = i8::from(weight < 0);
                     }
                 }
-                (kp, blocks)
             }
-            Layout::SplitQuads => {
-                let kp = k.div_ceil(QUAD) * QUAD;
-                let groups = n.div_ceil(QUAD).div_ceil(GROUPS) * GROUPS;
-                let mut blocks = Vec::with_capacity(groups * (kp / QUAD) * 2 * QUAD * QUAD);
-                for group in 0..groups {
-                    for block in 0..kp / QUAD {
-                        let quad = |col: usize| {
-                            (0..QUAD).map(move |d| (block * QUAD + d, group * QUAD + col))
-                        };
-                        // lo = w & 0x7f, hi = (w < 0): both in [0, 127], w = lo − 128·hi.
-                        blocks.extend((0..QUAD).flat_map(quad).map(|(d, j)| w(d, j) & 0x7f));
-                        blocks.extend((0..QUAD).flat_map(quad).map(|(d, j)| i8::from(w(d, j) < 0)));
-                    }
-                }
-                (kp, blocks)
-            }
-        };
-        let column_sums = (0..n)
-            .map(|j| (0..k).map(|depth| i32::from(weights[depth * n + j])).sum())
-            .collect();
+        }
         Ok(Self {
             k,
             n,
@@ -169,7 +192,7 @@ fn matmul_wide_pairs(x: &[u8], zero_point: i32, w: &PackedWeights, out: &mut [i3
 
 fn matmul_split_quads(x: &[u8], zero_point: i32, w: &PackedWeights, out: &mut [i32]) {
     // Activations offset to i8 (x − 128); Σ (x − zp)·w = Σ (x − 128)·w + (128 − zp)·Σ w.
-    let block_bytes = GROUPS * (w.k_padded / QUAD) * 2 * QUAD * QUAD;
+    let block_bytes = GROUPS * Layout::group_bytes(w.k_padded);
     let kernel = |rows: &[i8], blocks: &[i8], kp: usize| {
         split_micro_kernel(rows, blocks, kp).map(|groups| {
             let mut flat = [0i32; GROUPS * QUAD];
@@ -239,7 +262,7 @@ fn split_micro_kernel(
     kp: usize,
 ) -> [[[i32; QUAD]; GROUPS]; SPLIT_ROWS] {
     use core::arch::wasm32::*;
-    let group_bytes = (kp / QUAD) * 2 * QUAD * QUAD;
+    let group_bytes = Layout::group_bytes(kp);
     assert!(rows.len() == SPLIT_ROWS * kp && blocks.len() == GROUPS * group_bytes);
     let mut lo = [[i32x4_splat(0); GROUPS]; SPLIT_ROWS];
     let mut hi = [[i32x4_splat(0); GROUPS]; SPLIT_ROWS];
@@ -286,7 +309,7 @@ fn split_micro_kernel(
     blocks: &[i8],
     kp: usize,
 ) -> [[[i32; QUAD]; GROUPS]; SPLIT_ROWS] {
-    let group_bytes = (kp / QUAD) * 2 * QUAD * QUAD;
+    let group_bytes = Layout::group_bytes(kp);
     let mut sums = [[[0i32; QUAD]; GROUPS]; SPLIT_ROWS];
     for (r, sums_r) in sums.iter_mut().enumerate() {
         for (g, sums_g) in sums_r.iter_mut().enumerate() {
