@@ -164,18 +164,9 @@ async function load({ indexUrl, cache: useCache, wasm, searchThreads = 'auto' },
       while (queue.length) await getFile(queue.shift());
     }),
   );
-  let modelSha256;
-  if (modelBytes.size) {
-    const whole = new Uint8Array(modelParts.reduce((n, p) => n + modelBytes.get(p).length, 0));
-    let at = 0;
-    for (const p of modelParts) {
-      whole.set(modelBytes.get(p), at);
-      at += modelBytes.get(p).length;
-    }
-    modelBytes.clear();
-    modelSha256 = (await sha256Hex(whole)) ?? undefined;
-  }
-  engine = loader.finish(modelSha256);
+  const modelSha256 = modelBytes.size ? await sha256Hex(modelParts.map((p) => modelBytes.get(p))) : null;
+  modelBytes.clear();
+  engine = loader.finish(modelSha256 ?? undefined);
   ownEnd = bounds[1];
   helpers = [];
   const started = [];

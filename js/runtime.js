@@ -85,11 +85,22 @@ export async function attachRuntime(build, module) {
  * Lower-case hex sha256 of `bytes` by WebCrypto, which hashes at native speed (hashing a
  * 20–90 MB model in wasm took about half a second of start-up), or `null` where WebCrypto
  * is unavailable (insecure contexts: plain http other than localhost); the wasm core then
- * hashes the bytes itself. Either way every file is checked against its manifest.
+ * hashes the bytes itself. Either way every file is checked against its manifest. `bytes`
+ * may be an array of parts, hashed as one file (concatenated only when WebCrypto is there).
  */
 export async function sha256Hex(bytes) {
   const subtle = globalThis.crypto?.subtle;
   if (!subtle) return null;
-  const digest = new Uint8Array(await subtle.digest('SHA-256', bytes));
+  const digest = new Uint8Array(await subtle.digest('SHA-256', Array.isArray(bytes) ? concat(bytes) : bytes));
   return Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+function concat(parts) {
+  const whole = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    whole.set(p, at);
+    at += p.length;
+  }
+  return whole;
 }

@@ -158,8 +158,14 @@ impl EvalOp for DequantizeScaleBias {
     }
 }
 
-/// `ys[r, j] = accs[r, j] as f32 * scale[j] + bias[j]` for every row `r`.
-fn dequantize_rows(accs: &[i32], scale: &[f32], bias: &[f32], ys: &mut [f32]) -> TractResult<()> {
+/// `ys[r, j] = accs[r, j] as f32 * scale[j] + bias[j]` for every row `r` (also the tail of
+/// [`Int8Linear`]).
+pub(crate) fn dequantize_rows(
+    accs: &[i32],
+    scale: &[f32],
+    bias: &[f32],
+    ys: &mut [f32],
+) -> TractResult<()> {
     let width = scale.len();
     ensure!(
         bias.len() == width

@@ -427,15 +427,10 @@ impl EvalOp for Int8Linear {
         }
         let mut acc = vec![0i32; shape.iter().product()];
         matmul(xs, zero_point, &self.weights, &mut acc)?;
-        // SAFETY: every element is written below (`acc` has the output's length).
+        // SAFETY: `dequantize_rows` writes every element or fails (and `out` is dropped).
         let mut out = unsafe { Tensor::uninitialized_dt(f32::datum_type(), &shape)? };
         let mut ram = out.try_as_plain_ram_mut()?;
-        let ys = ram.as_slice_mut::<f32>()?;
-        for (y_row, acc_row) in ys.chunks_exact_mut(n).zip(acc.chunks_exact(n)) {
-            for (((y, &a), &s), &b) in y_row.iter_mut().zip(acc_row).zip(scale).zip(bias) {
-                *y = a as f32 * s + b;
-            }
-        }
+        crate::int8_graph::dequantize_rows(&acc, scale, bias, ram.as_slice_mut::<f32>()?)?;
         Ok(tvec!(out.into_tvalue()))
     }
 }
