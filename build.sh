@@ -116,6 +116,7 @@ prepare_model() {
     rm -rf "$out"; mv "$tmp" "$out"
     cat "$out/parity.json" >&2
   fi
+  compile_bundles "$out"
   echo "$out"
 }
 
@@ -175,6 +176,16 @@ build_demo_site() {
   cp -r dist/npm "$site/dotfind"
   cp -r target/demo-index "$site/dotfind-index"
   log "demo site ready in $site"
+}
+
+# model.nnef.tar for every bundle in a prepared folder (`dotfind compile`: idempotent, about
+# a second per bundle; re-run each time so the compiled graph always matches this dotfind).
+compile_bundles() {
+  cargo build --release --bin dotfind >&2
+  local d
+  for d in "$1"/*/; do
+    if [ -f "$d/dotfind-model.json" ]; then target/release/dotfind compile --model "$d" >&2; fi
+  done
 }
 
 cmd_test() {

@@ -27,22 +27,38 @@ async function fetchBytes(base, file) {
 }
 
 /**
+ * The graph file a bundle descriptor (dotfind-model.json bytes) says to load: the compiled
+ * model.nnef.tar when `dotfind compile` added it (it starts faster), else model.onnx.
+ * Unreadable descriptors yield model.onnx; the wasm core reports what is wrong with them.
+ */
+export function modelFile(manifest) {
+  try {
+    const { files } = JSON.parse(new TextDecoder().decode(manifest));
+    return files && Object.hasOwn(files, 'model.nnef.tar') ? 'model.nnef.tar' : 'model.onnx';
+  } catch {
+    return 'model.onnx';
+  }
+}
+
+/**
  * Fetches and verifies the bundle at `bundleUrl` (a folder holding dotfind-model.json,
- * model.onnx and tokenizer.json; relative URLs resolve against the page).
+ * tokenizer.json and the graph file it names; relative URLs resolve against the page).
  * @returns {Promise<QueryEncoder>}
  */
 export async function loadQueryEncoder(bundleUrl, { wasm = 'auto' } = {}) {
-  const { glue: { QueryEncoder } } = await initWasm(wasm);
   const base = new URL(bundleUrl.endsWith('/') ? bundleUrl : `${bundleUrl}/`, globalThis.location?.href);
-  const [manifest, model, tokenizer] = await Promise.all(
-    ['dotfind-model.json', 'model.onnx', 'tokenizer.json'].map((f) => fetchBytes(base, f)),
-  );
+  const [{ glue: { QueryEncoder } }, manifest, tokenizer] = await Promise.all([
+    initWasm(wasm),
+    fetchBytes(base, 'dotfind-model.json'),
+    fetchBytes(base, 'tokenizer.json'),
+  ]);
+  const model = await fetchBytes(base, modelFile(manifest));
   return createQueryEncoder(QueryEncoder, manifest, model, tokenizer);
 }
 
 /**
  * Builds a `QueryEncoder` (the class from the started wasm glue) from bundle bytes already
- * in memory, hashing them by WebCrypto where it can (see `sha256Hex`).
+ * in memory (`model`: the file `modelFile(manifest)` names), hashing them by WebCrypto where it can (see `sha256Hex`).
  */
 export async function createQueryEncoder(QueryEncoder, manifest, model, tokenizer) {
   const [modelSha256, tokenizerSha256] = await Promise.all([sha256Hex(model), sha256Hex(tokenizer)]);

@@ -1,4 +1,5 @@
-//! Model bundles: the folder `dotfind-model.json` + `model.onnx` + `tokenizer.json`.
+//! Model bundles: the folder `dotfind-model.json` + `model.onnx` + `tokenizer.json`, and
+//! `model.nnef.tar` once compiled (`dotfind compile`; see [`crate::nnef`]).
 //!
 //! The bundle is the unit that travels from the offline preparation step to the browser,
 //! so it is verified in one place — here — from bytes, whatever fetched them (the file
@@ -14,6 +15,9 @@ use crate::error::{Error, Result};
 pub const MANIFEST_FILE: &str = "dotfind-model.json";
 /// File name of the ONNX graph (weights inline, so it loads from bytes).
 pub const MODEL_FILE: &str = "model.onnx";
+/// File name of the compiled graph: tract's NNEF form of `model.onnx`, already typed and
+/// decluttered, so the browser skips the ONNX parser and tract's analysis at start-up.
+pub const COMPILED_MODEL_FILE: &str = "model.nnef.tar";
 /// File name of the Hugging Face tokenizer definition.
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 /// Descriptor format this build reads; bumped on incompatible changes.
@@ -66,8 +70,21 @@ pub struct BundleManifest {
     pub passage_prefix: String,
     /// `none` (f32) or the int8 scheme used; informational.
     pub quantization: String,
-    /// sha256 and size of `model.onnx` and `tokenizer.json`.
+    /// sha256 and size of `model.onnx`, `tokenizer.json` and, once compiled, `model.nnef.tar`.
     pub files: BTreeMap<String, FileEntry>,
+}
+
+impl BundleManifest {
+    /// The graph file to load: the compiled one when the bundle has it (same outputs, bit
+    /// for bit, and a faster start), else `model.onnx`. The descriptor decides, not the
+    /// bytes, so a damaged file is reported under its own name.
+    pub fn model_file(&self) -> &'static str {
+        if self.files.contains_key(COMPILED_MODEL_FILE) {
+            COMPILED_MODEL_FILE
+        } else {
+            MODEL_FILE
+        }
+    }
 }
 
 impl BundleManifest {
@@ -160,7 +177,8 @@ pub struct ModelBundle {
     /// The descriptor exactly as read: copied verbatim into indexes, since its hash is the
     /// bundle's identity.
     pub manifest_json: Vec<u8>,
-    pub model_onnx: Vec<u8>,
+    /// The bytes of the graph file [`BundleManifest::model_file`] names.
+    pub model: Vec<u8>,
     pub tokenizer_json: Vec<u8>,
     /// sha256 of the descriptor bytes: changes whenever any bundle file changes,
     /// so an index can record exactly which model produced it.
@@ -217,35 +235,39 @@ impl BundleManifest {
 }
 
 impl ModelBundle {
-    /// Verifies the three files against each other. The heavy parsing (ONNX, tokenizer)
-    /// happens in [`crate::encode::Encoder::new`]; this only proves the bytes are the
-    /// ones the descriptor was written for.
+    /// Verifies the three files against each other. `model` is the graph file the
+    /// descriptor names ([`BundleManifest::model_file`]). The heavy parsing (graph,
+    /// tokenizer) happens in [`crate::encode::Encoder::new`]; this only proves the bytes are
+    /// the ones the descriptor was written for.
     pub fn from_bytes(
         manifest_json: &[u8],
-        model_onnx: Vec<u8>,
+        model: Vec<u8>,
         tokenizer_json: Vec<u8>,
     ) -> Result<Self> {
-        let digests = [sha256_hex(&model_onnx), sha256_hex(&tokenizer_json)];
-        Self::from_bytes_with_sha256(manifest_json, model_onnx, tokenizer_json, &digests)
+        let digests = [sha256_hex(&model), sha256_hex(&tokenizer_json)];
+        Self::from_bytes_with_sha256(manifest_json, model, tokenizer_json, &digests)
     }
 
-    /// As [`ModelBundle::from_bytes`], with the sha256 of `model.onnx` and `tokenizer.json`
+    /// As [`ModelBundle::from_bytes`], with the sha256 of the graph file and `tokenizer.json`
     /// (in that order) already computed by the caller (see [`FileEntry::verify_sha256`]).
     pub fn from_bytes_with_sha256(
         manifest_json: &[u8],
-        model_onnx: Vec<u8>,
+        model: Vec<u8>,
         tokenizer_json: Vec<u8>,
         sha256: &[String; 2],
     ) -> Result<Self> {
         let manifest = BundleManifest::from_json(manifest_json)?;
-        let files = [(MODEL_FILE, &model_onnx), (TOKENIZER_FILE, &tokenizer_json)];
+        let files = [
+            (manifest.model_file(), &model),
+            (TOKENIZER_FILE, &tokenizer_json),
+        ];
         for ((file, bytes), digest) in files.into_iter().zip(sha256) {
             manifest.files[file].verify_sha256(file, bytes.len(), digest)?;
         }
         Ok(ModelBundle {
             manifest,
             manifest_json: manifest_json.to_vec(),
-            model_onnx,
+            model,
             tokenizer_json,
             bundle_sha256: sha256_hex(manifest_json),
         })
@@ -254,28 +276,17 @@ impl ModelBundle {
     /// Reads and verifies a bundle folder.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn open(dir: &std::path::Path) -> Result<Self> {
-        let read = |file: &str| -> Result<Vec<u8>> {
-            let path = dir.join(file);
-            std::fs::read(&path).map_err(|source| {
-                if source.kind() == std::io::ErrorKind::NotFound {
-                    Error::MissingFile {
-                        bundle: dir.display().to_string(),
-                        file: file.into(),
-                    }
-                } else {
-                    Error::io(path, source)
-                }
-            })
-        };
-        let manifest = read(MANIFEST_FILE)?;
+        let read = |file: &str| read_bundle_file(dir, file);
+        let manifest_json = read(MANIFEST_FILE)?;
+        let model_file = BundleManifest::from_json(&manifest_json)?.model_file();
         let model =
-            if dir.join(MODEL_FILE).exists() || !dir.join(format!("{MODEL_FILE}.000")).exists() {
-                read(MODEL_FILE)?
+            if dir.join(model_file).exists() || !dir.join(format!("{model_file}.000")).exists() {
+                read(model_file)?
             } else {
-                // Split for static hosts' per-file caps: model.onnx.000, .001, ... in order.
+                // Split for static hosts' per-file caps: model.nnef.tar.000, .001, ... in order.
                 let mut bytes = Vec::new();
                 for i in 0.. {
-                    let part = format!("{MODEL_FILE}.{i:03}");
+                    let part = format!("{model_file}.{i:03}");
                     if !dir.join(&part).exists() {
                         break;
                     }
@@ -284,8 +295,24 @@ impl ModelBundle {
                 bytes
             };
         let tokenizer = read(TOKENIZER_FILE)?;
-        Self::from_bytes(&manifest, model, tokenizer)
+        Self::from_bytes(&manifest_json, model, tokenizer)
     }
+}
+
+/// One file of the bundle folder `dir`; a missing one is [`Error::MissingFile`].
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn read_bundle_file(dir: &std::path::Path, file: &str) -> Result<Vec<u8>> {
+    let path = dir.join(file);
+    std::fs::read(&path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            Error::MissingFile {
+                bundle: dir.display().to_string(),
+                file: file.into(),
+            }
+        } else {
+            Error::io(path, source)
+        }
+    })
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use tract_onnx::prelude::*;
+use tract_nnef::prelude::*;
 
 use crate::bundle::{BundleManifest, ModelBundle, Pooling, Similarity};
 use crate::error::{Error, Result};
@@ -43,6 +43,58 @@ impl Int8Plan {
     }
 }
 
+/// The graph in `bytes` (the bundle file `file`: `model.onnx`, or `model.nnef.tar` that
+/// [`crate::nnef`] compiles from it), typed with symbolic `batch` and `sequence` axes and
+/// decluttered: what every plan starts from.
+pub fn decluttered_graph(file: &str, bytes: &[u8]) -> Result<TypedModel> {
+    if bytes.is_empty() {
+        return Err(Error::InvalidModel {
+            file: file.into(),
+            reason: "empty file".into(),
+        });
+    }
+    if file.starts_with(crate::bundle::COMPILED_MODEL_FILE) {
+        return crate::nnef::read(bytes)
+            .map_err(|e| invalid_model(file, "not a valid compiled model", format!("{e:#}")));
+    }
+    onnx_graph(file, bytes)
+}
+
+/// Parses and types an ONNX graph: native builds only (`dotfind compile` and the CLI).
+#[cfg(not(target_arch = "wasm32"))]
+fn onnx_graph(file: &str, bytes: &[u8]) -> Result<TypedModel> {
+    use tract_onnx::prelude::{Framework, InferenceFact, InferenceModelExt};
+    let mut model = tract_onnx::onnx()
+        .model_for_read(&mut &bytes[..])
+        .map_err(|e| invalid_model(file, "not a valid ONNX model", format!("{e:#}")))?;
+    let batch = model.sym("batch");
+    let sequence = model.sym("sequence");
+    for ix in 0..model.inputs.len() {
+        let fact: InferenceFact = i64::fact([batch.to_dim(), sequence.to_dim()]).into();
+        model
+            .set_input_fact(ix, fact)
+            .map_err(|e| invalid_model(file, "cannot set input shapes", e))?;
+    }
+    model
+        .into_typed()
+        .and_then(|m| m.into_decluttered())
+        .map_err(|e| invalid_model(file, "cannot type the graph", format!("{e:#}")))
+}
+
+/// The browser build leaves the ONNX parser and tract's type analysis out (about a fifth of
+/// the module): it loads compiled bundles.
+#[cfg(target_arch = "wasm32")]
+fn onnx_graph(file: &str, _bytes: &[u8]) -> Result<TypedModel> {
+    Err(Error::InvalidModel {
+        file: file.into(),
+        reason: format!(
+            "the browser loads compiled bundles only: run `dotfind compile --model BUNDLE`, \
+             which adds {} to the bundle",
+            crate::bundle::COMPILED_MODEL_FILE
+        ),
+    })
+}
+
 /// A loaded bundle: tokenizers + optimized tract plan + pooling. Cheap to share across
 /// threads (`&self` everywhere), expensive to build (parse + optimize), so build it once.
 pub struct Encoder {
@@ -63,8 +115,11 @@ impl std::fmt::Debug for Encoder {
     }
 }
 
-fn invalid_model(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::InvalidModel(format!("{what}: {e}"))
+fn invalid_model(file: &str, what: &str, e: impl std::fmt::Display) -> Error {
+    Error::InvalidModel {
+        file: file.into(),
+        reason: format!("{what}: {e}"),
+    }
 }
 
 impl Encoder {
@@ -81,50 +136,36 @@ impl Encoder {
             TextTokenizer::from_json(&bundle.tokenizer_json, manifest.max_query_tokens)?;
         let passage_tokenizer = query_tokenizer.with_max_tokens(manifest.max_passage_tokens)?;
 
-        if bundle.model_onnx.is_empty() {
-            return Err(Error::InvalidModel("empty file".into()));
-        }
-        let mut model = tract_onnx::onnx()
-            .model_for_read(&mut &bundle.model_onnx[..])
-            .map_err(|e| invalid_model("not a valid ONNX model", format!("{e:#}")))?;
-
-        let names: Vec<String> = model
+        let file = manifest.model_file();
+        let typed = decluttered_graph(file, &bundle.model)?;
+        let names: Vec<String> = typed
             .input_outlets()
-            .map_err(|e| invalid_model("cannot list inputs", e))?
+            .map_err(|e| invalid_model(file, "cannot list inputs", e))?
             .iter()
-            .map(|o| model.node(o.node).name.clone())
+            .map(|o| typed.node(o.node).name.clone())
             .collect();
         let position = |name: &str| names.iter().position(|n| n == name);
         let input_order = match (position(INPUT_IDS), position(ATTENTION_MASK), names.len()) {
             (Some(ids), Some(mask), 2) => [ids, mask],
             _ => {
-                return Err(Error::InvalidModel(format!(
+                return Err(Error::InvalidModel {
+                    file: file.into(),
+                    reason: format!(
                     "expected exactly the inputs [{INPUT_IDS}, {ATTENTION_MASK}], found {names:?}"
-                )))
+                ),
+                })
             }
         };
-
-        let batch = model.sym("batch");
-        let sequence = model.sym("sequence");
-        for ix in 0..2 {
-            model
-                .set_input_fact(ix, i64::fact([batch.to_dim(), sequence.to_dim()]).into())
-                .map_err(|e| invalid_model("cannot set input shapes", e))?;
-        }
-        let typed = model
-            .into_typed()
-            .and_then(|m| m.into_decluttered())
-            .map_err(|e| invalid_model("cannot type the graph", format!("{e:#}")))?;
         let typed = match int8_plan {
             Int8Plan::Stock => typed.into_optimized(),
             Int8Plan::Rewritten => crate::int8_graph::optimize(typed, false),
             Int8Plan::OwnKernel => crate::int8_graph::optimize(typed, true),
         }
-        .map_err(|e| invalid_model("cannot optimize the graph", format!("{e:#}")))?;
+        .map_err(|e| invalid_model(file, "cannot optimize the graph", format!("{e:#}")))?;
 
         let output = typed
             .output_fact(0)
-            .map_err(|e| invalid_model("no output", e))?;
+            .map_err(|e| invalid_model(file, "no output", e))?;
         let hidden = output
             .shape
             .iter()
@@ -132,20 +173,23 @@ impl Encoder {
             .and_then(|d| d.as_i64())
             .and_then(|d| usize::try_from(d).ok());
         if output.rank() != 3 || hidden.is_none() {
-            return Err(Error::InvalidModel(format!(
-                "first output must be last_hidden_state [batch, sequence, hidden], found {output:?}"
-            )));
+            return Err(Error::InvalidModel {
+                file: file.into(),
+                reason: format!(
+                    "first output must be last_hidden_state [batch, sequence, hidden], found {output:?}"
+                ),
+            });
         }
         if hidden != Some(manifest.hidden_size) {
             return Err(Error::ModelMismatch(format!(
-                "model.onnx outputs vectors of {} dimensions, dotfind-model.json says hidden_size {}",
+                "{file} outputs vectors of {} dimensions, dotfind-model.json says hidden_size {}",
                 hidden.unwrap_or_default(),
                 manifest.hidden_size
             )));
         }
         let plan = typed
             .into_runnable()
-            .map_err(|e| invalid_model("cannot plan the graph", format!("{e:#}")))?;
+            .map_err(|e| invalid_model(file, "cannot plan the graph", format!("{e:#}")))?;
         Ok(Self {
             plan,
             input_order,

@@ -17,6 +17,13 @@ pub enum Error {
         cause: std::io::Error,
     },
 
+    /// A bundle meant for browsers lacks its compiled graph (`model.nnef.tar`).
+    #[error(
+        "model bundle {bundle} is not compiled: run `dotfind compile --model {bundle}` first \
+         (browsers load its model.nnef.tar)"
+    )]
+    NotCompiled { bundle: String },
+
     /// A required file of a model bundle is absent.
     #[error("model bundle {bundle}: missing file {file}")]
     MissingFile { bundle: String, file: String },
@@ -35,10 +42,10 @@ pub enum Error {
     #[error("{file}: {reason}")]
     InvalidManifest { file: String, reason: String },
 
-    /// The ONNX graph could not be parsed, typed or optimized, or it does not have the
-    /// inputs/outputs the bundle format requires.
-    #[error("model.onnx: {0}")]
-    InvalidModel(String),
+    /// The graph (`model.onnx`, or its compiled form `model.nnef.tar`) could not be parsed,
+    /// typed or optimized, or it does not have the inputs/outputs the bundle format requires.
+    #[error("{file}: {reason}")]
+    InvalidModel { file: String, reason: String },
 
     /// tokenizer.json could not be parsed or applied.
     #[error("tokenizer.json: {0}")]

@@ -14,9 +14,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use crate::bundle::{
-    sha256_hex, FileEntry, ModelBundle, MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE,
-};
+use crate::bundle::{sha256_hex, FileEntry, ModelBundle, MANIFEST_FILE, TOKENIZER_FILE};
 use crate::encode::Encoder;
 use crate::error::{Error, Result};
 use crate::shard::{
@@ -239,6 +237,12 @@ pub fn build_index(
     opts: &IndexOptions,
 ) -> Result<IndexStats> {
     let bundle = ModelBundle::open(model)?;
+    // The index ships this bundle to browsers, which load only compiled graphs.
+    if bundle.manifest.model_file() != crate::bundle::COMPILED_MODEL_FILE {
+        return Err(Error::NotCompiled {
+            bundle: model.display().to_string(),
+        });
+    }
     // The query model is copied into the index; passages may come from its f32 twin.
     let passage_bundle = match &opts.passage_model {
         Some(dir) => {
@@ -326,7 +330,7 @@ fn write_index(
     let m = &bundle.manifest;
     let dims = m.hidden_size;
 
-    // The bundle, so the folder deploys as-is; model.onnx split under the per-file cap.
+    // The bundle, so the folder deploys as-is; its graph file split under the per-file cap.
     // The original descriptor bytes: its sha256 is the bundle's identity.
     w.write(
         &format!("{MODEL_DIR}/{MANIFEST_FILE}"),
@@ -337,13 +341,14 @@ fn write_index(
         &bundle.tokenizer_json,
     )?;
     let mut model_parts = Vec::new();
-    if bundle.model_onnx.len() <= opts.max_file_bytes {
-        let rel = format!("{MODEL_DIR}/{MODEL_FILE}");
-        w.write(&rel, &bundle.model_onnx)?;
+    let model_file = bundle.manifest.model_file();
+    if bundle.model.len() <= opts.max_file_bytes {
+        let rel = format!("{MODEL_DIR}/{model_file}");
+        w.write(&rel, &bundle.model)?;
         model_parts.push(rel);
     } else {
-        for (i, part) in bundle.model_onnx.chunks(opts.max_file_bytes).enumerate() {
-            let rel = format!("{MODEL_DIR}/{MODEL_FILE}.{i:03}");
+        for (i, part) in bundle.model.chunks(opts.max_file_bytes).enumerate() {
+            let rel = format!("{MODEL_DIR}/{model_file}.{i:03}");
             w.write(&rel, part)?;
             model_parts.push(rel);
         }

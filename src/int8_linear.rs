@@ -12,8 +12,8 @@
 
 use std::sync::Arc;
 
-use tract_onnx::prelude::*;
-use tract_onnx::tract_core::internal::*;
+use tract_nnef::prelude::*;
+use tract_nnef::tract_core::internal::*;
 
 /// How the weights are packed, which picks the kernel.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]

@@ -9,6 +9,7 @@ pub mod error;
 pub mod int8_graph;
 pub mod int8_linear;
 pub mod lexical;
+pub mod nnef;
 pub mod score;
 pub mod search;
 pub mod shard;

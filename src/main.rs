@@ -25,7 +25,7 @@ struct Cli {
 enum Command {
     /// Encode one text per stdin line; print one JSON array of floats per line.
     Encode {
-        /// Model bundle folder (dotfind-model.json, model.onnx, tokenizer.json).
+        /// Model bundle folder (dotfind-model.json, model.onnx, tokenizer.json[, model.nnef.tar]).
         #[arg(long)]
         model: PathBuf,
         /// Encode lines as passages (passage prefix and length limit) instead of queries.
@@ -34,6 +34,13 @@ enum Command {
         /// Texts per model call when encoding passages.
         #[arg(long, default_value_t = 32)]
         batch_size: usize,
+    },
+    /// Compile a bundle's model.onnx into model.nnef.tar (tract's own form, already typed and
+    /// decluttered) and record it in dotfind-model.json: browsers then start faster.
+    Compile {
+        /// Model bundle folder; updated in place.
+        #[arg(long)]
+        model: PathBuf,
     },
     /// Encode a corpus (BEIR JSONL or a folder of built HTML pages) into an index folder.
     Index {
@@ -180,6 +187,16 @@ fn run(cli: Cli) -> Result<()> {
                     writeln!(out, "{}", serde_json::to_string(&v)?)?;
                 }
             }
+        }
+        Command::Compile { model } => {
+            let entry = dotfind::nnef::compile_bundle(&model)?;
+            eprintln!(
+                "{}: wrote {} ({} bytes, sha256 {})",
+                model.display(),
+                dotfind::bundle::COMPILED_MODEL_FILE,
+                entry.bytes,
+                entry.sha256
+            );
         }
         Command::Index {
             model,

@@ -556,7 +556,8 @@ pub struct IndexModel {
     pub similarity: Similarity,
     /// Folder (relative to the manifest) holding the bundle copy.
     pub path: String,
-    /// The bundle's `model.onnx`, in order: one file, or ≤20 MiB parts to concatenate.
+    /// The bundle's graph file (`model.nnef.tar`, or `model.onnx` for a bundle never
+    /// compiled), in order: one file, or ≤20 MiB parts to concatenate.
     pub model_parts: Vec<String>,
     /// When passages were encoded by another bundle of the same checkpoint (typically the
     /// f32 twin of the int8 query model): its `bundle_sha256`. Absent when it is this one.

@@ -43,24 +43,23 @@ pub struct QueryEncoder {
 #[wasm_bindgen]
 impl QueryEncoder {
     /// Verifies the bundle files (sha256, sizes, descriptor) and builds the tract plan.
+    /// `model`: the graph file the descriptor names — `model.nnef.tar` for a compiled
+    /// bundle (see `modelFile` in encoder.js), else `model.onnx`.
     /// `model_sha256` and `tokenizer_sha256` (lower-case hex, both or neither): the files'
     /// digests if JS already computed them (WebCrypto is far faster than hashing in wasm).
     #[wasm_bindgen(constructor)]
     pub fn new(
         manifest_json: &[u8],
-        model_onnx: Vec<u8>,
+        model: Vec<u8>,
         tokenizer_json: Vec<u8>,
         model_sha256: Option<String>,
         tokenizer_sha256: Option<String>,
     ) -> Result<QueryEncoder, JsError> {
         let bundle = match (model_sha256, tokenizer_sha256) {
-            (Some(m), Some(t)) => ModelBundle::from_bytes_with_sha256(
-                manifest_json,
-                model_onnx,
-                tokenizer_json,
-                &[m, t],
-            ),
-            (None, None) => ModelBundle::from_bytes(manifest_json, model_onnx, tokenizer_json),
+            (Some(m), Some(t)) => {
+                ModelBundle::from_bytes_with_sha256(manifest_json, model, tokenizer_json, &[m, t])
+            }
+            (None, None) => ModelBundle::from_bytes(manifest_json, model, tokenizer_json),
             _ => {
                 return Err(JsError::new(
                     "QueryEncoder: pass both model_sha256 and tokenizer_sha256, or neither",
@@ -146,7 +145,7 @@ impl IndexLoader {
     }
 
     /// The model's part files, in order: JS keeps a split model's parts to hash the whole
-    /// `model.onnx` with WebCrypto for [`IndexLoader::finish`].
+    /// graph file (`model.nnef.tar`) with WebCrypto for [`IndexLoader::finish`].
     #[wasm_bindgen(getter, js_name = modelParts)]
     pub fn model_parts(&self) -> Vec<String> {
         self.manifest.model.model_parts.clone()
@@ -171,7 +170,7 @@ impl IndexLoader {
     }
 
     /// Parses the shards, loads the model the index was built with, and checks they agree.
-    /// `model_sha256`: the sha256 of the whole `model.onnx` (its parts concatenated) if JS
+    /// `model_sha256`: the sha256 of the whole graph file (its parts concatenated) if JS
     /// computed it; a one-part model's is already known from `addFile`, and otherwise the
     /// model is hashed here.
     pub fn finish(mut self, model_sha256: Option<String>) -> Result<SearchEngine, JsError> {

@@ -148,18 +148,79 @@ fn batched_passages_equal_passages_encoded_alone() {
     }
 }
 
-/// The bundle's graph as `Encoder` types it (symbolic batch × sequence), decluttered.
-fn decluttered_graph(kind: &str) -> tract_onnx::prelude::TypedModel {
-    use tract_onnx::prelude::*;
-    let mut model = tract_onnx::onnx()
-        .model_for_path(bundle(kind).join("model.onnx"))
-        .unwrap();
-    let (batch, sequence) = (model.sym("batch"), model.sym("sequence"));
-    for ix in 0..2 {
-        let fact = i64::fact([batch.to_dim(), sequence.to_dim()]);
-        model.set_input_fact(ix, fact.into()).unwrap();
+/// The bundle's graph as `Encoder` types it (symbolic batch × sequence), decluttered:
+/// parsed from `model.onnx`, or loaded from the compiled `model.nnef.tar`.
+fn decluttered_graph(kind: &str, file: &str) -> tract_onnx::prelude::TypedModel {
+    let bytes = std::fs::read(bundle(kind).join(file)).unwrap();
+    dotfind::encode::decluttered_graph(file, &bytes).unwrap()
+}
+
+/// The prepared bundle as it was before `dotfind compile`: its descriptor without
+/// `model.nnef.tar`, so it loads `model.onnx`.
+fn onnx_only_bundle(kind: &str) -> ModelBundle {
+    let dir = bundle(kind);
+    let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
+    let mut m: serde_json::Value = serde_json::from_slice(&read("dotfind-model.json")).unwrap();
+    m["files"].as_object_mut().unwrap().remove("model.nnef.tar");
+    let json = serde_json::to_vec(&m).unwrap();
+    ModelBundle::from_bytes(&json, read("model.onnx"), read("tokenizer.json")).unwrap()
+}
+
+#[test]
+fn prepared_bundles_are_compiled() {
+    for kind in ["int8", "int8-ffn-f32", "f32"] {
+        let b = ModelBundle::open(&bundle(kind)).unwrap();
+        assert_eq!(b.manifest.model_file(), "model.nnef.tar", "{kind}");
+        assert!(dotfind::nnef::is_compiled(&b.model), "{kind}");
     }
-    model.into_typed().unwrap().into_decluttered().unwrap()
+}
+
+#[test]
+fn compiled_graphs_give_the_same_bits_as_onnx() {
+    let long = "The immune system protects the body against disease. ".repeat(40);
+    let passages = ["short", "東京は日本の首都です", long.as_str()];
+    for kind in ["int8", "int8-ffn-f32", "f32"] {
+        let compiled = encoder(kind);
+        let onnx = Encoder::new(&onnx_only_bundle(kind)).unwrap();
+        for item in own_reference().items.iter().take(6) {
+            assert_eq!(
+                compiled.encode_query(&item.query).unwrap(),
+                onnx.encode_query(&item.query).unwrap(),
+                "{kind}: query {:?}",
+                item.query
+            );
+        }
+        assert_eq!(
+            compiled.encode_passages(&passages).unwrap(),
+            onnx.encode_passages(&passages).unwrap(),
+            "{kind}: padded passage batch"
+        );
+    }
+}
+
+#[test]
+fn compiling_is_deterministic_and_recorded_in_the_descriptor() {
+    let dir = scratch_bundle();
+    let before = ModelBundle::open(dir.path()).unwrap();
+    assert_eq!(before.manifest.model_file(), "model.onnx");
+    let entry = dotfind::nnef::compile_bundle(dir.path()).unwrap();
+    // The same bytes as `./build.sh model` compiled for the prepared bundle, another run.
+    let prepared = ModelBundle::open(&bundle("int8")).unwrap().manifest;
+    assert_eq!(entry, prepared.files["model.nnef.tar"]);
+    let after = ModelBundle::open(dir.path()).unwrap();
+    assert_eq!(after.manifest.model_file(), "model.nnef.tar");
+    assert_eq!(
+        after.manifest.files["model.onnx"],
+        before.manifest.files["model.onnx"]
+    );
+    assert_ne!(after.bundle_sha256, before.bundle_sha256);
+    // Compiling again changes nothing.
+    assert_eq!(dotfind::nnef::compile_bundle(dir.path()).unwrap(), entry);
+    assert_eq!(
+        ModelBundle::open(dir.path()).unwrap().bundle_sha256,
+        after.bundle_sha256
+    );
+    Encoder::new(&after).unwrap();
 }
 
 #[test]
@@ -167,25 +228,34 @@ fn int8_rewrites_apply_to_every_quantized_matmul() {
     use dotfind::int8_graph::{drop_zero_weight_offsets, fuse_dequantize_tails};
     // 6 layers × (q, k, v, out, ffn1, ffn2); int8-ffn-f32 keeps the two FFN MatMuls in f32.
     for (kind, int8_matmuls) in [("int8", 36), ("int8-ffn-f32", 24), ("f32", 0)] {
-        for own_kernel in [false, true] {
-            let mut graph = decluttered_graph(kind);
+        for (own_kernel, file) in [
+            (false, "model.onnx"),
+            (true, "model.onnx"),
+            (false, "model.nnef.tar"),
+            (true, "model.nnef.tar"),
+        ] {
+            let mut graph = decluttered_graph(kind, file);
             assert_eq!(
                 fuse_dequantize_tails(&mut graph, own_kernel).unwrap(),
                 int8_matmuls,
-                "{kind}: dequantization tails fused (own kernel: {own_kernel})"
+                "{kind} {file}: dequantization tails fused (own kernel: {own_kernel})"
             );
             let own_ops = graph
                 .nodes()
                 .iter()
                 .filter(|n| n.op_is::<dotfind::int8_linear::Int8Linear>())
                 .count();
-            assert_eq!(own_ops, if own_kernel { int8_matmuls } else { 0 }, "{kind}");
+            assert_eq!(
+                own_ops,
+                if own_kernel { int8_matmuls } else { 0 },
+                "{kind} {file}"
+            );
             graph.optimize().unwrap();
             // tract's MatMuls: two zero terms each (b0·ΣA and a0·b0·k); none with our kernel.
             assert_eq!(
                 drop_zero_weight_offsets(&mut graph).unwrap(),
                 if own_kernel { 0 } else { 2 * int8_matmuls },
-                "{kind}: weight-offset terms dropped (own kernel: {own_kernel})"
+                "{kind} {file}: weight-offset terms dropped (own kernel: {own_kernel})"
             );
         }
     }
@@ -202,8 +272,10 @@ fn int8_plans_give_the_same_bits_as_stock_tract() {
         long.as_str(),
     ];
     for kind in ["int8", "int8-ffn-f32"] {
+        // tract's own plan of the ONNX graph is the reference for the compiled graph's plans.
         let b = ModelBundle::open(&bundle(kind)).unwrap();
-        let stock = Encoder::with_int8_plan(&b, Int8Plan::Stock).unwrap();
+        assert_eq!(b.manifest.model_file(), "model.nnef.tar");
+        let stock = Encoder::with_int8_plan(&onnx_only_bundle(kind), Int8Plan::Stock).unwrap();
         for plan in [Int8Plan::Rewritten, Int8Plan::OwnKernel] {
             let fast = Encoder::with_int8_plan(&b, plan).unwrap();
             for item in own_reference().items.iter().take(8) {
@@ -261,10 +333,26 @@ fn bad_queries_get_named_errors() {
     assert_eq!(e.encode_query(&long).unwrap().len(), e.dims());
 }
 
-/// Copies the int8 bundle into a temp dir so a test can damage it.
+/// Copies the int8 bundle, uncompiled (see [`onnx_only_bundle`]), into a temp dir so a
+/// test can damage it.
 fn scratch_bundle() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for f in ["dotfind-model.json", "model.onnx", "tokenizer.json"] {
+    let b = onnx_only_bundle("int8");
+    std::fs::write(dir.path().join("dotfind-model.json"), &b.manifest_json).unwrap();
+    std::fs::write(dir.path().join("model.onnx"), &b.model).unwrap();
+    std::fs::write(dir.path().join("tokenizer.json"), &b.tokenizer_json).unwrap();
+    dir
+}
+
+/// The int8 bundle, compiled, in a temp dir.
+fn compiled_scratch_bundle() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for f in [
+        "dotfind-model.json",
+        "model.onnx",
+        "model.nnef.tar",
+        "tokenizer.json",
+    ] {
         std::fs::copy(bundle("int8").join(f), dir.path().join(f)).unwrap();
     }
     dir
@@ -365,6 +453,57 @@ fn text_file_renamed_model_onnx_is_rejected() {
     assert!(
         err.starts_with("model.onnx: not a valid ONNX model:"),
         "{err}"
+    );
+}
+
+#[test]
+fn damaged_compiled_graphs_get_named_errors() {
+    let dir = compiled_scratch_bundle();
+    let path = dir.path().join("model.nnef.tar");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let expected = dotfind::bundle::sha256_hex(&bytes);
+    bytes[1000] ^= 0x55;
+    std::fs::write(&path, &bytes).unwrap();
+    assert_eq!(
+        load_error(dir.path()),
+        format!(
+            "model.nnef.tar: sha256 mismatch: manifest says {expected}, file has {}",
+            dotfind::bundle::sha256_hex(&bytes)
+        )
+    );
+    // Right checksum, wrong content: model.onnx renamed, and a text file.
+    let onnx = std::fs::read(dir.path().join("model.onnx")).unwrap();
+    replace_consistently(dir.path(), "model.nnef.tar", &onnx, |_| {});
+    let err = load_error(dir.path());
+    assert!(
+        err.starts_with("model.nnef.tar: not a valid compiled model:"),
+        "{err}"
+    );
+    replace_consistently(dir.path(), "model.nnef.tar", b"not a tar\n", |_| {});
+    let err = load_error(dir.path());
+    assert!(
+        err.starts_with("model.nnef.tar: not a valid compiled model:"),
+        "{err}"
+    );
+    // Listed in the descriptor but absent.
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(
+        load_error(dir.path()),
+        format!(
+            "model bundle {}: missing file model.nnef.tar",
+            dir.path().display()
+        )
+    );
+    // Compiling needs model.onnx.
+    std::fs::remove_file(dir.path().join("model.onnx")).unwrap();
+    assert_eq!(
+        dotfind::nnef::compile_bundle(dir.path())
+            .unwrap_err()
+            .to_string(),
+        format!(
+            "model bundle {}: missing file model.onnx",
+            dir.path().display()
+        )
     );
 }
 

@@ -456,6 +456,34 @@ fn bad_corpus_input_gets_named_errors_and_leaves_no_index() {
         assert!(!out.exists(), "no index left behind");
     }
 
+    // A query bundle never compiled: browsers could not load the index, so none is written.
+    let uncompiled = dir.path().join("uncompiled");
+    std::fs::create_dir(&uncompiled).unwrap();
+    for f in ["model.onnx", "tokenizer.json"] {
+        std::fs::copy(model.join(f), uncompiled.join(f)).unwrap();
+    }
+    let mut descriptor: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model.join("dotfind-model.json")).unwrap()).unwrap();
+    descriptor["files"]
+        .as_object_mut()
+        .unwrap()
+        .remove("model.nnef.tar");
+    std::fs::write(
+        uncompiled.join("dotfind-model.json"),
+        serde_json::to_vec(&descriptor).unwrap(),
+    )
+    .unwrap();
+    let o = index_cli(&uncompiled, &fixture("corpus.jsonl"), &out);
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "dotfind: error: model bundle {0} is not compiled: run `dotfind compile --model {0}` \
+             first (browsers load its model.nnef.tar)\n",
+            uncompiled.display()
+        )
+    );
+    assert!(!out.exists(), "no index left behind");
+
     // A page that cannot be read (a dangling link) names the file.
     let site = dir.path().join("site");
     std::fs::create_dir(&site).unwrap();
@@ -589,14 +617,15 @@ fn damaged_index_files_are_reported() {
 
 #[test]
 fn large_models_are_split_under_the_file_cap_and_still_load() {
+    // The compiled graph (23 MB int8) is what an index ships, in two parts.
     let (_d, dir) = index_of(&fixture("corpus.jsonl"), VectorEncoding::Int8);
     let files = open_index_files(&dir).unwrap();
     let parts = &files.manifest.model.model_parts;
     assert_eq!(
         parts,
         &vec![
-            "model/model.onnx.000".to_string(),
-            "model/model.onnx.001".to_string()
+            "model/model.nnef.tar.000".to_string(),
+            "model/model.nnef.tar.001".to_string()
         ]
     );
     for f in files.manifest.files.keys() {

@@ -1,5 +1,5 @@
 // Exposes the wasm encoder to the browser tests through `window.harness`.
-import { loadQueryEncoder, initWasm } from '/dist/npm/encoder.js';
+import { loadQueryEncoder, initWasm, modelFile } from '/dist/npm/encoder.js';
 
 // `?wasm=simd|relaxed` picks the build under test (default: what the browser would pick).
 const wasm = new URLSearchParams(location.search).get('wasm') ?? 'auto';
@@ -63,7 +63,8 @@ window.harness = {
   async withoutWebCrypto(bundle) {
     const { glue } = await initWasm(wasm);
     const bytes = async (f) => new Uint8Array(await (await fetch(new URL(f, new URL(bundle, location.href)))).arrayBuffer());
-    const [manifest, model, tokenizer] = await Promise.all(['dotfind-model.json', 'model.onnx', 'tokenizer.json'].map(bytes));
+    const [manifest, tokenizer] = await Promise.all(['dotfind-model.json', 'tokenizer.json'].map(bytes));
+    const model = await bytes(modelFile(manifest));
     const attempt = (...digests) => {
       try {
         new glue.QueryEncoder(manifest, model, tokenizer, ...digests).free();

@@ -46,12 +46,14 @@ const RUNTIMES = {
     if (build) build = (await import('/dotfind/runtime.js')).chooseBuild(build);
     const dir = build === 'relaxed' ? '/dotfind/pkg-relaxed/' : '/dotfind/pkg/';
     const glue = await import(`${dir}dotfind.js`);
-    const { createQueryEncoder } = await import('/dotfind/encoder.js');
     const base = `/model/${precision}/`;
-    const [wasm, manifest, model, tokenizer] = await Promise.all([
+    const { createQueryEncoder, modelFile } = await import('/dotfind/encoder.js');
+    const [wasm, manifest, tokenizer] = await Promise.all([
       bytes(`${dir}dotfind_bg.wasm`),
-      ...['dotfind-model.json', 'model.onnx', 'tokenizer.json'].map((f) => bytes(base + f)),
+      ...['dotfind-model.json', 'tokenizer.json'].map((f) => bytes(base + f)),
     ]);
+    // The graph file the bundle names: model.nnef.tar, compiled from the same model.onnx.
+    const model = await bytes(base + modelFile(manifest));
     return {
       version: build ?? 'simd',
       async create() {

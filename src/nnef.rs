@@ -1,0 +1,236 @@
+//! The compiled graph, `model.nnef.tar`: a bundle's ONNX graph parsed, typed and decluttered
+//! once, offline (`dotfind compile`), and stored in tract's own NNEF form.
+//!
+//! Why: in the browser, tract's ONNX parse and its type analysis took about 45 % of an int8
+//! encoder's start-up (profiled in Chromium, where this one-time code runs baseline-compiled).
+//! Loading NNEF skips both. The loaded graph is what the ONNX route gives, so the plans —
+//! and every output bit — are the same (tested for every bundle kind).
+//!
+//! tract serializes nearly every op of a decluttered graph itself; [`registry`] adds the
+//! few a dynamically quantized BERT leaves without a serializer.
+
+use tract_nnef::internal::*;
+use tract_nnef::tract_core::ops::nn::GeluExact;
+use tract_nnef::tract_core::ops::quant::DequantizeLinearF32;
+use tract_nnef::tract_core::optim::Optimizer;
+
+use crate::int8_graph::DynamicQuantizeU8;
+
+/// The ops tract leaves unserializable in dotfind's graphs, as the NNEF extension `dotfind`:
+/// dotfind's activation quantizer, the int8 embedding tables' dequantization and exact GELU.
+pub fn registry() -> Registry {
+    let mut registry = Registry::new("dotfind").with_doc("dotfind's ops for BERT graphs");
+    registry.register_dumper(dump_dynamic_quantize);
+    registry.register_primitive(
+        "dotfind_dynamic_quantize_u8",
+        &[TypeName::Scalar.tensor().named("input")],
+        &[
+            ("output", TypeName::Integer.tensor()),
+            ("scale", TypeName::Scalar.tensor()),
+            ("zero_point", TypeName::Integer.tensor()),
+        ],
+        load_dynamic_quantize,
+    );
+    registry.register_dumper(dump_dequantize);
+    registry.register_primitive(
+        "dotfind_dequantize_linear_f32",
+        &[
+            TypeName::Integer.tensor().named("input"),
+            TypeName::Scalar.named("scale"),
+            TypeName::Integer.named("zero_point"),
+        ],
+        &[("output", TypeName::Scalar.tensor())],
+        load_dequantize,
+    );
+    registry.register_unit_element_wise("dotfind_gelu_exact", &GeluExact {});
+    registry
+}
+
+fn dump_dynamic_quantize(
+    ast: &mut IntoAst,
+    node: &TypedNode,
+    _op: &DynamicQuantizeU8,
+) -> TractResult<Option<Arc<RValue>>> {
+    let input = ast.mapping[&node.inputs[0]].clone();
+    Ok(Some(invocation(
+        "dotfind_dynamic_quantize_u8",
+        &[input],
+        &[],
+    )))
+}
+
+fn load_dynamic_quantize(
+    builder: &mut ModelBuilder,
+    call: &ResolvedInvocation,
+) -> TractResult<Value> {
+    let input = call.named_arg_as(builder, "input")?;
+    builder.wire(DynamicQuantizeU8, &[input])
+}
+
+fn dump_dequantize(
+    ast: &mut IntoAst,
+    node: &TypedNode,
+    op: &DequantizeLinearF32,
+) -> TractResult<Option<Arc<RValue>>> {
+    let input = ast.mapping[&node.inputs[0]].clone();
+    // `{:?}` of an f32 is its shortest round-tripping decimal: the same scale comes back.
+    Ok(Some(invocation(
+        "dotfind_dequantize_linear_f32",
+        &[input],
+        &[
+            ("scale", numeric(op.scale)),
+            ("zero_point", numeric(op.zero_point)),
+        ],
+    )))
+}
+
+fn load_dequantize(builder: &mut ModelBuilder, call: &ResolvedInvocation) -> TractResult<Value> {
+    let input = call.named_arg_as(builder, "input")?;
+    let scale: f32 = call.named_arg_as(builder, "scale")?;
+    let zero_point: i64 = call.named_arg_as(builder, "zero_point")?;
+    let zero_point = i32::try_from(zero_point)?;
+    builder.wire(DequantizeLinearF32 { scale, zero_point }, &[input])
+}
+
+/// tract's NNEF framework with dotfind's extension.
+fn framework() -> tract_nnef::framework::Nnef {
+    tract_nnef::nnef().with_registry(registry())
+}
+
+/// A decluttered graph as an NNEF tar, byte-identical for the same graph (fixed timestamps).
+pub fn write(decluttered: &TypedModel) -> TractResult<Vec<u8>> {
+    framework().write_to_tar_with_config(decluttered, Vec::new(), false, true)
+}
+
+/// Whether `bytes` start like a tar archive (the POSIX `ustar` magic), as `write` makes them.
+pub fn is_compiled(bytes: &[u8]) -> bool {
+    bytes.get(257..262) == Some(b"ustar")
+}
+
+/// Reads an NNEF tar back into a decluttered graph.
+///
+/// The loaded graph carries what NNEF spells out — casts of constants, the einsums'
+/// layout reshapes and transposes — which tract's declutter folds again. Only its constant
+/// propagation and per-op declutter rules are run: the full declutter adds axis-change
+/// propagation, two thirds of its time natively (48 → 17 ms), and the plan codegen makes
+/// of the result runs the same and gives the same bits (tested).
+pub fn read(bytes: &[u8]) -> TractResult<TypedModel> {
+    ensure!(
+        is_compiled(bytes),
+        "not a tar archive (`dotfind compile` writes this file)"
+    );
+    let mut model = framework().model_for_read(&mut &bytes[..])?;
+    let mut declutter = Optimizer::declutter();
+    declutter.passes.retain(|pass| {
+        let name = format!("{pass:?}");
+        name.starts_with("PropConst") || name == "declutter"
+    });
+    ensure!(
+        declutter.passes.len() == 2,
+        "tract's declutter passes changed: {:?}",
+        declutter.passes
+    );
+    declutter.optimize(&mut model)?;
+    Ok(model)
+}
+
+/// Compiles the bundle in `dir`: writes `model.nnef.tar` from its (verified) `model.onnx`
+/// and records it in `dotfind-model.json`, after which every loader uses it. Idempotent:
+/// the same bundle and dotfind version give the same bytes. Returns the new file's entry.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn compile_bundle(dir: &std::path::Path) -> crate::Result<crate::bundle::FileEntry> {
+    use crate::bundle::{
+        read_bundle_file, sha256_hex, BundleManifest, FileEntry, COMPILED_MODEL_FILE,
+        MANIFEST_FILE, MODEL_FILE,
+    };
+    use crate::error::Error;
+
+    let mut manifest = BundleManifest::from_json(&read_bundle_file(dir, MANIFEST_FILE)?)?;
+    let onnx = read_bundle_file(dir, MODEL_FILE)?;
+    manifest.files[MODEL_FILE].verify(MODEL_FILE, &onnx)?;
+    let mut graph = crate::encode::decluttered_graph(MODEL_FILE, &onnx)?;
+    // tract-onnx's activation quantizer has no NNEF form; dotfind's drop-in has.
+    crate::int8_graph::use_fast_dynamic_quantize(&mut graph);
+    let compiled = write(&graph).map_err(|e| Error::InvalidModel {
+        file: MODEL_FILE.into(),
+        reason: format!("cannot compile to NNEF: {e:#}"),
+    })?;
+    // What browsers will load must load: fail here, not on a visitor's page.
+    read(&compiled).map_err(|e| Error::InvalidModel {
+        file: COMPILED_MODEL_FILE.into(),
+        reason: format!("compiled graph does not load back: {e:#}"),
+    })?;
+    let entry = FileEntry {
+        sha256: sha256_hex(&compiled),
+        bytes: compiled.len() as u64,
+    };
+    manifest
+        .files
+        .insert(COMPILED_MODEL_FILE.into(), entry.clone());
+    let mut descriptor = serde_json::to_vec_pretty(&manifest)
+        .map_err(|e| Error::io(dir.join(MANIFEST_FILE), std::io::Error::other(e)))?;
+    descriptor.push(b'\n');
+    // The graph first, then the descriptor that vouches for it, each by rename: a crash in
+    // between leaves a bundle that still loads (the old descriptor ignores the new file).
+    for (file, bytes) in [
+        (COMPILED_MODEL_FILE, &compiled),
+        (MANIFEST_FILE, &descriptor),
+    ] {
+        let path = dir.join(file);
+        let tmp = dir.join(format!(".{file}.tmp"));
+        std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+    }
+    Ok(entry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tract_nnef::tract_core::ops::element_wise::ElementWiseOp;
+
+    /// x (f32) → GELU → dotfind's quantizer → its u8 output and an int8 table's
+    /// dequantization with a scale whose decimal form needs all its digits.
+    fn tiny_graph() -> TypedModel {
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([2, 3])).unwrap();
+        let gelu = model
+            .wire_node("gelu", ElementWiseOp(Box::new(GeluExact {}), None), &[x])
+            .unwrap();
+        let q = model
+            .wire_node("quantize", DynamicQuantizeU8, &gelu)
+            .unwrap();
+        let scale = 0.1f32 + f32::EPSILON * 3.0;
+        let op = DequantizeLinearF32 {
+            scale,
+            zero_point: 131,
+        };
+        let y = model.wire_node("dequantize", op, &[q[0]]).unwrap();
+        model.select_output_outlets(&[y[0], q[1]]).unwrap();
+        model
+    }
+
+    fn run(model: TypedModel) -> TVec<TValue> {
+        let x = tensor2(&[[-3.0f32, -0.5, 0.0], [0.25, 1.5, 7.0]]);
+        model.into_runnable().unwrap().run(tvec![x.into()]).unwrap()
+    }
+
+    #[test]
+    fn dotfind_ops_survive_the_round_trip_bit_for_bit() {
+        let tar = write(&tiny_graph()).unwrap();
+        assert!(is_compiled(&tar));
+        assert_eq!(write(&tiny_graph()).unwrap(), tar, "deterministic bytes");
+        let loaded = read(&tar).unwrap();
+        assert_eq!(run(loaded), run(tiny_graph()));
+    }
+
+    #[test]
+    fn bytes_that_are_not_a_tar_are_refused_by_name() {
+        let err = read(b"\x08\x07onnx protobuf").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "not a tar archive (`dotfind compile` writes this file)"
+        );
+        assert!(!is_compiled(&[0u8; 300]));
+    }
+}
