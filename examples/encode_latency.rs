@@ -8,7 +8,7 @@
 //! `{startup_ms, times_ms: [...], vectors: [[...] per query]}`.
 use std::time::Instant;
 
-use dotfind::{Encoder, ModelBundle};
+use dotfind::{BundleManifest, Encoder, ModelBundle};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -19,11 +19,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let queries: Vec<String> = serde_json::from_slice(&std::fs::read(queries)?)?;
     let dir = std::path::Path::new(bundle);
     let read = |f: &str| std::fs::read(dir.join(f));
-    let (manifest, model, tokenizer) = (
-        read("dotfind-model.json")?,
-        read("model.onnx")?,
-        read("tokenizer.json")?,
-    );
+    let manifest = read("dotfind-model.json")?;
+    // The graph file the bundle names (model.nnef.tar once compiled), as the browser loads.
+    let model = read(BundleManifest::from_json(&manifest)?.model_file())?;
+    let tokenizer = read("tokenizer.json")?;
 
     let t = Instant::now();
     let encoder = Encoder::new(&ModelBundle::from_bytes(&manifest, model, tokenizer)?)?;

@@ -140,8 +140,8 @@ pub fn read(bytes: &[u8]) -> TractResult<TypedModel> {
 #[cfg(not(target_arch = "wasm32"))]
 pub fn compile_bundle(dir: &std::path::Path) -> crate::Result<crate::bundle::FileEntry> {
     use crate::bundle::{
-        read_bundle_file, sha256_hex, BundleManifest, FileEntry, COMPILED_MODEL_FILE,
-        MANIFEST_FILE, MODEL_FILE,
+        read_bundle_file, sha256_hex, BundleManifest, FileEntry, ModelBundle, COMPILED_MODEL_FILE,
+        MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE,
     };
     use crate::error::Error;
 
@@ -155,11 +155,6 @@ pub fn compile_bundle(dir: &std::path::Path) -> crate::Result<crate::bundle::Fil
         file: MODEL_FILE.into(),
         reason: format!("cannot compile to NNEF: {e:#}"),
     })?;
-    // What browsers will load must load: fail here, not on a visitor's page.
-    read(&compiled).map_err(|e| Error::InvalidModel {
-        file: COMPILED_MODEL_FILE.into(),
-        reason: format!("compiled graph does not load back: {e:#}"),
-    })?;
     let entry = FileEntry {
         sha256: sha256_hex(&compiled),
         bytes: compiled.len() as u64,
@@ -170,6 +165,13 @@ pub fn compile_bundle(dir: &std::path::Path) -> crate::Result<crate::bundle::Fil
     let mut descriptor = serde_json::to_vec_pretty(&manifest)
         .map_err(|e| Error::io(dir.join(MANIFEST_FILE), std::io::Error::other(e)))?;
     descriptor.push(b'\n');
+    // What browsers will load must load, as the bundle it will be: an encoder is built from
+    // it here (inputs, output, hidden size checked), so a bad graph fails now, not on a
+    // visitor's page, and nothing is written.
+    let tokenizer = read_bundle_file(dir, TOKENIZER_FILE)?;
+    let bundle = ModelBundle::from_bytes(&descriptor, compiled, tokenizer)?;
+    crate::encode::Encoder::new(&bundle)?;
+    let compiled = bundle.model;
     // The graph first, then the descriptor that vouches for it, each by rename: a crash in
     // between leaves a bundle that still loads (the old descriptor ignores the new file).
     for (file, bytes) in [

@@ -494,6 +494,21 @@ fn damaged_compiled_graphs_get_named_errors() {
             dir.path().display()
         )
     );
+    // Compiling checks the graph against the descriptor, and writes nothing when they disagree.
+    let tok = std::fs::read(dir.path().join("tokenizer.json")).unwrap();
+    replace_consistently(dir.path(), "tokenizer.json", &tok, |m| {
+        m["hidden_size"] = 768.into()
+    });
+    let descriptor = std::fs::read(dir.path().join("dotfind-model.json")).unwrap();
+    assert_eq!(
+        dotfind::nnef::compile_bundle(dir.path()).unwrap_err().to_string(),
+        "model mismatch: model.nnef.tar outputs vectors of 384 dimensions, dotfind-model.json says hidden_size 768"
+    );
+    assert!(!path.exists());
+    assert_eq!(
+        std::fs::read(dir.path().join("dotfind-model.json")).unwrap(),
+        descriptor
+    );
     // Compiling needs model.onnx.
     std::fs::remove_file(dir.path().join("model.onnx")).unwrap();
     assert_eq!(
