@@ -126,22 +126,32 @@ impl PackedWeights {
         );
         // One sequential pass over the source, each weight scattered to its packed place
         // (zero padding is the initial value), column sums alongside: packing runs at start-up,
-        // in the browser still baseline-compiled, so it must not stride through the matrix.
+        // in the browser still baseline-compiled, so it must not stride through the matrix,
+        // and places advance by fixed steps (no division per weight; `place` is the definition).
         let k_padded = layout.padded_depth(k);
         let len = layout.packed_len(k_padded, n);
-        let place = |depth, j| layout.place(k_padded, depth, j);
+        let (per_block, block_step, column_step) = match layout {
+            Layout::WidePairs => (COLS, COLS * k_padded, DEPTH),
+            Layout::SplitQuads => (QUAD, Layout::group_bytes(k_padded), QUAD),
+        };
         let mut blocks = vec![0i8; len];
         let mut column_sums = vec![0i32; n];
         for (depth, row) in weights.chunks_exact(n).enumerate() {
-            for (j, (&weight, sum)) in row.iter().zip(column_sums.iter_mut()).enumerate() {
-                *sum += i32::from(weight);
-                let at = place(depth, j);
-                match layout {
-                    Layout::WidePairs => blocks[at] = weight,
-                    // lo = w & 0x7f, hi = (w < 0): both in [0, 127], w = lo − 128·hi.
-                    Layout::SplitQuads => {
-                        blocks[at] = weight & 0x7f;
-                        blocks[at + QUAD * QUAD] = i8::from(weight < 0);
+            let row_start = layout.place(k_padded, depth, 0);
+            let columns = row.chunks(per_block).zip(column_sums.chunks_mut(per_block));
+            for (block, (weights, sums)) in columns.enumerate() {
+                let block_start = row_start + block * block_step;
+                for (c, (&weight, sum)) in weights.iter().zip(sums).enumerate() {
+                    *sum += i32::from(weight);
+                    let at = block_start + c * column_step;
+                    debug_assert_eq!(at, layout.place(k_padded, depth, block * per_block + c));
+                    match layout {
+                        Layout::WidePairs => blocks[at] = weight,
+                        // lo = w & 0x7f, hi = (w < 0): both in [0, 127], w = lo − 128·hi.
+                        Layout::SplitQuads => {
+                            blocks[at] = weight & 0x7f;
+                            blocks[at + QUAD * QUAD] = i8::from(weight < 0);
+                        }
                     }
                 }
             }
