@@ -264,6 +264,8 @@ def main() -> None:
     if source_model.config.model_type == "bert" and not args.keep_bert:
         log("re-hosting BERT weights in DistilBERT layout")
         model = bert_to_distilbert(source_model)
+    elif args.keep_bert:
+        model_id = model_id.replace(", DistilBERT layout)", ", BERT layout)")
     arch = model.config.model_type
     hidden_size = model.config.hidden_size if arch == "bert" else model.config.dim
 
