@@ -102,7 +102,9 @@ pub struct Encoder {
     /// Position of `input_ids` and `attention_mask` among the graph's inputs.
     input_order: [usize; 2],
     query_tokenizer: TextTokenizer,
-    passage_tokenizer: TextTokenizer,
+    /// Made on first use: the browser encodes only queries, and the copy of a 30k-entry
+    /// vocabulary is start-up time there.
+    passage_tokenizer: std::sync::OnceLock<TextTokenizer>,
     manifest: BundleManifest,
     bundle_sha256: String,
 }
@@ -134,7 +136,6 @@ impl Encoder {
         let manifest = bundle.manifest.clone();
         let query_tokenizer =
             TextTokenizer::from_json(&bundle.tokenizer_json, manifest.max_query_tokens)?;
-        let passage_tokenizer = query_tokenizer.with_max_tokens(manifest.max_passage_tokens)?;
 
         let file = manifest.model_file();
         let typed = decluttered_graph(file, &bundle.model)?;
@@ -194,7 +195,7 @@ impl Encoder {
             plan,
             input_order,
             query_tokenizer,
-            passage_tokenizer,
+            passage_tokenizer: std::sync::OnceLock::new(),
             manifest,
             bundle_sha256: bundle.bundle_sha256.clone(),
         })
@@ -244,7 +245,16 @@ impl Encoder {
     /// Token ids of a passage as the model will see them (prefix added, truncated).
     pub fn tokenize_passage(&self, passage: &str) -> Result<TokenizedText> {
         let text = format!("{}{passage}", self.manifest.passage_prefix);
-        self.passage_tokenizer.tokenize(&text)
+        let tokenizer = match self.passage_tokenizer.get() {
+            Some(tokenizer) => tokenizer,
+            None => {
+                let made = self
+                    .query_tokenizer
+                    .with_max_tokens(self.manifest.max_passage_tokens)?;
+                self.passage_tokenizer.get_or_init(|| made)
+            }
+        };
+        tokenizer.tokenize(&text)
     }
 
     /// Embeds passages as one padded batch. Callers wanting speed sort by length first
@@ -269,7 +279,7 @@ impl Encoder {
                 "cannot encode a text with no tokens".into(),
             ));
         }
-        let pad = self.passage_tokenizer.pad_id();
+        let pad = self.query_tokenizer.pad_id();
         let mut ids = Vec::with_capacity(batch * seq);
         let mut mask = Vec::with_capacity(batch * seq);
         for t in texts {

@@ -141,6 +141,16 @@ fn batched_passages_equal_passages_encoded_alone() {
     ];
     let batch = e.encode_passages(&texts).unwrap();
     assert_eq!(batch.len(), 3);
+    // Passages truncate at their own limit (the passage tokenizer is made on first use).
+    let long = "word ".repeat(2000);
+    assert_eq!(
+        e.tokenize_passage(&long).unwrap().len(),
+        e.manifest().max_passage_tokens
+    );
+    assert_eq!(
+        e.tokenize_query(&long).unwrap().len(),
+        e.manifest().max_query_tokens
+    );
     for (text, v) in texts.iter().zip(&batch) {
         let alone = e.encode_passages(&[text]).unwrap().remove(0);
         assert_eq!(v.len(), e.dims());
