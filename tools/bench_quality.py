@@ -167,11 +167,14 @@ PARTLY_F32 = {
 }
 
 
-def partly_f32_bundle(model: Path, cache_dir: Path, fragment: str) -> Path:
-    """The int8 bundle re-quantized with every MatMul whose node name contains `fragment` left in f32."""
+def partly_f32_bundle(model: Path, cache_dir: Path, fragment: str, binary: Path) -> Path:
+    """The int8 bundle re-quantized with every MatMul whose node name contains `fragment` left
+    in f32, compiled (`dotfind index` ships only compiled bundles)."""
     folder, what = PARTLY_F32[fragment]
     out = cache_dir / folder
     if (out / "dotfind-model.json").is_file():
+        if "model.nnef.tar" not in json.loads((out / "dotfind-model.json").read_text())["files"]:
+            dotfind(binary, "compile", "--model", out)
         return out
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -186,6 +189,7 @@ def partly_f32_bundle(model: Path, cache_dir: Path, fragment: str) -> Path:
         fields = {k: v for k, v in meta.items() if k not in ("format", "quantization", "files")}
         write_bundle(out, onnx_path, (model / "int8" / "tokenizer.json").read_text(), fields,
                      f"{meta['quantization']}, {len(keep)} {what}")
+    dotfind(binary, "compile", "--model", out)
     return out
 
 
@@ -288,7 +292,7 @@ def main() -> None:
                     encoder = "f32passages" if "--passage-model" in extra else name
                     idx = cache_dir / "indexes" / f"{coll.name}-{len(docs)}-{encoder}-{vectors}"
                     if bundle.startswith("{f32:"):
-                        bundle = partly_f32_bundle(args.model, cache_dir, bundle[len("{f32:"):-1])
+                        bundle = partly_f32_bundle(args.model, cache_dir, bundle[len("{f32:"):-1], args.dotfind)
                     dotfind(args.dotfind, "index", "--model", args.model / bundle, "--input", sub, "--out", idx, "--vectors", vectors, "--skip-empty", *extra)
                     rp = runs_dir / f"{coll.name}-{slug}-{name}.trec"
                     if first_stage is None:
