@@ -85,9 +85,7 @@ impl BundleManifest {
             MODEL_FILE
         }
     }
-}
 
-impl BundleManifest {
     /// Checks that `other` (a bundle meant to encode passages for this query bundle, e.g.
     /// its f32 twin) embeds text into the same space: same checkpoint, tokenizer, pooling,
     /// similarity, dimensions and passage handling. Only the numeric precision may differ.

@@ -53,7 +53,7 @@ pub fn decluttered_graph(file: &str, bytes: &[u8]) -> Result<TypedModel> {
             reason: "empty file".into(),
         });
     }
-    if file.starts_with(crate::bundle::COMPILED_MODEL_FILE) {
+    if file == crate::bundle::COMPILED_MODEL_FILE {
         return crate::nnef::read(bytes)
             .map_err(|e| invalid_model(file, "not a valid compiled model", format!("{e:#}")));
     }
