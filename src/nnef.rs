@@ -168,8 +168,10 @@ pub fn compile_bundle(dir: &std::path::Path) -> crate::Result<crate::bundle::Fil
     // What browsers will load must load, as the bundle it will be: an encoder is built from
     // it here (inputs, output, hidden size checked), so a bad graph fails now, not on a
     // visitor's page, and nothing is written.
+    // The graph's digest is the one just computed from these bytes; the tokenizer is checked.
     let tokenizer = read_bundle_file(dir, TOKENIZER_FILE)?;
-    let bundle = ModelBundle::from_bytes(&descriptor, compiled, tokenizer)?;
+    let digests = [entry.sha256.clone(), sha256_hex(&tokenizer)];
+    let bundle = ModelBundle::from_bytes_with_sha256(&descriptor, compiled, tokenizer, &digests)?;
     crate::encode::Encoder::new(&bundle)?;
     let compiled = bundle.model;
     // The graph first, then the descriptor that vouches for it, each by rename: a crash in
