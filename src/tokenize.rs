@@ -4,7 +4,15 @@
 //! truncation length that is not the bundle's; both are overridden here so that a query
 //! costs only its own tokens and the model never sees more than the bundle allows.
 
-use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+use std::collections::HashMap;
+
+use serde_json::value::RawValue;
+use tokenizers::models::wordpiece::WordPiece;
+use tokenizers::{
+    AddedToken, DecoderWrapper, ModelWrapper, NormalizerWrapper, PaddingParams,
+    PostProcessorWrapper, PreTokenizerWrapper, Tokenizer, TokenizerBuilder, TruncationDirection,
+    TruncationParams, TruncationStrategy,
+};
 
 use crate::error::{Error, Result};
 
@@ -52,7 +60,11 @@ impl TextTokenizer {
         if bytes.is_empty() {
             return Err(Error::InvalidTokenizer("empty file".into()));
         }
-        let mut inner = Tokenizer::from_bytes(bytes).map_err(|e| {
+        let parsed = match wordpiece_tokenizer(bytes) {
+            Some(tokenizer) => Ok(tokenizer),
+            None => Tokenizer::from_bytes(bytes),
+        };
+        let mut inner = parsed.map_err(|e| {
             Error::InvalidTokenizer(format!("not a valid tokenizer definition: {e}"))
         })?;
         let pad_id = inner
@@ -116,6 +128,54 @@ impl TextTokenizer {
             attention_mask,
         })
     }
+}
+
+/// `tokenizer.json` of a WordPiece (BERT-family) tokenizer, parsed the way `tokenizers` does
+/// it but with the vocabulary read once, straight into its map: the generic path buffers a
+/// model twice (an untagged enum, then a JSON value tree) before building it, which was most
+/// of a browser's tokenizer start-up. `None` for anything else, or anything unusual, so that
+/// the generic path parses it (or names what is wrong with it).
+fn wordpiece_tokenizer(bytes: &[u8]) -> Option<Tokenizer> {
+    #[derive(serde::Deserialize)]
+    struct ModelType<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Option<&'a str>,
+    }
+    let fields: HashMap<&str, &RawValue> = serde_json::from_slice(bytes).ok()?;
+    let model = fields.get("model")?.get();
+    if serde_json::from_str::<ModelType>(model).ok()?.kind != Some("WordPiece") {
+        return None;
+    }
+    // Absent fields read as `null`, as the generic path leaves them unset.
+    fn field<'a, T: serde::Deserialize<'a>>(
+        fields: &HashMap<&str, &'a RawValue>,
+        name: &str,
+    ) -> Option<T> {
+        serde_json::from_str(fields.get(name).map_or("null", |raw| raw.get())).ok()
+    }
+    if field::<Option<&str>>(&fields, "version")?.is_some_and(|v| v != "1.0") {
+        return None;
+    }
+    let wordpiece: WordPiece = serde_json::from_str(model).ok()?;
+    let added: Option<Vec<AddedToken>> = field(&fields, "added_tokens")?;
+    let mut tokenizer = TokenizerBuilder::<
+        ModelWrapper,
+        NormalizerWrapper,
+        PreTokenizerWrapper,
+        PostProcessorWrapper,
+        DecoderWrapper,
+    >::new()
+    .with_model(ModelWrapper::WordPiece(wordpiece))
+    .with_normalizer(field(&fields, "normalizer")?)
+    .with_pre_tokenizer(field(&fields, "pre_tokenizer")?)
+    .with_post_processor(field(&fields, "post_processor")?)
+    .with_decoder(field(&fields, "decoder")?)
+    .with_truncation(field::<Option<TruncationParams>>(&fields, "truncation")?)
+    .with_padding(field::<Option<PaddingParams>>(&fields, "padding")?)
+    .build()
+    .ok()?;
+    tokenizer.add_tokens(&added.unwrap_or_default());
+    Some(tokenizer.into())
 }
 
 #[cfg(test)]
@@ -184,6 +244,34 @@ mod tests {
         let t = TextTokenizer::from_json(tiny_bert_tokenizer_json().as_bytes(), 16).unwrap();
         assert_eq!(t.tokenize("zzz\u{0}\u{7}").unwrap().ids, vec![2, 1, 3]);
         assert_eq!(t.tokenize("").unwrap().ids, vec![2, 3]);
+    }
+
+    #[test]
+    fn the_wordpiece_fast_path_builds_what_tokenizers_builds() {
+        let json = tiny_bert_tokenizer_json();
+        let mut with_added: serde_json::Value = serde_json::from_str(&json).unwrap();
+        with_added["added_tokens"] = serde_json::json!([
+            {"id": 0, "content": "[PAD]", "single_word": false, "lstrip": false, "rstrip": false,
+             "normalized": false, "special": true},
+            {"id": 9, "content": "dotfind", "single_word": false, "lstrip": false, "rstrip": false,
+             "normalized": true, "special": false}
+        ]);
+        for json in [json, with_added.to_string()] {
+            let fast = wordpiece_tokenizer(json.as_bytes()).expect("a WordPiece tokenizer");
+            let generic = Tokenizer::from_bytes(json.as_bytes()).unwrap();
+            assert_eq!(
+                fast.to_string(false).unwrap(),
+                generic.to_string(false).unwrap()
+            );
+        }
+        // Not WordPiece, or not version 1.0: left to the generic path.
+        let mut other: serde_json::Value =
+            serde_json::from_str(&tiny_bert_tokenizer_json()).unwrap();
+        other["version"] = "2.0".into();
+        assert!(wordpiece_tokenizer(other.to_string().as_bytes()).is_none());
+        other["version"] = "1.0".into();
+        other["model"]["type"] = "WordLevel".into();
+        assert!(wordpiece_tokenizer(other.to_string().as_bytes()).is_none());
     }
 
     #[test]
