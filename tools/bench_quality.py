@@ -325,7 +325,7 @@ def main() -> None:
         "",
         f"Command: `{args.command}` (each system's results are cached per collection; `--reuse` computes only the missing ones) — model {meta['model_id']} ({meta['pooling']} pooling, {meta['similarity']}); "
         "queries = the judged ones; runs scored by `dotfind eval` (trec_eval definitions; binary relevance at grade ≥ 2 for TREC-DL, ≥ 1 elsewhere). "
-        "The last dotfind system is what `./build.sh demo` ships.",
+        f"The int8 bundle: {meta['quantization']}. The last dotfind system is what `./build.sh demo` ships.",
         "",
         "| collection | mode | system | nDCG@10 | MRR@10 | Recall@100 | Recall@1000 | MAP | seconds |",
         "|---|---|---|---|---|---|---|---|---|",
