@@ -442,11 +442,12 @@ fn offset_micro_kernel(
         unsafe {
             let a = [0, 1]
                 .map(|r| v128_load32_splat(rows.as_ptr().add(r * kp + block * QUAD) as *const u32));
-            for g in 0..OFFSET_GROUPS {
-                let plane = blocks.as_ptr().add(g * plane_bytes + block * QUAD * QUAD);
-                let w = v128_load(plane as *const v128);
-                for r in 0..SPLIT_ROWS {
-                    acc[r][g] = i32x4_relaxed_dot_i8x16_i7x16_add(a[r], w, acc[r][g]);
+            let planes: [v128; OFFSET_GROUPS] = core::array::from_fn(|g| {
+                v128_load(blocks.as_ptr().add(g * plane_bytes + block * QUAD * QUAD) as *const v128)
+            });
+            for (acc_r, &a_r) in acc.iter_mut().zip(&a) {
+                for (acc_rg, &w) in acc_r.iter_mut().zip(&planes) {
+                    *acc_rg = i32x4_relaxed_dot_i8x16_i7x16_add(a_r, w, *acc_rg);
                 }
             }
         }
