@@ -43,7 +43,81 @@ pub fn registry() -> Registry {
         load_dequantize,
     );
     registry.register_unit_element_wise("dotfind_gelu_exact", &GeluExact {});
+    registry.register_dumper(dump_widen_f16);
+    registry.register_primitive(
+        "dotfind_widen_f16",
+        &[TypeName::Scalar.tensor().named("input")],
+        &[("output", TypeName::Scalar.tensor())],
+        load_widen_f16,
+    );
     registry
+}
+
+/// f16 → f32, for weights a bundle stores as f16 (see [`narrow_f16_constants`]). Unlike
+/// tract's `Cast`, it is not evaluated by constant propagation, which tract's NNEF writer runs
+/// first and would turn the constant back into f32 on disk; its declutter rule folds it into
+/// an f32 constant when the graph is loaded.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct WidenF16;
+
+impl Op for WidenF16 {
+    fn name(&self) -> StaticName {
+        "WidenF16 (dotfind)".into()
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for WidenF16 {
+    not_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        Ok(tvec!(inputs[0]
+            .cast_to::<f32>()?
+            .into_owned()
+            .into_tvalue()))
+    }
+}
+
+impl TypedOp for WidenF16 {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(
+            inputs[0].datum_type == f16::datum_type(),
+            "dotfind_widen_f16 of {:?}",
+            inputs[0].datum_type
+        );
+        Ok(tvec!(f32::fact(inputs[0].shape.clone())))
+    }
+
+    fn declutter(
+        &self,
+        model: &TypedModel,
+        node: &TypedNode,
+    ) -> TractResult<Option<TypedModelPatch>> {
+        let Some(half) = &model.outlet_fact(node.inputs[0])?.konst else {
+            return Ok(None);
+        };
+        let mut patch = TypedModelPatch::new("dotfind: widen an f16 constant");
+        let wide = patch.add_const(&node.name, half.cast_to::<f32>()?.into_owned())?;
+        patch.shunt_outside(model, node.id.into(), wide)?;
+        Ok(Some(patch))
+    }
+
+    as_op!();
+}
+
+fn dump_widen_f16(
+    ast: &mut IntoAst,
+    node: &TypedNode,
+    _op: &WidenF16,
+) -> TractResult<Option<Arc<RValue>>> {
+    let input = ast.mapping[&node.inputs[0]].clone();
+    Ok(Some(invocation("dotfind_widen_f16", &[input], &[])))
+}
+
+fn load_widen_f16(builder: &mut ModelBuilder, call: &ResolvedInvocation) -> TractResult<Value> {
+    let input = call.named_arg_as(builder, "input")?;
+    builder.wire(WidenF16, &[input])
 }
 
 fn dump_dynamic_quantize(
@@ -134,6 +208,47 @@ pub fn read(bytes: &[u8]) -> TractResult<TypedModel> {
     Ok(model)
 }
 
+/// Constants smaller than this stay f32 (biases, norms: nothing to gain).
+const MIN_NARROWED: usize = 4096;
+
+/// Stores every large f32 constant whose values are all exact f16 values (weights a bundle
+/// ships as f16 behind a Cast, which tract's declutter folded back into f32) as f16 behind a
+/// [`WidenF16`], so `model.nnef.tar` — the browser's download — keeps the smaller form. The
+/// loader folds each one into the very same f32 constant, so plans and outputs are
+/// unchanged. Returns how many constants it narrowed.
+pub fn narrow_f16_constants(model: &mut TypedModel) -> TractResult<usize> {
+    use tract_nnef::tract_core::ops::konst::Const;
+    let exact = |t: &Tensor| -> bool {
+        t.datum_type() == f32::datum_type()
+            && t.len() >= MIN_NARROWED
+            && t.try_as_plain_ram()
+                .and_then(|r| {
+                    r.as_slice::<f32>().map(|v| {
+                        v.iter()
+                            .all(|&x| f16::from_f32(x).to_f32().to_bits() == x.to_bits())
+                    })
+                })
+                .unwrap_or(false)
+    };
+    let narrowed: Vec<(usize, Arc<Tensor>)> = model
+        .nodes()
+        .iter()
+        .filter(|node| node.op_is::<Const>())
+        .filter_map(|node| node.outputs[0].fact.konst.clone().map(|t| (node.id, t)))
+        .filter(|(_, t)| exact(t))
+        .collect();
+    for (id, tensor) in &narrowed {
+        let name = model.node(*id).name.clone();
+        let mut patch = TypedModelPatch::new("dotfind: store an f16-exact constant as f16");
+        let half = patch.add_const(format!("{name}.f16"), tensor.cast_to::<f16>()?.into_owned())?;
+        let wide = patch.wire_node(format!("{name}.f32"), WidenF16, &[half])?[0];
+        patch.shunt_outside(model, OutletId::new(*id, 0), wide)?;
+        patch.apply(model)?;
+    }
+    model.compact()?;
+    Ok(narrowed.len())
+}
+
 /// Compiles the bundle in `dir`: writes `model.nnef.tar` from its (verified) `model.onnx`
 /// and records it in `dotfind-model.json`, after which every loader uses it. Idempotent:
 /// the same bundle and dotfind version give the same bytes. Returns the new file's entry.
@@ -151,10 +266,12 @@ pub fn compile_bundle(dir: &std::path::Path) -> crate::Result<crate::bundle::Fil
     let mut graph = crate::encode::decluttered_graph(MODEL_FILE, &onnx)?;
     // tract-onnx's activation quantizer has no NNEF form; dotfind's drop-in has.
     crate::int8_graph::use_fast_dynamic_quantize(&mut graph);
-    let compiled = write(&graph).map_err(|e| Error::InvalidModel {
+    let invalid = |e: TractError| Error::InvalidModel {
         file: MODEL_FILE.into(),
         reason: format!("cannot compile to NNEF: {e:#}"),
-    })?;
+    };
+    narrow_f16_constants(&mut graph).map_err(invalid)?;
+    let compiled = write(&graph).map_err(invalid)?;
     let entry = FileEntry {
         sha256: sha256_hex(&compiled),
         bytes: compiled.len() as u64,
@@ -226,6 +343,77 @@ mod tests {
         assert_eq!(write(&tiny_graph()).unwrap(), tar, "deterministic bytes");
         let loaded = read(&tar).unwrap();
         assert_eq!(run(loaded), run(tiny_graph()));
+    }
+
+    /// x (f32, [1, 64]) · w ([64, 64] f32 constant) + b, with `w` f16-exact or not.
+    fn linear_graph(f16_exact: bool) -> TypedModel {
+        use tract_nnef::tract_core::ops::{binary::TypedBinOp, math::Add};
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([1, 64])).unwrap();
+        let values: Vec<f32> = (0..64 * 64)
+            .map(|i| {
+                let v = ((i * 37) % 101) as f32 / 7.0 - 7.0;
+                if f16_exact {
+                    f16::from_f32(v).to_f32()
+                } else {
+                    v
+                }
+            })
+            .collect();
+        let w = model
+            .add_const("w", tensor1(&values).into_shape(&[64, 64]).unwrap())
+            .unwrap();
+        let b = model.add_const("b", tensor2(&[[0.5f32; 64]])).unwrap();
+        let op = tract_nnef::tract_core::ops::einsum::EinSum::new(
+            "mk,kn->mn".parse().unwrap(),
+            f32::datum_type(),
+        );
+        let y = model.wire_node("matmul", op, &[x, w]).unwrap();
+        let y = model
+            .wire_node("bias", TypedBinOp(Box::new(Add), None), &[y[0], b])
+            .unwrap();
+        model.select_output_outlets(&y).unwrap();
+        model
+    }
+
+    #[test]
+    fn f16_exact_weights_are_stored_as_f16_and_load_as_the_same_f32() {
+        let x = tensor2(&[[0.25f32; 64]]);
+        let eval = |m: TypedModel| {
+            m.into_runnable()
+                .unwrap()
+                .run(tvec![x.clone().into()])
+                .unwrap()
+        };
+        for (exact, narrowed) in [(true, 1), (false, 0)] {
+            let mut graph = linear_graph(exact);
+            let wide = write(&graph).unwrap();
+            // Only the large f16-exact constant: the 64-value bias stays f32.
+            assert_eq!(narrow_f16_constants(&mut graph).unwrap(), narrowed);
+            let tar = write(&graph).unwrap();
+            if exact {
+                // 4096 weights at 2 bytes instead of 4 (tar pads files to 512 bytes).
+                assert!(
+                    wide.len() - tar.len() >= 8192 - 512,
+                    "{} -> {}",
+                    wide.len(),
+                    tar.len()
+                );
+            } else {
+                assert_eq!(tar, wide);
+            }
+            let loaded = read(&tar).unwrap();
+            let casts = loaded
+                .nodes()
+                .iter()
+                .filter(|n| n.op_is::<tract_nnef::tract_core::ops::cast::Cast>())
+                .count();
+            assert_eq!(
+                casts, 0,
+                "the loader folds the casts back into f32 constants"
+            );
+            assert_eq!(eval(loaded), eval(linear_graph(exact)));
+        }
     }
 
     #[test]
