@@ -109,12 +109,14 @@ test('the plain-SIMD build (browsers without relaxed SIMD) matches the reference
 });
 
 test('int8: the plain build\'s i16 matmul kernel agrees with both relaxed-build kernels', async (t) => {
-  // Integer accumulation is exact in every kernel (src/int8_linear.rs); only the builds' f32
-  // arithmetic (fused multiply-add in the relaxed build) differs, which can move an activation
-  // by one quantization step now and then. A wrong sum, zero point, offset, plane or column
-  // would cost far more. The int8 bundle's 7-bit weights run the relaxed build's one-plane
-  // offset kernel, int8-ffn-f32's 8-bit ones its split two-plane kernel. (Natively, every
-  // kernel gives tract's bits: tests/encoder.rs.)
+  // Integer accumulation is exact in every kernel (src/int8_linear.rs, whose unit tests check
+  // each layout against the integer definition); only the builds' f32 arithmetic (fused
+  // multiply-add in the relaxed build) differs, which can move an activation by one
+  // quantization step now and then: for the 64-token query the plain build, the relaxed
+  // build and native tract all differ pairwise by about 2e-4 in cosine. A wrong sum, zero
+  // point, offset, plane or column would cost far more. The int8 bundle's 7-bit weights run
+  // the relaxed build's one-plane offset kernel, int8-ffn-f32's 8-bit ones its split
+  // two-plane kernel. (Natively, every kernel gives tract's bits: tests/encoder.rs.)
   const plain = await harnessPage('simd');
   try {
     const texts = readJson(path.join(MODEL, 'reference.json')).items.map((i) => i.query);
@@ -123,7 +125,7 @@ test('int8: the plain build\'s i16 matmul kernel agrees with both relaxed-build 
       const own = await plain.evaluate(([b, q]) => window.harness.encodeAll(b, q), [bundle, texts]);
       const cosines = texts.map((_, i) => cosine(relaxed[i], own[i]));
       t.diagnostic(`${bundle}: min cos ${Math.min(...cosines)}, mean ${cosines.reduce((a, b) => a + b, 0) / cosines.length}`);
-      cosines.forEach((c, i) => assert.ok(c >= 0.99999, `${bundle}: cos ${c} for ${JSON.stringify(texts[i].slice(0, 40))}`));
+      cosines.forEach((c, i) => assert.ok(c >= 0.9995, `${bundle}: cos ${c} for ${JSON.stringify(texts[i].slice(0, 40))}`));
     }
   } finally {
     await plain.close();
