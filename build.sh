@@ -54,7 +54,7 @@ ensure_wasm_bindgen() {
 ensure_node_modules() {
   command -v npm >/dev/null || die "node/npm not found (Node.js 20+ is required)"
   if ! cmp -s package-lock.json node_modules/.dotfind-lock 2>/dev/null; then
-    log "installing npm packages (playwright-core, binaryen, vite, onnxruntime-web, transformers.js)"
+    log "installing npm packages (playwright-core, vite, onnxruntime-web, transformers.js)"
     # transformers.js depends on onnxruntime-node, whose install script would fetch CUDA
     # binaries from nuget.org; nothing here runs it (the benchmark uses transformers.js in Chromium).
     ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error
@@ -125,16 +125,19 @@ prepare_model() {
 RELAXED_RUSTFLAGS='-C target-feature=+simd128,+relaxed-simd --cfg getrandom_backend="wasm_js"'
 RELAXED_TARGET_DIR=target/relaxed
 
-# One wasm build -> wasm-bindgen -> wasm-opt into $pkg (skipped when the raw wasm is unchanged).
-bindgen_and_optimize() {
-  local raw="$1" pkg="$2"; shift 2
-  local stamp; stamp="$(sha "$raw")"
+# One wasm build -> wasm-bindgen into $pkg (skipped when the raw wasm is unchanged). Function
+# names and the producers section are dropped (smaller download; DOTFIND_WASM_NAMES=1 keeps
+# the names, for profiling). No wasm-opt: measured in Chromium, binaryen's output (-O3, -O2
+# and -Os alike) started 100-200 ms slower and ran f32 queries ~30 % slower than rustc's own
+# (LTO, opt-level 3), and was no smaller under brotli than this (BENCHMARKS.md).
+bindgen_wasm() {
+  local raw="$1" pkg="$2" names=(--remove-name-section)
+  [ "${DOTFIND_WASM_NAMES:-}" = 1 ] && names=()
+  local stamp; stamp="$(sha "$raw")-bindgen-${#names[@]}"
   [ "$(cat "$pkg/.dotfind-stamp" 2>/dev/null)" = "$stamp" ] && return 0
   rm -rf "$pkg"
-  wasm-bindgen --target web --out-dir "$pkg" --out-name dotfind "$raw"
-  node_modules/.bin/wasm-opt -O3 --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int \
-    --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue "$@" \
-    "$pkg/dotfind_bg.wasm" -o "$pkg/dotfind_bg.wasm"
+  wasm-bindgen --target web --out-dir "$pkg" --out-name dotfind --remove-producers-section \
+    ${names[@]+"${names[@]}"} "$raw"
   echo "$stamp" > "$pkg/.dotfind-stamp"
 }
 
@@ -149,10 +152,9 @@ build_wasm() {
   cargo build --lib --target "$WASM_TARGET" --profile wasm
   CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="$RELAXED_RUSTFLAGS" \
     cargo build --lib --target "$WASM_TARGET" --profile wasm --target-dir "$RELAXED_TARGET_DIR"
-  log "wasm-bindgen + wasm-opt -O3 (binaryen from npm; a few minutes, both builds in parallel)"
-  bindgen_and_optimize "target/$WASM_TARGET/wasm/dotfind.wasm" target/pkg & local plain=$!
-  bindgen_and_optimize "$RELAXED_TARGET_DIR/$WASM_TARGET/wasm/dotfind.wasm" target/pkg-relaxed --enable-relaxed-simd
-  wait "$plain"
+  log "wasm-bindgen (both builds)"
+  bindgen_wasm "target/$WASM_TARGET/wasm/dotfind.wasm" target/pkg
+  bindgen_wasm "$RELAXED_TARGET_DIR/$WASM_TARGET/wasm/dotfind.wasm" target/pkg-relaxed
   rm -rf dist/npm; mkdir -p dist/npm/pkg dist/npm/pkg-relaxed
   cp js/package.json js/README.md js/dotfind.js js/dotfind.d.ts js/dotfind-worker.js js/dotfind-scorer.js js/messages.js js/encoder.js js/runtime.js dist/npm/
   for p in pkg pkg-relaxed; do
