@@ -282,15 +282,8 @@ fn matmul_split_quads(x: &[u8], zero_point: i32, w: &PackedWeights, out: &mut [i
     // Activations offset to i8 (x − 128); Σ (x − zp)·w = Σ (x − 128)·w + (128 − zp)·Σ w.
     let block_bytes = GROUPS * Layout::group_bytes(w.k_padded);
     let kernel = |rows: &[i8], blocks: &[i8], kp: usize| {
-        split_micro_kernel(rows, blocks, kp).map(|groups| {
-            let mut flat = [0i32; GROUPS * QUAD];
-            for (g, lanes) in groups.iter().enumerate() {
-                flat[g * QUAD..][..QUAD].copy_from_slice(lanes);
-            }
-            flat
-        })
+        split_micro_kernel(rows, blocks, kp).map(|groups| flatten_groups(&groups))
     };
-    let offset = |v: u8| (v ^ 0x80) as i8;
     let correction = 128 - zero_point;
     let finish = |_row: usize, j: usize, sum: i32| sum + correction * w.column_sums[j];
     matmul_blocks::<_, SPLIT_ROWS, { GROUPS * QUAD }>(
@@ -298,7 +291,7 @@ fn matmul_split_quads(x: &[u8], zero_point: i32, w: &PackedWeights, out: &mut [i
         w,
         out,
         block_bytes,
-        offset,
+        offset_to_i8,
         kernel,
         finish,
     );
@@ -309,13 +302,7 @@ fn matmul_offset_quads(x: &[u8], zero_point: i32, w: &PackedWeights, out: &mut [
     // Σ (x − zp)·w = Σ a·(w + o_j) − o_j·Σ a + (128 − zp)·Σ w.
     let block_bytes = OFFSET_GROUPS * Layout::plane_bytes(w.k_padded);
     let kernel = |rows: &[i8], blocks: &[i8], kp: usize| {
-        offset_micro_kernel(rows, blocks, kp).map(|groups| {
-            let mut flat = [0i32; OFFSET_GROUPS * QUAD];
-            for (g, lanes) in groups.iter().enumerate() {
-                flat[g * QUAD..][..QUAD].copy_from_slice(lanes);
-            }
-            flat
-        })
+        offset_micro_kernel(rows, blocks, kp).map(|groups| flatten_groups(&groups))
     };
     let row_sums: Vec<i32> = x
         .chunks_exact(w.k)
@@ -325,19 +312,33 @@ fn matmul_offset_quads(x: &[u8], zero_point: i32, w: &PackedWeights, out: &mut [
     let finish = |row: usize, j: usize, sum: i32| {
         sum - w.column_offsets[j] * row_sums[row] + correction * w.column_sums[j]
     };
-    let offset = |v: u8| (v ^ 0x80) as i8;
     matmul_blocks::<_, SPLIT_ROWS, { OFFSET_GROUPS * QUAD }>(
         x,
         w,
         out,
         block_bytes,
-        offset,
+        offset_to_i8,
         kernel,
         finish,
     );
 }
 
-/// The loop both layouts share: activations converted by `convert` into `R`-row blocks
+/// `x − 128` as i8: the relaxed-SIMD kernels' signed activations.
+fn offset_to_i8(x: u8) -> i8 {
+    (x ^ 0x80) as i8
+}
+
+/// A quad micro-kernel's sums per column group of 4, as one row of `N = G · 4` column sums.
+fn flatten_groups<const G: usize, const N: usize>(groups: &[[i32; QUAD]; G]) -> [i32; N] {
+    debug_assert_eq!(N, G * QUAD);
+    let mut flat = [0i32; N];
+    for (columns, lanes) in flat.chunks_exact_mut(QUAD).zip(groups) {
+        columns.copy_from_slice(lanes);
+    }
+    flat
+}
+
+/// The loop the layouts share: activations converted by `convert` into `R`-row blocks
 /// (zero-padded rows and depth, which add nothing), weight blocks of `C` columns outermost (a
 /// block's weights stay in L1 while every row block reads them), and
 /// `out[r, j] = finish(r, j, kernel sum)` (the layout's zero-point and offset terms).
