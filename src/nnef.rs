@@ -417,6 +417,17 @@ mod tests {
     }
 
     #[test]
+    fn widening_anything_but_f16_is_an_error() {
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([2])).unwrap();
+        let err = model.wire_node("widen", WidenF16, &[x]).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("dotfind_widen_f16 of F32"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
     fn bytes_that_are_not_a_tar_are_refused_by_name() {
         let err = read(b"\x08\x07onnx protobuf").unwrap_err();
         assert_eq!(
