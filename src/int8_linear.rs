@@ -472,24 +472,7 @@ fn offset_micro_kernel(
     blocks: &[i8],
     kp: usize,
 ) -> [[[i32; QUAD]; OFFSET_GROUPS]; SPLIT_ROWS] {
-    let plane_bytes = Layout::plane_bytes(kp);
-    let mut sums = [[[0i32; QUAD]; OFFSET_GROUPS]; SPLIT_ROWS];
-    for (r, sums_r) in sums.iter_mut().enumerate() {
-        for (g, sums_g) in sums_r.iter_mut().enumerate() {
-            for block in 0..kp / QUAD {
-                let a = &rows[r * kp + block * QUAD..][..QUAD];
-                let plane = &blocks[g * plane_bytes + block * QUAD * QUAD..][..QUAD * QUAD];
-                for (c, sum) in sums_g.iter_mut().enumerate() {
-                    *sum += a
-                        .iter()
-                        .zip(&plane[c * QUAD..][..QUAD])
-                        .map(|(&x, &y)| i32::from(x) * i32::from(y))
-                        .sum::<i32>();
-                }
-            }
-        }
-    }
-    sums
+    portable_quad_kernel(rows, blocks, kp, |[sum]| sum)
 }
 
 /// Portable twin of the relaxed-SIMD micro-kernel (same planes, same sums).
@@ -499,21 +482,34 @@ fn split_micro_kernel(
     blocks: &[i8],
     kp: usize,
 ) -> [[[i32; QUAD]; GROUPS]; SPLIT_ROWS] {
-    let group_bytes = Layout::group_bytes(kp);
-    let mut sums = [[[0i32; QUAD]; GROUPS]; SPLIT_ROWS];
+    portable_quad_kernel(rows, blocks, kp, |[lo, hi]| lo - 128 * hi)
+}
+
+/// The quad layouts' sums in plain integer code: per row and 4-column group, each 4-deep
+/// block's `P` planes dotted with the row, combined by `combine` (`lo − 128·hi`, or the one
+/// plane).
+#[cfg(not(all(target_arch = "wasm32", target_feature = "relaxed-simd")))]
+fn portable_quad_kernel<const G: usize, const P: usize>(
+    rows: &[i8],
+    blocks: &[i8],
+    kp: usize,
+    combine: impl Fn([i32; P]) -> i32,
+) -> [[[i32; QUAD]; G]; SPLIT_ROWS] {
+    let block_bytes = P * QUAD * QUAD;
+    let group_bytes = (kp / QUAD) * block_bytes;
+    let mut sums = [[[0i32; QUAD]; G]; SPLIT_ROWS];
     for (r, sums_r) in sums.iter_mut().enumerate() {
         for (g, sums_g) in sums_r.iter_mut().enumerate() {
             for block in 0..kp / QUAD {
                 let a = &rows[r * kp + block * QUAD..][..QUAD];
-                let plane = &blocks[g * group_bytes + block * 2 * QUAD * QUAD..][..2 * QUAD * QUAD];
+                let planes = &blocks[g * group_bytes + block * block_bytes..][..block_bytes];
                 for (c, sum) in sums_g.iter_mut().enumerate() {
-                    let dot = |p: &[i8]| -> i32 {
+                    *sum += combine(std::array::from_fn(|p| {
                         a.iter()
-                            .zip(&p[c * QUAD..][..QUAD])
+                            .zip(&planes[p * QUAD * QUAD + c * QUAD..][..QUAD])
                             .map(|(&x, &y)| i32::from(x) * i32::from(y))
                             .sum()
-                    };
-                    *sum += dot(&plane[..QUAD * QUAD]) - 128 * dot(&plane[QUAD * QUAD..]);
+                    }));
                 }
             }
         }
