@@ -168,24 +168,34 @@ pub struct PackedWeights {
 impl PackedWeights {
     /// Packs a row-major `[k, n]` matrix for this build's kernel.
     pub fn pack(weights: &[i8], k: usize, n: usize) -> TractResult<Self> {
-        ensure!(n > 0, "int8 weights: a {k} × {n} matrix");
-        let seven_bit = column_offsets(weights, n).is_some();
-        Self::pack_as(weights, k, n, Layout::for_this_target(seven_bit))
+        Self::pack_with(weights, k, n, Layout::for_this_target)
     }
 
     /// Packs a row-major `[k, n]` matrix in `layout`.
     pub fn pack_as(weights: &[i8], k: usize, n: usize, layout: Layout) -> TractResult<Self> {
+        Self::pack_with(weights, k, n, |_| layout)
+    }
+
+    /// Packs in the layout `choose` picks from whether every column fits 7 bits: the
+    /// columns are scanned once, at start-up, for both the choice and the offsets.
+    fn pack_with(
+        weights: &[i8],
+        k: usize,
+        n: usize,
+        choose: impl FnOnce(bool) -> Layout,
+    ) -> TractResult<Self> {
         ensure!(
             k > 0 && n > 0 && weights.len() == k * n,
             "int8 weights: {} values for a {k} × {n} matrix",
             weights.len()
         );
+        let offsets = column_offsets(weights, n);
+        let seven_bit_columns = offsets.is_some();
+        let layout = choose(seven_bit_columns);
         // One sequential pass over the source, each weight scattered to its packed place
         // (zero padding is the initial value), column sums alongside: packing runs at start-up,
         // in the browser still baseline-compiled, so it must not stride through the matrix,
         // and places advance by fixed steps (no division per weight; `place` is the definition).
-        let offsets = column_offsets(weights, n);
-        let seven_bit_columns = offsets.is_some();
         let offsets = match (layout, offsets) {
             (Layout::OffsetQuads, Some(offsets)) => offsets,
             (Layout::OffsetQuads, None) => bail!("int8 weights: a column spans more than 7 bits"),
