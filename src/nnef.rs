@@ -7,7 +7,8 @@
 //! and every output bit — are the same (tested for every bundle kind).
 //!
 //! tract serializes nearly every op of a decluttered graph itself; [`registry`] adds the
-//! few a dynamically quantized BERT leaves without a serializer.
+//! few a dynamically quantized BERT leaves without a serializer, and the op that keeps
+//! f16-stored weights f16 in the file ([`narrow_f16_constants`]).
 
 use tract_nnef::internal::*;
 use tract_nnef::tract_core::ops::nn::GeluExact;
@@ -17,7 +18,8 @@ use tract_nnef::tract_core::optim::Optimizer;
 use crate::int8_graph::DynamicQuantizeU8;
 
 /// The ops tract leaves unserializable in dotfind's graphs, as the NNEF extension `dotfind`:
-/// dotfind's activation quantizer, the int8 embedding tables' dequantization and exact GELU.
+/// dotfind's activation quantizer, the int8 embedding tables' dequantization, exact GELU,
+/// and [`WidenF16`], which keeps f16-stored weights f16 on disk.
 pub fn registry() -> Registry {
     let mut registry = Registry::new("dotfind").with_doc("dotfind's ops for BERT graphs");
     registry.register_dumper(dump_dynamic_quantize);
