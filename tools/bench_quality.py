@@ -177,15 +177,14 @@ def partly_f32_bundle(model: Path, cache_dir: Path, fragment: str, binary: Path)
             dotfind(binary, "compile", "--model", out)
         return out
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from prepare_model import write_bundle
+    from prepare_model import quantize, write_bundle
 
     f32 = model / "f32" / "model.onnx"
     keep = [n.name for n in onnx.load(str(f32), load_external_data=False).graph.node if n.op_type == "MatMul" and fragment in n.name]
     meta = json.loads((model / "int8" / "dotfind-model.json").read_text())
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = Path(tmp) / "model.onnx"
-        quantize_dynamic(str(f32), str(onnx_path), per_channel=True, weight_type=QuantType.QInt8, nodes_to_exclude=keep)
+        quantize(f32, onnx_path, keep)
         fields = {k: v for k, v in meta.items() if k not in ("format", "quantization", "files")}
         write_bundle(out, onnx_path, (model / "int8" / "tokenizer.json").read_text(), fields,
                      f"int8-dynamic-per-channel, {len(keep)} {what}")
