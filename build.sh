@@ -180,7 +180,7 @@ build_demo_site() {
   log "demo site ready in $site"
 }
 
-# model.nnef.tar for every bundle in a prepared folder (`dotfind compile`: idempotent, about
+# model.graph for every bundle in a prepared folder (`dotfind compile`: idempotent, about
 # a second per bundle; re-run each time so the compiled graph always matches this dotfind).
 compile_bundles() {
   cargo build --release --bin dotfind >&2

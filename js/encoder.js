@@ -28,13 +28,13 @@ async function fetchBytes(base, file) {
 
 /**
  * The graph file a bundle descriptor (dotfind-model.json bytes) says to load: the compiled
- * model.nnef.tar when `dotfind compile` added it (it starts faster), else model.onnx.
+ * model.graph when `dotfind compile` added it (it starts faster), else model.onnx.
  * Unreadable descriptors yield model.onnx; the wasm core reports what is wrong with them.
  */
 export function modelFile(manifest) {
   try {
     const { files } = JSON.parse(new TextDecoder().decode(manifest));
-    return files && Object.hasOwn(files, 'model.nnef.tar') ? 'model.nnef.tar' : 'model.onnx';
+    return files && Object.hasOwn(files, 'model.graph') ? 'model.graph' : 'model.onnx';
   } catch {
     return 'model.onnx';
   }

@@ -1,5 +1,5 @@
 //! Model bundles: the folder `dotfind-model.json` + `model.onnx` + `tokenizer.json`, and
-//! `model.nnef.tar` once compiled (`dotfind compile`; see [`crate::nnef`]).
+//! `model.graph` once compiled (`dotfind compile`; see [`crate::compiled_graph`]).
 //!
 //! The bundle is the unit that travels from the offline preparation step to the browser,
 //! so it is verified in one place — here — from bytes, whatever fetched them (the file
@@ -15,9 +15,9 @@ use crate::error::{Error, Result};
 pub const MANIFEST_FILE: &str = "dotfind-model.json";
 /// File name of the ONNX graph (weights inline, so it loads from bytes).
 pub const MODEL_FILE: &str = "model.onnx";
-/// File name of the compiled graph: tract's NNEF form of `model.onnx`, already typed and
-/// decluttered, so the browser skips the ONNX parser and tract's analysis at start-up.
-pub const COMPILED_MODEL_FILE: &str = "model.nnef.tar";
+/// File name of the compiled graph: `model.onnx` already typed and decluttered by tract, in
+/// dotfind's form, so the browser skips the ONNX parser and tract's analysis at start-up.
+pub const COMPILED_MODEL_FILE: &str = "model.graph";
 /// File name of the Hugging Face tokenizer definition.
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 /// Descriptor format this build reads; bumped on incompatible changes.
@@ -70,7 +70,7 @@ pub struct BundleManifest {
     pub passage_prefix: String,
     /// `none` (f32) or the int8 scheme used; informational.
     pub quantization: String,
-    /// sha256 and size of `model.onnx`, `tokenizer.json` and, once compiled, `model.nnef.tar`.
+    /// sha256 and size of `model.onnx`, `tokenizer.json` and, once compiled, `model.graph`.
     pub files: BTreeMap<String, FileEntry>,
 }
 
@@ -281,7 +281,7 @@ impl ModelBundle {
             if dir.join(model_file).exists() || !dir.join(format!("{model_file}.000")).exists() {
                 read(model_file)?
             } else {
-                // Split for static hosts' per-file caps: model.nnef.tar.000, .001, ... in order.
+                // Split for static hosts' per-file caps: model.graph.000, .001, ... in order.
                 let mut bytes = Vec::new();
                 for i in 0.. {
                     let part = format!("{model_file}.{i:03}");

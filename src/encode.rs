@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use tract_nnef::prelude::*;
+use tract_core::prelude::*;
 
 use crate::bundle::{BundleManifest, ModelBundle, Pooling, Similarity};
 use crate::error::{Error, Result};
@@ -43,8 +43,8 @@ impl Int8Plan {
     }
 }
 
-/// The graph in `bytes` (the bundle file `file`: `model.onnx`, or `model.nnef.tar` that
-/// [`crate::nnef`] compiles from it), typed with symbolic `batch` and `sequence` axes and
+/// The graph in `bytes` (the bundle file `file`: `model.onnx`, or `model.graph` that
+/// [`crate::compiled_graph`] compiles from it), typed with symbolic `batch` and `sequence` axes and
 /// decluttered: what every plan starts from.
 pub fn decluttered_graph(file: &str, bytes: &[u8]) -> Result<TypedModel> {
     if bytes.is_empty() {
@@ -54,7 +54,7 @@ pub fn decluttered_graph(file: &str, bytes: &[u8]) -> Result<TypedModel> {
         });
     }
     if file == crate::bundle::COMPILED_MODEL_FILE {
-        return crate::nnef::read(bytes)
+        return crate::compiled_graph::read(bytes)
             .map_err(|e| invalid_model(file, "not a valid compiled model", format!("{e:#}")));
     }
     onnx_graph(file, bytes)

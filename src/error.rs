@@ -17,10 +17,10 @@ pub enum Error {
         cause: std::io::Error,
     },
 
-    /// A bundle meant for browsers lacks its compiled graph (`model.nnef.tar`).
+    /// A bundle meant for browsers lacks its compiled graph (`model.graph`).
     #[error(
         "model bundle {bundle} is not compiled: run `dotfind compile --model {bundle}` first \
-         (browsers load its model.nnef.tar)"
+         (browsers load its model.graph)"
     )]
     NotCompiled { bundle: String },
 
@@ -42,7 +42,7 @@ pub enum Error {
     #[error("{file}: {reason}")]
     InvalidManifest { file: String, reason: String },
 
-    /// The graph (`model.onnx`, or its compiled form `model.nnef.tar`) could not be parsed,
+    /// The graph (`model.onnx`, or its compiled form `model.graph`) could not be parsed,
     /// typed or optimized, or it does not have the inputs/outputs the bundle format requires.
     #[error("{file}: {reason}")]
     InvalidModel { file: String, reason: String },

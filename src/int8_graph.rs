@@ -14,8 +14,7 @@
 
 use std::sync::Arc;
 
-use tract_nnef::prelude::*;
-use tract_nnef::tract_core::internal::*;
+use tract_core::internal::*;
 
 use crate::int8_linear::{Int8Linear, PackedWeights};
 
@@ -79,7 +78,7 @@ pub fn drop_zero_weight_offsets(model: &mut TypedModel) -> TractResult<usize> {
 fn next_zero_term(model: &TypedModel) -> TractResult<Option<(usize, OutletId)>> {
     for id in model.eval_order()? {
         let node = model.node(id);
-        let Some(op) = node.op_as::<tract_nnef::tract_core::ops::binary::TypedBinOp>() else {
+        let Some(op) = node.op_as::<tract_core::ops::binary::TypedBinOp>() else {
             continue;
         };
         let subtracts = match op.0.name() {
@@ -108,7 +107,7 @@ fn next_zero_term(model: &TypedModel) -> TractResult<Option<(usize, OutletId)>> 
 /// Whether `outlet` is an integer `Mul` with an all-zero constant operand.
 fn is_zero_product(model: &TypedModel, outlet: OutletId) -> TractResult<bool> {
     let node = model.node(outlet.node);
-    let Some(op) = node.op_as::<tract_nnef::tract_core::ops::binary::TypedBinOp>() else {
+    let Some(op) = node.op_as::<tract_core::ops::binary::TypedBinOp>() else {
         return Ok(false);
     };
     if op.0.name() != "Mul" || !model.outlet_fact(outlet)?.datum_type.is_integer() {
@@ -266,7 +265,7 @@ fn int8_matmul(
     model: &TypedModel,
     acc: OutletId,
 ) -> TractResult<Option<(PackedWeights, [OutletId; 2])>> {
-    use tract_nnef::tract_core::ops::einsum::EinSum;
+    use tract_core::ops::einsum::EinSum;
     let node = model.node(acc.node);
     let Some(op) = node.op_as::<EinSum>() else {
         return Ok(None);
@@ -327,7 +326,7 @@ fn int8_matmul(
 
 /// The next fusable tail.
 fn next_dequantize_tail(model: &TypedModel, own_int8_matmul: bool) -> TractResult<Option<Tail>> {
-    use tract_nnef::tract_core::ops::{binary::TypedBinOp, cast::Cast};
+    use tract_core::ops::{binary::TypedBinOp, cast::Cast};
     // The single consumer of `outlet`, when it is the binary op `name`: (node, its other input).
     let only_successor = |outlet: OutletId, name: &str| -> Option<(usize, OutletId)> {
         let succs = &model.node(outlet.node).outputs[outlet.slot].successors;

@@ -17,8 +17,7 @@
 
 use std::sync::Arc;
 
-use tract_nnef::prelude::*;
-use tract_nnef::tract_core::internal::*;
+use tract_core::internal::*;
 
 /// How the weights are packed, which picks the kernel.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]

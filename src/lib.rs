@@ -4,12 +4,12 @@
 //! the native CLI (`src/main.rs`) and the wasm bindings (`src/wasm.rs`); see ARCHITECTURE.md.
 
 pub mod bundle;
+pub mod compiled_graph;
 pub mod encode;
 pub mod error;
 pub mod int8_graph;
 pub mod int8_linear;
 pub mod lexical;
-pub mod nnef;
 pub mod score;
 pub mod search;
 pub mod shard;

@@ -25,7 +25,7 @@ struct Cli {
 enum Command {
     /// Encode one text per stdin line; print one JSON array of floats per line.
     Encode {
-        /// Model bundle folder (dotfind-model.json, model.onnx, tokenizer.json[, model.nnef.tar]).
+        /// Model bundle folder (dotfind-model.json, model.onnx, tokenizer.json[, model.graph]).
         #[arg(long)]
         model: PathBuf,
         /// Encode lines as passages (passage prefix and length limit) instead of queries.
@@ -35,8 +35,8 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         batch_size: usize,
     },
-    /// Compile a bundle's model.onnx into model.nnef.tar (tract's own form, already typed and
-    /// decluttered) and record it in dotfind-model.json: browsers then start faster.
+    /// Compile a bundle's model.onnx into model.graph (the graph already typed and
+    /// decluttered) and record it in dotfind-model.json: browsers load compiled bundles only.
     Compile {
         /// Model bundle folder; updated in place.
         #[arg(long)]
@@ -189,7 +189,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Compile { model } => {
-            let entry = dotfind::nnef::compile_bundle(&model)?;
+            let entry = dotfind::compiled_graph::compile_bundle(&model)?;
             eprintln!(
                 "{}: wrote {} ({} bytes, sha256 {})",
                 model.display(),

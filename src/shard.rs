@@ -556,7 +556,7 @@ pub struct IndexModel {
     pub similarity: Similarity,
     /// Folder (relative to the manifest) holding the bundle copy.
     pub path: String,
-    /// The bundle's graph file (`model.nnef.tar`, or `model.onnx` for a bundle never
+    /// The bundle's graph file (`model.graph`, or `model.onnx` for a bundle never
     /// compiled), in order: one file, or ≤20 MiB parts to concatenate.
     pub model_parts: Vec<String>,
     /// When passages were encoded by another bundle of the same checkpoint (typically the

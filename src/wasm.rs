@@ -43,7 +43,7 @@ pub struct QueryEncoder {
 #[wasm_bindgen]
 impl QueryEncoder {
     /// Verifies the bundle files (sha256, sizes, descriptor) and builds the tract plan.
-    /// `model`: the graph file the descriptor names — `model.nnef.tar` for a compiled
+    /// `model`: the graph file the descriptor names — `model.graph` for a compiled
     /// bundle (see `modelFile` in encoder.js), else `model.onnx`.
     /// `model_sha256` and `tokenizer_sha256` (lower-case hex, both or neither): the files'
     /// digests if JS already computed them (WebCrypto is far faster than hashing in wasm).
@@ -145,7 +145,7 @@ impl IndexLoader {
     }
 
     /// The model's part files, in order: JS keeps a split model's parts to hash the whole
-    /// graph file (`model.nnef.tar`) with WebCrypto for [`IndexLoader::finish`].
+    /// graph file (`model.graph`) with WebCrypto for [`IndexLoader::finish`].
     #[wasm_bindgen(getter, js_name = modelParts)]
     pub fn model_parts(&self) -> Vec<String> {
         self.manifest.model.model_parts.clone()

@@ -159,19 +159,19 @@ fn batched_passages_equal_passages_encoded_alone() {
 }
 
 /// The bundle's graph as `Encoder` types it (symbolic batch × sequence), decluttered:
-/// parsed from `model.onnx`, or loaded from the compiled `model.nnef.tar`.
+/// parsed from `model.onnx`, or loaded from the compiled `model.graph`.
 fn decluttered_graph(kind: &str, file: &str) -> tract_onnx::prelude::TypedModel {
     let bytes = std::fs::read(bundle(kind).join(file)).unwrap();
     dotfind::encode::decluttered_graph(file, &bytes).unwrap()
 }
 
 /// The prepared bundle as it was before `dotfind compile`: its descriptor without
-/// `model.nnef.tar`, so it loads `model.onnx`.
+/// `model.graph`, so it loads `model.onnx`.
 fn onnx_only_bundle(kind: &str) -> ModelBundle {
     let dir = bundle(kind);
     let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
     let mut m: serde_json::Value = serde_json::from_slice(&read("dotfind-model.json")).unwrap();
-    m["files"].as_object_mut().unwrap().remove("model.nnef.tar");
+    m["files"].as_object_mut().unwrap().remove("model.graph");
     let json = serde_json::to_vec(&m).unwrap();
     ModelBundle::from_bytes(&json, read("model.onnx"), read("tokenizer.json")).unwrap()
 }
@@ -180,8 +180,8 @@ fn onnx_only_bundle(kind: &str) -> ModelBundle {
 fn prepared_bundles_are_compiled() {
     for kind in ["int8", "int8-ffn-f32", "f32"] {
         let b = ModelBundle::open(&bundle(kind)).unwrap();
-        assert_eq!(b.manifest.model_file(), "model.nnef.tar", "{kind}");
-        assert!(dotfind::nnef::is_compiled(&b.model), "{kind}");
+        assert_eq!(b.manifest.model_file(), "model.graph", "{kind}");
+        assert!(dotfind::compiled_graph::is_compiled(&b.model), "{kind}");
     }
 }
 
@@ -213,19 +213,22 @@ fn compiling_is_deterministic_and_recorded_in_the_descriptor() {
     let dir = scratch_bundle();
     let before = ModelBundle::open(dir.path()).unwrap();
     assert_eq!(before.manifest.model_file(), "model.onnx");
-    let entry = dotfind::nnef::compile_bundle(dir.path()).unwrap();
+    let entry = dotfind::compiled_graph::compile_bundle(dir.path()).unwrap();
     // The same bytes as `./build.sh model` compiled for the prepared bundle, another run.
     let prepared = ModelBundle::open(&bundle("int8")).unwrap().manifest;
-    assert_eq!(entry, prepared.files["model.nnef.tar"]);
+    assert_eq!(entry, prepared.files["model.graph"]);
     let after = ModelBundle::open(dir.path()).unwrap();
-    assert_eq!(after.manifest.model_file(), "model.nnef.tar");
+    assert_eq!(after.manifest.model_file(), "model.graph");
     assert_eq!(
         after.manifest.files["model.onnx"],
         before.manifest.files["model.onnx"]
     );
     assert_ne!(after.bundle_sha256, before.bundle_sha256);
     // Compiling again changes nothing.
-    assert_eq!(dotfind::nnef::compile_bundle(dir.path()).unwrap(), entry);
+    assert_eq!(
+        dotfind::compiled_graph::compile_bundle(dir.path()).unwrap(),
+        entry
+    );
     assert_eq!(
         ModelBundle::open(dir.path()).unwrap().bundle_sha256,
         after.bundle_sha256
@@ -245,8 +248,8 @@ fn int8_rewrites_apply_to_every_quantized_matmul() {
         for (own_kernel, file) in [
             (false, "model.onnx"),
             (true, "model.onnx"),
-            (false, "model.nnef.tar"),
-            (true, "model.nnef.tar"),
+            (false, "model.graph"),
+            (true, "model.graph"),
         ] {
             let mut graph = decluttered_graph(kind, file);
             assert_eq!(
@@ -297,7 +300,7 @@ fn int8_plans_give_the_same_bits_as_stock_tract() {
     for kind in ["int8", "int8-ffn-f32"] {
         // tract's own plan of the ONNX graph is the reference for the compiled graph's plans.
         let b = ModelBundle::open(&bundle(kind)).unwrap();
-        assert_eq!(b.manifest.model_file(), "model.nnef.tar");
+        assert_eq!(b.manifest.model_file(), "model.graph");
         let stock = Encoder::with_int8_plan(&onnx_only_bundle(kind), Int8Plan::Stock).unwrap();
         for plan in [Int8Plan::Rewritten, Int8Plan::OwnKernel] {
             let fast = Encoder::with_int8_plan(&b, plan).unwrap();
@@ -373,7 +376,7 @@ fn compiled_scratch_bundle() -> tempfile::TempDir {
     for f in [
         "dotfind-model.json",
         "model.onnx",
-        "model.nnef.tar",
+        "model.graph",
         "tokenizer.json",
     ] {
         std::fs::copy(bundle("int8").join(f), dir.path().join(f)).unwrap();
@@ -482,7 +485,7 @@ fn text_file_renamed_model_onnx_is_rejected() {
 #[test]
 fn damaged_compiled_graphs_get_named_errors() {
     let dir = compiled_scratch_bundle();
-    let path = dir.path().join("model.nnef.tar");
+    let path = dir.path().join("model.graph");
     let mut bytes = std::fs::read(&path).unwrap();
     let expected = dotfind::bundle::sha256_hex(&bytes);
     bytes[1000] ^= 0x55;
@@ -490,22 +493,22 @@ fn damaged_compiled_graphs_get_named_errors() {
     assert_eq!(
         load_error(dir.path()),
         format!(
-            "model.nnef.tar: sha256 mismatch: manifest says {expected}, file has {}",
+            "model.graph: sha256 mismatch: manifest says {expected}, file has {}",
             dotfind::bundle::sha256_hex(&bytes)
         )
     );
     // Right checksum, wrong content: model.onnx renamed, and a text file.
     let onnx = std::fs::read(dir.path().join("model.onnx")).unwrap();
-    replace_consistently(dir.path(), "model.nnef.tar", &onnx, |_| {});
+    replace_consistently(dir.path(), "model.graph", &onnx, |_| {});
     let err = load_error(dir.path());
     assert!(
-        err.starts_with("model.nnef.tar: not a valid compiled model:"),
+        err.starts_with("model.graph: not a valid compiled model:"),
         "{err}"
     );
-    replace_consistently(dir.path(), "model.nnef.tar", b"not a tar\n", |_| {});
+    replace_consistently(dir.path(), "model.graph", b"not a compiled graph\n", |_| {});
     let err = load_error(dir.path());
     assert!(
-        err.starts_with("model.nnef.tar: not a valid compiled model:"),
+        err.starts_with("model.graph: not a valid compiled model:"),
         "{err}"
     );
     // Listed in the descriptor but absent.
@@ -513,7 +516,7 @@ fn damaged_compiled_graphs_get_named_errors() {
     assert_eq!(
         load_error(dir.path()),
         format!(
-            "model bundle {}: missing file model.nnef.tar",
+            "model bundle {}: missing file model.graph",
             dir.path().display()
         )
     );
@@ -524,8 +527,8 @@ fn damaged_compiled_graphs_get_named_errors() {
     });
     let descriptor = std::fs::read(dir.path().join("dotfind-model.json")).unwrap();
     assert_eq!(
-        dotfind::nnef::compile_bundle(dir.path()).unwrap_err().to_string(),
-        "model mismatch: model.nnef.tar outputs vectors of 384 dimensions, dotfind-model.json says hidden_size 768"
+        dotfind::compiled_graph::compile_bundle(dir.path()).unwrap_err().to_string(),
+        "model mismatch: model.graph outputs vectors of 384 dimensions, dotfind-model.json says hidden_size 768"
     );
     assert!(!path.exists());
     assert_eq!(
@@ -535,7 +538,7 @@ fn damaged_compiled_graphs_get_named_errors() {
     // Compiling needs model.onnx.
     std::fs::remove_file(dir.path().join("model.onnx")).unwrap();
     assert_eq!(
-        dotfind::nnef::compile_bundle(dir.path())
+        dotfind::compiled_graph::compile_bundle(dir.path())
             .unwrap_err()
             .to_string(),
         format!(

@@ -467,7 +467,7 @@ fn bad_corpus_input_gets_named_errors_and_leaves_no_index() {
     descriptor["files"]
         .as_object_mut()
         .unwrap()
-        .remove("model.nnef.tar");
+        .remove("model.graph");
     std::fs::write(
         uncompiled.join("dotfind-model.json"),
         serde_json::to_vec(&descriptor).unwrap(),
@@ -478,7 +478,7 @@ fn bad_corpus_input_gets_named_errors_and_leaves_no_index() {
         stderr(&o),
         format!(
             "dotfind: error: model bundle {0} is not compiled: run `dotfind compile --model {0}` \
-             first (browsers load its model.nnef.tar)\n",
+             first (browsers load its model.graph)\n",
             uncompiled.display()
         )
     );
@@ -624,8 +624,8 @@ fn large_models_are_split_under_the_file_cap_and_still_load() {
     assert_eq!(
         parts,
         &vec![
-            "model/model.nnef.tar.000".to_string(),
-            "model/model.nnef.tar.001".to_string()
+            "model/model.graph.000".to_string(),
+            "model/model.graph.001".to_string()
         ]
     );
     for f in files.manifest.files.keys() {

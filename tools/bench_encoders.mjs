@@ -229,8 +229,8 @@ for (const runtime of RUNTIMES) {
 }
 for (const precision of PRECISIONS) {
   sizeRows.push([`model.onnx ${precision} (what onnxruntime-web and transformers.js load)`, await sizes(path.join(bundle(precision), 'model.onnx'))]);
-  const compiled = path.join(bundle(precision), 'model.nnef.tar');
-  if (fs.existsSync(compiled)) sizeRows.push([`model.nnef.tar ${precision} (what dotfind loads: the same graph, compiled)`, await sizes(compiled)]);
+  const compiled = path.join(bundle(precision), 'model.graph');
+  if (fs.existsSync(compiled)) sizeRows.push([`model.graph ${precision} (what dotfind loads: the same graph, compiled)`, await sizes(compiled)]);
 }
 fs.writeFileSync(sizeCacheFile, JSON.stringify(sizeCache, null, 1));
 
@@ -254,7 +254,7 @@ const misses = [...new Set(Object.values(results).flatMap((r) => [...r.misses]))
 const lines = [
   '## Encoders: dotfind vs onnxruntime-web vs transformers.js (Chromium), native floor',
   '',
-  `Command: \`./build.sh bench-encoders\` — model ${meta.model_id} (${meta.pooling} pooling, ${meta.similarity}); the bundles' own \`model.onnx\` files run by every runtime (dotfind loads them compiled by \`dotfind compile\`: \`model.nnef.tar\`, tract's NNEF form of the same graph); ${queries.length} short queries (\`tools/bench-encoders/queries.json\`), one per call (batch 1), single thread. Chromium ${chromiumVersion} headless, one run: ${opts.pages} fresh pages per runtime × model, interleaved; each page = cold start, a first pass over the queries (timed apart: a fresh page's first queries, while V8 still runs baseline-compiled wasm), more passes until ${opts['warm-ms']} ms have gone by since the first query (the same budget for every runtime, so hot code is optimized), then ${opts.passes} timed passes (${opts.pages * opts.passes * queries.length} timings per row, \`performance.now()\` in the page). Native rows: ${opts.pages * opts.passes} timed passes after a warm-up. Load average (1 min) on the ${os.cpus().length}-core machine: ${loadBefore.toFixed(1)} when the browser part began, ${loadAfter.toFixed(1)} when it ended.`,
+  `Command: \`./build.sh bench-encoders\` — model ${meta.model_id} (${meta.pooling} pooling, ${meta.similarity}); the bundles' own \`model.onnx\` files run by every runtime (dotfind loads them compiled by \`dotfind compile\`: \`model.graph\`, tract's NNEF form of the same graph); ${queries.length} short queries (\`tools/bench-encoders/queries.json\`), one per call (batch 1), single thread. Chromium ${chromiumVersion} headless, one run: ${opts.pages} fresh pages per runtime × model, interleaved; each page = cold start, a first pass over the queries (timed apart: a fresh page's first queries, while V8 still runs baseline-compiled wasm), more passes until ${opts['warm-ms']} ms have gone by since the first query (the same budget for every runtime, so hot code is optimized), then ${opts.passes} timed passes (${opts.pages * opts.passes * queries.length} timings per row, \`performance.now()\` in the page). Native rows: ${opts.pages * opts.passes} timed passes after a warm-up. Load average (1 min) on the ${os.cpus().length}-core machine: ${loadBefore.toFixed(1)} when the browser part began, ${loadAfter.toFixed(1)} when it ended.`,
   '',
   '| where | runtime | model | query median | query p90 | median ÷ baseline | first-pass median (fresh page) | cold start | cold start ÷ baseline | parity: cos vs PyTorch f32, min / mean |',
   '|---|---|---|---|---|---|---|---|---|---|',

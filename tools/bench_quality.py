@@ -173,7 +173,7 @@ def partly_f32_bundle(model: Path, cache_dir: Path, fragment: str, binary: Path)
     folder, what = PARTLY_F32[fragment]
     out = cache_dir / folder
     if (out / "dotfind-model.json").is_file():
-        if "model.nnef.tar" not in json.loads((out / "dotfind-model.json").read_text())["files"]:
+        if "model.graph" not in json.loads((out / "dotfind-model.json").read_text())["files"]:
             dotfind(binary, "compile", "--model", out)
         return out
     import onnx

@@ -205,7 +205,7 @@ function flipLastByte(file) {
 
 test('model parts that do not add up to the model the index names are a sha256 error', async () => {
   // A manifest whose checksums match its files, but whose model parts are not the bundle
-  // descriptor's model.nnef.tar (a hand-assembled folder): each part passes, the whole must not.
+  // descriptor's model.graph (a hand-assembled folder): each part passes, the whole must not.
   const status = await loadDamagedSite((site) => {
     const manifestPath = path.join(site, 'dotfind-index/manifest.json');
     const manifest = JSON.parse(fs.readFileSync(manifestPath, 'utf8'));
@@ -215,7 +215,7 @@ test('model parts that do not add up to the model the index names are a sha256 e
     manifest.files[parts.at(-1)].sha256 = crypto.createHash('sha256').update(bytes).digest('hex');
     fs.writeFileSync(manifestPath, JSON.stringify(manifest));
   });
-  assert.match(status, /^Could not load the search index: model\.nnef\.tar: sha256 mismatch: manifest says [0-9a-f]{64}, file has [0-9a-f]{64}$/);
+  assert.match(status, /^Could not load the search index: model\.graph: sha256 mismatch: manifest says [0-9a-f]{64}, file has [0-9a-f]{64}$/);
 });
 
 test('a tampered shard on the server surfaces as a sha256 error in the page', async () => {

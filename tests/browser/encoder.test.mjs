@@ -17,11 +17,11 @@ function sha256(bytes) {
   return crypto.createHash('sha256').update(bytes).digest('hex');
 }
 
-/** A copy of the int8 bundle (compiled: it loads model.nnef.tar) with one file replaced and its checksum updated. */
+/** A copy of the int8 bundle (compiled: it loads model.graph) with one file replaced and its checksum updated. */
 function badBundle(name, { file, bytes, edit = () => {}, keepChecksum = false, remove = false }) {
   const dir = path.join(scratch, name);
   fs.mkdirSync(dir);
-  for (const f of ['dotfind-model.json', 'model.onnx', 'model.nnef.tar', 'tokenizer.json']) {
+  for (const f of ['dotfind-model.json', 'model.onnx', 'model.graph', 'tokenizer.json']) {
     fs.copyFileSync(path.join(MODEL, 'int8', f), path.join(dir, f));
   }
   const manifestPath = path.join(dir, 'dotfind-model.json');
@@ -38,17 +38,17 @@ function badBundle(name, { file, bytes, edit = () => {}, keepChecksum = false, r
 
 before(async () => {
   scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'dotfind-bad-'));
-  const model = fs.readFileSync(path.join(MODEL, 'int8', 'model.nnef.tar'));
+  const model = fs.readFileSync(path.join(MODEL, 'int8', 'model.graph'));
   const tampered = Buffer.from(model);
   tampered[tampered.length >> 1] ^= 0x55;
   badBundle('missing', { file: 'tokenizer.json', remove: true });
-  badBundle('tampered', { file: 'model.nnef.tar', bytes: tampered, keepChecksum: true });
+  badBundle('tampered', { file: 'model.graph', bytes: tampered, keepChecksum: true });
   badBundle('dims', { edit: (m) => (m.hidden_size = 768) });
-  badBundle('text-model', { file: 'model.nnef.tar', bytes: Buffer.from('this is a README, not a model\n') });
-  badBundle('onnx-as-compiled', { file: 'model.nnef.tar', bytes: fs.readFileSync(path.join(MODEL, 'int8', 'model.onnx')) });
-  badBundle('missing-compiled', { file: 'model.nnef.tar', remove: true });
+  badBundle('text-model', { file: 'model.graph', bytes: Buffer.from('this is a README, not a model\n') });
+  badBundle('onnx-as-compiled', { file: 'model.graph', bytes: fs.readFileSync(path.join(MODEL, 'int8', 'model.onnx')) });
+  badBundle('missing-compiled', { file: 'model.graph', remove: true });
   // A bundle never compiled: its descriptor names only model.onnx.
-  badBundle('uncompiled', { file: 'model.nnef.tar', remove: true, edit: (m) => delete m.files['model.nnef.tar'] });
+  badBundle('uncompiled', { file: 'model.graph', remove: true, edit: (m) => delete m.files['model.graph'] });
   badBundle('empty-tokenizer', { file: 'tokenizer.json', bytes: Buffer.alloc(0) });
 
   ({ server, url: baseUrl } = await startServer({
@@ -171,8 +171,8 @@ test('wasm token ids equal the Python tokenizers package on hard strings', async
 test('bad bundles reject with Errors that name the file and problem', async () => {
   const err = (bundle) => page.evaluate((b) => window.harness.loadError(b), bundle);
   const base = new URL('/bad/', baseUrl).href;
-  const model = fs.readFileSync(path.join(MODEL, 'int8', 'model.nnef.tar'));
-  const tampered = fs.readFileSync(path.join(scratch, 'tampered', 'model.nnef.tar'));
+  const model = fs.readFileSync(path.join(MODEL, 'int8', 'model.graph'));
+  const tampered = fs.readFileSync(path.join(scratch, 'tampered', 'model.graph'));
 
   assert.deepEqual(await err('/bad/missing/'), {
     isError: true,
@@ -180,41 +180,41 @@ test('bad bundles reject with Errors that name the file and problem', async () =
   });
   assert.deepEqual(await err('/bad/tampered/'), {
     isError: true,
-    message: `model.nnef.tar: sha256 mismatch: manifest says ${sha256(model)}, file has ${sha256(tampered)}`,
+    message: `model.graph: sha256 mismatch: manifest says ${sha256(model)}, file has ${sha256(tampered)}`,
   });
   assert.deepEqual(await err('/bad/dims/'), {
     isError: true,
-    message: 'model mismatch: model.nnef.tar outputs vectors of 384 dimensions, dotfind-model.json says hidden_size 768',
+    message: 'model mismatch: model.graph outputs vectors of 384 dimensions, dotfind-model.json says hidden_size 768',
   });
   for (const bundle of ['text-model', 'onnx-as-compiled']) {
     assert.deepEqual(await err(`/bad/${bundle}/`), {
       isError: true,
-      message: 'model.nnef.tar: not a valid compiled model: not a tar archive (`dotfind compile` writes this file)',
+      message: 'model.graph: not a valid compiled model: not a dotfind compiled graph (`dotfind compile` writes this file)',
     });
   }
   assert.deepEqual(await err('/bad/missing-compiled/'), {
     isError: true,
-    message: `model bundle ${base}missing-compiled/: missing file model.nnef.tar (HTTP 404)`,
+    message: `model bundle ${base}missing-compiled/: missing file model.graph (HTTP 404)`,
   });
   assert.deepEqual(await err('/bad/empty-tokenizer/'), { isError: true, message: 'tokenizer.json: empty file' });
 });
 
 test('an uncompiled bundle (model.onnx only) is refused with the fix in the message', async () => {
-  // The browser build carries no ONNX parser: bundles are compiled to model.nnef.tar first.
+  // The browser build carries no ONNX parser: bundles are compiled to model.graph first.
   assert.deepEqual(await page.evaluate((b) => window.harness.loadError(b), '/bad/uncompiled/'), {
     isError: true,
-    message: 'model.onnx: the browser loads compiled bundles only: run `dotfind compile --model BUNDLE`, which adds model.nnef.tar to the bundle',
+    message: 'model.onnx: the browser loads compiled bundles only: run `dotfind compile --model BUNDLE`, which adds model.graph to the bundle',
   });
 });
 
 test('without WebCrypto digests the wasm core hashes the bundle itself', async () => {
-  const model = fs.readFileSync(path.join(MODEL, 'int8', 'model.nnef.tar'));
-  const tampered = fs.readFileSync(path.join(scratch, 'tampered', 'model.nnef.tar'));
+  const model = fs.readFileSync(path.join(MODEL, 'int8', 'model.graph'));
+  const tampered = fs.readFileSync(path.join(scratch, 'tampered', 'model.graph'));
   const check = (bundle) => page.evaluate((b) => window.harness.withoutWebCrypto(b), bundle);
   const both = { isError: true, message: 'QueryEncoder: pass both model_sha256 and tokenizer_sha256, or neither' };
   assert.deepEqual(await check('/model-int8/'), { plain: null, oneDigest: both });
   assert.deepEqual(await check('/bad/tampered/'), {
-    plain: { isError: true, message: `model.nnef.tar: sha256 mismatch: manifest says ${sha256(model)}, file has ${sha256(tampered)}` },
+    plain: { isError: true, message: `model.graph: sha256 mismatch: manifest says ${sha256(model)}, file has ${sha256(tampered)}` },
     oneDigest: both,
   });
 });

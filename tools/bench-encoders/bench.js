@@ -52,7 +52,7 @@ const RUNTIMES = {
       bytes(`${dir}dotfind_bg.wasm`),
       ...['dotfind-model.json', 'tokenizer.json'].map((f) => bytes(base + f)),
     ]);
-    // The graph file the bundle names: model.nnef.tar, compiled from the same model.onnx.
+    // The graph file the bundle names: model.graph, compiled from the same model.onnx.
     const model = await bytes(base + modelFile(manifest));
     return {
       version: build ?? 'simd',

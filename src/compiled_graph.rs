@@ -1,0 +1,896 @@
+//! The compiled graph, `model.graph`: a bundle's ONNX graph parsed, typed and decluttered
+//! once, offline (`dotfind compile`), and stored node by node as tract built it.
+//!
+//! Why: in the browser, tract's ONNX parse and type analysis took about 45 % of an int8
+//! encoder's start-up, and tract's NNEF form (the previous compiled form) still cost a text
+//! parse, a framework with every op's loader, and a declutter to undo what NNEF spells out.
+//! This form is the decluttered graph itself: a JSON list of nodes, each one of the ops
+//! BERT-family encoders use with its parameters, followed by the constants' raw bytes. The
+//! loader wires the same ops in the same order, so plans and every output bit are those of
+//! the ONNX route (tested for every bundle kind), and the browser build links neither
+//! tract-nnef nor tract-onnx.
+//!
+//! Layout (all integers little-endian):
+//!
+//! ```text
+//! b"DFGRAPH\0" | u32 format version | u32 header length | header (JSON) | constants' bytes
+//! ```
+//!
+//! Large f32 constants whose values are all exact f16 values (the weights a bundle ships as
+//! f16) are stored as f16 and widened at load: same f32 bits, half the download.
+//!
+//! The op set is closed on purpose: `dotfind compile` refuses a graph with any other op, by
+//! name, and reads back what it wrote, so no graph fails on a visitor's page instead.
+
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use tract_core::internal::*;
+use tract_core::ops::array::{Gather, Slice};
+use tract_core::ops::binary::{BinMiniOp, TypedBinOp};
+use tract_core::ops::cast::Cast;
+use tract_core::ops::einsum::EinSum;
+use tract_core::ops::element_wise::{ElementWiseMiniOp, ElementWiseOp};
+use tract_core::ops::konst::Const;
+use tract_core::ops::nn::{Reduce, Reducer, RmsNorm, Softmax, SoftmaxKind};
+use tract_core::ops::quant::DequantizeLinearF32;
+use tract_core::ops::source::TypedSource;
+
+use crate::int8_graph::DynamicQuantizeU8;
+
+const MAGIC: &[u8; 8] = b"DFGRAPH\0";
+/// Bumped on any change to the layout or to how an op is recorded.
+pub const FORMAT_VERSION: u32 = 1;
+/// f32 constants smaller than this stay f32 (biases, norms: nothing to gain).
+const MIN_F16_STORED: usize = 4096;
+
+/// The JSON header: symbols, nodes in evaluation order, outputs, constants.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Header {
+    symbols: Vec<String>,
+    /// tract's facts about the symbols (e.g. `sequence>=0`), as it prints them.
+    assertions: Vec<String>,
+    nodes: Vec<NodeRecord>,
+    /// (node, output slot) of each graph output.
+    outputs: Vec<(usize, usize)>,
+    constants: Vec<ConstantRecord>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeRecord {
+    name: String,
+    op: OpRecord,
+    /// (earlier node, output slot) per input.
+    inputs: Vec<(usize, usize)>,
+}
+
+/// Where a constant's bytes are, after the header.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConstantRecord {
+    datum_type: String,
+    shape: Vec<usize>,
+    /// Set when an f32 constant is stored as f16 (every value exact in f16).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    f16_stored: bool,
+    offset: usize,
+    bytes: usize,
+}
+
+/// One op and its parameters. Datum types and dimensions are written as tract prints
+/// them (`F32`, `sequence`) and parsed back with tract's parsers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", deny_unknown_fields)]
+enum OpRecord {
+    Source {
+        datum_type: String,
+        shape: Vec<String>,
+    },
+    Const {
+        constant: usize,
+    },
+    Binary {
+        mini: String,
+        output: Option<String>,
+    },
+    ElementWise {
+        mini: String,
+        output: Option<String>,
+    },
+    AddAxis {
+        axis: usize,
+    },
+    RmAxis {
+        axis: usize,
+    },
+    MoveAxis {
+        from: usize,
+        to: usize,
+    },
+    Reshape {
+        at: usize,
+        from: Vec<String>,
+        to: Vec<String>,
+    },
+    Cast {
+        to: String,
+    },
+    EinSum {
+        expr: String,
+        acc: String,
+        q_output: Option<String>,
+    },
+    Gather {
+        axis: usize,
+        output: Option<String>,
+    },
+    Reduce {
+        axes: Vec<usize>,
+        reducer: String,
+    },
+    RmsNorm {
+        axis: usize,
+        eps: f32,
+    },
+    Slice {
+        axis: usize,
+        start: String,
+        end: String,
+    },
+    Softmax {
+        axes: Vec<usize>,
+        log: bool,
+    },
+    DequantizeLinearF32 {
+        scale: f32,
+        zero_point: i32,
+    },
+    DynamicQuantizeU8,
+}
+
+/// Binary ops a BERT graph uses, by tract's name for them.
+fn binary_op(name: &str) -> Option<Box<dyn BinMiniOp>> {
+    use tract_core::ops::math;
+    Some(match name {
+        "Add" => Box::new(math::Add),
+        "Sub" => Box::new(math::Sub),
+        "Mul" => Box::new(math::Mul),
+        "Div" => Box::new(math::Div),
+        "Pow" => Box::new(math::Pow),
+        "Min" => Box::new(math::Min),
+        "Max" => Box::new(math::Max),
+        _ => return None,
+    })
+}
+
+/// Element-wise functions of BERT graphs' activations and normalizations.
+fn element_wise_op(name: &str) -> Option<Box<dyn ElementWiseMiniOp>> {
+    use tract_core::ops::{math, nn};
+    Some(match name {
+        "GeluExact" => Box::new(nn::GeluExact {}),
+        "Erf" => Box::new(math::Erf {}),
+        "Tanh" => Box::new(math::Tanh {}),
+        "Exp" => Box::new(math::Exp {}),
+        "Sqrt" => Box::new(math::Sqrt {}),
+        "Rsqrt" => Box::new(math::Rsqrt {}),
+        "Recip" => Box::new(math::Recip {}),
+        "Square" => Box::new(math::Square {}),
+        "Abs" => Box::new(math::Abs {}),
+        "Neg" => Box::new(math::Neg {}),
+        "Sigmoid" => Box::new(nn::Sigmoid {}),
+        _ => return None,
+    })
+}
+
+fn reducer(name: &str) -> Option<Reducer> {
+    Some(match name {
+        "Sum" => Reducer::Sum,
+        "Max" => Reducer::Max,
+        "Min" => Reducer::Min,
+        "Prod" => Reducer::Prod,
+        "MeanOfSquares" => Reducer::MeanOfSquares,
+        _ => return None,
+    })
+}
+
+/// Numeric types whose raw little-endian bytes are the tensor (no pointers, no quantization).
+fn plain_datum_type(text: &str) -> TractResult<DatumType> {
+    let dt = DatumType::from_str(text)?;
+    ensure!(
+        dt.is_number() && !dt.is_quantized(),
+        "datum type {text} is not stored in compiled graphs"
+    );
+    Ok(dt)
+}
+
+fn datum_type(text: &str) -> TractResult<DatumType> {
+    let dt = DatumType::from_str(text)?;
+    ensure!(!dt.is_quantized(), "quantized datum type {text}");
+    Ok(dt)
+}
+
+fn opt_datum_type(text: &Option<String>) -> TractResult<Option<DatumType>> {
+    text.as_deref().map(datum_type).transpose()
+}
+
+fn dt_text(dt: DatumType) -> TractResult<String> {
+    ensure!(!dt.is_quantized(), "quantized datum type {dt:?}");
+    Ok(format!("{dt:?}"))
+}
+
+fn dims_text(dims: &[TDim]) -> Vec<String> {
+    dims.iter().map(|d| d.to_string()).collect()
+}
+
+fn dims(model: &TypedModel, texts: &[String]) -> TractResult<TVec<TDim>> {
+    texts.iter().map(|t| model.symbols.parse_tdim(t)).collect()
+}
+
+/// Whether an f32 constant is worth storing as f16 and loses nothing by it.
+fn f16_exact(t: &Tensor) -> bool {
+    t.datum_type() == f32::datum_type()
+        && t.len() >= MIN_F16_STORED
+        && t.try_as_plain_ram()
+            .and_then(|r| r.as_slice::<f32>())
+            .is_ok_and(|v| {
+                v.iter()
+                    .all(|&x| f16::from_f32(x).to_f32().to_bits() == x.to_bits())
+            })
+}
+
+/// Records `node`'s op, storing any constant in `constants`/`data`.
+fn record(
+    node: &TypedNode,
+    constants: &mut Vec<ConstantRecord>,
+    data: &mut Vec<u8>,
+) -> TractResult<OpRecord> {
+    if let Some(source) = node.op_as::<TypedSource>() {
+        return Ok(OpRecord::Source {
+            datum_type: dt_text(source.fact.datum_type)?,
+            shape: dims_text(&source.fact.shape.to_tvec()),
+        });
+    }
+    if let Some(konst) = node.op_as::<Const>() {
+        ensure!(
+            konst.exotic_fact().is_none(),
+            "constant with an exotic fact"
+        );
+        let tensor = konst.val();
+        let dt = tensor.datum_type();
+        plain_datum_type(&dt_text(dt)?)?;
+        let f16_stored = f16_exact(tensor);
+        let stored = if f16_stored {
+            tensor.cast_to::<f16>()?.into_owned()
+        } else {
+            tensor.as_ref().clone()
+        };
+        let bytes = stored.as_bytes();
+        constants.push(ConstantRecord {
+            datum_type: dt_text(dt)?,
+            shape: tensor.shape().to_vec(),
+            f16_stored,
+            offset: data.len(),
+            bytes: bytes.len(),
+        });
+        data.extend_from_slice(bytes);
+        return Ok(OpRecord::Const {
+            constant: constants.len() - 1,
+        });
+    }
+    if let Some(bin) = node.op_as::<TypedBinOp>() {
+        let mini = bin.0.name().to_string();
+        ensure!(binary_op(&mini).is_some(), "binary op {mini}");
+        return Ok(OpRecord::Binary {
+            mini,
+            output: bin.1.map(dt_text).transpose()?,
+        });
+    }
+    if let Some(ew) = node.op_as::<ElementWiseOp>() {
+        let mini = ew.0.name();
+        ensure!(element_wise_op(&mini).is_some(), "element-wise op {mini}");
+        return Ok(OpRecord::ElementWise {
+            mini,
+            output: ew.1.map(dt_text).transpose()?,
+        });
+    }
+    if let Some(axis_op) = node.op_as::<AxisOp>() {
+        return Ok(match axis_op {
+            AxisOp::Add(axis) => OpRecord::AddAxis { axis: *axis },
+            AxisOp::Rm(axis) => OpRecord::RmAxis { axis: *axis },
+            AxisOp::Move(from, to) => OpRecord::MoveAxis {
+                from: *from,
+                to: *to,
+            },
+            AxisOp::Reshape(at, from, to) => OpRecord::Reshape {
+                at: *at,
+                from: dims_text(from),
+                to: dims_text(to),
+            },
+        });
+    }
+    if let Some(cast) = node.op_as::<Cast>() {
+        return Ok(OpRecord::Cast {
+            to: dt_text(cast.to)?,
+        });
+    }
+    if let Some(einsum) = node.op_as::<EinSum>() {
+        return Ok(OpRecord::EinSum {
+            expr: einsum.axes.to_string(),
+            acc: dt_text(einsum.operating_dt)?,
+            q_output: einsum.q_params.map(dt_text).transpose()?,
+        });
+    }
+    if let Some(gather) = node.op_as::<Gather>() {
+        return Ok(OpRecord::Gather {
+            axis: gather.axis,
+            output: gather.output_type.map(dt_text).transpose()?,
+        });
+    }
+    if let Some(reduce) = node.op_as::<Reduce>() {
+        let name = format!("{:?}", reduce.reducer);
+        ensure!(reducer(&name).is_some(), "reducer {name}");
+        return Ok(OpRecord::Reduce {
+            axes: reduce.axes.to_vec(),
+            reducer: name,
+        });
+    }
+    if let Some(norm) = node.op_as::<RmsNorm>() {
+        ensure!(
+            norm.eps.datum_type() == f32::datum_type() && norm.eps.len() == 1,
+            "RmsNorm epsilon of {:?}",
+            norm.eps.datum_type()
+        );
+        return Ok(OpRecord::RmsNorm {
+            axis: norm.axis,
+            eps: norm.eps.cast_to_scalar::<f32>()?,
+        });
+    }
+    if let Some(slice) = node.op_as::<Slice>() {
+        return Ok(OpRecord::Slice {
+            axis: slice.axis,
+            start: slice.start.to_string(),
+            end: slice.end.to_string(),
+        });
+    }
+    if let Some(softmax) = node.op_as::<Softmax>() {
+        ensure!(
+            softmax.quant_output_dt.is_none(),
+            "quantized softmax output"
+        );
+        return Ok(OpRecord::Softmax {
+            axes: softmax.axes.to_vec(),
+            log: softmax.kind == SoftmaxKind::LogSoftmax,
+        });
+    }
+    if let Some(dq) = node.op_as::<DequantizeLinearF32>() {
+        return Ok(OpRecord::DequantizeLinearF32 {
+            scale: dq.scale,
+            zero_point: dq.zero_point,
+        });
+    }
+    if node.op_is::<DynamicQuantizeU8>() {
+        return Ok(OpRecord::DynamicQuantizeU8);
+    }
+    bail!("op {}", node.op.name())
+}
+
+/// The op `record` describes, checked and rebuilt.
+fn rebuild(model: &TypedModel, record: &OpRecord) -> TractResult<Box<dyn TypedOp>> {
+    Ok(match record {
+        OpRecord::Source { .. } | OpRecord::Const { .. } => {
+            bail!("sources and constants are wired by the loader")
+        }
+        OpRecord::Binary { mini, output } => Box::new(TypedBinOp(
+            binary_op(mini).with_context(|| format!("unknown binary op {mini}"))?,
+            opt_datum_type(output)?,
+        )),
+        OpRecord::ElementWise { mini, output } => Box::new(ElementWiseOp(
+            element_wise_op(mini).with_context(|| format!("unknown element-wise op {mini}"))?,
+            opt_datum_type(output)?,
+        )),
+        OpRecord::AddAxis { axis } => Box::new(AxisOp::Add(*axis)),
+        OpRecord::RmAxis { axis } => Box::new(AxisOp::Rm(*axis)),
+        OpRecord::MoveAxis { from, to } => Box::new(AxisOp::Move(*from, *to)),
+        OpRecord::Reshape { at, from, to } => {
+            Box::new(AxisOp::Reshape(*at, dims(model, from)?, dims(model, to)?))
+        }
+        OpRecord::Cast { to } => Box::new(Cast {
+            to: datum_type(to)?,
+        }),
+        OpRecord::EinSum {
+            expr,
+            acc,
+            q_output,
+        } => {
+            let axes: AxesMapping = expr.parse()?;
+            let acc = datum_type(acc)?;
+            Box::new(match opt_datum_type(q_output)? {
+                Some(output) => EinSum::newq(axes, acc, output),
+                None => EinSum::new(axes, acc),
+            })
+        }
+        OpRecord::Gather { axis, output } => Box::new(Gather {
+            axis: *axis,
+            output_type: opt_datum_type(output)?,
+        }),
+        OpRecord::Reduce {
+            axes,
+            reducer: name,
+        } => Box::new(Reduce::new(
+            axes.iter().copied().collect(),
+            reducer(name).with_context(|| format!("unknown reducer {name}"))?,
+        )),
+        OpRecord::RmsNorm { axis, eps } => Box::new(RmsNorm {
+            axis: *axis,
+            eps: tensor0(*eps).into_arc_tensor(),
+        }),
+        OpRecord::Slice { axis, start, end } => Box::new(Slice {
+            axis: *axis,
+            start: model.symbols.parse_tdim(start)?,
+            end: model.symbols.parse_tdim(end)?,
+        }),
+        OpRecord::Softmax { axes, log } => Box::new(Softmax {
+            axes: axes.iter().copied().collect(),
+            quant_output_dt: None,
+            kind: if *log {
+                SoftmaxKind::LogSoftmax
+            } else {
+                SoftmaxKind::Softmax
+            },
+        }),
+        OpRecord::DequantizeLinearF32 { scale, zero_point } => Box::new(DequantizeLinearF32 {
+            scale: *scale,
+            zero_point: *zero_point,
+        }),
+        OpRecord::DynamicQuantizeU8 => Box::new(DynamicQuantizeU8),
+    })
+}
+
+/// Whether `bytes` start like a compiled graph.
+pub fn is_compiled(bytes: &[u8]) -> bool {
+    bytes.starts_with(MAGIC)
+}
+
+/// A decluttered graph in dotfind's compiled form; the same graph gives the same bytes.
+/// Fails, naming the node and op, on an op outside the set BERT-family encoders use.
+pub fn write(decluttered: &TypedModel) -> TractResult<Vec<u8>> {
+    let order = decluttered.eval_order()?;
+    let mut position = vec![usize::MAX; decluttered.nodes().len()];
+    let mut constants = Vec::new();
+    let mut data = Vec::new();
+    let mut nodes = Vec::with_capacity(order.len());
+    for (at, &id) in order.iter().enumerate() {
+        let node = decluttered.node(id);
+        position[id] = at;
+        let op = record(node, &mut constants, &mut data).with_context(|| {
+            format!(
+                "node {:?}: dotfind compiles the ops of BERT-family encoders only, not this",
+                node.name
+            )
+        })?;
+        let inputs = node
+            .inputs
+            .iter()
+            .map(|i| (position[i.node], i.slot))
+            .collect();
+        nodes.push(NodeRecord {
+            name: node.name.clone(),
+            op,
+            inputs,
+        });
+    }
+    let outputs = decluttered
+        .outputs
+        .iter()
+        .map(|o| (position[o.node], o.slot))
+        .collect();
+    let mut symbols: Vec<String> = decluttered
+        .symbols
+        .all_symbols()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    symbols.sort();
+    let scope = &decluttered.symbols;
+    ensure!(
+        scope.all_scenarios().into_iter().next().is_none(),
+        "graphs with symbol scenarios are not compiled"
+    );
+    let assertions = scope
+        .all_assertions()
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    let header = serde_json::to_vec(&Header {
+        symbols,
+        assertions,
+        nodes,
+        outputs,
+        constants,
+    })?;
+    let mut out = Vec::with_capacity(16 + header.len() + data.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&u32::try_from(header.len())?.to_le_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&data);
+    Ok(out)
+}
+
+/// Reads a compiled graph back: the decluttered graph `write` was given.
+pub fn read(bytes: &[u8]) -> TractResult<TypedModel> {
+    ensure!(
+        is_compiled(bytes),
+        "not a dotfind compiled graph (`dotfind compile` writes this file)"
+    );
+    let word = |at: usize| -> TractResult<u32> {
+        let b = bytes.get(at..at + 4).context("truncated header")?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let version = word(8)?;
+    ensure!(
+        version == FORMAT_VERSION,
+        "compiled graph format {version}, this dotfind reads {FORMAT_VERSION}: run `dotfind compile` again"
+    );
+    let header_len = word(12)? as usize;
+    let header = bytes.get(16..16 + header_len).context("truncated header")?;
+    let header: Header = serde_json::from_slice(header)?;
+    let data = &bytes[16 + header_len..];
+
+    let mut model = TypedModel::default();
+    for symbol in &header.symbols {
+        model.symbols.sym(symbol);
+    }
+    for assertion in &header.assertions {
+        model.symbols.add_assertion(assertion)?;
+    }
+    let mut outlets: Vec<TVec<OutletId>> = Vec::with_capacity(header.nodes.len());
+    for (at, node) in header.nodes.iter().enumerate() {
+        let wired = (|| -> TractResult<TVec<OutletId>> {
+            let inputs = node
+                .inputs
+                .iter()
+                .map(|&(n, slot)| {
+                    outlets
+                        .get(n)
+                        .and_then(|o| o.get(slot))
+                        .copied()
+                        .with_context(|| format!("input ({n}, {slot}) is not an earlier output"))
+                })
+                .collect::<TractResult<TVec<OutletId>>>()?;
+            match &node.op {
+                OpRecord::Source { datum_type, shape } => {
+                    let fact = datum_type_fact(&model, datum_type, shape)?;
+                    Ok(tvec!(model.add_source(&node.name, fact)?))
+                }
+                OpRecord::Const { constant } => {
+                    let record = header
+                        .constants
+                        .get(*constant)
+                        .with_context(|| format!("no constant {constant}"))?;
+                    let op = Const::new(constant_tensor(record, data)?.into_arc_tensor())?;
+                    // Added as is: `wire_node` would merge it with an equal constant.
+                    let facts = op.output_facts(&[])?;
+                    Ok(tvec!(OutletId::new(
+                        model.add_node(&node.name, op, facts)?,
+                        0
+                    )))
+                }
+                other => {
+                    let op = rebuild(&model, other)?;
+                    model.wire_node(&node.name, op, &inputs)
+                }
+            }
+        })()
+        .with_context(|| format!("node {at} ({:?})", node.name))?;
+        outlets.push(wired);
+    }
+    let outputs = header
+        .outputs
+        .iter()
+        .map(|&(n, slot)| {
+            outlets
+                .get(n)
+                .and_then(|o| o.get(slot))
+                .copied()
+                .with_context(|| format!("output ({n}, {slot}) is not a node output"))
+        })
+        .collect::<TractResult<TVec<OutletId>>>()?;
+    model.select_output_outlets(&outputs)?;
+    Ok(model)
+}
+
+fn datum_type_fact(model: &TypedModel, dt: &str, shape: &[String]) -> TractResult<TypedFact> {
+    Ok(datum_type(dt)?.fact(&*dims(model, shape)?))
+}
+
+/// The constant `record` describes, from the bytes after the header.
+fn constant_tensor(record: &ConstantRecord, data: &[u8]) -> TractResult<Tensor> {
+    let dt = plain_datum_type(&record.datum_type)?;
+    let stored_dt = if record.f16_stored {
+        ensure!(dt == f32::datum_type(), "f16-stored {dt:?} constant");
+        f16::datum_type()
+    } else {
+        dt
+    };
+    let bytes = record
+        .offset
+        .checked_add(record.bytes)
+        .and_then(|end| data.get(record.offset..end))
+        .context("constant's bytes lie past the end of the file")?;
+    let len = record
+        .shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .and_then(|n| n.checked_mul(stored_dt.size_of()))
+        .context("constant's shape overflows")?;
+    ensure!(
+        len == bytes.len(),
+        "constant of shape {:?} has {} bytes",
+        record.shape,
+        bytes.len()
+    );
+    let mut tensor = Tensor::zero_dt(stored_dt, &record.shape)?;
+    tensor.as_bytes_mut().copy_from_slice(bytes);
+    if record.f16_stored {
+        tensor = tensor.cast_to::<f32>()?.into_owned();
+    }
+    Ok(tensor)
+}
+
+/// Compiles the bundle in `dir`: writes `model.graph` from its (verified) `model.onnx`
+/// and records it in `dotfind-model.json`, after which every loader uses it. Idempotent:
+/// the same bundle and dotfind version give the same bytes. Returns the new file's entry.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn compile_bundle(dir: &std::path::Path) -> crate::Result<crate::bundle::FileEntry> {
+    use crate::bundle::{
+        read_bundle_file, sha256_hex, BundleManifest, FileEntry, ModelBundle, COMPILED_MODEL_FILE,
+        MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE,
+    };
+    use crate::error::Error;
+
+    let mut manifest = BundleManifest::from_json(&read_bundle_file(dir, MANIFEST_FILE)?)?;
+    let onnx = read_bundle_file(dir, MODEL_FILE)?;
+    manifest.files[MODEL_FILE].verify(MODEL_FILE, &onnx)?;
+    let mut graph = crate::encode::decluttered_graph(MODEL_FILE, &onnx)?;
+    // tract-onnx's activation quantizer is not in the compiled op set; dotfind's drop-in is.
+    crate::int8_graph::use_fast_dynamic_quantize(&mut graph);
+    let invalid = |e: TractError| Error::InvalidModel {
+        file: MODEL_FILE.into(),
+        reason: format!("cannot compile: {e:#}"),
+    };
+    let compiled = write(&graph).map_err(invalid)?;
+    read(&compiled)
+        .and_then(|back| check_same_graph(&graph, &back))
+        .map_err(invalid)?;
+    let entry = FileEntry {
+        sha256: sha256_hex(&compiled),
+        bytes: compiled.len() as u64,
+    };
+    manifest
+        .files
+        .insert(COMPILED_MODEL_FILE.into(), entry.clone());
+    // The previous compiled form (tract's NNEF), which this dotfind no longer reads.
+    let legacy = manifest.files.remove(LEGACY_COMPILED_FILE).is_some();
+    let mut descriptor = serde_json::to_vec_pretty(&manifest)
+        .map_err(|e| Error::io(dir.join(MANIFEST_FILE), std::io::Error::other(e)))?;
+    descriptor.push(b'\n');
+    // What browsers will load must load, as the bundle it will be: an encoder is built from
+    // it here (inputs, output, hidden size checked), so a bad graph fails now, not on a
+    // visitor's page, and nothing is written.
+    // The graph's digest is the one just computed from these bytes; the tokenizer is checked.
+    let tokenizer = read_bundle_file(dir, TOKENIZER_FILE)?;
+    let digests = [entry.sha256.clone(), sha256_hex(&tokenizer)];
+    let bundle = ModelBundle::from_bytes_with_sha256(&descriptor, compiled, tokenizer, &digests)?;
+    crate::encode::Encoder::new(&bundle)?;
+    let compiled = bundle.model;
+    // The graph first, then the descriptor that vouches for it, each by rename: a crash in
+    // between leaves a bundle that still loads (the old descriptor ignores the new file).
+    for (file, bytes) in [
+        (COMPILED_MODEL_FILE, &compiled),
+        (MANIFEST_FILE, &descriptor),
+    ] {
+        let path = dir.join(file);
+        let tmp = dir.join(format!(".{file}.tmp"));
+        std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+    }
+    if legacy {
+        let path = dir.join(LEGACY_COMPILED_FILE);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&path, e)),
+            _ => {}
+        }
+    }
+    Ok(entry)
+}
+
+/// What `dotfind compile` wrote before this format: tract's NNEF form, removed on recompile.
+#[cfg(not(target_arch = "wasm32"))]
+const LEGACY_COMPILED_FILE: &str = "model.nnef.tar";
+
+/// Checks that `back` (read from what `write` made of `graph`) is `graph`: same ops with
+/// the same parameters, wired the same, with the same facts, node for node.
+#[cfg(not(target_arch = "wasm32"))]
+fn check_same_graph(graph: &TypedModel, back: &TypedModel) -> TractResult<()> {
+    let order = graph.eval_order()?;
+    ensure!(
+        order.len() == back.nodes().len(),
+        "{} nodes written, {} read",
+        order.len(),
+        back.nodes().len()
+    );
+    let mut position = vec![usize::MAX; graph.nodes().len()];
+    for (at, &id) in order.iter().enumerate() {
+        position[id] = at;
+        let (a, b) = (graph.node(id), back.node(at));
+        let inputs: Vec<(usize, usize)> = a
+            .inputs
+            .iter()
+            .map(|i| (position[i.node], i.slot))
+            .collect();
+        let back_inputs: Vec<(usize, usize)> = b.inputs.iter().map(|i| (i.node, i.slot)).collect();
+        let facts = |n: &TypedNode| {
+            n.outputs
+                .iter()
+                .map(|o| format!("{:?}", o.fact))
+                .collect::<Vec<_>>()
+        };
+        ensure!(
+            format!("{:?}", a.op) == format!("{:?}", b.op)
+                && inputs == back_inputs
+                && facts(a) == facts(b),
+            "node {:?} reads back as {:?} (inputs {inputs:?} vs {back_inputs:?}, facts {:?} vs {:?})",
+            a,
+            b,
+            facts(a),
+            facts(b)
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tract_core::ops::nn::GeluExact;
+
+    /// x (f32) → GELU → dotfind's quantizer → its u8 output and an int8 table's
+    /// dequantization with a scale whose decimal form needs all its digits.
+    fn tiny_graph() -> TypedModel {
+        let mut model = TypedModel::default();
+        let batch = model.symbols.sym("batch");
+        let x = model
+            .add_source("x", f32::fact([batch.to_dim(), 3.to_dim()]))
+            .unwrap();
+        let gelu = model
+            .wire_node("gelu", ElementWiseOp(Box::new(GeluExact {}), None), &[x])
+            .unwrap();
+        let q = model
+            .wire_node("quantize", DynamicQuantizeU8, &gelu)
+            .unwrap();
+        let scale = 0.1f32 + f32::EPSILON * 3.0;
+        let op = DequantizeLinearF32 {
+            scale,
+            zero_point: 131,
+        };
+        let y = model.wire_node("dequantize", op, &[q[0]]).unwrap();
+        model.select_output_outlets(&[y[0], q[1]]).unwrap();
+        model
+    }
+
+    fn run(model: TypedModel, x: Tensor) -> TVec<TValue> {
+        model.into_runnable().unwrap().run(tvec![x.into()]).unwrap()
+    }
+
+    #[test]
+    fn dotfind_ops_survive_the_round_trip_bit_for_bit() {
+        let bytes = write(&tiny_graph()).unwrap();
+        assert!(is_compiled(&bytes));
+        assert_eq!(write(&tiny_graph()).unwrap(), bytes, "deterministic bytes");
+        let loaded = read(&bytes).unwrap();
+        check_same_graph(&tiny_graph(), &loaded).unwrap();
+        let x = tensor2(&[[-3.0f32, -0.5, 0.0], [0.25, 1.5, 7.0]]);
+        assert_eq!(run(loaded, x.clone()), run(tiny_graph(), x));
+    }
+
+    /// x (f32, [1, 64]) · w ([64, 64] f32 constant) + b, with `w` f16-exact or not.
+    fn linear_graph(f16_exact: bool) -> TypedModel {
+        use tract_core::ops::math::Add;
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([1, 64])).unwrap();
+        let values: Vec<f32> = (0..64 * 64)
+            .map(|i| {
+                let v = ((i * 37) % 101) as f32 / 7.0 - 7.0;
+                if f16_exact {
+                    f16::from_f32(v).to_f32()
+                } else {
+                    v
+                }
+            })
+            .collect();
+        let w = model
+            .add_const("w", tensor1(&values).into_shape(&[64, 64]).unwrap())
+            .unwrap();
+        let b = model.add_const("b", tensor2(&[[0.5f32; 64]])).unwrap();
+        let op = EinSum::new("mk,kn->mn".parse().unwrap(), f32::datum_type());
+        let y = model.wire_node("matmul", op, &[x, w]).unwrap();
+        let y = model
+            .wire_node("bias", TypedBinOp(Box::new(Add), None), &[y[0], b])
+            .unwrap();
+        model.select_output_outlets(&y).unwrap();
+        model
+    }
+
+    #[test]
+    fn f16_exact_weights_are_stored_as_f16_and_load_as_the_same_f32() {
+        let exact = write(&linear_graph(true)).unwrap();
+        let inexact = write(&linear_graph(false)).unwrap();
+        // 4096 weights at 2 bytes instead of 4 (less a few header bytes that say so); the
+        // 64-value bias stays f32.
+        let saved = inexact.len() - exact.len();
+        assert!((8192 - 32..8192).contains(&saved), "{saved}");
+        for (f16_exact, bytes) in [(true, &exact), (false, &inexact)] {
+            let loaded = read(bytes).unwrap();
+            check_same_graph(&linear_graph(f16_exact), &loaded).unwrap();
+            let x = tensor2(&[[0.25f32; 64]]);
+            assert_eq!(run(loaded, x.clone()), run(linear_graph(f16_exact), x));
+        }
+    }
+
+    #[test]
+    fn ops_outside_the_bert_set_are_refused_by_name() {
+        use tract_core::ops::math::Sin;
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([2])).unwrap();
+        let y = model
+            .wire_node("wave", ElementWiseOp(Box::new(Sin {}), None), &[x])
+            .unwrap();
+        model.select_output_outlets(&y).unwrap();
+        assert_eq!(
+            format!("{:#}", write(&model).unwrap_err()),
+            "node \"wave\": dotfind compiles the ops of BERT-family encoders only, not this: \
+             element-wise op Sin"
+        );
+    }
+
+    fn error(bytes: &[u8]) -> String {
+        format!("{:#}", read(bytes).unwrap_err())
+    }
+
+    #[test]
+    fn damaged_files_are_refused_with_the_reason() {
+        let good = write(&linear_graph(false)).unwrap();
+        assert_eq!(
+            error(b"\x08\x07onnx protobuf"),
+            "not a dotfind compiled graph (`dotfind compile` writes this file)"
+        );
+        assert_eq!(error(&good[..10]), "truncated header");
+        assert_eq!(error(&good[..100]), "truncated header");
+        let mut version = good.clone();
+        version[8] = 9;
+        assert_eq!(
+            error(&version),
+            "compiled graph format 9, this dotfind reads 1: run `dotfind compile` again"
+        );
+        // The last constant (the bias) cut short.
+        assert_eq!(
+            error(&good[..good.len() - 4]),
+            "node 3 (\"b\"): constant's bytes lie past the end of the file"
+        );
+        // A node wired to a later one.
+        let header_len = u32::from_le_bytes([good[12], good[13], good[14], good[15]]) as usize;
+        let header = std::str::from_utf8(&good[16..16 + header_len]).unwrap();
+        let rewired = header.replacen("\"inputs\":[[0,0],[1,0]]", "\"inputs\":[[0,0],[7,0]]", 1);
+        assert_ne!(rewired, header);
+        let mut bytes = good[..16].to_vec();
+        bytes.extend_from_slice(rewired.as_bytes());
+        bytes.extend_from_slice(&good[16 + header_len..]);
+        assert_eq!(
+            error(&bytes),
+            "node 2 (\"matmul\"): input (7, 0) is not an earlier output"
+        );
+    }
+}
