@@ -26,7 +26,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use tract_core::internal::*;
-use tract_core::ops::array::{Gather, Slice};
+use tract_core::ops::array::{Gather, MultiBroadcastTo, Slice};
 use tract_core::ops::binary::{BinMiniOp, TypedBinOp};
 use tract_core::ops::cast::Cast;
 use tract_core::ops::einsum::EinSum;
@@ -113,6 +113,10 @@ enum OpRecord {
         at: usize,
         from: Vec<String>,
         to: Vec<String>,
+    },
+    /// BERT layout's all-zero `token_type_ids`, shaped like `input_ids`.
+    BroadcastTo {
+        shape: Vec<String>,
     },
     Cast {
         to: String,
@@ -310,6 +314,11 @@ fn record(
             },
         });
     }
+    if let Some(broadcast) = node.op_as::<MultiBroadcastTo>() {
+        return Ok(OpRecord::BroadcastTo {
+            shape: dims_text(&broadcast.shape.to_tvec()),
+        });
+    }
     if let Some(cast) = node.op_as::<Cast>() {
         return Ok(OpRecord::Cast {
             to: dt_text(cast.to)?,
@@ -396,6 +405,9 @@ fn rebuild(model: &TypedModel, record: &OpRecord) -> TractResult<Box<dyn TypedOp
         OpRecord::Reshape { at, from, to } => {
             Box::new(AxisOp::Reshape(*at, dims(model, from)?, dims(model, to)?))
         }
+        OpRecord::BroadcastTo { shape } => Box::new(MultiBroadcastTo {
+            shape: dims(model, shape)?.into_iter().collect(),
+        }),
         OpRecord::Cast { to } => Box::new(Cast {
             to: datum_type(to)?,
         }),
@@ -838,6 +850,38 @@ mod tests {
             let x = tensor2(&[[0.25f32; 64]]);
             assert_eq!(run(loaded, x.clone()), run(linear_graph(f16_exact), x));
         }
+    }
+
+    /// BERT layout's `token_type_ids`: zeros shaped like the symbolic input, then gathered.
+    #[test]
+    fn symbolic_broadcasts_survive_the_round_trip() {
+        let graph = || {
+            let mut model = TypedModel::default();
+            let [batch, sequence] = ["batch", "sequence"].map(|s| model.symbols.sym(s).to_dim());
+            let ids = model
+                .add_source("ids", i64::fact([batch.clone(), sequence.clone()]))
+                .unwrap();
+            let zero = model.add_const("zero", tensor2(&[[0i64]])).unwrap();
+            let shape: ShapeFact = [batch, sequence].into_iter().collect();
+            let zeros = model
+                .wire_node("zeros", MultiBroadcastTo { shape }, &[zero])
+                .unwrap();
+            let table = model
+                .add_const("table", tensor2(&[[1.5f32, -2.0], [3.0, 4.0]]))
+                .unwrap();
+            let op = Gather {
+                axis: 0,
+                output_type: None,
+            };
+            let rows = model.wire_node("rows", op, &[table, zeros[0]]).unwrap();
+            // The input is an output too, so the plan takes it (and binds the symbols).
+            model.select_output_outlets(&[rows[0], ids]).unwrap();
+            model
+        };
+        let loaded = read(&write(&graph()).unwrap()).unwrap();
+        check_same_graph(&graph(), &loaded).unwrap();
+        let ids = tensor2(&[[7i64, 8, 9], [1, 2, 3]]);
+        assert_eq!(run(loaded, ids.clone()), run(graph(), ids));
     }
 
     #[test]
