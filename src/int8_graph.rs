@@ -198,8 +198,11 @@ impl TypedOp for DequantizeScaleBias {
 /// constant i8 weights, the whole chain by one [`Int8Linear`]; returns how many tails.
 /// Run before `optimize` (tract then plans the MatMuls left to it).
 pub fn fuse_dequantize_tails(model: &mut TypedModel, own_int8_matmul: bool) -> TractResult<usize> {
-    let mut fused = 0;
-    while let Some(tail) = next_dequantize_tail(model, own_int8_matmul)? {
+    // Found in one pass: tails do not overlap, and a patch leaves the nodes of the others
+    // (and their ids) as they were.
+    let tails = dequantize_tails(model, own_int8_matmul)?;
+    let fused = tails.len();
+    for tail in tails {
         let mut patch = TypedModelPatch::new("dotfind: fuse an int8 MatMul's dequantization");
         let mut tap = |outlet| patch.tap_model(model, outlet);
         let (add, op, inputs): (usize, Box<dyn TypedOp>, TVec<OutletId>) = match tail {
@@ -232,7 +235,6 @@ pub fn fuse_dequantize_tails(model: &mut TypedModel, own_int8_matmul: bool) -> T
         let y = patch.wire_node(name, op, &inputs)?;
         patch.shunt_outside(model, add.into(), y[0])?;
         patch.apply(model)?;
-        fused += 1;
     }
     model.compact()?;
     Ok(fused)
@@ -324,8 +326,8 @@ fn int8_matmul(
     Ok(Some((packed, [node.inputs[0], node.inputs[3]])))
 }
 
-/// The next fusable tail.
-fn next_dequantize_tail(model: &TypedModel, own_int8_matmul: bool) -> TractResult<Option<Tail>> {
+/// Every fusable tail, in evaluation order.
+fn dequantize_tails(model: &TypedModel, own_int8_matmul: bool) -> TractResult<Vec<Tail>> {
     use tract_core::ops::{binary::TypedBinOp, cast::Cast};
     // The single consumer of `outlet`, when it is the binary op `name`: (node, its other input).
     let only_successor = |outlet: OutletId, name: &str| -> Option<(usize, OutletId)> {
@@ -338,6 +340,7 @@ fn next_dequantize_tail(model: &TypedModel, own_int8_matmul: bool) -> TractResul
         (op.0.name() == name && node.inputs.len() == 2)
             .then(|| (node.id, node.inputs[1 - succ.slot]))
     };
+    let mut tails = Vec::new();
     for id in model.eval_order()? {
         let node = model.node(id);
         let Some(cast) = node.op_as::<Cast>() else {
@@ -379,26 +382,27 @@ fn next_dequantize_tail(model: &TypedModel, own_int8_matmul: bool) -> TractResul
             if own_int8_matmul {
                 if let Some((weights, [x, zero_point])) = int8_matmul(model, acc)? {
                     if weights.n() == width {
-                        return Ok(Some(Tail::Linear {
+                        tails.push(Tail::Linear {
                             add,
                             x,
                             zero_point,
                             weights,
                             scale,
                             bias,
-                        }));
+                        });
+                        continue;
                     }
                 }
             }
-            return Ok(Some(Tail::Dequantize {
+            tails.push(Tail::Dequantize {
                 add,
                 acc,
                 scale,
                 bias,
-            }));
+            });
         }
     }
-    Ok(None)
+    Ok(tails)
 }
 
 /// Lanes per step: wide enough for AVX-512 and a few wasm v128 registers.

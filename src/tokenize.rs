@@ -73,28 +73,19 @@ impl TextTokenizer {
             .or_else(|| inner.token_to_id("[PAD]"))
             .unwrap_or(0);
         inner.with_padding(None);
-        Self {
+        truncate(&mut inner, max_tokens)?;
+        Ok(Self {
             inner,
-            max_tokens: 0,
+            max_tokens,
             pad_id: i64::from(pad_id),
-        }
-        .with_max_tokens(max_tokens)
+        })
     }
 
     /// The same tokenizer truncating at `max_tokens` instead: a copy, much cheaper than
     /// parsing `tokenizer.json` again (a 30k-entry vocabulary), e.g. for passages vs queries.
     pub fn with_max_tokens(&self, max_tokens: usize) -> Result<Self> {
         let mut inner = self.inner.clone();
-        inner
-            .with_truncation(Some(TruncationParams {
-                direction: TruncationDirection::Right,
-                max_length: max_tokens,
-                strategy: TruncationStrategy::LongestFirst,
-                stride: 0,
-            }))
-            .map_err(|e| {
-                Error::InvalidTokenizer(format!("cannot truncate at {max_tokens} tokens: {e}"))
-            })?;
+        truncate(&mut inner, max_tokens)?;
         Ok(Self {
             inner,
             max_tokens,
@@ -128,6 +119,21 @@ impl TextTokenizer {
             attention_mask,
         })
     }
+}
+
+/// Sets `tokenizer` to truncate at `max_tokens`, special tokens included.
+fn truncate(tokenizer: &mut Tokenizer, max_tokens: usize) -> Result<()> {
+    tokenizer
+        .with_truncation(Some(TruncationParams {
+            direction: TruncationDirection::Right,
+            max_length: max_tokens,
+            strategy: TruncationStrategy::LongestFirst,
+            stride: 0,
+        }))
+        .map_err(|e| {
+            Error::InvalidTokenizer(format!("cannot truncate at {max_tokens} tokens: {e}"))
+        })?;
+    Ok(())
 }
 
 /// `tokenizer.json` of a WordPiece (BERT-family) tokenizer, parsed the way `tokenizers` does
