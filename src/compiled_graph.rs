@@ -38,11 +38,21 @@ use tract_core::ops::source::TypedSource;
 
 use crate::int8_graph::DynamicQuantizeU8;
 
+// Constants are written and read as the host lays them out: little-endian, as on every
+// target dotfind builds for (x86-64, aarch64, wasm32).
+#[cfg(target_endian = "big")]
+compile_error!("model.graph stores constants little-endian");
+
 const MAGIC: &[u8; 8] = b"DFGRAPH\0";
 /// Bumped on any change to the layout or to how an op is recorded.
 pub const FORMAT_VERSION: u32 = 1;
 /// f32 constants smaller than this stay f32 (biases, norms: nothing to gain).
 const MIN_F16_STORED: usize = 4096;
+/// Bounds a reader puts on what it parses, far above any BERT graph's: tensor rank, the
+/// length of a dimension's text (tract's parser recurses on it), an einsum expression.
+const MAX_RANK: usize = 8;
+const MAX_DIM_TEXT: usize = 64;
+const MAX_EINSUM_TEXT: usize = 64;
 
 /// The JSON header: symbols, nodes in evaluation order, outputs, constants.
 #[derive(Debug, Serialize, Deserialize)]
@@ -52,6 +62,8 @@ struct Header {
     /// tract's facts about the symbols (e.g. `sequence>=0`), as it prints them.
     assertions: Vec<String>,
     nodes: Vec<NodeRecord>,
+    /// The `Source` nodes, in the graph's input order.
+    inputs: Vec<usize>,
     /// (node, output slot) of each graph output.
     outputs: Vec<(usize, usize)>,
     constants: Vec<ConstantRecord>,
@@ -134,9 +146,10 @@ enum OpRecord {
         axes: Vec<usize>,
         reducer: String,
     },
+    /// f32 parameters are stored as their bits: exact, NaN included.
     RmsNorm {
         axis: usize,
-        eps: f32,
+        eps_bits: u32,
     },
     Slice {
         axis: usize,
@@ -148,7 +161,7 @@ enum OpRecord {
         log: bool,
     },
     DequantizeLinearF32 {
-        scale: f32,
+        scale_bits: u32,
         zero_point: i32,
     },
     DynamicQuantizeU8,
@@ -224,12 +237,55 @@ fn dt_text(dt: DatumType) -> TractResult<String> {
     Ok(format!("{dt:?}"))
 }
 
-fn dims_text(dims: &[TDim]) -> Vec<String> {
-    dims.iter().map(|d| d.to_string()).collect()
+/// A dimension as tract prints it, checked to parse back to itself (and to be short).
+fn dim_text(scope: &SymbolScope, dim: &TDim) -> TractResult<String> {
+    let text = dim.to_string();
+    ensure!(
+        text.len() <= MAX_DIM_TEXT && scope.parse_tdim(&text).ok().as_ref() == Some(dim),
+        "dimension {text} does not read back as itself"
+    );
+    Ok(text)
 }
 
-fn dims(model: &TypedModel, texts: &[String]) -> TractResult<TVec<TDim>> {
-    texts.iter().map(|t| model.symbols.parse_tdim(t)).collect()
+fn dims_text(scope: &SymbolScope, dims: &[TDim]) -> TractResult<Vec<String>> {
+    ensure!(dims.len() <= MAX_RANK, "rank {}", dims.len());
+    dims.iter().map(|d| dim_text(scope, d)).collect()
+}
+
+/// A dimension's text, bounded before tract's recursive parser sees it.
+fn dim(scope: &SymbolScope, text: &str) -> TractResult<TDim> {
+    let longest_number = text
+        .split(|c: char| !c.is_ascii_digit())
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    ensure!(
+        text.len() <= MAX_DIM_TEXT && longest_number <= 12,
+        "dimension {text:?} is not one dotfind writes"
+    );
+    scope.parse_tdim(text)
+}
+
+fn dims(scope: &SymbolScope, texts: &[String]) -> TractResult<TVec<TDim>> {
+    ensure!(texts.len() <= MAX_RANK, "rank {}", texts.len());
+    texts.iter().map(|t| dim(scope, t)).collect()
+}
+
+/// An einsum expression as dotfind's graphs have them (`amk,kn->amn`): bounded, ASCII
+/// letters only, an explicit output (tract's parser asserts on `...`).
+fn einsum_expr(text: &str) -> TractResult<AxesMapping> {
+    let valid = text.len() <= MAX_EINSUM_TEXT
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphabetic() || matches!(b, b',' | b'-' | b'>'))
+        && text
+            .split_once("->")
+            .is_some_and(|(_, out)| !out.is_empty() && !out.contains(['-', '>', ',']));
+    ensure!(
+        valid,
+        "einsum expression {text:?} is not one dotfind writes"
+    );
+    text.parse()
 }
 
 /// Whether an f32 constant is worth storing as f16 and loses nothing by it.
@@ -246,6 +302,7 @@ fn f16_exact(t: &Tensor) -> bool {
 
 /// Records `node`'s op, storing any constant in `constants`/`data`.
 fn record(
+    scope: &SymbolScope,
     node: &TypedNode,
     constants: &mut Vec<ConstantRecord>,
     data: &mut Vec<u8>,
@@ -253,7 +310,7 @@ fn record(
     if let Some(source) = node.op_as::<TypedSource>() {
         return Ok(OpRecord::Source {
             datum_type: dt_text(source.fact.datum_type)?,
-            shape: dims_text(&source.fact.shape.to_tvec()),
+            shape: dims_text(scope, &source.fact.shape.to_tvec())?,
         });
     }
     if let Some(konst) = node.op_as::<Const>() {
@@ -263,7 +320,11 @@ fn record(
         );
         let tensor = konst.val();
         let dt = tensor.datum_type();
-        plain_datum_type(&dt_text(dt)?)?;
+        ensure!(
+            dt.is_number() && !dt.is_quantized() && tensor.rank() <= MAX_RANK,
+            "constant of {dt:?}, rank {}",
+            tensor.rank()
+        );
         let f16_stored = f16_exact(tensor);
         let stored = if f16_stored {
             tensor.cast_to::<f16>()?.into_owned()
@@ -309,14 +370,14 @@ fn record(
             },
             AxisOp::Reshape(at, from, to) => OpRecord::Reshape {
                 at: *at,
-                from: dims_text(from),
-                to: dims_text(to),
+                from: dims_text(scope, from)?,
+                to: dims_text(scope, to)?,
             },
         });
     }
     if let Some(broadcast) = node.op_as::<MultiBroadcastTo>() {
         return Ok(OpRecord::BroadcastTo {
-            shape: dims_text(&broadcast.shape.to_tvec()),
+            shape: dims_text(scope, &broadcast.shape.to_tvec())?,
         });
     }
     if let Some(cast) = node.op_as::<Cast>() {
@@ -326,7 +387,11 @@ fn record(
     }
     if let Some(einsum) = node.op_as::<EinSum>() {
         return Ok(OpRecord::EinSum {
-            expr: einsum.axes.to_string(),
+            expr: {
+                let expr = einsum.axes.to_string();
+                einsum_expr(&expr)?;
+                expr
+            },
             acc: dt_text(einsum.operating_dt)?,
             q_output: einsum.q_params.map(dt_text).transpose()?,
         });
@@ -348,19 +413,19 @@ fn record(
     if let Some(norm) = node.op_as::<RmsNorm>() {
         ensure!(
             norm.eps.datum_type() == f32::datum_type() && norm.eps.len() == 1,
-            "RmsNorm epsilon of {:?}",
-            norm.eps.datum_type()
+            "RmsNorm epsilon {:?}: not one f32",
+            norm.eps
         );
         return Ok(OpRecord::RmsNorm {
             axis: norm.axis,
-            eps: norm.eps.cast_to_scalar::<f32>()?,
+            eps_bits: norm.eps.cast_to_scalar::<f32>()?.to_bits(),
         });
     }
     if let Some(slice) = node.op_as::<Slice>() {
         return Ok(OpRecord::Slice {
             axis: slice.axis,
-            start: slice.start.to_string(),
-            end: slice.end.to_string(),
+            start: dim_text(scope, &slice.start)?,
+            end: dim_text(scope, &slice.end)?,
         });
     }
     if let Some(softmax) = node.op_as::<Softmax>() {
@@ -375,7 +440,7 @@ fn record(
     }
     if let Some(dq) = node.op_as::<DequantizeLinearF32>() {
         return Ok(OpRecord::DequantizeLinearF32 {
-            scale: dq.scale,
+            scale_bits: dq.scale.to_bits(),
             zero_point: dq.zero_point,
         });
     }
@@ -385,8 +450,44 @@ fn record(
     bail!("op {}", node.op.name())
 }
 
-/// The op `record` describes, checked and rebuilt.
-fn rebuild(model: &TypedModel, record: &OpRecord) -> TractResult<Box<dyn TypedOp>> {
+/// The op `record` describes, checked against its inputs' facts and rebuilt. The checks are
+/// those tract's ops assume (input counts, axes within rank): a record that breaks them is
+/// an error here instead of a panic inside tract.
+fn rebuild(
+    scope: &SymbolScope,
+    record: &OpRecord,
+    inputs: &[&TypedFact],
+) -> TractResult<Box<dyn TypedOp>> {
+    let count = match record {
+        OpRecord::Source { .. } | OpRecord::Const { .. } => 0,
+        OpRecord::Binary { .. } | OpRecord::Gather { .. } => 2,
+        OpRecord::EinSum { q_output, .. } => {
+            if q_output.is_some() {
+                9
+            } else {
+                2
+            }
+        }
+        _ => 1,
+    };
+    ensure!(
+        inputs.len() == count,
+        "{} inputs, the op takes {count}",
+        inputs.len()
+    );
+    let rank = inputs.first().map_or(0, |f| f.rank());
+    let within = |axis: usize, bound: usize| -> TractResult<()> {
+        ensure!(axis < bound, "axis {axis} of a rank-{rank} input");
+        Ok(())
+    };
+    let increasing = |axes: &[usize]| -> TractResult<()> {
+        ensure!(!axes.is_empty(), "no axes");
+        ensure!(
+            axes.windows(2).all(|w| w[0] < w[1]),
+            "axes {axes:?} not increasing"
+        );
+        axes.iter().try_for_each(|&a| within(a, rank))
+    };
     Ok(match record {
         OpRecord::Source { .. } | OpRecord::Const { .. } => {
             bail!("sources and constants are wired by the loader")
@@ -399,14 +500,26 @@ fn rebuild(model: &TypedModel, record: &OpRecord) -> TractResult<Box<dyn TypedOp
             element_wise_op(mini).with_context(|| format!("unknown element-wise op {mini}"))?,
             opt_datum_type(output)?,
         )),
-        OpRecord::AddAxis { axis } => Box::new(AxisOp::Add(*axis)),
-        OpRecord::RmAxis { axis } => Box::new(AxisOp::Rm(*axis)),
-        OpRecord::MoveAxis { from, to } => Box::new(AxisOp::Move(*from, *to)),
+        OpRecord::AddAxis { axis } => {
+            within(*axis, rank + 1)?;
+            Box::new(AxisOp::Add(*axis))
+        }
+        OpRecord::RmAxis { axis } => {
+            within(*axis, rank)?;
+            Box::new(AxisOp::Rm(*axis))
+        }
+        OpRecord::MoveAxis { from, to } => {
+            within(*from, rank)?;
+            within(*to, rank)?;
+            Box::new(AxisOp::Move(*from, *to))
+        }
         OpRecord::Reshape { at, from, to } => {
-            Box::new(AxisOp::Reshape(*at, dims(model, from)?, dims(model, to)?))
+            let end = at.checked_add(from.len()).context("reshape overflows")?;
+            within(end, rank + 1)?;
+            Box::new(AxisOp::Reshape(*at, dims(scope, from)?, dims(scope, to)?))
         }
         OpRecord::BroadcastTo { shape } => Box::new(MultiBroadcastTo {
-            shape: dims(model, shape)?.into_iter().collect(),
+            shape: dims(scope, shape)?.into_iter().collect(),
         }),
         OpRecord::Cast { to } => Box::new(Cast {
             to: datum_type(to)?,
@@ -416,44 +529,62 @@ fn rebuild(model: &TypedModel, record: &OpRecord) -> TractResult<Box<dyn TypedOp
             acc,
             q_output,
         } => {
-            let axes: AxesMapping = expr.parse()?;
+            let axes = einsum_expr(expr)?;
             let acc = datum_type(acc)?;
             Box::new(match opt_datum_type(q_output)? {
                 Some(output) => EinSum::newq(axes, acc, output),
                 None => EinSum::new(axes, acc),
             })
         }
-        OpRecord::Gather { axis, output } => Box::new(Gather {
-            axis: *axis,
-            output_type: opt_datum_type(output)?,
-        }),
+        OpRecord::Gather { axis, output } => {
+            within(*axis, rank)?;
+            Box::new(Gather {
+                axis: *axis,
+                output_type: opt_datum_type(output)?,
+            })
+        }
         OpRecord::Reduce {
             axes,
             reducer: name,
-        } => Box::new(Reduce::new(
-            axes.iter().copied().collect(),
-            reducer(name).with_context(|| format!("unknown reducer {name}"))?,
-        )),
-        OpRecord::RmsNorm { axis, eps } => Box::new(RmsNorm {
-            axis: *axis,
-            eps: tensor0(*eps).into_arc_tensor(),
-        }),
-        OpRecord::Slice { axis, start, end } => Box::new(Slice {
-            axis: *axis,
-            start: model.symbols.parse_tdim(start)?,
-            end: model.symbols.parse_tdim(end)?,
-        }),
-        OpRecord::Softmax { axes, log } => Box::new(Softmax {
-            axes: axes.iter().copied().collect(),
-            quant_output_dt: None,
-            kind: if *log {
-                SoftmaxKind::LogSoftmax
-            } else {
-                SoftmaxKind::Softmax
-            },
-        }),
-        OpRecord::DequantizeLinearF32 { scale, zero_point } => Box::new(DequantizeLinearF32 {
-            scale: *scale,
+        } => {
+            increasing(axes)?;
+            Box::new(Reduce::new(
+                axes.iter().copied().collect(),
+                reducer(name).with_context(|| format!("unknown reducer {name}"))?,
+            ))
+        }
+        OpRecord::RmsNorm { axis, eps_bits } => {
+            within(*axis, rank)?;
+            Box::new(RmsNorm {
+                axis: *axis,
+                eps: tensor0(f32::from_bits(*eps_bits)).into_arc_tensor(),
+            })
+        }
+        OpRecord::Slice { axis, start, end } => {
+            within(*axis, rank)?;
+            Box::new(Slice {
+                axis: *axis,
+                start: dim(scope, start)?,
+                end: dim(scope, end)?,
+            })
+        }
+        OpRecord::Softmax { axes, log } => {
+            increasing(axes)?;
+            Box::new(Softmax {
+                axes: axes.iter().copied().collect(),
+                quant_output_dt: None,
+                kind: if *log {
+                    SoftmaxKind::LogSoftmax
+                } else {
+                    SoftmaxKind::Softmax
+                },
+            })
+        }
+        OpRecord::DequantizeLinearF32 {
+            scale_bits,
+            zero_point,
+        } => Box::new(DequantizeLinearF32 {
+            scale: f32::from_bits(*scale_bits),
             zero_point: *zero_point,
         }),
         OpRecord::DynamicQuantizeU8 => Box::new(DynamicQuantizeU8),
@@ -468,6 +599,7 @@ pub fn is_compiled(bytes: &[u8]) -> bool {
 /// A decluttered graph in dotfind's compiled form; the same graph gives the same bytes.
 /// Fails, naming the node and op, on an op outside the set BERT-family encoders use.
 pub fn write(decluttered: &TypedModel) -> TractResult<Vec<u8>> {
+    let scope = &decluttered.symbols;
     let order = decluttered.eval_order()?;
     let mut position = vec![usize::MAX; decluttered.nodes().len()];
     let mut constants = Vec::new();
@@ -476,7 +608,7 @@ pub fn write(decluttered: &TypedModel) -> TractResult<Vec<u8>> {
     for (at, &id) in order.iter().enumerate() {
         let node = decluttered.node(id);
         position[id] = at;
-        let op = record(node, &mut constants, &mut data).with_context(|| {
+        let op = record(scope, node, &mut constants, &mut data).with_context(|| {
             format!(
                 "node {:?}: dotfind compiles the ops of BERT-family encoders only, not this",
                 node.name
@@ -493,19 +625,26 @@ pub fn write(decluttered: &TypedModel) -> TractResult<Vec<u8>> {
             inputs,
         });
     }
+    let inputs = decluttered
+        .inputs
+        .iter()
+        .map(|i| {
+            let at = position[i.node];
+            ensure!(
+                at != usize::MAX,
+                "input {:?} feeds no output",
+                decluttered.node(i.node).name
+            );
+            Ok(at)
+        })
+        .collect::<TractResult<_>>()?;
     let outputs = decluttered
         .outputs
         .iter()
         .map(|o| (position[o.node], o.slot))
         .collect();
-    let mut symbols: Vec<String> = decluttered
-        .symbols
-        .all_symbols()
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    symbols.sort();
-    let scope = &decluttered.symbols;
+    // In interning order, which fixes how tract orders the terms of dimensions.
+    let symbols = scope.all_symbols().iter().map(|s| s.to_string()).collect();
     ensure!(
         scope.all_scenarios().into_iter().next().is_none(),
         "graphs with symbol scenarios are not compiled"
@@ -519,6 +658,7 @@ pub fn write(decluttered: &TypedModel) -> TractResult<Vec<u8>> {
         symbols,
         assertions,
         nodes,
+        inputs,
         outputs,
         constants,
     })?;
@@ -531,7 +671,8 @@ pub fn write(decluttered: &TypedModel) -> TractResult<Vec<u8>> {
     Ok(out)
 }
 
-/// Reads a compiled graph back: the decluttered graph `write` was given.
+/// Reads a compiled graph back: the decluttered graph `write` was given. Malformed input is
+/// an error, never a panic or an allocation out of proportion to the file.
 pub fn read(bytes: &[u8]) -> TractResult<TypedModel> {
     ensure!(
         is_compiled(bytes),
@@ -546,21 +687,54 @@ pub fn read(bytes: &[u8]) -> TractResult<TypedModel> {
         version == FORMAT_VERSION,
         "compiled graph format {version}, this dotfind reads {FORMAT_VERSION}: run `dotfind compile` again"
     );
-    let header_len = word(12)? as usize;
-    let header = bytes.get(16..16 + header_len).context("truncated header")?;
-    let header: Header = serde_json::from_slice(header)?;
-    let data = &bytes[16 + header_len..];
+    let header_end = usize::try_from(word(12)?)
+        .ok()
+        .and_then(|len| len.checked_add(16))
+        .filter(|&end| end <= bytes.len())
+        .context("truncated header")?;
+    let header: Header =
+        serde_json::from_slice(&bytes[16..header_end]).context("compiled graph header")?;
+    let data = &bytes[header_end..];
+
+    // Constants lie end to end, in order, each used by one node: the bytes bound the work.
+    let mut next = 0usize;
+    for (i, c) in header.constants.iter().enumerate() {
+        ensure!(
+            c.offset == next,
+            "constant {i} is not where the previous one ends"
+        );
+        next = c
+            .offset
+            .checked_add(c.bytes)
+            .context("constant sizes overflow")?;
+    }
+    ensure!(
+        next == data.len(),
+        "constants take {next} bytes, the file has {}",
+        data.len()
+    );
+    let mut constant_used = vec![false; header.constants.len()];
 
     let mut model = TypedModel::default();
+    let mut names = std::collections::HashSet::new();
     for symbol in &header.symbols {
+        ensure!(names.insert(symbol.as_str()), "symbol {symbol} twice");
         model.symbols.sym(symbol);
     }
     for assertion in &header.assertions {
+        ensure!(assertion.len() <= 4 * MAX_DIM_TEXT, "assertion too long");
         model.symbols.add_assertion(assertion)?;
     }
+    let scope = model.symbols.clone();
+    names.clear();
     let mut outlets: Vec<TVec<OutletId>> = Vec::with_capacity(header.nodes.len());
+    let mut sources = Vec::new();
     for (at, node) in header.nodes.iter().enumerate() {
         let wired = (|| -> TractResult<TVec<OutletId>> {
+            ensure!(
+                names.insert(node.name.as_str()),
+                "a second node of this name"
+            );
             let inputs = node
                 .inputs
                 .iter()
@@ -572,33 +746,65 @@ pub fn read(bytes: &[u8]) -> TractResult<TypedModel> {
                         .with_context(|| format!("input ({n}, {slot}) is not an earlier output"))
                 })
                 .collect::<TractResult<TVec<OutletId>>>()?;
-            match &node.op {
-                OpRecord::Source { datum_type, shape } => {
-                    let fact = datum_type_fact(&model, datum_type, shape)?;
-                    Ok(tvec!(model.add_source(&node.name, fact)?))
+            // Nodes are added as recorded: `wire_node` would merge equal constants and
+            // evaluate ops on small constant inputs while reading.
+            let (op, facts): (Box<dyn TypedOp>, TVec<TypedFact>) = match &node.op {
+                OpRecord::Source {
+                    datum_type: dt,
+                    shape,
+                } => {
+                    ensure!(inputs.is_empty(), "a source with inputs");
+                    let fact = datum_type(dt)?.fact(&*dims(&scope, shape)?);
+                    sources.push(at);
+                    return Ok(tvec!(model.add_source(&node.name, fact)?));
                 }
                 OpRecord::Const { constant } => {
-                    let record = header
-                        .constants
-                        .get(*constant)
+                    ensure!(inputs.is_empty(), "a constant with inputs");
+                    let used = constant_used
+                        .get_mut(*constant)
                         .with_context(|| format!("no constant {constant}"))?;
-                    let op = Const::new(constant_tensor(record, data)?.into_arc_tensor())?;
-                    // Added as is: `wire_node` would merge it with an equal constant.
+                    ensure!(!*used, "constant {constant} used twice");
+                    *used = true;
+                    let tensor = constant_tensor(&header.constants[*constant], data)?;
+                    let op = Const::new(tensor.into_arc_tensor())?;
                     let facts = op.output_facts(&[])?;
-                    Ok(tvec!(OutletId::new(
-                        model.add_node(&node.name, op, facts)?,
-                        0
-                    )))
+                    (Box::new(op), facts)
                 }
                 other => {
-                    let op = rebuild(&model, other)?;
-                    model.wire_node(&node.name, op, &inputs)
+                    let facts = inputs
+                        .iter()
+                        .map(|o| model.outlet_fact(*o).cloned())
+                        .collect::<TractResult<TVec<TypedFact>>>()?;
+                    let facts: TVec<&TypedFact> = facts.iter().collect();
+                    let op = rebuild(&scope, other, &facts)?;
+                    let outputs = op.output_facts(&facts)?;
+                    (op, outputs)
                 }
+            };
+            let slots = facts.len();
+            let id = model.add_node(&node.name, op, facts)?;
+            for (slot, &input) in inputs.iter().enumerate() {
+                model.add_edge(input, InletId::new(id, slot))?;
             }
+            Ok((0..slots).map(|slot| OutletId::new(id, slot)).collect())
         })()
         .with_context(|| format!("node {at} ({:?})", node.name))?;
         outlets.push(wired);
     }
+    ensure!(constant_used.iter().all(|&u| u), "a constant no node uses");
+    let mut inputs = header.inputs.clone();
+    inputs.sort_unstable();
+    ensure!(
+        inputs == sources,
+        "graph inputs {:?} are not the source nodes {sources:?}",
+        header.inputs
+    );
+    let inputs = header
+        .inputs
+        .iter()
+        .map(|&n| outlets[n][0])
+        .collect::<TVec<OutletId>>();
+    model.set_input_outlets(&inputs)?;
     let outputs = header
         .outputs
         .iter()
@@ -614,10 +820,6 @@ pub fn read(bytes: &[u8]) -> TractResult<TypedModel> {
     Ok(model)
 }
 
-fn datum_type_fact(model: &TypedModel, dt: &str, shape: &[String]) -> TractResult<TypedFact> {
-    Ok(datum_type(dt)?.fact(&*dims(model, shape)?))
-}
-
 /// The constant `record` describes, from the bytes after the header.
 fn constant_tensor(record: &ConstantRecord, data: &[u8]) -> TractResult<Tensor> {
     let dt = plain_datum_type(&record.datum_type)?;
@@ -627,16 +829,28 @@ fn constant_tensor(record: &ConstantRecord, data: &[u8]) -> TractResult<Tensor> 
     } else {
         dt
     };
-    let bytes = record
-        .offset
-        .checked_add(record.bytes)
-        .and_then(|end| data.get(record.offset..end))
-        .context("constant's bytes lie past the end of the file")?;
+    ensure!(
+        record.shape.len() <= MAX_RANK,
+        "rank {}",
+        record.shape.len()
+    );
+    // Every dimension counted at least once, so no extent is absurd even in an empty tensor.
+    let extent = record
+        .shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d.max(1)))
+        .filter(|&n| n <= isize::MAX as usize);
+    ensure!(
+        extent.is_some(),
+        "constant shape {:?} overflows",
+        record.shape
+    );
+    let bytes = &data[record.offset..record.offset + record.bytes];
     let len = record
         .shape
         .iter()
-        .try_fold(1usize, |n, &d| n.checked_mul(d))
-        .and_then(|n| n.checked_mul(stored_dt.size_of()))
+        .product::<usize>()
+        .checked_mul(stored_dt.size_of())
         .context("constant's shape overflows")?;
     ensure!(
         len == bytes.len(),
@@ -663,7 +877,8 @@ pub fn compile_bundle(dir: &std::path::Path) -> crate::Result<crate::bundle::Fil
     };
     use crate::error::Error;
 
-    let mut manifest = BundleManifest::from_json(&read_bundle_file(dir, MANIFEST_FILE)?)?;
+    let previous = BundleManifest::from_json(&read_bundle_file(dir, MANIFEST_FILE)?)?;
+    let mut manifest = previous.clone();
     let onnx = read_bundle_file(dir, MODEL_FILE)?;
     manifest.files[MODEL_FILE].verify(MODEL_FILE, &onnx)?;
     let mut graph = crate::encode::decluttered_graph(MODEL_FILE, &onnx)?;
@@ -698,17 +913,25 @@ pub fn compile_bundle(dir: &std::path::Path) -> crate::Result<crate::bundle::Fil
     let bundle = ModelBundle::from_bytes_with_sha256(&descriptor, compiled, tokenizer, &digests)?;
     crate::encode::Encoder::new(&bundle)?;
     let compiled = bundle.model;
-    // The graph first, then the descriptor that vouches for it, each by rename: a crash in
-    // between leaves a bundle that still loads (the old descriptor ignores the new file).
-    for (file, bytes) in [
-        (COMPILED_MODEL_FILE, &compiled),
-        (MANIFEST_FILE, &descriptor),
-    ] {
+    // Each file by rename, in an order where a crash at any point leaves a bundle that loads:
+    // a descriptor vouching for no compiled graph (when the old one vouched for one, whose
+    // bytes are about to change), the graph, then the descriptor that vouches for it.
+    let write_file = |file: &str, bytes: &[u8]| -> crate::Result<()> {
         let path = dir.join(file);
         let tmp = dir.join(format!(".{file}.tmp"));
         std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+    };
+    if previous.files.contains_key(COMPILED_MODEL_FILE) {
+        let mut uncompiled = previous.clone();
+        uncompiled.files.remove(COMPILED_MODEL_FILE);
+        let mut bytes = serde_json::to_vec_pretty(&uncompiled)
+            .map_err(|e| Error::io(dir.join(MANIFEST_FILE), std::io::Error::other(e)))?;
+        bytes.push(b'\n');
+        write_file(MANIFEST_FILE, &bytes)?;
     }
+    write_file(COMPILED_MODEL_FILE, &compiled)?;
+    write_file(MANIFEST_FILE, &descriptor)?;
     if legacy {
         let path = dir.join(LEGACY_COMPILED_FILE);
         match std::fs::remove_file(&path) {
@@ -724,7 +947,8 @@ pub fn compile_bundle(dir: &std::path::Path) -> crate::Result<crate::bundle::Fil
 const LEGACY_COMPILED_FILE: &str = "model.nnef.tar";
 
 /// Checks that `back` (read from what `write` made of `graph`) is `graph`: same ops with
-/// the same parameters, wired the same, with the same facts, node for node.
+/// the same parameters (tract's op equality: constants compared whole), wired the same, with
+/// the same facts, node for node; same inputs, outputs and symbol assertions.
 #[cfg(not(target_arch = "wasm32"))]
 fn check_same_graph(graph: &TypedModel, back: &TypedModel) -> TractResult<()> {
     let order = graph.eval_order()?;
@@ -751,9 +975,7 @@ fn check_same_graph(graph: &TypedModel, back: &TypedModel) -> TractResult<()> {
                 .collect::<Vec<_>>()
         };
         ensure!(
-            format!("{:?}", a.op) == format!("{:?}", b.op)
-                && inputs == back_inputs
-                && facts(a) == facts(b),
+            a.op == b.op && inputs == back_inputs && facts(a) == facts(b),
             "node {:?} reads back as {:?} (inputs {inputs:?} vs {back_inputs:?}, facts {:?} vs {:?})",
             a,
             b,
@@ -761,6 +983,27 @@ fn check_same_graph(graph: &TypedModel, back: &TypedModel) -> TractResult<()> {
             facts(b)
         );
     }
+    let moved = |outlets: &[OutletId]| -> Vec<(usize, usize)> {
+        outlets.iter().map(|o| (position[o.node], o.slot)).collect()
+    };
+    let same = |outlets: &[OutletId]| -> Vec<(usize, usize)> {
+        outlets.iter().map(|o| (o.node, o.slot)).collect()
+    };
+    ensure!(
+        moved(&graph.inputs) == same(&back.inputs) && moved(&graph.outputs) == same(&back.outputs),
+        "graph inputs or outputs read back differently"
+    );
+    let assertions = |m: &TypedModel| -> Vec<String> {
+        m.symbols
+            .all_assertions()
+            .iter()
+            .map(|a| a.to_string())
+            .collect()
+    };
+    ensure!(
+        assertions(graph) == assertions(back),
+        "symbol assertions read back differently"
+    );
     Ok(())
 }
 
@@ -922,7 +1165,7 @@ mod tests {
         // The last constant (the bias) cut short.
         assert_eq!(
             error(&good[..good.len() - 4]),
-            "node 3 (\"b\"): constant's bytes lie past the end of the file"
+            "constants take 16640 bytes, the file has 16636"
         );
         // A node wired to a later one.
         let header_len = u32::from_le_bytes([good[12], good[13], good[14], good[15]]) as usize;
@@ -936,5 +1179,83 @@ mod tests {
             error(&bytes),
             "node 2 (\"matmul\"): input (7, 0) is not an earlier output"
         );
+    }
+
+    /// `file` with its JSON header edited.
+    fn edit_header(file: &[u8], edit: impl Fn(&mut serde_json::Value)) -> Vec<u8> {
+        let len = u32::from_le_bytes([file[12], file[13], file[14], file[15]]) as usize;
+        let mut header: serde_json::Value = serde_json::from_slice(&file[16..16 + len]).unwrap();
+        edit(&mut header);
+        let header = serde_json::to_vec(&header).unwrap();
+        let mut out = file[..12].to_vec();
+        out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        out.extend_from_slice(&header);
+        out.extend_from_slice(&file[16 + len..]);
+        out
+    }
+
+    /// Headers no writer makes, each an error naming the problem, none a panic. Nodes of
+    /// `linear_graph`: 0 x, 1 w, 2 matmul, 3 b, 4 bias.
+    #[test]
+    fn malformed_headers_are_errors_not_panics() {
+        use serde_json::json;
+        let good = write(&linear_graph(false)).unwrap();
+        let with_node = |at: usize, node: serde_json::Value| {
+            edit_header(&good, move |h| h["nodes"][at] = node.clone())
+        };
+        let x = json!([[0, 0]]);
+        let cases = [
+            (
+                with_node(4, json!({"name": "bias", "op": {"op": "Binary", "mini": "Add", "output": null}, "inputs": []})),
+                "node 4 (\"bias\"): 0 inputs, the op takes 2",
+            ),
+            (
+                with_node(2, json!({"name": "m", "op": {"op": "Reduce", "axes": [99], "reducer": "Sum"}, "inputs": x})),
+                "node 2 (\"m\"): axis 99 of a rank-2 input",
+            ),
+            (
+                with_node(2, json!({"name": "m", "op": {"op": "Softmax", "axes": [1, 0], "log": false}, "inputs": x})),
+                "node 2 (\"m\"): axes [1, 0] not increasing",
+            ),
+            (
+                with_node(2, json!({"name": "m", "op": {"op": "Reshape", "at": u64::MAX, "from": ["64"], "to": ["8", "8"]}, "inputs": x})),
+                "node 2 (\"m\"): reshape overflows",
+            ),
+            (
+                with_node(2, json!({"name": "m", "op": {"op": "Slice", "axis": 5, "start": "0", "end": "1"}, "inputs": x})),
+                "node 2 (\"m\"): axis 5 of a rank-2 input",
+            ),
+            (
+                with_node(2, json!({"name": "m", "op": {"op": "EinSum", "expr": "a...b,bc->ac", "acc": "F32", "q_output": null}, "inputs": [[0, 0], [1, 0]]})),
+                "node 2 (\"m\"): einsum expression \"a...b,bc->ac\" is not one dotfind writes",
+            ),
+            (
+                with_node(2, json!({"name": "m", "op": {"op": "BroadcastTo", "shape": ["((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((1"]}, "inputs": x})),
+                "node 2 (\"m\"): dimension \"((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((1\" is not one dotfind writes",
+            ),
+            (
+                with_node(3, json!({"name": "b", "op": {"op": "Const", "constant": 0}, "inputs": []})),
+                "node 3 (\"b\"): constant 0 used twice",
+            ),
+            (
+                with_node(1, json!({"name": "x", "op": {"op": "Const", "constant": 0}, "inputs": []})),
+                "node 1 (\"x\"): a second node of this name",
+            ),
+            (
+                edit_header(&good, |h| h["constants"][1]["offset"] = json!(0)),
+                "constant 1 is not where the previous one ends",
+            ),
+            (
+                edit_header(&good, |h| h["constants"][0]["shape"] = json!([0, u64::MAX, u64::MAX])),
+                "node 1 (\"w\"): constant shape [0, 18446744073709551615, 18446744073709551615] overflows",
+            ),
+            (
+                edit_header(&good, |h| h["inputs"] = json!([1])),
+                "graph inputs [1] are not the source nodes [0]",
+            ),
+        ];
+        for (bytes, expected) in cases {
+            assert_eq!(error(&bytes), expected);
+        }
     }
 }
