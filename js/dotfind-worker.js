@@ -85,7 +85,9 @@ async function fetchBytes(base, path, onChunk) {
 }
 
 async function load({ indexUrl, cache: useCache, wasm, searchThreads = 'auto' }, id) {
-  const { build, module, glue: { IndexLoader } } = await startRuntime(wasm);
+  // The wasm compiles while manifest.json is fetched (awaited once the manifest is in).
+  const runtime = startRuntime(wasm);
+  runtime.catch(() => {}); // a failure is reported where it is awaited, not as unhandled
   const base = new URL(indexUrl.endsWith('/') ? indexUrl : `${indexUrl}/`);
   const cache = await openCache(useCache);
   const manifestUrl = new URL('manifest.json', base).href;
@@ -100,6 +102,7 @@ async function load({ indexUrl, cache: useCache, wasm, searchThreads = 'auto' },
     if (!cached) throw e;
     manifestBytes = new Uint8Array(await cached.arrayBuffer());
   }
+  const { build, module, glue: { IndexLoader } } = await runtime;
   const loader = new IndexLoader(manifestBytes);
   const files = loader.fileList();
 
