@@ -739,10 +739,7 @@ pub fn read(bytes: &[u8]) -> TractResult<TypedModel> {
                 .inputs
                 .iter()
                 .map(|&(n, slot)| {
-                    outlets
-                        .get(n)
-                        .and_then(|o| o.get(slot))
-                        .copied()
+                    recorded_outlet(&outlets, n, slot)
                         .with_context(|| format!("input ({n}, {slot}) is not an earlier output"))
                 })
                 .collect::<TractResult<TVec<OutletId>>>()?;
@@ -809,15 +806,17 @@ pub fn read(bytes: &[u8]) -> TractResult<TypedModel> {
         .outputs
         .iter()
         .map(|&(n, slot)| {
-            outlets
-                .get(n)
-                .and_then(|o| o.get(slot))
-                .copied()
+            recorded_outlet(&outlets, n, slot)
                 .with_context(|| format!("output ({n}, {slot}) is not a node output"))
         })
         .collect::<TractResult<TVec<OutletId>>>()?;
     model.select_output_outlets(&outputs)?;
     Ok(model)
+}
+
+/// Output `slot` of the `n`th node read so far, if there is one.
+fn recorded_outlet(outlets: &[TVec<OutletId>], n: usize, slot: usize) -> Option<OutletId> {
+    outlets.get(n)?.get(slot).copied()
 }
 
 /// The constant `record` describes, from the bytes after the header.
