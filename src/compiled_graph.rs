@@ -212,11 +212,16 @@ fn reducer(name: &str) -> Option<Reducer> {
     })
 }
 
-/// Numeric types whose raw little-endian bytes are the tensor (no pointers, no quantization).
+/// Numeric types whose raw little-endian bytes are the tensor (no pointers, no quantization):
+/// the only constants compiled graphs store.
+fn is_plain(dt: DatumType) -> bool {
+    dt.is_number() && !dt.is_quantized()
+}
+
 fn plain_datum_type(text: &str) -> TractResult<DatumType> {
     let dt = DatumType::from_str(text)?;
     ensure!(
-        dt.is_number() && !dt.is_quantized(),
+        is_plain(dt),
         "datum type {text} is not stored in compiled graphs"
     );
     Ok(dt)
@@ -321,21 +326,20 @@ fn record(
         let tensor = konst.val();
         let dt = tensor.datum_type();
         ensure!(
-            dt.is_number() && !dt.is_quantized() && tensor.rank() <= MAX_RANK,
+            is_plain(dt) && tensor.rank() <= MAX_RANK,
             "constant of {dt:?}, rank {}",
             tensor.rank()
         );
-        let f16_stored = f16_exact(tensor);
-        let stored = if f16_stored {
-            tensor.cast_to::<f16>()?.into_owned()
+        let narrowed = if f16_exact(tensor) {
+            Some(tensor.cast_to::<f16>()?)
         } else {
-            tensor.as_ref().clone()
+            None
         };
-        let bytes = stored.as_bytes();
+        let bytes = narrowed.as_deref().unwrap_or(tensor).as_bytes();
         constants.push(ConstantRecord {
             datum_type: dt_text(dt)?,
             shape: tensor.shape().to_vec(),
-            f16_stored,
+            f16_stored: narrowed.is_some(),
             offset: data.len(),
             bytes: bytes.len(),
         });
@@ -948,9 +952,13 @@ pub fn compile_bundle(dir: &std::path::Path) -> crate::Result<crate::bundle::Fil
         .insert(COMPILED_MODEL_FILE.into(), entry.clone());
     // The previous compiled form (tract's NNEF), which this dotfind no longer reads.
     let legacy = manifest.files.remove(LEGACY_COMPILED_FILE).is_some();
-    let mut descriptor = serde_json::to_vec_pretty(&manifest)
-        .map_err(|e| Error::io(dir.join(MANIFEST_FILE), std::io::Error::other(e)))?;
-    descriptor.push(b'\n');
+    let descriptor_bytes = |m: &BundleManifest| -> crate::Result<Vec<u8>> {
+        let mut bytes = serde_json::to_vec_pretty(m)
+            .map_err(|e| Error::io(dir.join(MANIFEST_FILE), std::io::Error::other(e)))?;
+        bytes.push(b'\n');
+        Ok(bytes)
+    };
+    let descriptor = descriptor_bytes(&manifest)?;
     // What browsers will load must load, as the bundle it will be: an encoder is built from
     // it here (inputs, output, hidden size checked), so a bad graph fails now, not on a
     // visitor's page, and nothing is written.
@@ -974,10 +982,7 @@ pub fn compile_bundle(dir: &std::path::Path) -> crate::Result<crate::bundle::Fil
     if previous.files.contains_key(COMPILED_MODEL_FILE) {
         let mut uncompiled = previous.clone();
         uncompiled.files.remove(COMPILED_MODEL_FILE);
-        let mut bytes = serde_json::to_vec_pretty(&uncompiled)
-            .map_err(|e| Error::io(dir.join(MANIFEST_FILE), std::io::Error::other(e)))?;
-        bytes.push(b'\n');
-        write_file(MANIFEST_FILE, &bytes)?;
+        write_file(MANIFEST_FILE, &descriptor_bytes(&uncompiled)?)?;
     }
     write_file(COMPILED_MODEL_FILE, &compiled)?;
     write_file(MANIFEST_FILE, &descriptor)?;
