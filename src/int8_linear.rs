@@ -123,24 +123,44 @@ const SPLIT_ROWS: usize = 2;
 /// OffsetQuads: column groups per micro-kernel call (one plane leaves registers for more).
 const OFFSET_GROUPS: usize = 4;
 
+/// Per column of a row-major `[k, n]` matrix: the sum of its weights, and `−min` if the
+/// column spans at most 128 values (which moves it into `[0, 127]`). One pass over the rows,
+/// columns side by side, which compilers vectorize.
+struct ColumnStats {
+    sums: Vec<i32>,
+    /// `None` if some column spans more than 128 values.
+    offsets: Option<Vec<i16>>,
+}
+
+impl ColumnStats {
+    fn of(weights: &[i8], n: usize) -> Self {
+        let mut min = vec![i8::MAX; n];
+        let mut max = vec![i8::MIN; n];
+        let mut sums = vec![0i32; n];
+        for row in weights.chunks_exact(n) {
+            for (((&w, lo), hi), sum) in row.iter().zip(&mut min).zip(&mut max).zip(&mut sums) {
+                *lo = (*lo).min(w);
+                *hi = (*hi).max(w);
+                *sum += i32::from(w);
+            }
+        }
+        let offsets = min
+            .iter()
+            .zip(&max)
+            .map(|(&lo, &hi)| {
+                let offset = -i16::from(lo);
+                (i16::from(hi) + offset <= 127).then_some(offset)
+            })
+            .collect();
+        Self { sums, offsets }
+    }
+}
+
 /// Per column `j` of a row-major `[k, n]` matrix, `−min_j`, which moves the column into
 /// `[0, 127]`; `None` if some column spans more than 128 values.
+#[cfg(test)]
 fn column_offsets(weights: &[i8], n: usize) -> Option<Vec<i16>> {
-    let mut min = vec![i8::MAX; n];
-    let mut max = vec![i8::MIN; n];
-    for row in weights.chunks_exact(n) {
-        for ((&w, lo), hi) in row.iter().zip(&mut min).zip(&mut max) {
-            *lo = (*lo).min(w);
-            *hi = (*hi).max(w);
-        }
-    }
-    min.iter()
-        .zip(&max)
-        .map(|(&lo, &hi)| {
-            let offset = -i16::from(lo);
-            (i16::from(hi) + offset <= 127).then_some(offset)
-        })
-        .collect()
+    ColumnStats::of(weights, n).offsets
 }
 
 /// A `[k, n]` i8 weight matrix packed for [`matmul`] in one [`Layout`], plus every column's
@@ -188,51 +208,50 @@ impl PackedWeights {
             "int8 weights: {} values for a {k} × {n} matrix",
             weights.len()
         );
-        let offsets = column_offsets(weights, n);
+        let ColumnStats {
+            sums: column_sums,
+            offsets,
+        } = ColumnStats::of(weights, n);
         let seven_bit_columns = offsets.is_some();
         let layout = choose(seven_bit_columns);
-        // One sequential pass over the source, each weight scattered to its packed place
-        // (zero padding is the initial value), column sums alongside: packing runs at start-up,
-        // in the browser still baseline-compiled, so it must not stride through the matrix,
-        // and places advance by fixed steps (no division per weight; `place` is the definition).
         let offsets = match (layout, offsets) {
             (Layout::OffsetQuads, Some(offsets)) => offsets,
             (Layout::OffsetQuads, None) => bail!("int8 weights: a column spans more than 7 bits"),
             (Layout::WidePairs | Layout::SplitQuads, _) => vec![],
         };
         let k_padded = layout.padded_depth(k);
-        let len = layout.packed_len(k_padded, n);
-        let (per_block, block_step, column_step) = match layout {
-            Layout::WidePairs => (COLS, COLS * k_padded, DEPTH),
-            Layout::SplitQuads => (QUAD, Layout::group_bytes(k_padded), QUAD),
-            Layout::OffsetQuads => (QUAD, Layout::plane_bytes(k_padded), QUAD),
-        };
-        let mut blocks = vec![0i8; len];
-        let mut column_sums = vec![0i32; n];
-        for (depth, row) in weights.chunks_exact(n).enumerate() {
-            let row_start = layout.place(k_padded, depth, 0);
-            let columns = row.chunks(per_block).zip(column_sums.chunks_mut(per_block));
-            for (block, (weights, sums)) in columns.enumerate() {
-                let block_start = row_start + block * block_step;
-                for (c, (&weight, sum)) in weights.iter().zip(sums).enumerate() {
-                    *sum += i32::from(weight);
-                    let at = block_start + c * column_step;
-                    debug_assert_eq!(at, layout.place(k_padded, depth, block * per_block + c));
-                    match layout {
-                        Layout::WidePairs => blocks[at] = weight,
-                        // lo = w & 0x7f, hi = (w < 0): both in [0, 127], w = lo − 128·hi.
-                        Layout::SplitQuads => {
-                            blocks[at] = weight & 0x7f;
-                            blocks[at + QUAD * QUAD] = i8::from(weight < 0);
-                        }
-                        // In [0, 127] by the offsets' definition.
-                        Layout::OffsetQuads => {
-                            let offset = offsets[block * per_block + c];
-                            blocks[at] = (i16::from(weight) + offset) as i8;
-                        }
+        let mut blocks = vec![0i8; layout.packed_len(k_padded, n)];
+        match layout {
+            Layout::WidePairs => pack_tiles::<DEPTH, COLS>(weights, k, n, |depth, j, tile| {
+                blocks[layout.place(k_padded, depth, j)..][..DEPTH * COLS].copy_from_slice(tile);
+            }),
+            // lo = w & 0x7f, hi = (w < 0): both in [0, 127], w = lo − 128·hi.
+            Layout::SplitQuads => pack_tiles::<QUAD, QUAD>(weights, k, n, |depth, j, tile| {
+                let at = layout.place(k_padded, depth, j);
+                let (lo, hi) = blocks[at..][..2 * QUAD * QUAD].split_at_mut(QUAD * QUAD);
+                for ((lo, hi), &w) in lo.iter_mut().zip(hi).zip(tile) {
+                    *lo = w & 0x7f;
+                    *hi = i8::from(w < 0);
+                }
+            }),
+            // In [0, 127] by the offsets' definition; padding stays 0.
+            Layout::OffsetQuads => pack_tiles::<QUAD, QUAD>(weights, k, n, |depth, j, tile| {
+                let at = layout.place(k_padded, depth, j);
+                let plane = &mut blocks[at..][..QUAD * QUAD];
+                for (c, (column, out)) in tile
+                    .chunks_exact(QUAD)
+                    .zip(plane.chunks_exact_mut(QUAD))
+                    .enumerate()
+                {
+                    let Some(&offset) = offsets.get(j + c) else {
+                        break;
+                    };
+                    let depths = (k - depth).min(QUAD);
+                    for (out, &w) in out.iter_mut().zip(column).take(depths) {
+                        *out = (i16::from(w) + offset) as i8;
                     }
                 }
-            }
+            }),
         }
         Ok(Self {
             k,
@@ -259,6 +278,41 @@ impl PackedWeights {
     /// Output width.
     pub fn n(&self) -> usize {
         self.n
+    }
+}
+
+/// Hands `place` every `D`-deep, `C`-wide tile of a row-major `[k, n]` matrix, transposed
+/// (`tile[c·D + d]` = weight `(depth + d, j + c)`, zero past the matrix's edges), with the
+/// `(depth, j)` of its first weight. Every layout stores a tile's weights this way, column by
+/// column, so packing is one tile copy each, not one scattered write per weight: packing runs
+/// at start-up, in the browser while V8 still runs most code baseline-compiled.
+fn pack_tiles<const D: usize, const C: usize>(
+    weights: &[i8],
+    k: usize,
+    n: usize,
+    mut place: impl FnMut(usize, usize, &[i8]),
+) {
+    let mut tile = vec![0i8; D * C];
+    for depth in (0..k).step_by(D) {
+        let rows = &weights[depth * n..(depth + D).min(k) * n];
+        for j in (0..n).step_by(C) {
+            if rows.len() == D * n && j + C <= n {
+                for (d, row) in rows.chunks_exact(n).enumerate() {
+                    for (c, &w) in row[j..j + C].iter().enumerate() {
+                        tile[c * D + d] = w;
+                    }
+                }
+            } else {
+                // An edge tile: what lies outside the matrix is zero.
+                tile.fill(0);
+                for (d, row) in rows.chunks_exact(n).enumerate() {
+                    for (c, &w) in row[j..n.min(j + C)].iter().enumerate() {
+                        tile[c * D + d] = w;
+                    }
+                }
+            }
+            place(depth, j, &tile);
+        }
     }
 }
 
@@ -765,6 +819,51 @@ mod tests {
                     .sum()
             })
             .collect()
+    }
+
+    /// Every weight where [`Layout::place`] (the definition) puts it, zero everywhere else,
+    /// for shapes around every layout's block edges.
+    #[test]
+    fn packing_places_every_weight_as_defined() {
+        let mut seed = 7;
+        for (k, n) in [
+            (1, 1),
+            (3, 5),
+            (4, 4),
+            (15, 2),
+            (16, 3),
+            (17, 9),
+            (33, 17),
+            (64, 8),
+        ] {
+            let w: Vec<i8> = (0..k * n)
+                .map(|_| (lcg(&mut seed) % 100) as i8 - 50)
+                .collect();
+            for layout in [Layout::WidePairs, Layout::SplitQuads, Layout::OffsetQuads] {
+                let packed = PackedWeights::pack_as(&w, k, n, layout).unwrap();
+                let offsets = column_offsets(&w, n).unwrap();
+                let mut expected = vec![0i8; layout.packed_len(packed.k_padded, n)];
+                for depth in 0..k {
+                    for j in 0..n {
+                        let v = w[depth * n + j];
+                        let at = layout.place(packed.k_padded, depth, j);
+                        match layout {
+                            Layout::WidePairs => expected[at] = v,
+                            Layout::SplitQuads => {
+                                expected[at] = v & 0x7f;
+                                expected[at + QUAD * QUAD] = i8::from(v < 0);
+                            }
+                            Layout::OffsetQuads => expected[at] = (i16::from(v) + offsets[j]) as i8,
+                        }
+                    }
+                }
+                assert_eq!(packed.blocks, expected, "{layout:?} {k} × {n}");
+                let sums: Vec<i32> = (0..n)
+                    .map(|j| (0..k).map(|d| i32::from(w[d * n + j])).sum())
+                    .collect();
+                assert_eq!(packed.column_sums, sums, "{layout:?} {k} × {n}");
+            }
+        }
     }
 
     #[test]
