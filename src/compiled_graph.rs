@@ -271,9 +271,26 @@ fn dim(scope: &SymbolScope, text: &str) -> TractResult<TDim> {
     scope.parse_tdim(text)
 }
 
-fn dims(scope: &SymbolScope, texts: &[String]) -> TractResult<TVec<TDim>> {
-    ensure!(texts.len() <= MAX_RANK, "rank {}", texts.len());
-    texts.iter().map(|t| dim(scope, t)).collect()
+/// Dimension texts read back: parsed in the graph's symbols, with the symbols the caller
+/// fixed replaced by their values.
+struct DimReader {
+    scope: SymbolScope,
+    fixed: std::collections::HashMap<Symbol, TDim>,
+}
+
+impl DimReader {
+    fn dim(&self, text: &str) -> TractResult<TDim> {
+        let parsed = dim(&self.scope, text)?;
+        if self.fixed.is_empty() {
+            return Ok(parsed);
+        }
+        Ok(parsed.substitute_all(&self.fixed)?.simplify())
+    }
+
+    fn dims(&self, texts: &[String]) -> TractResult<TVec<TDim>> {
+        ensure!(texts.len() <= MAX_RANK, "rank {}", texts.len());
+        texts.iter().map(|t| self.dim(t)).collect()
+    }
 }
 
 /// An einsum expression as dotfind's graphs have them (`amk,kn->amn`): bounded, ASCII
@@ -458,7 +475,7 @@ fn record(
 /// those tract's ops assume (input counts, axes within rank): a record that breaks them is
 /// an error here instead of a panic inside tract.
 fn rebuild(
-    scope: &SymbolScope,
+    scope: &DimReader,
     record: &OpRecord,
     inputs: &[&TypedFact],
 ) -> TractResult<Box<dyn TypedOp>> {
@@ -520,10 +537,10 @@ fn rebuild(
         OpRecord::Reshape { at, from, to } => {
             let end = at.checked_add(from.len()).context("reshape overflows")?;
             within(end, rank + 1)?;
-            Box::new(AxisOp::Reshape(*at, dims(scope, from)?, dims(scope, to)?))
+            Box::new(AxisOp::Reshape(*at, scope.dims(from)?, scope.dims(to)?))
         }
         OpRecord::BroadcastTo { shape } => Box::new(MultiBroadcastTo {
-            shape: dims(scope, shape)?.into_iter().collect(),
+            shape: scope.dims(shape)?.into_iter().collect(),
         }),
         OpRecord::Cast { to } => Box::new(Cast {
             to: datum_type(to)?,
@@ -568,8 +585,8 @@ fn rebuild(
             within(*axis, rank)?;
             Box::new(Slice {
                 axis: *axis,
-                start: dim(scope, start)?,
-                end: dim(scope, end)?,
+                start: scope.dim(start)?,
+                end: scope.dim(end)?,
             })
         }
         OpRecord::Softmax { axes, log } => {
@@ -678,6 +695,13 @@ pub fn write(decluttered: &TypedModel) -> TractResult<Vec<u8>> {
 /// Reads a compiled graph back: the decluttered graph `write` was given. Malformed input is
 /// an error, never a panic or an allocation out of proportion to the file.
 pub fn read(bytes: &[u8]) -> TractResult<TypedModel> {
+    read_fixing(bytes, &[])
+}
+
+/// As [`read`], with some of the graph's symbols fixed to values (e.g. `batch` = 1), so
+/// that tract plans it for those sizes only: fewer symbols make its optimizer much faster
+/// (`batch` = 1 halves it). Symbols the graph does not have are ignored.
+pub fn read_fixing(bytes: &[u8], fixed: &[(&str, i64)]) -> TractResult<TypedModel> {
     ensure!(
         is_compiled(bytes),
         "not a dotfind compiled graph (`dotfind compile` writes this file)"
@@ -729,7 +753,14 @@ pub fn read(bytes: &[u8]) -> TractResult<TypedModel> {
         ensure!(assertion.len() <= 4 * MAX_DIM_TEXT, "assertion too long");
         model.symbols.add_assertion(assertion)?;
     }
-    let scope = model.symbols.clone();
+    let scope = DimReader {
+        scope: model.symbols.clone(),
+        fixed: fixed
+            .iter()
+            .filter(|(name, _)| header.symbols.iter().any(|s| s == name))
+            .map(|&(name, value)| (model.symbols.sym(name), TDim::Val(value)))
+            .collect(),
+    };
     names.clear();
     let mut outlets: Vec<TVec<OutletId>> = Vec::with_capacity(header.nodes.len());
     let mut sources = Vec::new();
@@ -755,7 +786,7 @@ pub fn read(bytes: &[u8]) -> TractResult<TypedModel> {
                     shape,
                 } => {
                     ensure!(inputs.is_empty(), "a source with inputs");
-                    let fact = datum_type(dt)?.fact(&*dims(&scope, shape)?);
+                    let fact = datum_type(dt)?.fact(&*scope.dims(shape)?);
                     sources.push(at);
                     return Ok(tvec!(model.add_source(&node.name, fact)?));
                 }
@@ -861,22 +892,26 @@ fn constant_tensor(record: &ConstantRecord, data: &[u8]) -> TractResult<Tensor> 
         record.shape,
         bytes.len()
     );
-    let mut tensor = Tensor::zero_dt(dt, &record.shape)?;
-    if record.f16_stored {
-        let mut wide = tensor.try_as_plain_ram_mut()?;
-        // In chunks, one call each: V8 optimizes a wasm function for its next calls, never
-        // in the middle of one, so a single call over millions of values would run entirely
-        // in its baseline tier.
-        const CHUNK: usize = 1 << 14;
-        for (xs, halves) in wide
-            .as_slice_mut::<f32>()?
-            .chunks_mut(CHUNK)
-            .zip(bytes.chunks(2 * CHUNK))
-        {
-            widen_f16_chunk(xs, halves);
-        }
-    } else {
-        tensor.as_bytes_mut().copy_from_slice(bytes);
+    if !record.f16_stored {
+        // SAFETY: `dt` is a plain number type (any bytes are a valid value), and `from_raw_dt`
+        // checks that `bytes` is exactly the tensor's size. No zero fill first: a model's
+        // constants are most of its bytes.
+        return unsafe { Tensor::from_raw_dt(dt, &record.shape, bytes) };
+    }
+    // SAFETY: f32 (checked above) has no invalid bit pattern, and every element is written
+    // below: `len` (the element count × 2) equals `bytes.len()`, two bytes per element.
+    let mut tensor = unsafe { Tensor::uninitialized_dt(dt, &record.shape)? };
+    let mut wide = tensor.try_as_plain_ram_mut()?;
+    // In chunks, one call each: V8 optimizes a wasm function for its next calls, never
+    // in the middle of one, so a single call over millions of values would run entirely
+    // in its baseline tier.
+    const CHUNK: usize = 1 << 14;
+    for (xs, halves) in wide
+        .as_slice_mut::<f32>()?
+        .chunks_mut(CHUNK)
+        .zip(bytes.chunks(2 * CHUNK))
+    {
+        widen_f16_chunk(xs, halves);
     }
     Ok(tensor)
 }
@@ -967,8 +1002,12 @@ pub fn compile_bundle(dir: &std::path::Path) -> crate::Result<crate::bundle::Fil
     let digests = [entry.sha256.clone(), sha256_hex(&tokenizer)];
     let bundle = ModelBundle::from_bytes_with_sha256(&descriptor, compiled, tokenizer, &digests)?;
     crate::encode::Encoder::new(&bundle)?;
-    // And as the browser plans it (dotfind's int8 kernels instead of tract's).
-    crate::encode::Encoder::with_int8_plan(&bundle, crate::encode::Int8Plan::OwnKernel)?;
+    // And as the browser plans it (dotfind's int8 kernels instead of tract's, one text per run).
+    crate::encode::Encoder::with_plan(
+        &bundle,
+        crate::encode::Int8Plan::OwnKernel,
+        crate::encode::PlanBatch::One,
+    )?;
     let compiled = bundle.model;
     // Each file by rename, in an order where a crash at any point leaves a bundle that loads:
     // a descriptor vouching for no compiled graph (when the old one vouched for one, whose
@@ -1175,10 +1214,25 @@ mod tests {
             model.select_output_outlets(&[rows[0], ids]).unwrap();
             model
         };
-        let loaded = read(&write(&graph()).unwrap()).unwrap();
+        let bytes = write(&graph()).unwrap();
+        let loaded = read(&bytes).unwrap();
         check_same_graph(&graph(), &loaded).unwrap();
         let ids = tensor2(&[[7i64, 8, 9], [1, 2, 3]]);
         assert_eq!(run(loaded, ids.clone()), run(graph(), ids));
+
+        // `batch` fixed (and a symbol the graph lacks ignored): every shape that had it has 1.
+        let fixed = read_fixing(&bytes, &[("batch", 1), ("absent", 3)]).unwrap();
+        let shapes: Vec<String> = fixed
+            .nodes()
+            .iter()
+            .map(|n| format!("{:?}", n.outputs[0].fact.shape))
+            .collect();
+        assert_eq!(
+            shapes,
+            ["1,1", "1,sequence", "2,2", "1,sequence,2", "1,sequence"]
+        );
+        let one = tensor2(&[[7i64, 8, 9]]);
+        assert_eq!(run(fixed, one.clone()), run(graph(), one));
     }
 
     #[test]

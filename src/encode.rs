@@ -2,7 +2,8 @@
 //!
 //! The graph is parsed and optimized once with symbolic `batch` and `sequence` axes (the
 //! names the exporter and `quantize_dynamic` use), so one plan serves every query length
-//! and every passage batch. Pooling happens here, not in the graph, so a single export
+//! and every passage batch; the browser's plan fixes `batch` to 1 (it encodes one query at
+//! a time, and tract optimizes a graph with one symbol fewer in half the time). Pooling happens here, not in the graph, so a single export
 //! supports both CLS (the reference model) and mean (sentence-transformers) pooling.
 
 use std::sync::Arc;
@@ -43,10 +44,44 @@ impl Int8Plan {
     }
 }
 
+/// How many texts one run of an encoder's plan takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlanBatch {
+    /// Any number, padded to the longest (the indexer's batches).
+    Any,
+    /// One: `batch` is fixed to 1 before tract optimizes the graph, which it then does in
+    /// about half the time (one symbol fewer in every shape); several texts run one by one.
+    /// The browser's plan: it encodes one query at a time, and tract's optimizer was the
+    /// largest part of its start-up.
+    One,
+}
+
+impl PlanBatch {
+    /// One text per run in the browser, padded batches natively.
+    pub fn for_this_target() -> Self {
+        if cfg!(target_arch = "wasm32") {
+            PlanBatch::One
+        } else {
+            PlanBatch::Any
+        }
+    }
+}
+
+/// The name of the batch axis' symbol in every graph dotfind plans.
+pub const BATCH_SYMBOL: &str = "batch";
+
 /// The graph in `bytes` (the bundle file `file`: `model.onnx`, or `model.graph` that
 /// [`crate::compiled_graph`] compiles from it), typed with symbolic `batch` and `sequence` axes and
 /// decluttered: what every plan starts from.
 pub fn decluttered_graph(file: &str, bytes: &[u8]) -> Result<TypedModel> {
+    decluttered_graph_for(file, bytes, PlanBatch::Any)
+}
+
+/// As [`decluttered_graph`], for a plan taking `batch` texts per run. A compiled graph is
+/// read with `batch` fixed to 1 for [`PlanBatch::One`]; an ONNX graph keeps it symbolic
+/// (the batch-1 plan is a start-up optimization for compiled bundles, which is all the
+/// browser loads).
+pub fn decluttered_graph_for(file: &str, bytes: &[u8], batch: PlanBatch) -> Result<TypedModel> {
     if bytes.is_empty() {
         return Err(Error::InvalidModel {
             file: file.into(),
@@ -54,7 +89,11 @@ pub fn decluttered_graph(file: &str, bytes: &[u8]) -> Result<TypedModel> {
         });
     }
     if file == crate::bundle::COMPILED_MODEL_FILE {
-        return crate::compiled_graph::read(bytes)
+        let fixed: &[(&str, i64)] = match batch {
+            PlanBatch::Any => &[],
+            PlanBatch::One => &[(BATCH_SYMBOL, 1)],
+        };
+        return crate::compiled_graph::read_fixing(bytes, fixed)
             .map_err(|e| invalid_model(file, "not a valid compiled model", format!("{e:#}")));
     }
     onnx_graph(file, bytes)
@@ -67,7 +106,7 @@ fn onnx_graph(file: &str, bytes: &[u8]) -> Result<TypedModel> {
     let mut model = tract_onnx::onnx()
         .model_for_read(&mut &bytes[..])
         .map_err(|e| invalid_model(file, "not a valid ONNX model", format!("{e:#}")))?;
-    let batch = model.sym("batch");
+    let batch = model.sym(BATCH_SYMBOL);
     let sequence = model.sym("sequence");
     for ix in 0..model.inputs.len() {
         let fact: InferenceFact = i64::fact([batch.to_dim(), sequence.to_dim()]).into();
@@ -107,6 +146,8 @@ pub struct Encoder {
     passage_tokenizer: std::sync::OnceLock<TextTokenizer>,
     manifest: BundleManifest,
     bundle_sha256: String,
+    /// Texts per run of `plan`.
+    batch: PlanBatch,
 }
 
 impl std::fmt::Debug for Encoder {
@@ -133,12 +174,18 @@ impl Encoder {
     /// As [`Encoder::new`], choosing how int8 MatMuls are planned (for tests and benchmarks:
     /// every choice gives the same bits).
     pub fn with_int8_plan(bundle: &ModelBundle, int8_plan: Int8Plan) -> Result<Self> {
+        Self::with_plan(bundle, int8_plan, PlanBatch::for_this_target())
+    }
+
+    /// As [`Encoder::new`], choosing how int8 MatMuls are planned and how many texts a run
+    /// of the plan takes (for tests and `dotfind compile`, which builds the browser's plan).
+    pub fn with_plan(bundle: &ModelBundle, int8_plan: Int8Plan, batch: PlanBatch) -> Result<Self> {
         let manifest = bundle.manifest.clone();
         let query_tokenizer =
             TextTokenizer::from_json(&bundle.tokenizer_json, manifest.max_query_tokens)?;
 
         let file = manifest.model_file();
-        let typed = decluttered_graph(file, &bundle.model)?;
+        let typed = decluttered_graph_for(file, &bundle.model, batch)?;
         let names: Vec<String> = typed
             .input_outlets()
             .map_err(|e| invalid_model(file, "cannot list inputs", e))?
@@ -198,6 +245,7 @@ impl Encoder {
             passage_tokenizer: std::sync::OnceLock::new(),
             manifest,
             bundle_sha256: bundle.bundle_sha256.clone(),
+            batch,
         })
     }
 
@@ -267,8 +315,16 @@ impl Encoder {
         self.run_batch(&tokens)
     }
 
-    /// Runs the graph on already-tokenized texts, padding them to the longest one.
+    /// Runs the graph on already-tokenized texts, padding them to the longest one (one by
+    /// one if the plan takes one text per run).
     pub fn run_batch(&self, texts: &[TokenizedText]) -> Result<Vec<Vec<f32>>> {
+        if self.batch == PlanBatch::One && texts.len() > 1 {
+            let mut vectors = Vec::with_capacity(texts.len());
+            for text in texts {
+                vectors.extend(self.run_batch(std::slice::from_ref(text))?);
+            }
+            return Ok(vectors);
+        }
         let batch = texts.len();
         let seq = texts.iter().map(TokenizedText::len).max().unwrap_or(0);
         if batch == 0 {

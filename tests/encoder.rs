@@ -287,6 +287,39 @@ fn int8_rewrites_apply_to_every_quantized_matmul() {
     }
 }
 
+/// The browser's plan (compiled graph read with `batch` fixed to 1) encodes every text as
+/// the batched plan encodes it alone, and several texts one by one.
+#[test]
+fn one_text_plan_gives_the_same_bits_as_the_batched_plan() {
+    use dotfind::encode::{Int8Plan, PlanBatch};
+    let long = "The immune system protects the body against disease. ".repeat(40);
+    let passages = ["short", "東京は日本の首都です", long.as_str()];
+    for kind in ["int8", "int8-ffn-f32", "f32"] {
+        let b = ModelBundle::open(&bundle(kind)).unwrap();
+        for int8_plan in [Int8Plan::Rewritten, Int8Plan::OwnKernel] {
+            let batched = Encoder::with_plan(&b, int8_plan, PlanBatch::Any).unwrap();
+            let one = Encoder::with_plan(&b, int8_plan, PlanBatch::One).unwrap();
+            for item in own_reference().items.iter().take(6) {
+                assert_eq!(
+                    one.encode_query(&item.query).unwrap(),
+                    batched.encode_query(&item.query).unwrap(),
+                    "{kind} {int8_plan:?}: query {:?}",
+                    item.query
+                );
+            }
+            let alone: Vec<Vec<f32>> = passages
+                .iter()
+                .flat_map(|p| batched.encode_passages(&[p]).unwrap())
+                .collect();
+            assert_eq!(
+                one.encode_passages(&passages).unwrap(),
+                alone,
+                "{kind} {int8_plan:?}: passages"
+            );
+        }
+    }
+}
+
 #[test]
 fn int8_plans_give_the_same_bits_as_stock_tract() {
     use dotfind::encode::Int8Plan;
