@@ -47,21 +47,24 @@ export function modelFile(manifest) {
  */
 export async function loadQueryEncoder(bundleUrl, { wasm = 'auto' } = {}) {
   const base = new URL(bundleUrl.endsWith('/') ? bundleUrl : `${bundleUrl}/`, globalThis.location?.href);
-  const [{ glue: { QueryEncoder } }, manifest, tokenizer] = await Promise.all([
-    initWasm(wasm),
+  const runtime = initWasm(wasm); // compiles while the bundle downloads
+  runtime.catch(() => {}); // reported below, once the bundle's own errors are
+  const [manifest, tokenizer] = await Promise.all([
     fetchBytes(base, 'dotfind-model.json'),
     fetchBytes(base, 'tokenizer.json'),
   ]);
   const model = await fetchBytes(base, modelFile(manifest));
-  return createQueryEncoder(QueryEncoder, manifest, model, tokenizer);
+  return createQueryEncoder(runtime, manifest, model, tokenizer);
 }
 
 /**
- * Builds a `QueryEncoder` (the class from the started wasm glue) from bundle bytes already
- * in memory (`model`: the file `modelFile(manifest)` names), hashing them by WebCrypto where it can (see `sha256Hex`).
+ * Builds a `QueryEncoder` from bundle bytes already in memory (`model`: the file
+ * `modelFile(manifest)` names), hashing them by WebCrypto where it can (see `sha256Hex`).
+ * `runtime`: a started wasm runtime (`{ glue }`, what `initWasm` resolves to) or a promise
+ * of one.
  */
-export async function createQueryEncoder(QueryEncoder, manifest, model, tokenizer) {
-  const [modelSha256, tokenizerSha256] = await Promise.all([sha256Hex(model), sha256Hex(tokenizer)]);
+export async function createQueryEncoder(runtime, manifest, model, tokenizer) {
+  const digests = [sha256Hex(model), sha256Hex(tokenizer)];
+  const [{ glue: { QueryEncoder } }, modelSha256, tokenizerSha256] = await Promise.all([runtime, ...digests]);
   return new QueryEncoder(manifest, model, tokenizer, modelSha256 ?? undefined, tokenizerSha256 ?? undefined);
 }
-

@@ -59,7 +59,7 @@ const RUNTIMES = {
       async create() {
         await glue.default({ module_or_path: wasm });
         // The package's own path from bytes: digests by WebCrypto, then the wasm encoder.
-        const encoder = await createQueryEncoder(glue.QueryEncoder, manifest, model, tokenizer);
+        const encoder = await createQueryEncoder({ glue }, manifest, model, tokenizer);
         return { encode: async (q) => encoder.encode(q), tokenize: (q) => Array.from(encoder.tokenize(q)) };
       },
     };
