@@ -22,6 +22,9 @@ use crate::int8_linear::{Int8Linear, PackedWeights};
 /// module. `own_int8_matmul`: run int8 MatMuls with [`Int8Linear`] (dotfind's kernel, faster
 /// than tract's in wasm) instead of tract's kernels (natively, tract's AMX/VNNI ones win).
 pub fn optimize(mut decluttered: TypedModel, own_int8_matmul: bool) -> TractResult<TypedModel> {
+    // tract's shape proofs, cached for the whole rewrite (its optimizer caches them per run).
+    let symbols = decluttered.symbols.clone();
+    let _proofs = symbols.proof_cache_session();
     fuse_dequantize_tails(&mut decluttered, own_int8_matmul)?;
     decluttered.optimize()?;
     use_fast_dynamic_quantize(&mut decluttered);

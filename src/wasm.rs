@@ -67,7 +67,7 @@ impl QueryEncoder {
             }
         }
         .map_err(js_error)?;
-        let inner = Encoder::new(&bundle).map_err(js_error)?;
+        let inner = Encoder::from_bundle(bundle).map_err(js_error)?;
         Ok(QueryEncoder { inner })
     }
 
@@ -216,7 +216,7 @@ impl IndexLoader {
                 PassageShard::from_bytes(&entry.passages, &passages).map_err(js_error)?,
             ));
         }
-        let encoder = Encoder::new(&bundle).map_err(js_error)?;
+        let encoder = Encoder::from_bundle(bundle).map_err(js_error)?;
         let index = SearchIndex::new(self.manifest, shards).map_err(js_error)?;
         Ok(SearchEngine { index, encoder })
     }
