@@ -4,8 +4,6 @@
 //! truncation length that is not the bundle's; both are overridden here so that a query
 //! costs only its own tokens and the model never sees more than the bundle allows.
 
-use std::collections::HashMap;
-
 use serde_json::value::RawValue;
 use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::{
@@ -137,33 +135,96 @@ fn truncate(tokenizer: &mut Tokenizer, max_tokens: usize) -> Result<()> {
 }
 
 /// `tokenizer.json` of a WordPiece (BERT-family) tokenizer, parsed the way `tokenizers` does
-/// it but with the vocabulary read once, straight into its map: the generic path buffers a
-/// model twice (an untagged enum, then a JSON value tree) before building it, which was most
-/// of a browser's tokenizer start-up. `None` for anything else, or anything unusual, so that
-/// the generic path parses it (or names what is wrong with it).
+/// it but in one pass, with the vocabulary read straight into a map of its final size: the
+/// generic path buffers a model twice (an untagged enum, then a JSON value tree) and grows
+/// the 30k-entry map as it reads, which was most of a browser's tokenizer start-up. `None`
+/// for anything else, or anything unusual, so that the generic path parses it (or names what
+/// is wrong with it).
 fn wordpiece_tokenizer(bytes: &[u8]) -> Option<Tokenizer> {
+    /// The file's sections; absent ones read as `null`, as the generic path leaves them unset.
     #[derive(serde::Deserialize)]
-    struct ModelType<'a> {
-        #[serde(rename = "type", borrow)]
-        kind: Option<&'a str>,
+    struct File<'a> {
+        #[serde(borrow)]
+        version: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow)]
+        truncation: Option<&'a RawValue>,
+        #[serde(borrow)]
+        padding: Option<&'a RawValue>,
+        #[serde(borrow)]
+        added_tokens: Option<&'a RawValue>,
+        #[serde(borrow)]
+        normalizer: Option<&'a RawValue>,
+        #[serde(borrow)]
+        pre_tokenizer: Option<&'a RawValue>,
+        #[serde(borrow)]
+        post_processor: Option<&'a RawValue>,
+        #[serde(borrow)]
+        decoder: Option<&'a RawValue>,
+        model: WordPieceModel,
     }
-    let fields: HashMap<&str, &RawValue> = serde_json::from_slice(bytes).ok()?;
-    let model = fields.get("model")?.get();
-    if serde_json::from_str::<ModelType>(model).ok()?.kind != Some("WordPiece") {
+    /// `tokenizers`' WordPiece serialization; any other model type fails the parse.
+    #[derive(serde::Deserialize)]
+    struct WordPieceModel {
+        #[serde(rename = "type")]
+        kind: WordPieceTag,
+        unk_token: String,
+        continuing_subword_prefix: String,
+        max_input_chars_per_word: usize,
+        #[serde(deserialize_with = "vocab_entries")]
+        vocab: Vec<(String, u32)>,
+    }
+    #[derive(serde::Deserialize)]
+    enum WordPieceTag {
+        WordPiece,
+    }
+    /// The vocabulary object's entries in file order (a later duplicate wins, as in a map).
+    fn vocab_entries<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<(String, u32)>, D::Error> {
+        struct Entries;
+        impl<'de> serde::de::Visitor<'de> for Entries {
+            type Value = Vec<(String, u32)>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a vocabulary object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Self::Value, M::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0));
+                while let Some(entry) = map.next_entry()? {
+                    entries.push(entry);
+                }
+                Ok(entries)
+            }
+        }
+        d.deserialize_map(Entries)
+    }
+    fn section<'a, T: serde::Deserialize<'a>>(raw: Option<&'a RawValue>) -> Option<T> {
+        serde_json::from_str(raw.map_or("null", |raw| raw.get())).ok()
+    }
+
+    let file: File = serde_json::from_slice(bytes).ok()?;
+    if file.version.is_some_and(|v| v != "1.0") {
         return None;
     }
-    // Absent fields read as `null`, as the generic path leaves them unset.
-    fn field<'a, T: serde::Deserialize<'a>>(
-        fields: &HashMap<&str, &'a RawValue>,
-        name: &str,
-    ) -> Option<T> {
-        serde_json::from_str(fields.get(name).map_or("null", |raw| raw.get())).ok()
-    }
-    if field::<Option<&str>>(&fields, "version")?.is_some_and(|v| v != "1.0") {
-        return None;
-    }
-    let wordpiece: WordPiece = serde_json::from_str(model).ok()?;
-    let added: Option<Vec<AddedToken>> = field(&fields, "added_tokens")?;
+    let WordPieceModel {
+        kind: WordPieceTag::WordPiece,
+        unk_token,
+        continuing_subword_prefix,
+        max_input_chars_per_word,
+        vocab,
+    } = file.model;
+    // Collected at its final size (the map reserves what the entries' count says).
+    let vocab: ahash::AHashMap<String, u32> = vocab.into_iter().collect();
+    let wordpiece = WordPiece::builder()
+        .vocab(vocab)
+        .unk_token(unk_token)
+        .continuing_subword_prefix(continuing_subword_prefix)
+        .max_input_chars_per_word(max_input_chars_per_word)
+        .build()
+        .ok()?;
+    let added: Option<Vec<AddedToken>> = section(file.added_tokens)?;
     let mut tokenizer = TokenizerBuilder::<
         ModelWrapper,
         NormalizerWrapper,
@@ -172,12 +233,12 @@ fn wordpiece_tokenizer(bytes: &[u8]) -> Option<Tokenizer> {
         DecoderWrapper,
     >::new()
     .with_model(ModelWrapper::WordPiece(wordpiece))
-    .with_normalizer(field(&fields, "normalizer")?)
-    .with_pre_tokenizer(field(&fields, "pre_tokenizer")?)
-    .with_post_processor(field(&fields, "post_processor")?)
-    .with_decoder(field(&fields, "decoder")?)
-    .with_truncation(field::<Option<TruncationParams>>(&fields, "truncation")?)
-    .with_padding(field::<Option<PaddingParams>>(&fields, "padding")?)
+    .with_normalizer(section(file.normalizer)?)
+    .with_pre_tokenizer(section(file.pre_tokenizer)?)
+    .with_post_processor(section(file.post_processor)?)
+    .with_decoder(section(file.decoder)?)
+    .with_truncation(section::<Option<TruncationParams>>(file.truncation)?)
+    .with_padding(section::<Option<PaddingParams>>(file.padding)?)
     .build()
     .ok()?;
     tokenizer.add_tokens(&added.unwrap_or_default());
@@ -262,7 +323,17 @@ mod tests {
             {"id": 9, "content": "dotfind", "single_word": false, "lstrip": false, "rstrip": false,
              "normalized": true, "special": false}
         ]);
-        for json in [json, with_added.to_string()] {
+        // Escaped tokens, a token listed twice (the last id wins, as in a map) and a section
+        // left out.
+        let mut unusual = with_added.clone();
+        unusual.as_object_mut().unwrap().remove("decoder");
+        let unusual = unusual.to_string().replacen(
+            "\"cafe\":8",
+            r#""cafe":8,"caf\u00e9":9,"\"q\"":10,"cafe":11"#,
+            1,
+        );
+        assert!(unusual.contains(r#""cafe":11"#), "{unusual}");
+        for json in [json, with_added.to_string(), unusual] {
             let fast = wordpiece_tokenizer(json.as_bytes()).expect("a WordPiece tokenizer");
             let generic = Tokenizer::from_bytes(json.as_bytes()).unwrap();
             assert_eq!(
