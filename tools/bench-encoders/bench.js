@@ -1,5 +1,5 @@
 // Driven by tools/bench_encoders.mjs, one fresh page per measurement:
-//   window.runBench({ runtime, precision, queries, ids, passes, warmMs, dotfindBuild })
+//   window.runBench({ runtime, precision, queries, ids, passes, warmMs, dotfindBuild, coldOnly })
 // runtime: 'dotfind' | 'dotfind-simd' | 'ort-web' | 'transformers.js'; precision: 'f32' | 'int8' | 'int8-ffn-f32' (a bundle folder name).
 //
 // Every runtime gets the same treatment so the figures compare:
@@ -146,11 +146,12 @@ const RUNTIMES = {
 
 RUNTIMES['dotfind-simd'] = (precision) => RUNTIMES.dotfind(precision, 'simd');
 
-window.runBench = async ({ runtime, precision, queries, ids, passes, warmMs, dotfindBuild }) => {
+window.runBench = async ({ runtime, precision, queries, ids, passes, warmMs, dotfindBuild, coldOnly }) => {
   const prepared = await RUNTIMES[runtime](precision, dotfindBuild);
   const t0 = performance.now();
   const encoder = await prepared.create();
   const coldStartMs = performance.now() - t0;
+  if (coldOnly) return { coldStartMs };
   // First pass: what a fresh page's first queries cost (V8 runs wasm baseline-compiled first and
   // optimizes hot functions later), and the vectors parity is computed on.
   const vectors = [];
