@@ -204,6 +204,19 @@ cmd_test() {
     cargo clippy --lib --target "$WASM_TARGET" --profile wasm --target-dir "$RELAXED_TARGET_DIR" -- -D warnings
   log "cargo test (unit + integration, release)"
   cargo test --release
+  # The wasm-only code (SIMD kernels, weight packing, scoring) tested in wasm itself, in
+  # headless Chromium (wasm-bindgen's runner drives it through chromedriver; it adds headless
+  # and no-sandbox, tests/wasm-webdriver.json the rest), in both builds. Not node: node 20's
+  # relaxed SIMD is a pre-standard experiment whose relaxed dot product computes other sums.
+  log "cargo test in wasm (plain and relaxed SIMD builds, headless Chromium)"
+  ensure_wasm_target
+  ensure_wasm_bindgen
+  ensure_chromium
+  local wasm_test=(env WASM_BINDGEN_USE_BROWSER=1 WASM_BINDGEN_TEST_WEBDRIVER_JSON="$PWD/tests/wasm-webdriver.json"
+    CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner)
+  "${wasm_test[@]}" cargo test --lib --target "$WASM_TARGET" --profile wasm
+  "${wasm_test[@]}" CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="$RELAXED_RUSTFLAGS" \
+    cargo test --lib --target "$WASM_TARGET" --profile wasm --target-dir "$RELAXED_TARGET_DIR"
   log "dotfind eval vs pytrec_eval"
   ensure_venv
   "$VENV/bin/python" tests/eval_parity.py target/release/dotfind

@@ -48,11 +48,15 @@ export function modelFile(manifest) {
 export async function loadQueryEncoder(bundleUrl, { wasm = 'auto' } = {}) {
   const base = new URL(bundleUrl.endsWith('/') ? bundleUrl : `${bundleUrl}/`, globalThis.location?.href);
   const runtime = initWasm(wasm); // compiles while the bundle downloads
-  runtime.catch(() => {}); // reported below, once the bundle's own errors are
+  let wasmError = null;
+  runtime.catch((e) => {
+    wasmError = e;
+  });
   const [manifest, tokenizer] = await Promise.all([
     fetchBytes(base, 'dotfind-model.json'),
     fetchBytes(base, 'tokenizer.json'),
   ]);
+  if (wasmError) throw wasmError; // before downloading the model for nothing
   const model = await fetchBytes(base, modelFile(manifest));
   return createQueryEncoder(runtime, manifest, model, tokenizer);
 }
@@ -60,11 +64,12 @@ export async function loadQueryEncoder(bundleUrl, { wasm = 'auto' } = {}) {
 /**
  * Builds a `QueryEncoder` from bundle bytes already in memory (`model`: the file
  * `modelFile(manifest)` names), hashing them by WebCrypto where it can (see `sha256Hex`).
- * `runtime`: a started wasm runtime (`{ glue }`, what `initWasm` resolves to) or a promise
- * of one.
+ * `runtime`: a started wasm runtime (`{ glue }`, what `initWasm` resolves to), a promise of
+ * one, or the glue's `QueryEncoder` class itself.
  */
 export async function createQueryEncoder(runtime, manifest, model, tokenizer) {
   const digests = [sha256Hex(model), sha256Hex(tokenizer)];
-  const [{ glue: { QueryEncoder } }, modelSha256, tokenizerSha256] = await Promise.all([runtime, ...digests]);
+  const [started, modelSha256, tokenizerSha256] = await Promise.all([runtime, ...digests]);
+  const QueryEncoder = typeof started === 'function' ? started : started.glue.QueryEncoder;
   return new QueryEncoder(manifest, model, tokenizer, modelSha256 ?? undefined, tokenizerSha256 ?? undefined);
 }

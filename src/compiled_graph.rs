@@ -1100,7 +1100,8 @@ fn check_same_graph(graph: &TypedModel, back: &TypedModel) -> TractResult<()> {
     Ok(())
 }
 
-#[cfg(test)]
+// Writing compiled graphs is native-only, and so are these round trips.
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
     use tract_core::ops::nn::GeluExact;

@@ -1,10 +1,11 @@
 //! Token ids → one vector per text, with tract running the bundle's ONNX graph.
 //!
-//! The graph is parsed and optimized once with symbolic `batch` and `sequence` axes (the
-//! names the exporter and `quantize_dynamic` use), so one plan serves every query length
-//! and every passage batch; the plans dotfind runs fix `batch` to 1 (one text per run: tract
-//! optimizes a graph with one symbol fewer in half the time, and runs it faster). Pooling happens here, not in the graph, so a single export
-//! supports both CLS (the reference model) and mean (sentence-transformers) pooling.
+//! The graph is typed with symbolic `batch` and `sequence` axes (the names the exporter and
+//! `quantize_dynamic` use) and optimized once, so one plan serves every text length. The
+//! plans dotfind runs fix `batch` to 1 (one text per run: tract optimizes a graph with one
+//! symbol fewer in half the time, and runs it faster); [`PlanBatch::Any`] keeps padded
+//! batches for tests. Pooling happens here, not in the graph, so a single export supports
+//! both CLS (the reference model) and mean (sentence-transformers) pooling.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -314,8 +315,8 @@ impl Encoder {
         tokenizer.tokenize(&text)
     }
 
-    /// Embeds passages as one padded batch. Callers wanting speed sort by length first
-    /// so padding stays small.
+    /// Embeds passages: one by one with the default plan, as one padded batch with a
+    /// [`PlanBatch::Any`] plan (where callers wanting speed sort by length first).
     pub fn encode_passages(&self, passages: &[&str]) -> Result<Vec<Vec<f32>>> {
         let tokens = passages
             .iter()

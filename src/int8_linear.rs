@@ -870,6 +870,10 @@ impl TypedOp for Int8Linear {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // In wasm builds these run under wasm-bindgen's test runner (`./build.sh test`), where
+    // the SIMD kernels and packing are the code under test.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn lcg(seed: &mut u32) -> u32 {
         *seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
@@ -997,7 +1001,10 @@ mod tests {
     #[test]
     fn packing_places_every_weight_as_defined() {
         let mut seed = 7;
-        for (k, n) in [
+        // Around the tiles (4 × 4, 16 × 2) and wasm SIMD's 16-column steps (full steps, a
+        // scalar tail, depths it leaves to the scalar code); even columns shifted to
+        // [-128, -29] in the second round of those, so offsets reach 128.
+        let shapes = [
             (1, 1),
             (3, 5),
             (4, 4),
@@ -1006,9 +1013,20 @@ mod tests {
             (17, 9),
             (33, 17),
             (64, 8),
-        ] {
+        ];
+        let simd_shapes = [(4, 16), (8, 48), (12, 35), (13, 32), (64, 32)];
+        let cases = shapes.into_iter().chain(simd_shapes).chain(simd_shapes);
+        for (case, (k, n)) in cases.enumerate() {
+            let shifted = case >= shapes.len() + simd_shapes.len();
             let w: Vec<i8> = (0..k * n)
-                .map(|_| (lcg(&mut seed) % 100) as i8 - 50)
+                .map(|i| {
+                    let v = (lcg(&mut seed) % 100) as i8 - 50;
+                    if shifted && (i % n) % 2 == 0 {
+                        v - 78
+                    } else {
+                        v
+                    }
+                })
                 .collect();
             for layout in [Layout::WidePairs, Layout::SplitQuads, Layout::OffsetQuads] {
                 let packed = PackedWeights::pack_as(&w, k, n, layout).unwrap();

@@ -31,7 +31,8 @@ enum Command {
         /// Encode lines as passages (passage prefix and length limit) instead of queries.
         #[arg(long)]
         passages: bool,
-        /// Texts per model call when encoding passages.
+        /// Lines read per group when encoding passages (each is encoded alone, so a
+        /// passage's vector never depends on the others).
         #[arg(long, default_value_t = 32)]
         batch_size: usize,
     },

@@ -289,6 +289,10 @@ mod relaxed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // In wasm builds these run under wasm-bindgen's test runner (`./build.sh test`), where
+    // the SIMD scoring kernels are the code under test.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
     fn integer_dot_is_exact_at_the_extremes() {

@@ -144,13 +144,14 @@ fn wordpiece_tokenizer(bytes: &[u8]) -> Option<Tokenizer> {
     /// The file's sections; absent ones read as `null`, as the generic path leaves them unset.
     #[derive(serde::Deserialize)]
     struct File<'a> {
-        #[serde(borrow)]
-        version: Option<std::borrow::Cow<'a, str>>,
+        /// A string if present (`null` is not absent here, as in tokenizers).
+        #[serde(default, borrow, deserialize_with = "present")]
+        version: Option<&'a RawValue>,
         #[serde(borrow)]
         truncation: Option<&'a RawValue>,
         #[serde(borrow)]
         padding: Option<&'a RawValue>,
-        #[serde(borrow)]
+        #[serde(default, borrow, deserialize_with = "present")]
         added_tokens: Option<&'a RawValue>,
         #[serde(borrow)]
         normalizer: Option<&'a RawValue>,
@@ -160,7 +161,37 @@ fn wordpiece_tokenizer(bytes: &[u8]) -> Option<Tokenizer> {
         post_processor: Option<&'a RawValue>,
         #[serde(borrow)]
         decoder: Option<&'a RawValue>,
+        #[serde(deserialize_with = "object")]
         model: WordPieceModel,
+    }
+    /// An added token as tokenizers serializes it: with its id.
+    #[derive(serde::Deserialize)]
+    struct AddedTokenWithId {
+        #[serde(rename = "id")]
+        _id: u32,
+        #[serde(flatten)]
+        token: AddedToken,
+    }
+    /// A field's raw value, `null` included (`Option` alone reads `null` as absent).
+    fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+        serde::Deserialize::deserialize(d).map(Some)
+    }
+    /// `T` from a JSON object only: derived structs also accept an array of their fields,
+    /// which tokenizers does not.
+    fn object<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(
+        d: D,
+    ) -> Result<T, D::Error> {
+        struct Object<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Object<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, map: M) -> Result<T, M::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(Object(std::marker::PhantomData))
     }
     /// `tokenizers`' WordPiece serialization; any other model type fails the parse.
     #[derive(serde::Deserialize)]
@@ -204,9 +235,13 @@ fn wordpiece_tokenizer(bytes: &[u8]) -> Option<Tokenizer> {
         serde_json::from_str(raw.map_or("null", |raw| raw.get())).ok()
     }
 
-    let file: File = serde_json::from_slice(bytes).ok()?;
-    if file.version.is_some_and(|v| v != "1.0") {
-        return None;
+    let mut json = serde_json::Deserializer::from_slice(bytes);
+    let file: File = object(&mut json).ok()?;
+    json.end().ok()?;
+    if let Some(version) = file.version {
+        if serde_json::from_str::<&str>(version.get()).ok()? != "1.0" {
+            return None;
+        }
     }
     let WordPieceModel {
         kind: WordPieceTag::WordPiece,
@@ -224,7 +259,14 @@ fn wordpiece_tokenizer(bytes: &[u8]) -> Option<Tokenizer> {
         .max_input_chars_per_word(max_input_chars_per_word)
         .build()
         .ok()?;
-    let added: Option<Vec<AddedToken>> = section(file.added_tokens)?;
+    let added: Vec<AddedToken> = match file.added_tokens {
+        Some(raw) => serde_json::from_str::<Vec<AddedTokenWithId>>(raw.get())
+            .ok()?
+            .into_iter()
+            .map(|t| t.token)
+            .collect(),
+        None => Vec::new(),
+    };
     let mut tokenizer = TokenizerBuilder::<
         ModelWrapper,
         NormalizerWrapper,
@@ -241,7 +283,7 @@ fn wordpiece_tokenizer(bytes: &[u8]) -> Option<Tokenizer> {
     .with_padding(section::<Option<PaddingParams>>(file.padding)?)
     .build()
     .ok()?;
-    tokenizer.add_tokens(&added.unwrap_or_default());
+    tokenizer.add_tokens(&added);
     Some(tokenizer.into())
 }
 
@@ -349,6 +391,34 @@ mod tests {
         other["version"] = "1.0".into();
         other["model"]["type"] = "WordLevel".into();
         assert!(wordpiece_tokenizer(other.to_string().as_bytes()).is_none());
+        // What tokenizers refuses is left to it too (it names the problem): a null version
+        // or added-token list, an added token without its id, fields given as arrays.
+        let base: serde_json::Value = serde_json::from_str(&tiny_bert_tokenizer_json()).unwrap();
+        let mut refused = Vec::new();
+        for (key, value) in [
+            ("version", serde_json::Value::Null),
+            ("added_tokens", serde_json::Value::Null),
+            (
+                "added_tokens",
+                serde_json::json!([{"content": "x", "single_word": false,
+                "lstrip": false, "rstrip": false, "normalized": true, "special": false}]),
+            ),
+        ] {
+            let mut v = base.clone();
+            v[key] = value;
+            refused.push(v.to_string());
+        }
+        let mut array_model = base.clone();
+        array_model["model"] = serde_json::json!(["WordPiece", "[UNK]", "##", 100, {"[UNK]": 0}]);
+        refused.push(array_model.to_string());
+        refused.push(format!("[{}]", base["version"]));
+        for json in refused {
+            assert!(wordpiece_tokenizer(json.as_bytes()).is_none(), "{json:.80}");
+            assert!(
+                Tokenizer::from_bytes(json.as_bytes()).is_err(),
+                "{json:.80}"
+            );
+        }
     }
 
     #[test]

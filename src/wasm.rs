@@ -77,7 +77,7 @@ impl QueryEncoder {
         Ok(Float32Array::from(v.as_slice()))
     }
 
-    /// Embeds passages as one batch; returns `passages.length * dims` floats, row-major.
+    /// Embeds passages (one model run each); returns `passages.length * dims` floats, row-major.
     #[wasm_bindgen(js_name = encodePassages)]
     pub fn encode_passages(&self, passages: Vec<String>) -> Result<Float32Array, JsError> {
         let texts: Vec<&str> = passages.iter().map(String::as_str).collect();

@@ -133,7 +133,11 @@ fn embeddings_equal_independent_shared_reference() {
 
 #[test]
 fn batched_passages_equal_passages_encoded_alone() {
-    let e = encoder("f32");
+    // The padded-batch plan: what padding could leak into (the default plan runs one text
+    // per run).
+    let bundle = ModelBundle::open(&bundle("f32")).unwrap();
+    let plan = dotfind::encode::Int8Plan::for_this_target();
+    let e = Encoder::with_plan(&bundle, plan, dotfind::encode::PlanBatch::Any).unwrap();
     let texts = [
         "short",
         "a considerably longer passage about vaccines, the immune system and how antibodies form",
@@ -203,6 +207,19 @@ fn compiled_graphs_give_the_same_bits_as_onnx() {
         assert_eq!(
             compiled.encode_passages(&passages).unwrap(),
             onnx.encode_passages(&passages).unwrap(),
+            "{kind}: passages"
+        );
+        // And as padded batches, with both plans taking any number of texts.
+        let plan = dotfind::encode::Int8Plan::for_this_target();
+        let batched = |b: &ModelBundle| {
+            Encoder::with_plan(b, plan, dotfind::encode::PlanBatch::Any)
+                .unwrap()
+                .encode_passages(&passages)
+                .unwrap()
+        };
+        assert_eq!(
+            batched(&ModelBundle::open(&bundle(kind)).unwrap()),
+            batched(&onnx_only_bundle(kind)),
             "{kind}: padded passage batch"
         );
     }

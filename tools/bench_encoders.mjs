@@ -41,6 +41,7 @@ for (let i = 0; i < argv.length; i += 2) {
   if (!(key in opts) || argv[i + 1] === undefined) throw new Error(`usage: see the header of ${path.relative(root, fileURLToPath(import.meta.url))} (bad option ${argv[i]})`);
   opts[key] = ['pages', 'cold-pages', 'passes', 'warm-ms'].includes(key) ? Number(argv[i + 1]) : argv[i + 1];
 }
+if (!(opts.pages >= 1)) throw new Error('--pages must be at least 1 (the full pages give the query timings)');
 if (!opts.model || !fs.existsSync(path.join(opts.model, 'int8/dotfind-model.json'))) throw new Error('--model must be a prepared model folder (./build.sh model prints it)');
 for (const [what, file] of [['--python', opts.python], ['--native', opts.native], ['the wasm package (./build.sh wasm)', path.join(opts.dist, 'pkg/dotfind_bg.wasm')]]) {
   if (!fs.existsSync(file)) throw new Error(`${what}: ${file} does not exist`);
