@@ -2,17 +2,23 @@
 // SIMD (fused multiply-add and int8 dot products, e.g. one VNNI instruction on x86: 10–25 %
 // faster query encoding, BENCHMARKS.md) and one with plain SIMD for browsers without it. A browser that
 // lacks relaxed SIMD rejects a module using it outright, so the choice happens here, by
-// validating a 60-byte probe module, before anything is fetched. Also: file digests by
+// running a 92-byte probe module, before anything is fetched. Also: file digests by
 // WebCrypto, for the wasm core's checks.
 
-// (module (func (result v128) (i32x4.relaxed_dot_i8x16_i7x16_add_s (v128.const 0) ×3)))
-const RELAXED_SIMD_PROBE = 'AGFzbQEAAAABBQFgAAF7AwIBAAo9ATsA/QwAAAAAAAAAAAAAAAAAAAAA/QwAAAAAAAAAAAAAAAAAAAAA/QwAAAAAAAAAAAAAAAAAAAAA/ZMCCw==';
+// (module (func (export "f") (result i32) (i32x4.extract_lane 0
+//   (i32x4.relaxed_dot_i8x16_i7x16_add_s (v128.const i8x16 -1 ×16) (v128.const i8x16 1 ×16)
+//     (v128.const i32x4 0 0 0 0)))))
+// The standard gives -4 (four products of -1 and a 7-bit 1). Engines whose relaxed SIMD is a
+// pre-standard experiment differ (node 20 with --experimental-wasm-relaxed-simd gives -8),
+// and dotfind's int8 kernels rely on the standard's exact sums.
+const RELAXED_SIMD_PROBE = 'AGFzbQEAAAABBQFgAAF/AwIBAAcFAQFmAAAKQAE+AP0M//////////////////////0MAQEBAQEBAQEBAQEBAQEBAf0MAAAAAAAAAAAAAAAAAAAAAP2TAv0bAAs=';
 
-/** Whether this engine validates relaxed-SIMD wasm. */
+/** Whether this engine runs relaxed SIMD, with the standard's relaxed dot product. */
 export function hasRelaxedSimd() {
   try {
     const bytes = Uint8Array.from(atob(RELAXED_SIMD_PROBE), (c) => c.charCodeAt(0));
-    return WebAssembly.validate(bytes);
+    if (!WebAssembly.validate(bytes)) return false;
+    return new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports.f() === -4;
   } catch {
     return false;
   }
