@@ -63,7 +63,7 @@ ensure_node_modules() {
 }
 
 ensure_chromium() {
-  if ! command -v chromium >/dev/null; then
+  if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
     log "installing Debian chromium + chromium-driver"
     local sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
     $sudo apt-get update -qq
