@@ -188,27 +188,17 @@ fn stats_simd(weights: &[i8], n: usize, min: &mut [i8], max: &mut [i8], sums: &m
             total[3] = i32x4_add(total[3], i32x4_extend_high_i16x8(w_high));
         }
     }
-    let store = |v: &v128, out: &mut [u8]| {
-        // SAFETY: 16 bytes written into a 16-byte slice.
-        unsafe { v128_store(out[..LANES].as_mut_ptr().cast(), *v) }
-    };
     for (c, (lo, hi)) in lows.iter().zip(&highs).enumerate() {
-        let mut bytes = [0u8; LANES];
-        store(lo, &mut bytes);
-        for (m, b) in min[c * LANES..][..LANES].iter_mut().zip(bytes) {
-            *m = b as i8;
-        }
-        store(hi, &mut bytes);
-        for (m, b) in max[c * LANES..][..LANES].iter_mut().zip(bytes) {
-            *m = b as i8;
+        // SAFETY: 16 i8 lanes written into 16-element slices.
+        unsafe {
+            v128_store(min[c * LANES..][..LANES].as_mut_ptr().cast(), *lo);
+            v128_store(max[c * LANES..][..LANES].as_mut_ptr().cast(), *hi);
         }
     }
     for (quad, total) in sums[..wide].chunks_exact_mut(4).zip(&totals) {
-        let mut bytes = [0u8; LANES];
-        store(total, &mut bytes);
-        for (sum, b) in quad.iter_mut().zip(bytes.chunks_exact(4)) {
-            *sum = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-        }
+        // SAFETY: 4 i32 lanes written into a 4-element slice (wasm is little-endian, lane i
+        // is element i).
+        unsafe { v128_store(quad.as_mut_ptr().cast(), *total) }
     }
     wide
 }
@@ -425,6 +415,10 @@ fn pack_quads_simd(
         })
         .collect();
     let (seven_bits, one) = (i8x16_splat(0x7f), i8x16_splat(1));
+    let store = |blocks: &mut [i8], at: usize, v: v128| {
+        // SAFETY: 16 bytes written into a 16-byte slice.
+        unsafe { v128_store(blocks[at..][..LANES].as_mut_ptr().cast(), v) }
+    };
     for depth in (0..k).step_by(QUAD) {
         let rows: [&[i8]; QUAD] = std::array::from_fn(|d| &weights[(depth + d) * n..][..n]);
         for j in (0..wide).step_by(LANES) {
@@ -454,10 +448,6 @@ fn pack_quads_simd(
             for (t, tile) in tiles.into_iter().enumerate() {
                 let group = j / QUAD + t;
                 let at = layout.place(k_padded, depth, QUAD * group);
-                let store = |blocks: &mut [i8], at: usize, v: v128| {
-                    // SAFETY: 16 bytes written into a 16-byte slice.
-                    unsafe { v128_store(blocks[at..][..LANES].as_mut_ptr().cast(), v) }
-                };
                 match layout {
                     Layout::OffsetQuads => store(blocks, at, i8x16_add(tile, tile_offsets[group])),
                     Layout::SplitQuads => {
