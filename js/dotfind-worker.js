@@ -128,11 +128,13 @@ async function load({ indexUrl, cache: useCache, wasm, searchThreads = 'auto' },
     post({ type: 'progress', id, file, loaded, total, fileLoaded, fileTotal, fromCache });
 
   // A model split into parts: its whole digest is checked against its descriptor at the
-  // end, so keep the parts until then.
+  // end (by WebCrypto's sha256 if the descriptor records no xxh3-128), so keep the parts
+  // until then.
   const modelParts = loader.modelParts;
   const modelBytes = new Map(modelParts.length > 1 ? modelParts.map((p) => [p, null]) : []);
-  const add = async (path, bytes) => {
-    loader.addFile(path, bytes, (await sha256Hex(bytes)) ?? undefined);
+  // Files with an xxh3-128 recorded are checked with it in wasm; others by sha256.
+  const add = async ({ path, xxh3_128 }, bytes) => {
+    loader.addFile(path, bytes, xxh3_128 ? undefined : ((await sha256Hex(bytes)) ?? undefined));
     if (kept.has(path)) kept.set(path, bytes);
     if (modelBytes.has(path)) modelBytes.set(path, bytes);
   };
@@ -143,7 +145,7 @@ async function load({ indexUrl, cache: useCache, wasm, searchThreads = 'auto' },
     if (cached) {
       const bytes = new Uint8Array(await cached.arrayBuffer());
       try {
-        await add(file.path, bytes);
+        await add(file, bytes);
         loaded += file.bytes;
         progress(file.path, file.bytes, file.bytes, true);
         return;
@@ -157,7 +159,7 @@ async function load({ indexUrl, cache: useCache, wasm, searchThreads = 'auto' },
       loaded += n;
       progress(file.path, fileLoaded, file.bytes, false);
     });
-    await add(file.path, bytes); // throws on size/sha256 mismatch: nothing cached
+    await add(file, bytes); // throws on a size or checksum mismatch: nothing cached
     await cache?.put(url, new Response(bytes));
   }
 
@@ -167,7 +169,9 @@ async function load({ indexUrl, cache: useCache, wasm, searchThreads = 'auto' },
       while (queue.length) await getFile(queue.shift());
     }),
   );
-  const modelSha256 = modelBytes.size ? await sha256Hex(modelParts.map((p) => modelBytes.get(p))) : null;
+  const modelSha256 = modelBytes.size && loader.modelSha256Wanted
+    ? await sha256Hex(modelParts.map((p) => modelBytes.get(p)))
+    : null;
   modelBytes.clear();
   engine = loader.finish(modelSha256 ?? undefined);
   ownEnd = bounds[1];

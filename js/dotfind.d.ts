@@ -72,7 +72,7 @@ export interface IndexInfo {
 }
 
 export declare class Dotfind {
-  /** Fetches, verifies (sha256) and caches the index at `indexUrl`, in a Web Worker. */
+  /** Fetches, verifies (sizes and checksums) and caches the index at `indexUrl`, in a Web Worker. */
   static load(indexUrl: string | URL, options?: LoadOptions): Promise<Dotfind>;
   readonly info: IndexInfo;
   /** Exact top-k passages by the model's similarity. */

@@ -41,6 +41,20 @@ export function modelFile(manifest) {
 }
 
 /**
+ * Whether a bundle descriptor records xxh3-128 for every one of `files`: the wasm core then
+ * checks them with it (a 23 MB model in ~10 ms), and WebCrypto's sha256 is not needed.
+ * Descriptors written before dotfind recorded it have sha256 only.
+ */
+function recordsXxh3(manifest, files) {
+  try {
+    const entries = JSON.parse(new TextDecoder().decode(manifest)).files ?? {};
+    return files.every((f) => typeof entries[f]?.xxh3_128 === 'string');
+  } catch {
+    return false; // the wasm core reports what is wrong with the descriptor
+  }
+}
+
+/**
  * Fetches and verifies the bundle at `bundleUrl` (a folder holding dotfind-model.json,
  * tokenizer.json and the graph file it names; relative URLs resolve against the page).
  * @returns {Promise<QueryEncoder>}
@@ -63,12 +77,15 @@ export async function loadQueryEncoder(bundleUrl, { wasm = 'auto' } = {}) {
 
 /**
  * Builds a `QueryEncoder` from bundle bytes already in memory (`model`: the file
- * `modelFile(manifest)` names), hashing them by WebCrypto where it can (see `sha256Hex`).
+ * `modelFile(manifest)` names), verified by the xxh3-128 checksums the descriptor records,
+ * or for an older descriptor by sha256, hashed by WebCrypto where it can (see `sha256Hex`).
  * `runtime`: a started wasm runtime (`{ glue }`, what `initWasm` resolves to), a promise of
  * one, or the glue's `QueryEncoder` class itself.
  */
 export async function createQueryEncoder(runtime, manifest, model, tokenizer) {
-  const digests = [sha256Hex(model), sha256Hex(tokenizer)];
+  const digests = recordsXxh3(manifest, [modelFile(manifest), 'tokenizer.json'])
+    ? [null, null]
+    : [sha256Hex(model), sha256Hex(tokenizer)];
   const [started, modelSha256, tokenizerSha256] = await Promise.all([runtime, ...digests]);
   const QueryEncoder = typeof started === 'function' ? started : started.glue.QueryEncoder;
   return new QueryEncoder(manifest, model, tokenizer, modelSha256 ?? undefined, tokenizerSha256 ?? undefined);

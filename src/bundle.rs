@@ -6,7 +6,7 @@
 //! system natively, `fetch` in wasm). Nothing downstream re-checks.
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
@@ -41,11 +41,28 @@ pub enum Similarity {
     Cosine,
 }
 
-/// Size and checksum of one bundle file, as recorded at preparation time.
+/// Size and checksums of one file (of a bundle or an index), as recorded when it was written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileEntry {
+    /// The file's identity: what tools compare and what a descriptor's own sha256 (a bundle's
+    /// identity) vouches for.
     pub sha256: String,
     pub bytes: u64,
+    /// xxh3-128 (lower-case hex, 32 digits), recorded next to `sha256` by this dotfind; when
+    /// present it is the digest readers verify. The same check against damaged or mixed-up
+    /// files, made cheap where it runs on every page load: in the browser's wasm a 23 MB
+    /// model hashes in ~10 ms, where WebCrypto's sha256 held Chromium's main thread ~40 ms.
+    /// (Neither is a defence against a hostile host, which also serves the code.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xxh3_128: Option<String>,
+}
+
+/// A digest of a file's bytes: computed from them (by dotfind or, for sha256, by WebCrypto),
+/// or recorded for bytes already verified against another manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Digest {
+    Sha256(String),
+    Xxh3_128(String),
 }
 
 /// The contents of `dotfind-model.json`.
@@ -135,23 +152,61 @@ impl BundleManifest {
 }
 
 impl FileEntry {
-    /// Checks a file's bytes against this entry: size first (a truncated download is
-    /// reported as such), then sha256. The one place any dotfind file is verified.
-    pub fn verify(&self, file: &str, bytes: &[u8]) -> Result<()> {
-        self.verify_size(file, bytes.len())?;
-        self.verify_sha256(file, bytes.len(), &sha256_hex(bytes))
+    /// The entry recording `bytes`: size and both digests.
+    pub fn of(bytes: &[u8]) -> Self {
+        FileEntry {
+            sha256: sha256_hex(bytes),
+            bytes: bytes.len() as u64,
+            xxh3_128: Some(xxh3_128_hex(bytes)),
+        }
     }
 
-    /// As [`FileEntry::verify`], for a file whose sha256 (lower-case hex) the caller computed:
-    /// in the browser WebCrypto hashes at native speed, many times faster than wasm, which
-    /// spent about half a second of an int8 model's start-up hashing it.
-    pub fn verify_sha256(&self, file: &str, len: usize, sha256: &str) -> Result<()> {
+    /// Whether [`FileEntry::verify`] checks xxh3-128 (recorded) rather than sha256: a caller
+    /// that could hash sha256 faster elsewhere (WebCrypto) only needs to when it does not.
+    pub fn checks_xxh3(&self) -> bool {
+        self.xxh3_128.is_some()
+    }
+
+    /// Checks a file's bytes against this entry: size first (a truncated download is
+    /// reported as such), then xxh3-128 if recorded, else sha256. The one place any dotfind
+    /// file is verified.
+    pub fn verify(&self, file: &str, bytes: &[u8]) -> Result<()> {
+        self.verify_size(file, bytes.len())?;
+        self.verify_digest(file, bytes.len(), &self.digest_of(bytes))
+    }
+
+    /// The digest of `bytes` that [`FileEntry::verify`] compares with this entry.
+    pub fn digest_of(&self, bytes: &[u8]) -> Digest {
+        if self.checks_xxh3() {
+            Digest::Xxh3_128(xxh3_128_hex(bytes))
+        } else {
+            Digest::Sha256(sha256_hex(bytes))
+        }
+    }
+
+    /// The digest recorded here that [`FileEntry::verify`] would compare with `other`, for
+    /// bytes already verified against this entry (so this entry's digests are theirs).
+    pub fn recorded_digest_for(&self, other: &FileEntry) -> Digest {
+        match (&self.xxh3_128, other.checks_xxh3()) {
+            (Some(xxh3), true) => Digest::Xxh3_128(xxh3.clone()),
+            _ => Digest::Sha256(self.sha256.clone()),
+        }
+    }
+
+    /// As [`FileEntry::verify`], for a file of `len` bytes whose digest the caller already
+    /// has (see [`Digest`]).
+    pub fn verify_digest(&self, file: &str, len: usize, digest: &Digest) -> Result<()> {
         self.verify_size(file, len)?;
-        if sha256 != self.sha256 {
+        let (algorithm, expected, actual) = match digest {
+            Digest::Sha256(actual) => ("sha256", Some(&self.sha256), actual),
+            Digest::Xxh3_128(actual) => ("xxh3-128", self.xxh3_128.as_ref(), actual),
+        };
+        if expected != Some(actual) {
             return Err(Error::ChecksumMismatch {
                 file: file.into(),
-                expected: self.sha256.clone(),
-                actual: sha256.into(),
+                algorithm,
+                expected: expected.map_or_else(|| "none".into(), String::clone),
+                actual: actual.clone(),
             });
         }
         Ok(())
@@ -191,6 +246,12 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         out.push_str(&format!("{b:02x}"));
     }
     out
+}
+
+/// Lower-case hex xxh3-128 (seed 0), in xxHash's canonical (big-endian) form: what
+/// [`FileEntry::xxh3_128`] records.
+pub fn xxh3_128_hex(bytes: &[u8]) -> String {
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(bytes))
 }
 
 impl BundleManifest {
@@ -242,25 +303,37 @@ impl ModelBundle {
         model: Vec<u8>,
         tokenizer_json: Vec<u8>,
     ) -> Result<Self> {
-        let digests = [sha256_hex(&model), sha256_hex(&tokenizer_json)];
-        Self::from_bytes_with_sha256(manifest_json, model, tokenizer_json, &digests)
+        Self::verified(manifest_json, model, tokenizer_json, None)
     }
 
-    /// As [`ModelBundle::from_bytes`], with the sha256 of the graph file and `tokenizer.json`
-    /// (in that order) already computed by the caller (see [`FileEntry::verify_sha256`]).
-    pub fn from_bytes_with_sha256(
+    /// As [`ModelBundle::from_bytes`], with digests of the graph file and `tokenizer.json`
+    /// (in that order) the caller already has (see [`FileEntry::verify_digest`]).
+    pub fn from_bytes_with_digests(
         manifest_json: &[u8],
         model: Vec<u8>,
         tokenizer_json: Vec<u8>,
-        sha256: &[String; 2],
+        digests: &[Digest; 2],
+    ) -> Result<Self> {
+        Self::verified(manifest_json, model, tokenizer_json, Some(digests))
+    }
+
+    fn verified(
+        manifest_json: &[u8],
+        model: Vec<u8>,
+        tokenizer_json: Vec<u8>,
+        digests: Option<&[Digest; 2]>,
     ) -> Result<Self> {
         let manifest = BundleManifest::from_json(manifest_json)?;
         let files = [
             (manifest.model_file(), &model),
             (TOKENIZER_FILE, &tokenizer_json),
         ];
-        for ((file, bytes), digest) in files.into_iter().zip(sha256) {
-            manifest.files[file].verify_sha256(file, bytes.len(), digest)?;
+        for (i, (file, bytes)) in files.into_iter().enumerate() {
+            let entry = &manifest.files[file];
+            match digests {
+                Some(digests) => entry.verify_digest(file, bytes.len(), &digests[i])?,
+                None => entry.verify(file, bytes)?,
+            }
         }
         Ok(ModelBundle {
             manifest,
@@ -336,11 +409,114 @@ mod tests {
         .to_string()
     }
 
+    /// As `manifest_for`, with xxh3-128 recorded too (what this dotfind writes).
+    fn manifest_with_xxh3(model: &[u8], tokenizer: &[u8]) -> String {
+        let mut m: serde_json::Value =
+            serde_json::from_str(&manifest_for(model, tokenizer)).unwrap();
+        m["files"]["model.onnx"] = serde_json::to_value(FileEntry::of(model)).unwrap();
+        m["files"]["tokenizer.json"] = serde_json::to_value(FileEntry::of(tokenizer)).unwrap();
+        m.to_string()
+    }
+
     #[test]
     fn sha256_matches_known_vector() {
         assert_eq!(
             sha256_hex(b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    /// Expected values from xxHash 0.8.4's C reference (Python `xxhash.xxh3_128_hexdigest`);
+    /// the 10240-byte input takes the long-input path (over 240 bytes).
+    #[test]
+    fn xxh3_128_matches_the_reference_implementation() {
+        assert_eq!(xxh3_128_hex(b""), "99aa06d3014798d86001c324468d497f");
+        assert_eq!(xxh3_128_hex(b"abc"), "06b05ab6733a618578af5f94892f3950");
+        let long: Vec<u8> = (0..40).flat_map(|_| 0..=255u8).collect();
+        assert_eq!(xxh3_128_hex(&long), "1cb22534d0d96975c03d2231ab9348f3");
+    }
+
+    #[test]
+    fn recorded_xxh3_is_what_is_checked() {
+        let m = manifest_with_xxh3(b"onnx", b"{}");
+        let b = ModelBundle::from_bytes(m.as_bytes(), b"onnx".to_vec(), b"{}".to_vec()).unwrap();
+        assert!(b.manifest.files["model.onnx"].checks_xxh3());
+        let err =
+            ModelBundle::from_bytes(m.as_bytes(), b"onnY".to_vec(), b"{}".to_vec()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "model.onnx: xxh3-128 mismatch: manifest says {}, file has {}",
+                xxh3_128_hex(b"onnx"),
+                xxh3_128_hex(b"onnY")
+            )
+        );
+        // Digests known elsewhere: a sha256 (WebCrypto) is checked against the recorded
+        // sha256, an xxh3-128 against the recorded xxh3-128.
+        let with = |model: Digest| {
+            let tokenizer = Digest::Sha256(sha256_hex(b"{}"));
+            ModelBundle::from_bytes_with_digests(
+                m.as_bytes(),
+                b"onnx".to_vec(),
+                b"{}".to_vec(),
+                &[model, tokenizer],
+            )
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+        };
+        assert_eq!(with(Digest::Sha256(sha256_hex(b"onnx"))), Ok(()));
+        assert_eq!(with(Digest::Xxh3_128(xxh3_128_hex(b"onnx"))), Ok(()));
+        assert_eq!(
+            with(Digest::Xxh3_128(xxh3_128_hex(b"onnY"))),
+            Err(format!(
+                "model.onnx: xxh3-128 mismatch: manifest says {}, file has {}",
+                xxh3_128_hex(b"onnx"),
+                xxh3_128_hex(b"onnY")
+            ))
+        );
+        // A descriptor recording only sha256 cannot vouch for an xxh3-128.
+        let old = manifest_for(b"onnx", b"{}");
+        let err = ModelBundle::from_bytes_with_digests(
+            old.as_bytes(),
+            b"onnx".to_vec(),
+            b"{}".to_vec(),
+            &[
+                Digest::Xxh3_128(xxh3_128_hex(b"onnx")),
+                Digest::Sha256(sha256_hex(b"{}")),
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "model.onnx: xxh3-128 mismatch: manifest says none, file has {}",
+                xxh3_128_hex(b"onnx")
+            )
+        );
+    }
+
+    #[test]
+    fn recorded_digests_stand_in_for_verified_bytes() {
+        let with_both = FileEntry::of(b"bytes");
+        let sha_only = FileEntry {
+            xxh3_128: None,
+            ..with_both.clone()
+        };
+        assert_eq!(
+            with_both.recorded_digest_for(&with_both),
+            Digest::Xxh3_128(xxh3_128_hex(b"bytes"))
+        );
+        assert_eq!(
+            with_both.recorded_digest_for(&sha_only),
+            Digest::Sha256(sha256_hex(b"bytes"))
+        );
+        assert_eq!(
+            sha_only.recorded_digest_for(&with_both),
+            Digest::Sha256(sha256_hex(b"bytes"))
+        );
+        assert_eq!(
+            sha_only.digest_of(b"bytes"),
+            Digest::Sha256(sha256_hex(b"bytes"))
         );
     }
 
@@ -370,8 +546,13 @@ mod tests {
     #[test]
     fn digests_computed_elsewhere_are_checked_like_hashed_bytes() {
         let m = manifest_for(b"onnx", b"{}");
-        let digests = |model: &[u8]| [sha256_hex(model), sha256_hex(b"{}")];
-        let ok = ModelBundle::from_bytes_with_sha256(
+        let digests = |model: &[u8]| {
+            [
+                Digest::Sha256(sha256_hex(model)),
+                Digest::Sha256(sha256_hex(b"{}")),
+            ]
+        };
+        let ok = ModelBundle::from_bytes_with_digests(
             m.as_bytes(),
             b"onnx".to_vec(),
             b"{}".to_vec(),
@@ -380,7 +561,7 @@ mod tests {
         .unwrap();
         assert_eq!(ok.bundle_sha256, sha256_hex(m.as_bytes()));
         // A wrong digest is the same error as hashing the wrong bytes; size is checked first.
-        let wrong = ModelBundle::from_bytes_with_sha256(
+        let wrong = ModelBundle::from_bytes_with_digests(
             m.as_bytes(),
             b"onnx".to_vec(),
             b"{}".to_vec(),
@@ -390,7 +571,7 @@ mod tests {
         let hashed =
             ModelBundle::from_bytes(m.as_bytes(), b"onnY".to_vec(), b"{}".to_vec()).unwrap_err();
         assert_eq!(wrong.to_string(), hashed.to_string());
-        let short = ModelBundle::from_bytes_with_sha256(
+        let short = ModelBundle::from_bytes_with_digests(
             m.as_bytes(),
             b"on".to_vec(),
             b"{}".to_vec(),

@@ -958,7 +958,7 @@ fn widen_f16(bits: u16) -> f32 {
 #[cfg(not(target_arch = "wasm32"))]
 pub fn compile_bundle(dir: &std::path::Path) -> crate::Result<crate::bundle::FileEntry> {
     use crate::bundle::{
-        read_bundle_file, sha256_hex, BundleManifest, FileEntry, ModelBundle, COMPILED_MODEL_FILE,
+        read_bundle_file, BundleManifest, Digest, FileEntry, ModelBundle, COMPILED_MODEL_FILE,
         MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE,
     };
     use crate::error::Error;
@@ -966,7 +966,13 @@ pub fn compile_bundle(dir: &std::path::Path) -> crate::Result<crate::bundle::Fil
     let previous = BundleManifest::from_json(&read_bundle_file(dir, MANIFEST_FILE)?)?;
     let mut manifest = previous.clone();
     let onnx = read_bundle_file(dir, MODEL_FILE)?;
-    manifest.files[MODEL_FILE].verify(MODEL_FILE, &onnx)?;
+    let tokenizer = read_bundle_file(dir, TOKENIZER_FILE)?;
+    // Checked against what the descriptor recorded, then recorded with both digests (a
+    // descriptor written before dotfind recorded xxh3-128 gains it here).
+    for (file, bytes) in [(MODEL_FILE, &onnx), (TOKENIZER_FILE, &tokenizer)] {
+        previous.files[file].verify(file, bytes)?;
+        manifest.files.insert(file.into(), FileEntry::of(bytes));
+    }
     let mut graph = crate::encode::decluttered_graph(MODEL_FILE, &onnx)?;
     // tract-onnx's activation quantizer is not in the compiled op set; dotfind's drop-in is.
     crate::int8_graph::use_fast_dynamic_quantize(&mut graph);
@@ -978,10 +984,7 @@ pub fn compile_bundle(dir: &std::path::Path) -> crate::Result<crate::bundle::Fil
     read(&compiled)
         .and_then(|back| check_same_graph(&graph, &back))
         .map_err(invalid)?;
-    let entry = FileEntry {
-        sha256: sha256_hex(&compiled),
-        bytes: compiled.len() as u64,
-    };
+    let entry = FileEntry::of(&compiled);
     manifest
         .files
         .insert(COMPILED_MODEL_FILE.into(), entry.clone());
@@ -997,10 +1000,12 @@ pub fn compile_bundle(dir: &std::path::Path) -> crate::Result<crate::bundle::Fil
     // What browsers will load must load, as the bundle it will be: an encoder is built from
     // it here (inputs, output, hidden size checked), so a bad graph fails now, not on a
     // visitor's page, and nothing is written.
-    // The graph's digest is the one just computed from these bytes; the tokenizer is checked.
-    let tokenizer = read_bundle_file(dir, TOKENIZER_FILE)?;
-    let digests = [entry.sha256.clone(), sha256_hex(&tokenizer)];
-    let bundle = ModelBundle::from_bytes_with_sha256(&descriptor, compiled, tokenizer, &digests)?;
+    // The graph's digest is the one just computed from these bytes; the tokenizer was checked.
+    let digests = [
+        Digest::Sha256(entry.sha256.clone()),
+        Digest::Sha256(manifest.files[TOKENIZER_FILE].sha256.clone()),
+    ];
+    let bundle = ModelBundle::from_bytes_with_digests(&descriptor, compiled, tokenizer, &digests)?;
     crate::encode::Encoder::new(&bundle)?;
     // And as the browser plans it (dotfind's int8 kernels instead of tract's, one text per run).
     crate::encode::Encoder::with_plan(

@@ -30,9 +30,11 @@ pub enum Error {
 
     /// A file's bytes do not hash to what its manifest promised: a truncated or
     /// tampered download, or files from two different builds mixed together.
-    #[error("{file}: sha256 mismatch: manifest says {expected}, file has {actual}")]
+    /// `algorithm`: the digest compared, `sha256` or `xxh3-128`.
+    #[error("{file}: {algorithm} mismatch: manifest says {expected}, file has {actual}")]
     ChecksumMismatch {
         file: String,
+        algorithm: &'static str,
         expected: String,
         actual: String,
     },

@@ -193,13 +193,7 @@ impl FolderWriter {
             std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         }
         std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))?;
-        self.files.insert(
-            rel.to_string(),
-            FileEntry {
-                sha256: sha256_hex(bytes),
-                bytes: bytes.len() as u64,
-            },
-        );
+        self.files.insert(rel.to_string(), FileEntry::of(bytes));
         Ok(())
     }
 }

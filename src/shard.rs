@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::bundle::{FileEntry, Pooling, Similarity};
+use crate::bundle::{Digest, FileEntry, Pooling, Similarity};
 use crate::error::{Error, Result};
 use crate::score::{QuantizedQuery, RowSums};
 
@@ -657,10 +657,10 @@ impl IndexManifest {
         self.entry(file)?.verify(file, bytes)
     }
 
-    /// As [`IndexManifest::verify`], with the file's sha256 computed by the caller (see
-    /// [`crate::bundle::FileEntry::verify_sha256`]).
-    pub fn verify_sha256(&self, file: &str, len: usize, sha256: &str) -> Result<()> {
-        self.entry(file)?.verify_sha256(file, len, sha256)
+    /// As [`IndexManifest::verify`], with the file's digest the caller already has (see
+    /// [`crate::bundle::FileEntry::verify_digest`]).
+    pub fn verify_digest(&self, file: &str, len: usize, digest: &Digest) -> Result<()> {
+        self.entry(file)?.verify_digest(file, len, digest)
     }
 
     /// The size and sha256 recorded for `file`.

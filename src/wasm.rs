@@ -10,7 +10,7 @@ use js_sys::Float32Array;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
-use crate::bundle::ModelBundle;
+use crate::bundle::{BundleManifest, Digest, ModelBundle};
 use crate::encode::Encoder;
 use crate::search::{snippet, top_k, Hit, IndexVectors, SearchIndex};
 use crate::shard::{IndexManifest, PassageShard, VectorShard};
@@ -42,11 +42,12 @@ pub struct QueryEncoder {
 
 #[wasm_bindgen]
 impl QueryEncoder {
-    /// Verifies the bundle files (sha256, sizes, descriptor) and builds the tract plan.
+    /// Verifies the bundle files (sizes, checksums, descriptor) and builds the tract plan.
     /// `model`: the graph file the descriptor names — `model.graph` for a compiled
     /// bundle (see `modelFile` in encoder.js), else `model.onnx`.
     /// `model_sha256` and `tokenizer_sha256` (lower-case hex, both or neither): the files'
-    /// digests if JS already computed them (WebCrypto is far faster than hashing in wasm).
+    /// sha256 if JS computed them (WebCrypto hashes sha256 far faster than wasm), for a
+    /// descriptor that records no xxh3-128; otherwise the files are hashed here.
     #[wasm_bindgen(constructor)]
     pub fn new(
         manifest_json: &[u8],
@@ -56,9 +57,12 @@ impl QueryEncoder {
         tokenizer_sha256: Option<String>,
     ) -> Result<QueryEncoder, JsError> {
         let bundle = match (model_sha256, tokenizer_sha256) {
-            (Some(m), Some(t)) => {
-                ModelBundle::from_bytes_with_sha256(manifest_json, model, tokenizer_json, &[m, t])
-            }
+            (Some(m), Some(t)) => ModelBundle::from_bytes_with_digests(
+                manifest_json,
+                model,
+                tokenizer_json,
+                &[Digest::Sha256(m), Digest::Sha256(t)],
+            ),
             (None, None) => ModelBundle::from_bytes(manifest_json, model, tokenizer_json),
             _ => {
                 return Err(JsError::new(
@@ -131,7 +135,15 @@ impl IndexLoader {
             .manifest
             .files
             .iter()
-            .map(|(path, entry)| serde_json::json!({"path": path, "bytes": entry.bytes, "sha256": entry.sha256}))
+            .map(|(path, entry)| {
+                serde_json::json!({
+                    "path": path,
+                    "bytes": entry.bytes,
+                    "sha256": entry.sha256,
+                    // Present: addFile checks it (hashed here) and needs no sha256 from JS.
+                    "xxh3_128": entry.xxh3_128,
+                })
+            })
             .collect();
         list.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
             .map_err(|e| JsError::new(&e.to_string()))
@@ -145,14 +157,30 @@ impl IndexLoader {
     }
 
     /// The model's part files, in order: JS keeps a split model's parts to hash the whole
-    /// graph file (`model.graph`) with WebCrypto for [`IndexLoader::finish`].
+    /// graph file (`model.graph`) with WebCrypto for [`IndexLoader::finish`] when
+    /// [`IndexLoader::model_sha256_wanted`] says so.
     #[wasm_bindgen(getter, js_name = modelParts)]
     pub fn model_parts(&self) -> Vec<String> {
         self.manifest.model.model_parts.clone()
     }
 
-    /// Checks one file's size and sha256 and keeps it; `sha256` (lower-case hex): its digest
-    /// if JS already computed it (WebCrypto), else it is hashed here.
+    /// Whether [`IndexLoader::finish`] wants the whole graph file's sha256 from JS: only for
+    /// a split model whose descriptor (added by then) records no xxh3-128 for it.
+    #[wasm_bindgen(getter, js_name = modelSha256Wanted)]
+    pub fn model_sha256_wanted(&self) -> bool {
+        let m = &self.manifest.model;
+        let descriptor = format!("{}{}", m.path, crate::bundle::MANIFEST_FILE);
+        let checks_xxh3 = self
+            .files
+            .get(&descriptor)
+            .and_then(|bytes| BundleManifest::from_json(bytes).ok())
+            .and_then(|d| d.files.get(d.model_file()).map(|e| e.checks_xxh3()));
+        m.model_parts.len() > 1 && checks_xxh3 != Some(true)
+    }
+
+    /// Checks one file's size and checksum and keeps it; `sha256` (lower-case hex): its
+    /// sha256 if JS computed it (WebCrypto) because `fileList` showed no `xxh3_128` for it;
+    /// otherwise it is hashed here.
     #[wasm_bindgen(js_name = addFile)]
     pub fn add_file(
         &mut self,
@@ -161,7 +189,9 @@ impl IndexLoader {
         sha256: Option<String>,
     ) -> Result<(), JsError> {
         match sha256 {
-            Some(digest) => self.manifest.verify_sha256(path, bytes.len(), &digest),
+            Some(digest) => self
+                .manifest
+                .verify_digest(path, bytes.len(), &Digest::Sha256(digest)),
             None => self.manifest.verify(path, &bytes),
         }
         .map_err(js_error)?;
@@ -171,8 +201,8 @@ impl IndexLoader {
 
     /// Parses the shards, loads the model the index was built with, and checks they agree.
     /// `model_sha256`: the sha256 of the whole graph file (its parts concatenated) if JS
-    /// computed it; a one-part model's is already known from `addFile`, and otherwise the
-    /// model is hashed here.
+    /// computed it (see [`IndexLoader::model_sha256_wanted`]); a one-part model's digests are
+    /// already known from `addFile`, and otherwise the model is hashed here.
     pub fn finish(mut self, model_sha256: Option<String>) -> Result<SearchEngine, JsError> {
         let mut take = |path: &str| {
             self.files.remove(path).ok_or_else(|| {
@@ -190,20 +220,27 @@ impl IndexLoader {
         }
         // Every file was verified against manifest.json by `addFile`, so the digests it
         // records are the bytes' own: the descriptor's are checked against those, not rehashed.
-        let recorded = |file: &str| -> Result<String, JsError> {
-            Ok(self.manifest.entry(file).map_err(js_error)?.sha256.clone())
+        let bundle_manifest = BundleManifest::from_json(&descriptor).map_err(js_error)?;
+        // Both entries exist: `from_json` requires the tokenizer's, `model_file` names a
+        // recorded file.
+        let model_entry = &bundle_manifest.files[bundle_manifest.model_file()];
+        let tokenizer_entry = &bundle_manifest.files[crate::bundle::TOKENIZER_FILE];
+        let recorded = |file: &str, descriptor_entry: &crate::bundle::FileEntry| {
+            let entry = self.manifest.entry(file).map_err(js_error)?;
+            Ok::<_, JsError>(entry.recorded_digest_for(descriptor_entry))
         };
-        let model_sha256 = match (model_sha256, m.model_parts.as_slice()) {
-            (Some(digest), _) => digest,
-            (None, [single]) => recorded(single)?,
-            (None, _) => crate::bundle::sha256_hex(&model),
+        let model_digest = match (model_sha256, m.model_parts.as_slice()) {
+            (Some(digest), _) => Digest::Sha256(digest),
+            (None, [single]) => recorded(single, model_entry)?,
+            (None, _) => model_entry.digest_of(&model),
         };
-        let tokenizer_sha256 = recorded(&format!("{}{}", m.path, crate::bundle::TOKENIZER_FILE))?;
-        let bundle = ModelBundle::from_bytes_with_sha256(
+        let tokenizer_file = format!("{}{}", m.path, crate::bundle::TOKENIZER_FILE);
+        let tokenizer_digest = recorded(&tokenizer_file, tokenizer_entry)?;
+        let bundle = ModelBundle::from_bytes_with_digests(
             &descriptor,
             model,
             tokenizer,
-            &[model_sha256, tokenizer_sha256],
+            &[model_digest, tokenizer_digest],
         )
         .map_err(js_error)?;
         self.manifest.check_bundle(&bundle).map_err(js_error)?;

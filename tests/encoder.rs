@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::{bundle, int8_floor, own_reference, shared_reference, Reference};
+use dotfind::bundle::{xxh3_128_hex, FileEntry};
 use dotfind::encode::cosine;
 use dotfind::tokenize::TextTokenizer;
 use dotfind::{Encoder, ModelBundle, Pooling, Similarity};
@@ -171,11 +172,17 @@ fn decluttered_graph(kind: &str, file: &str) -> tract_onnx::prelude::TypedModel 
 
 /// The prepared bundle as it was before `dotfind compile`: its descriptor without
 /// `model.graph`, so it loads `model.onnx`.
+/// The bundle as `tools/prepare_model.py` writes it, before `dotfind compile`: no
+/// `model.graph`, and sha256 the only checksum recorded.
 fn onnx_only_bundle(kind: &str) -> ModelBundle {
     let dir = bundle(kind);
     let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
     let mut m: serde_json::Value = serde_json::from_slice(&read("dotfind-model.json")).unwrap();
-    m["files"].as_object_mut().unwrap().remove("model.graph");
+    let files = m["files"].as_object_mut().unwrap();
+    files.remove("model.graph");
+    for entry in files.values_mut() {
+        entry.as_object_mut().unwrap().remove("xxh3_128");
+    }
     let json = serde_json::to_vec(&m).unwrap();
     ModelBundle::from_bytes(&json, read("model.onnx"), read("tokenizer.json")).unwrap()
 }
@@ -236,9 +243,15 @@ fn compiling_is_deterministic_and_recorded_in_the_descriptor() {
     assert_eq!(entry, prepared.files["model.graph"]);
     let after = ModelBundle::open(dir.path()).unwrap();
     assert_eq!(after.manifest.model_file(), "model.graph");
+    // Every file is recorded with both checksums; the sha256 already recorded is kept.
+    assert_eq!(before.manifest.files["model.onnx"].xxh3_128, None);
+    for file in ["model.onnx", "model.graph", "tokenizer.json"] {
+        let bytes = std::fs::read(dir.path().join(file)).unwrap();
+        assert_eq!(after.manifest.files[file], FileEntry::of(&bytes), "{file}");
+    }
     assert_eq!(
-        after.manifest.files["model.onnx"],
-        before.manifest.files["model.onnx"]
+        after.manifest.files["model.onnx"].sha256,
+        before.manifest.files["model.onnx"].sha256
     );
     assert_ne!(after.bundle_sha256, before.bundle_sha256);
     // Compiling again changes nothing.
@@ -444,8 +457,7 @@ fn replace_consistently(
     std::fs::write(dir.join(file), bytes).unwrap();
     let path = dir.join("dotfind-model.json");
     let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    m["files"][file] =
-        serde_json::json!({"sha256": dotfind::bundle::sha256_hex(bytes), "bytes": bytes.len()});
+    m["files"][file] = serde_json::to_value(FileEntry::of(bytes)).unwrap();
     edit(&mut m);
     std::fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
 }
@@ -470,6 +482,8 @@ fn missing_file_is_named() {
     );
 }
 
+/// A descriptor recording only sha256 (written before dotfind recorded xxh3-128) is checked
+/// by sha256.
 #[test]
 fn tampered_model_is_a_checksum_error() {
     let dir = scratch_bundle();
@@ -537,14 +551,15 @@ fn damaged_compiled_graphs_get_named_errors() {
     let dir = compiled_scratch_bundle();
     let path = dir.path().join("model.graph");
     let mut bytes = std::fs::read(&path).unwrap();
-    let expected = dotfind::bundle::sha256_hex(&bytes);
+    // Compiled descriptors record xxh3-128 too, and that is what is checked.
+    let expected = xxh3_128_hex(&bytes);
     bytes[1000] ^= 0x55;
     std::fs::write(&path, &bytes).unwrap();
     assert_eq!(
         load_error(dir.path()),
         format!(
-            "model.graph: sha256 mismatch: manifest says {expected}, file has {}",
-            dotfind::bundle::sha256_hex(&bytes)
+            "model.graph: xxh3-128 mismatch: manifest says {expected}, file has {}",
+            xxh3_128_hex(&bytes)
         )
     );
     // Right checksum, wrong content: model.onnx renamed, and a text file.

@@ -573,6 +573,17 @@ fn refuses_to_replace_a_folder_that_is_not_an_index() {
 #[test]
 fn damaged_index_files_are_reported() {
     let (_d, dir) = index_of(&fixture("corpus.jsonl"), VectorEncoding::Int8);
+    // Every file is recorded with its size and both checksums (xxh3-128 is the one checked).
+    let files = open_index_files(&dir).unwrap().manifest.files;
+    assert!(
+        files.keys().any(|f| f.starts_with("model/model.graph")),
+        "{:?}",
+        files.keys()
+    );
+    for (path, entry) in &files {
+        let bytes = std::fs::read(dir.join(path)).unwrap();
+        assert_eq!(*entry, dotfind::bundle::FileEntry::of(&bytes), "{path}");
+    }
     let shard = dir.join("vectors-000.bin");
     let bytes = std::fs::read(&shard).unwrap();
     std::fs::write(&shard, &bytes[..bytes.len() - 5]).unwrap();
@@ -590,7 +601,7 @@ fn damaged_index_files_are_reported() {
     assert!(open_index(&dir)
         .unwrap_err()
         .to_string()
-        .starts_with("vectors-000.bin: sha256 mismatch: manifest says "));
+        .starts_with("vectors-000.bin: xxh3-128 mismatch: manifest says "));
     std::fs::write(&shard, &bytes).unwrap();
     assert!(open_index(&dir).is_ok());
 

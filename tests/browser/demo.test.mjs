@@ -203,22 +203,81 @@ function flipLastByte(file) {
   return bytes;
 }
 
-test('model parts that do not add up to the model the index names are a sha256 error', async () => {
+const sha256 = (bytes) => crypto.createHash('sha256').update(bytes).digest('hex');
+
+/** Turns the copied demo index in `site` into one written before dotfind recorded xxh3-128:
+ * sha256 only, in manifest.json and in the bundle descriptor (whose new sha256 the index pins). */
+function asSha256OnlyIndex(site) {
+  const root = path.join(site, 'dotfind-index');
+  const manifestPath = path.join(root, 'manifest.json');
+  const manifest = JSON.parse(fs.readFileSync(manifestPath, 'utf8'));
+  const descriptorPath = path.join(root, 'model/dotfind-model.json');
+  const descriptor = JSON.parse(fs.readFileSync(descriptorPath, 'utf8'));
+  Object.values(descriptor.files).forEach((entry) => delete entry.xxh3_128);
+  const bytes = Buffer.from(JSON.stringify(descriptor));
+  fs.writeFileSync(descriptorPath, bytes);
+  manifest.files['model/dotfind-model.json'] = { sha256: sha256(bytes), bytes: bytes.length };
+  manifest.model.bundle_sha256 = sha256(bytes);
+  Object.values(manifest.files).forEach((entry) => delete entry.xxh3_128);
+  fs.writeFileSync(manifestPath, JSON.stringify(manifest));
+  return manifest;
+}
+
+/** Flips the last byte of the demo model's last part, recording the part's new sha256 (and no
+ * xxh3-128): each part passes its check, the whole model must not. */
+function damageLastModelPart(site, manifest) {
+  const parts = manifest.model.model_parts;
+  assert.ok(parts.length > 1, `the demo's query model is split into parts (${parts})`);
+  const bytes = flipLastByte(path.join(site, 'dotfind-index', parts.at(-1)));
+  manifest.files[parts.at(-1)] = { sha256: sha256(bytes), bytes: bytes.length };
+  fs.writeFileSync(path.join(site, 'dotfind-index/manifest.json'), JSON.stringify(manifest));
+}
+
+test('model parts that do not add up to the model the index names are a checksum error', async () => {
   // A manifest whose checksums match its files, but whose model parts are not the bundle
-  // descriptor's model.graph (a hand-assembled folder): each part passes, the whole must not.
+  // descriptor's model.graph (a hand-assembled folder): each part passes, the whole must not,
+  // by the descriptor's xxh3-128 (hashed in wasm).
   const status = await loadDamagedSite((site) => {
     const manifestPath = path.join(site, 'dotfind-index/manifest.json');
-    const manifest = JSON.parse(fs.readFileSync(manifestPath, 'utf8'));
-    const parts = manifest.model.model_parts;
-    assert.ok(parts.length > 1, `the demo's query model is split into parts (${parts})`);
-    const bytes = flipLastByte(path.join(site, 'dotfind-index', parts.at(-1)));
-    manifest.files[parts.at(-1)].sha256 = crypto.createHash('sha256').update(bytes).digest('hex');
-    fs.writeFileSync(manifestPath, JSON.stringify(manifest));
+    damageLastModelPart(site, JSON.parse(fs.readFileSync(manifestPath, 'utf8')));
   });
-  assert.match(status, /^Could not load the search index: model\.graph: sha256 mismatch: manifest says [0-9a-f]{64}, file has [0-9a-f]{64}$/);
+  assert.match(status, /^Could not load the search index: model\.graph: xxh3-128 mismatch: manifest says [0-9a-f]{32}, file has [0-9a-f]{32}$/);
+  // An index from before xxh3-128: by sha256 (WebCrypto over the parts).
+  const before = await loadDamagedSite((site) => damageLastModelPart(site, asSha256OnlyIndex(site)));
+  assert.match(before, /^Could not load the search index: model\.graph: sha256 mismatch: manifest says [0-9a-f]{64}, file has [0-9a-f]{64}$/);
 });
 
-test('a tampered shard on the server surfaces as a sha256 error in the page', async () => {
+test('an index from before xxh3-128 (sha256 only) still loads and searches', async () => {
+  const site = fs.mkdtempSync(path.join(os.tmpdir(), 'dotfind-site-'));
+  fs.cpSync(SITE, site, { recursive: true });
+  asSha256OnlyIndex(site);
+  const { server: s2, url: url2 } = await startServer({ root: site });
+  const fresh = await browser.newContext();
+  try {
+    const p = await fresh.newPage();
+    await p.goto(url2);
+    await p.waitForSelector('#q:not([disabled])', { timeout: 120_000 });
+    const hits = await p.evaluate(async () => {
+      const { Dotfind } = await import('/dotfind/dotfind.js');
+      const engine = await Dotfind.load('/dotfind-index/', { cache: false });
+      const found = await engine.search('how do I store key value pairs', { k: 3 });
+      engine.terminate();
+      return found.map((r) => r.url);
+    });
+    assert.match(hits[0], /ch08-03-hash-maps\.html/);
+  } finally {
+    await fresh.close();
+    s2.close();
+    fs.rmSync(site, { recursive: true, force: true });
+  }
+});
+
+test('a tampered shard on the server surfaces as a checksum error in the page', async () => {
   const status = await loadDamagedSite((site) => flipLastByte(path.join(site, 'dotfind-index/vectors-000.bin')));
-  assert.match(status, /^Could not load the search index: vectors-000\.bin: sha256 mismatch: manifest says [0-9a-f]{64}, file has [0-9a-f]{64}$/);
+  assert.match(status, /^Could not load the search index: vectors-000\.bin: xxh3-128 mismatch: manifest says [0-9a-f]{32}, file has [0-9a-f]{32}$/);
+  const before = await loadDamagedSite((site) => {
+    asSha256OnlyIndex(site);
+    flipLastByte(path.join(site, 'dotfind-index/vectors-000.bin'));
+  });
+  assert.match(before, /^Could not load the search index: vectors-000\.bin: sha256 mismatch: manifest says [0-9a-f]{64}, file has [0-9a-f]{64}$/);
 });

@@ -17,7 +17,10 @@ function sha256(bytes) {
   return crypto.createHash('sha256').update(bytes).digest('hex');
 }
 
-/** A copy of the int8 bundle (compiled: it loads model.graph) with one file replaced and its checksum updated. */
+/**
+ * A copy of the int8 bundle (compiled: it loads model.graph) with one file replaced and its
+ * checksum updated (sha256 only, as descriptors recorded before xxh3-128: checked by sha256).
+ */
 function badBundle(name, { file, bytes, edit = () => {}, keepChecksum = false, remove = false }) {
   const dir = path.join(scratch, name);
   fs.mkdirSync(dir);
@@ -50,6 +53,10 @@ before(async () => {
   // A bundle never compiled: its descriptor names only model.onnx.
   badBundle('uncompiled', { file: 'model.graph', remove: true, edit: (m) => delete m.files['model.graph'] });
   badBundle('empty-tokenizer', { file: 'tokenizer.json', bytes: Buffer.alloc(0) });
+  // Descriptors written before dotfind recorded xxh3-128: checked by sha256.
+  const sha256Only = (m) => Object.values(m.files).forEach((entry) => delete entry.xxh3_128);
+  badBundle('sha256-only', { edit: sha256Only });
+  badBundle('tampered-sha256-only', { file: 'model.graph', bytes: tampered, keepChecksum: true, edit: sha256Only });
 
   ({ server, url: baseUrl } = await startServer({
     root: repoRoot,
@@ -178,10 +185,17 @@ test('bad bundles reject with Errors that name the file and problem', async () =
     isError: true,
     message: `model bundle ${base}missing/: missing file tokenizer.json (HTTP 404)`,
   });
-  assert.deepEqual(await err('/bad/tampered/'), {
+  // The descriptor records xxh3-128 (`dotfind compile` does): checked in wasm. The exact digests
+  // are checked natively (tests/encoder.rs); here the message's form and the recorded one.
+  const recorded = readJson(path.join(MODEL, 'int8', 'dotfind-model.json')).files['model.graph'];
+  const xxh3Mismatch = new RegExp(`^model\\.graph: xxh3-128 mismatch: manifest says ${recorded.xxh3_128}, file has (?!${recorded.xxh3_128})[0-9a-f]{32}$`);
+  assert.match((await err('/bad/tampered/')).message, xxh3Mismatch);
+  // Without xxh3-128 recorded, by sha256 (WebCrypto).
+  assert.deepEqual(await err('/bad/tampered-sha256-only/'), {
     isError: true,
     message: `model.graph: sha256 mismatch: manifest says ${sha256(model)}, file has ${sha256(tampered)}`,
   });
+  assert.equal(await err('/bad/sha256-only/'), null);
   assert.deepEqual(await err('/bad/dims/'), {
     isError: true,
     message: 'model mismatch: model.graph outputs vectors of 384 dimensions, dotfind-model.json says hidden_size 768',
@@ -213,7 +227,13 @@ test('without WebCrypto digests the wasm core hashes the bundle itself', async (
   const check = (bundle) => page.evaluate((b) => window.harness.withoutWebCrypto(b), bundle);
   const both = { isError: true, message: 'QueryEncoder: pass both model_sha256 and tokenizer_sha256, or neither' };
   assert.deepEqual(await check('/model-int8/'), { plain: null, oneDigest: both });
-  assert.deepEqual(await check('/bad/tampered/'), {
+  const { plain, oneDigest } = await check('/bad/tampered/');
+  assert.deepEqual(oneDigest, both);
+  assert.equal(plain.isError, true);
+  assert.match(plain.message, /^model\.graph: xxh3-128 mismatch: manifest says [0-9a-f]{32}, file has [0-9a-f]{32}$/);
+  // A descriptor recording sha256 only: hashed by the wasm core's sha256.
+  assert.deepEqual(await check('/bad/sha256-only/'), { plain: null, oneDigest: both });
+  assert.deepEqual(await check('/bad/tampered-sha256-only/'), {
     plain: { isError: true, message: `model.graph: sha256 mismatch: manifest says ${sha256(model)}, file has ${sha256(tampered)}` },
     oneDigest: both,
   });
