@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use tract_core::internal::*;
 
-use crate::int8_linear::{Int8Linear, PackedWeights};
+use crate::int8_linear::{Int8Linear, PackedWeights, WeightScales};
 
 /// Optimizes a decluttered graph for running (tract's codegen), with every rewrite of this
 /// module. `own_int8_matmul`: run int8 MatMuls with [`Int8Linear`] (dotfind's kernel, faster
@@ -225,11 +225,13 @@ pub fn fuse_dequantize_tails(model: &mut TypedModel, own_int8_matmul: bool) -> T
                 zero_point,
                 weights,
                 scale,
+                weight_scales,
                 bias,
             } => (
                 add,
                 Box::new(Int8Linear {
                     weights: Arc::new(weights),
+                    weight_scales: weight_scales.map(Arc::new),
                 }),
                 tvec![tap(x)?, tap(zero_point)?, tap(scale)?, tap(bias)?],
             ),
@@ -252,13 +254,16 @@ enum Tail {
         scale: OutletId,
         bias: OutletId,
     },
-    /// The same, with `acc` a `MatMulInteger(x, weights)` whose zero point is `zero_point`.
+    /// The same, with `acc` a `MatMulInteger(x, weights)` whose zero point is `zero_point`;
+    /// with `weight_scales` when `scale` was `Mul(activation scale, weight_scales)`, and is
+    /// now that activation scale (see [`activation_times_weight_scales`]).
     Linear {
         add: usize,
         x: OutletId,
         zero_point: OutletId,
         weights: PackedWeights,
         scale: OutletId,
+        weight_scales: Option<WeightScales>,
         bias: OutletId,
     },
 }
@@ -329,6 +334,55 @@ fn int8_matmul(
     Ok(Some((packed, [node.inputs[0], node.inputs[3]])))
 }
 
+/// When `scale` (read by nothing else) is `Mul(s, w)` of a scalar `s` and a constant vector
+/// `w` of `width` weight scales — how `quantize_dynamic` scales a MatMul's output; tract
+/// wires each through unit axes it adds to match ranks — returns `s` (before its added axes)
+/// and `w`. Folded into [`Int8Linear`], the `Mul` and its axis ops leave the graph, which
+/// spares tract's optimizer several rewrites per MatMul at every start-up.
+fn activation_times_weight_scales(
+    model: &TypedModel,
+    scale: OutletId,
+    width: usize,
+) -> TractResult<Option<(OutletId, WeightScales)>> {
+    use tract_core::ops::binary::TypedBinOp;
+    // Back through unit axes added to `outlet`, as long as nothing else reads them.
+    let before_added_axes = |mut outlet: OutletId| loop {
+        let node = model.node(outlet.node);
+        let added = matches!(node.op_as::<AxisOp>(), Some(AxisOp::Add(_)));
+        if !added || node.outputs[outlet.slot].successors.len() != 1 {
+            return outlet;
+        }
+        outlet = node.inputs[0];
+    };
+    let scale = before_added_axes(scale);
+    let node = model.node(scale.node);
+    let is_mul = node
+        .op_as::<TypedBinOp>()
+        .is_some_and(|op| op.0.name() == "Mul");
+    if !is_mul || node.inputs.len() != 2 || node.outputs[scale.slot].successors.len() != 1 {
+        return Ok(None);
+    }
+    let facts = model.node_input_facts(node.id)?;
+    for (s, w) in [(0, 1), (1, 0)] {
+        let scalar = facts[s].datum_type == f32::datum_type()
+            && facts[s].shape.volume() == 1.into()
+            && facts[s].konst.is_none();
+        let Some(weights) = &facts[w].konst else {
+            continue;
+        };
+        if scalar
+            && weights.datum_type() == f32::datum_type()
+            && weights.len() == width
+            && weights.shape().last() == Some(&width)
+        {
+            let values = weights.try_as_plain_ram()?.as_slice::<f32>()?.to_vec();
+            let activations = before_added_axes(node.inputs[s]);
+            return Ok(Some((activations, WeightScales(values))));
+        }
+    }
+    Ok(None)
+}
+
 /// Every fusable tail, in evaluation order.
 fn dequantize_tails(model: &TypedModel, own_int8_matmul: bool) -> TractResult<Vec<Tail>> {
     use tract_core::ops::{binary::TypedBinOp, cast::Cast};
@@ -385,12 +439,18 @@ fn dequantize_tails(model: &TypedModel, own_int8_matmul: bool) -> TractResult<Ve
             if own_int8_matmul {
                 if let Some((weights, [x, zero_point])) = int8_matmul(model, acc)? {
                     if weights.n() == width {
+                        let (scale, weight_scales) =
+                            match activation_times_weight_scales(model, scale, width)? {
+                                Some((activations, weights)) => (activations, Some(weights)),
+                                None => (scale, None),
+                            };
                         tails.push(Tail::Linear {
                             add,
                             x,
                             zero_point,
                             weights,
                             scale,
+                            weight_scales,
                             bias,
                         });
                         continue;

@@ -802,9 +802,34 @@ fn micro_kernel(rows: &[i16], pair_blocks: &[i8], kp: usize) -> [[i32; COLS]; RO
 /// `y = f32(Σ (x − zero_point) · w) · scale + bias`: ONNX DynamicQuantizeLinear's output
 /// through MatMulInteger → Cast → Mul(scale) → Add(bias), as one op. Inputs: `x` (u8,
 /// `[.., k]`), its zero point (u8 scalar), `scale` and `bias` (f32, one per output column).
+/// With `weight_scales`, the `scale` input is the activations' (a scalar) and each column's
+/// is `scale · weight_scales[n]`: the `Mul` that `quantize_dynamic` wires for it, folded in.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub struct Int8Linear {
     pub weights: Arc<PackedWeights>,
+    pub weight_scales: Option<Arc<WeightScales>>,
+}
+
+/// Per-output-column weight scales, compared and hashed bit for bit (as tract compares
+/// constants), so ops holding them stay `Eq` and `Hash`.
+#[derive(Clone, Debug)]
+pub struct WeightScales(pub Vec<f32>);
+
+impl PartialEq for WeightScales {
+    fn eq(&self, other: &Self) -> bool {
+        self.0
+            .iter()
+            .map(|s| s.to_bits())
+            .eq(other.0.iter().map(|s| s.to_bits()))
+    }
+}
+
+impl Eq for WeightScales {}
+
+impl std::hash::Hash for WeightScales {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.iter().for_each(|s| s.to_bits().hash(state));
+    }
 }
 
 impl Op for Int8Linear {
@@ -822,7 +847,15 @@ impl EvalOp for Int8Linear {
         let (x, zero_point, scale, bias) = (&inputs[0], &inputs[1], &inputs[2], &inputs[3]);
         let xs = x.try_as_plain_ram()?.as_slice::<u8>()?;
         let zero_point = zero_point.cast_to_scalar::<i32>()?;
-        let scale = scale.try_as_plain_ram()?.as_slice::<f32>()?;
+        let column_scales: Vec<f32>;
+        let scale = match &self.weight_scales {
+            Some(weight_scales) => {
+                let activations = scale.cast_to_scalar::<f32>()?;
+                column_scales = weight_scales.0.iter().map(|&w| activations * w).collect();
+                &column_scales[..]
+            }
+            None => scale.try_as_plain_ram()?.as_slice::<f32>()?,
+        };
         let bias = bias.try_as_plain_ram()?.as_slice::<f32>()?;
         let n = self.weights.n;
         ensure!(

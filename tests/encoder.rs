@@ -282,11 +282,38 @@ fn int8_rewrites_apply_to_every_quantized_matmul() {
             (true, "model.graph"),
         ] {
             let mut graph = decluttered_graph(kind, file);
+            let ops = |g: &tract_core::prelude::TypedModel, name: &str| {
+                g.nodes().iter().filter(|n| n.op.name() == name).count()
+            };
+            let (muls, einsums) = (ops(&graph, "Mul"), ops(&graph, "EinSum"));
             assert_eq!(
                 fuse_dequantize_tails(&mut graph, own_kernel).unwrap(),
                 int8_matmuls,
                 "{kind} {file}: dequantization tails fused (own kernel: {own_kernel})"
             );
+            // Each tail's Cast → Mul → Add and MatMulInteger become one op; with our kernel the
+            // Mul computing the column scales (activation scale · weight scales) goes too.
+            // Each tail's Cast → Mul → Add becomes one op; with our kernel the MatMulInteger
+            // too, and the Mul computing the column scales (activation · weight scales) and the
+            // unit axes tract adds around it are folded in.
+            assert_eq!(
+                (muls - ops(&graph, "Mul"), einsums - ops(&graph, "EinSum")),
+                if own_kernel {
+                    (2 * int8_matmuls, int8_matmuls)
+                } else {
+                    (int8_matmuls, 0)
+                },
+                "{kind} {file}: Muls and MatMuls fused (own kernel: {own_kernel})"
+            );
+            if own_kernel {
+                let scale_nodes: Vec<_> = graph
+                    .nodes()
+                    .iter()
+                    .filter(|n| n.name.contains("quant_output_scale_mul"))
+                    .map(|n| &n.name)
+                    .collect();
+                assert!(scale_nodes.is_empty(), "{kind} {file}: {scale_nodes:?}");
+            }
             let own_ops: Vec<_> = graph
                 .nodes()
                 .iter()
@@ -305,6 +332,10 @@ fn int8_rewrites_apply_to_every_quantized_matmul() {
                 seven_bit_ops,
                 if own_kernel { seven_bit } else { 0 },
                 "{kind} {file}: 7-bit weights"
+            );
+            assert!(
+                own_ops.iter().all(|op| op.weight_scales.is_some()),
+                "{kind} {file}: weight scales folded"
             );
             graph.optimize().unwrap();
             // tract's MatMuls: two zero terms each (b0·ΣA and a0·b0·k); none with our kernel.
