@@ -170,8 +170,6 @@ fn decluttered_graph(kind: &str, file: &str) -> tract_onnx::prelude::TypedModel 
     dotfind::encode::decluttered_graph(file, &bytes).unwrap()
 }
 
-/// The prepared bundle as it was before `dotfind compile`: its descriptor without
-/// `model.graph`, so it loads `model.onnx`.
 /// The bundle as `tools/prepare_model.py` writes it, before `dotfind compile`: no
 /// `model.graph`, and sha256 the only checksum recorded.
 fn onnx_only_bundle(kind: &str) -> ModelBundle {
