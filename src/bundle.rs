@@ -184,12 +184,15 @@ impl FileEntry {
         }
     }
 
-    /// The digest recorded here that [`FileEntry::verify`] would compare with `other`, for
-    /// bytes already verified against this entry (so this entry's digests are theirs).
-    pub fn recorded_digest_for(&self, other: &FileEntry) -> Digest {
-        match (&self.xxh3_128, other.checks_xxh3()) {
-            (Some(xxh3), true) => Digest::Xxh3_128(xxh3.clone()),
-            _ => Digest::Sha256(self.sha256.clone()),
+    /// As [`FileEntry::digest_of`], reusing `known` (a digest already computed from `bytes`)
+    /// when it is the kind this entry checks, e.g. for a file already verified against another
+    /// manifest: only a digest computed from the bytes is ever compared, never one a manifest
+    /// recorded.
+    pub fn digest_using(&self, known: &Digest, bytes: &[u8]) -> Digest {
+        match known {
+            Digest::Xxh3_128(_) if self.checks_xxh3() => known.clone(),
+            Digest::Sha256(_) if !self.checks_xxh3() => known.clone(),
+            _ => self.digest_of(bytes),
         }
     }
 
@@ -496,28 +499,22 @@ mod tests {
     }
 
     #[test]
-    fn recorded_digests_stand_in_for_verified_bytes() {
+    fn known_digests_are_reused_only_when_of_the_kind_checked() {
         let with_both = FileEntry::of(b"bytes");
         let sha_only = FileEntry {
             xxh3_128: None,
             ..with_both.clone()
         };
-        assert_eq!(
-            with_both.recorded_digest_for(&with_both),
-            Digest::Xxh3_128(xxh3_128_hex(b"bytes"))
-        );
-        assert_eq!(
-            with_both.recorded_digest_for(&sha_only),
-            Digest::Sha256(sha256_hex(b"bytes"))
-        );
-        assert_eq!(
-            sha_only.recorded_digest_for(&with_both),
-            Digest::Sha256(sha256_hex(b"bytes"))
-        );
-        assert_eq!(
-            sha_only.digest_of(b"bytes"),
-            Digest::Sha256(sha256_hex(b"bytes"))
-        );
+        let xxh3 = Digest::Xxh3_128(xxh3_128_hex(b"bytes"));
+        let sha = Digest::Sha256(sha256_hex(b"bytes"));
+        // Reused as is (a deliberately wrong one shows it was not recomputed) …
+        let stale = Digest::Xxh3_128("0".repeat(32));
+        assert_eq!(with_both.digest_using(&stale, b"bytes"), stale);
+        assert_eq!(sha_only.digest_using(&sha, b"bytes"), sha);
+        // … or computed from the bytes when of the other kind.
+        assert_eq!(with_both.digest_using(&sha, b"bytes"), xxh3);
+        assert_eq!(sha_only.digest_using(&xxh3, b"bytes"), sha);
+        assert_eq!(sha_only.digest_of(b"bytes"), sha);
     }
 
     #[test]

@@ -22,7 +22,7 @@ fn read(dir: &Path, rel: &str) -> Result<Vec<u8>> {
     std::fs::read(&path).map_err(|e| Error::io(path, e))
 }
 
-/// Reads `manifest.json` and every shard, checking sizes and sha256 before parsing.
+/// Reads `manifest.json` and every shard, checking sizes and checksums before parsing.
 pub fn open_index_files(dir: &Path) -> Result<IndexFiles> {
     let manifest = IndexManifest::from_json(&read(dir, INDEX_MANIFEST)?)?;
     let mut shards = Vec::with_capacity(manifest.shards.len());

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::bundle::{Digest, FileEntry, Pooling, Similarity};
+use crate::bundle::{FileEntry, Pooling, Similarity};
 use crate::error::{Error, Result};
 use crate::score::{QuantizedQuery, RowSums};
 
@@ -593,7 +593,7 @@ pub struct IndexManifest {
     pub passage_count: usize,
     pub document_count: usize,
     pub shards: Vec<ShardEntry>,
-    /// Every other file of the index, relative path → size and sha256.
+    /// Every other file of the index, relative path → size and checksums.
     pub files: BTreeMap<String, FileEntry>,
 }
 
@@ -657,13 +657,7 @@ impl IndexManifest {
         self.entry(file)?.verify(file, bytes)
     }
 
-    /// As [`IndexManifest::verify`], with the file's digest the caller already has (see
-    /// [`crate::bundle::FileEntry::verify_digest`]).
-    pub fn verify_digest(&self, file: &str, len: usize, digest: &Digest) -> Result<()> {
-        self.entry(file)?.verify_digest(file, len, digest)
-    }
-
-    /// The size and sha256 recorded for `file`.
+    /// The size and checksums recorded for `file`.
     pub fn entry(&self, file: &str) -> Result<&crate::bundle::FileEntry> {
         self.files.get(file).ok_or_else(|| Error::InvalidManifest {
             file: INDEX_MANIFEST.into(),

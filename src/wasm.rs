@@ -115,7 +115,8 @@ impl QueryEncoder {
 #[wasm_bindgen]
 pub struct IndexLoader {
     manifest: IndexManifest,
-    files: HashMap<String, Vec<u8>>,
+    /// Each verified file's bytes and the digest `addFile` checked them by.
+    files: HashMap<String, (Vec<u8>, Digest)>,
 }
 
 #[wasm_bindgen]
@@ -128,7 +129,8 @@ impl IndexLoader {
         })
     }
 
-    /// Every file to fetch, as `[{path, bytes}]`, model first (largest, most useful to stream).
+    /// Every file to fetch, as `[{path, bytes, sha256, xxh3_128}]` (`xxh3_128` null when the
+    /// manifest records none: then JS hashes sha256 for `addFile`).
     #[wasm_bindgen(js_name = fileList)]
     pub fn file_list(&self) -> Result<JsValue, JsError> {
         let list: Vec<serde_json::Value> = self
@@ -173,7 +175,7 @@ impl IndexLoader {
         let checks_xxh3 = self
             .files
             .get(&descriptor)
-            .and_then(|bytes| BundleManifest::from_json(bytes).ok())
+            .and_then(|(bytes, _)| BundleManifest::from_json(bytes).ok())
             .and_then(|d| d.files.get(d.model_file()).map(|e| e.checks_xxh3()));
         m.model_parts.len() > 1 && checks_xxh3 != Some(true)
     }
@@ -188,21 +190,23 @@ impl IndexLoader {
         bytes: Vec<u8>,
         sha256: Option<String>,
     ) -> Result<(), JsError> {
-        match sha256 {
-            Some(digest) => self
-                .manifest
-                .verify_digest(path, bytes.len(), &Digest::Sha256(digest)),
-            None => self.manifest.verify(path, &bytes),
-        }
-        .map_err(js_error)?;
-        self.files.insert(path.to_string(), bytes);
+        let entry = self.manifest.entry(path).map_err(js_error)?;
+        let digest = match sha256 {
+            Some(digest) => Digest::Sha256(digest),
+            None => entry.digest_of(&bytes),
+        };
+        entry
+            .verify_digest(path, bytes.len(), &digest)
+            .map_err(js_error)?;
+        self.files.insert(path.to_string(), (bytes, digest));
         Ok(())
     }
 
     /// Parses the shards, loads the model the index was built with, and checks they agree.
     /// `model_sha256`: the sha256 of the whole graph file (its parts concatenated) if JS
-    /// computed it (see [`IndexLoader::model_sha256_wanted`]); a one-part model's digests are
-    /// already known from `addFile`, and otherwise the model is hashed here.
+    /// computed it (see [`IndexLoader::model_sha256_wanted`]); a one-part model's digest is
+    /// already known from `addFile` when of the kind the descriptor checks, and otherwise
+    /// the model is hashed here.
     pub fn finish(mut self, model_sha256: Option<String>) -> Result<SearchEngine, JsError> {
         let mut take = |path: &str| {
             self.files.remove(path).ok_or_else(|| {
@@ -212,30 +216,29 @@ impl IndexLoader {
             })
         };
         let m = &self.manifest.model;
-        let descriptor = take(&format!("{}{}", m.path, crate::bundle::MANIFEST_FILE))?;
-        let tokenizer = take(&format!("{}{}", m.path, crate::bundle::TOKENIZER_FILE))?;
+        let (descriptor, _) = take(&format!("{}{}", m.path, crate::bundle::MANIFEST_FILE))?;
+        let (tokenizer, tokenizer_checked) =
+            take(&format!("{}{}", m.path, crate::bundle::TOKENIZER_FILE))?;
         let mut model = Vec::new();
+        let mut part_digests = Vec::new();
         for part in &m.model_parts {
-            model.extend_from_slice(&take(part)?);
+            let (bytes, digest) = take(part)?;
+            model.extend_from_slice(&bytes);
+            part_digests.push(digest);
         }
-        // Every file was verified against manifest.json by `addFile`, so the digests it
-        // records are the bytes' own: the descriptor's are checked against those, not rehashed.
+        // The digests `addFile` computed stand for the bytes wherever they are of the kind
+        // the descriptor checks (no rehashing); otherwise the bytes are hashed again.
         let bundle_manifest = BundleManifest::from_json(&descriptor).map_err(js_error)?;
         // Both entries exist: `from_json` requires the tokenizer's, `model_file` names a
         // recorded file.
         let model_entry = &bundle_manifest.files[bundle_manifest.model_file()];
         let tokenizer_entry = &bundle_manifest.files[crate::bundle::TOKENIZER_FILE];
-        let recorded = |file: &str, descriptor_entry: &crate::bundle::FileEntry| {
-            let entry = self.manifest.entry(file).map_err(js_error)?;
-            Ok::<_, JsError>(entry.recorded_digest_for(descriptor_entry))
-        };
-        let model_digest = match (model_sha256, m.model_parts.as_slice()) {
+        let model_digest = match (model_sha256, part_digests.as_slice()) {
             (Some(digest), _) => Digest::Sha256(digest),
-            (None, [single]) => recorded(single, model_entry)?,
+            (None, [single]) => model_entry.digest_using(single, &model),
             (None, _) => model_entry.digest_of(&model),
         };
-        let tokenizer_file = format!("{}{}", m.path, crate::bundle::TOKENIZER_FILE);
-        let tokenizer_digest = recorded(&tokenizer_file, tokenizer_entry)?;
+        let tokenizer_digest = tokenizer_entry.digest_using(&tokenizer_checked, &tokenizer);
         let bundle = ModelBundle::from_bytes_with_digests(
             &descriptor,
             model,
@@ -246,8 +249,8 @@ impl IndexLoader {
         self.manifest.check_bundle(&bundle).map_err(js_error)?;
         let mut shards = Vec::new();
         for entry in &self.manifest.shards {
-            let vectors = take(&entry.vectors)?;
-            let passages = take(&entry.passages)?;
+            let (vectors, _) = take(&entry.vectors)?;
+            let (passages, _) = take(&entry.passages)?;
             shards.push((
                 VectorShard::from_bytes(&entry.vectors, &vectors).map_err(js_error)?,
                 PassageShard::from_bytes(&entry.passages, &passages).map_err(js_error)?,

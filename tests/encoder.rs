@@ -289,8 +289,6 @@ fn int8_rewrites_apply_to_every_quantized_matmul() {
                 int8_matmuls,
                 "{kind} {file}: dequantization tails fused (own kernel: {own_kernel})"
             );
-            // Each tail's Cast → Mul → Add and MatMulInteger become one op; with our kernel the
-            // Mul computing the column scales (activation scale · weight scales) goes too.
             // Each tail's Cast → Mul → Add becomes one op; with our kernel the MatMulInteger
             // too, and the Mul computing the column scales (activation · weight scales) and the
             // unit axes tract adds around it are folded in.

@@ -1,13 +1,16 @@
 // Offline support for the demo: the page, its scripts and the wasm are kept in a cache and
 // served from it when the network is gone. Index files are cached by dotfind's worker
-// itself (Cache API, verified by sha256), so they are left to it here.
+// itself (Cache API, verified by their checksums), so they are left to it here.
 const SHELL = 'dotfind-demo-shell-v1';
-// The wasm build dotfind's worker will load (see dotfind/runtime.js, whose probe this is):
-// precaching only that one saves the other build's 15 MB download.
-const RELAXED_SIMD_PROBE = 'AGFzbQEAAAABBQFgAAF7AwIBAAo9ATsA/QwAAAAAAAAAAAAAAAAAAAAA/QwAAAAAAAAAAAAAAAAAAAAA/QwAAAAAAAAAAAAAAAAAAAAA/ZMCCw==';
+// The wasm build dotfind's worker will load, decided as dotfind/runtime.js decides it (the
+// same probe: relaxed SIMD with the standard's relaxed dot product; a test keeps the two in
+// step): precaching only that one saves the other build's download.
+const RELAXED_SIMD_PROBE = 'AGFzbQEAAAABBQFgAAF/AwIBAAcFAQFmAAAKQAE+AP0M//////////////////////0MAQEBAQEBAQEBAQEBAQEBAf0MAAAAAAAAAAAAAAAAAAAAAP2TAv0bAAs=';
 const relaxed = (() => {
   try {
-    return WebAssembly.validate(Uint8Array.from(atob(RELAXED_SIMD_PROBE), (c) => c.charCodeAt(0)));
+    const bytes = Uint8Array.from(atob(RELAXED_SIMD_PROBE), (c) => c.charCodeAt(0));
+    if (!WebAssembly.validate(bytes)) return false;
+    return new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports.f() === -4;
   } catch {
     return false;
   }

@@ -158,6 +158,18 @@ test('no console errors on the happy path', () => {
   assert.deepEqual(consoleErrors, []);
 });
 
+test("the service worker precaches the wasm build dotfind's worker picks", () => {
+  // Same probe and same test of its result in both, or offline visits in an engine where
+  // they disagree would miss the build the worker loads.
+  const probe = (file) => {
+    const text = fs.readFileSync(path.join(repoRoot, file), 'utf8');
+    return { probe: /const RELAXED_SIMD_PROBE = '([^']+)';/.exec(text)?.[1], standardDot: text.includes('exports.f() === -4') };
+  };
+  const worker = probe('js/runtime.js');
+  assert.ok(worker.probe && worker.standardDot);
+  assert.deepEqual(probe('www/sw.js'), worker);
+});
+
 test('reload with the network off still searches', async () => {
   await page.waitForFunction(() => navigator.serviceWorker.controller !== null || navigator.serviceWorker.ready, null, { timeout: 30_000 });
   await page.evaluate(() => navigator.serviceWorker.ready);
