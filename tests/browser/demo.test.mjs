@@ -186,25 +186,32 @@ test('reload with the network off still searches', async () => {
   }
 });
 
-/** Serves a copy of the demo site changed by `damage(dir)` to a fresh browser context
- * (empty caches) and returns the page's error status once loading fails. */
-async function loadDamagedSite(damage) {
+/** Serves a copy of the demo site changed by `change(dir)`, opens it in a fresh browser
+ * context (empty caches) and returns what `visit(page)` returns. */
+async function onChangedSite(change, visit) {
   const site = fs.mkdtempSync(path.join(os.tmpdir(), 'dotfind-site-'));
   fs.cpSync(SITE, site, { recursive: true });
-  damage(site);
+  change(site);
   const { server: s2, url: url2 } = await startServer({ root: site });
   const fresh = await browser.newContext();
   try {
     const p = await fresh.newPage();
     await p.goto(url2);
-    await p.waitForSelector('#status.error', { timeout: 120_000 });
-    assert.equal(await p.isDisabled('#q'), true);
-    return await p.textContent('#status');
+    return await visit(p);
   } finally {
     await fresh.close();
     s2.close();
     fs.rmSync(site, { recursive: true, force: true });
   }
+}
+
+/** The page's error status, once loading the demo site changed by `damage(dir)` fails. */
+function loadDamagedSite(damage) {
+  return onChangedSite(damage, async (p) => {
+    await p.waitForSelector('#status.error', { timeout: 120_000 });
+    assert.equal(await p.isDisabled('#q'), true);
+    return p.textContent('#status');
+  });
 }
 
 /** Flips the last byte of `file`; returns the new bytes. */
@@ -260,28 +267,17 @@ test('model parts that do not add up to the model the index names are a checksum
 });
 
 test('an index from before xxh3-128 (sha256 only) still loads and searches', async () => {
-  const site = fs.mkdtempSync(path.join(os.tmpdir(), 'dotfind-site-'));
-  fs.cpSync(SITE, site, { recursive: true });
-  asSha256OnlyIndex(site);
-  const { server: s2, url: url2 } = await startServer({ root: site });
-  const fresh = await browser.newContext();
-  try {
-    const p = await fresh.newPage();
-    await p.goto(url2);
+  const hits = await onChangedSite(asSha256OnlyIndex, async (p) => {
     await p.waitForSelector('#q:not([disabled])', { timeout: 120_000 });
-    const hits = await p.evaluate(async () => {
+    return p.evaluate(async () => {
       const { Dotfind } = await import('/dotfind/dotfind.js');
       const engine = await Dotfind.load('/dotfind-index/', { cache: false });
       const found = await engine.search('how do I store key value pairs', { k: 3 });
       engine.terminate();
       return found.map((r) => r.url);
     });
-    assert.match(hits[0], /ch08-03-hash-maps\.html/);
-  } finally {
-    await fresh.close();
-    s2.close();
-    fs.rmSync(site, { recursive: true, force: true });
-  }
+  });
+  assert.match(hits[0], /ch08-03-hash-maps\.html/);
 });
 
 test('a tampered shard on the server surfaces as a checksum error in the page', async () => {
