@@ -57,8 +57,8 @@ pub struct FileEntry {
     pub xxh3_128: Option<String>,
 }
 
-/// A digest of a file's bytes: computed from them (by dotfind or, for sha256, by WebCrypto),
-/// or recorded for bytes already verified against another manifest.
+/// A digest computed from a file's bytes (by dotfind, or for sha256 by WebCrypto), to compare
+/// with what a manifest recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Digest {
     Sha256(String),
@@ -215,7 +215,8 @@ impl FileEntry {
         Ok(())
     }
 
-    fn verify_size(&self, file: &str, len: usize) -> Result<()> {
+    /// The size check alone, done first so a truncated file is reported (and not hashed) as such.
+    pub(crate) fn verify_size(&self, file: &str, len: usize) -> Result<()> {
         if len as u64 != self.bytes {
             return Err(Error::DataCorruption {
                 file: file.into(),

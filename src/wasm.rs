@@ -191,6 +191,7 @@ impl IndexLoader {
         sha256: Option<String>,
     ) -> Result<(), JsError> {
         let entry = self.manifest.entry(path).map_err(js_error)?;
+        entry.verify_size(path, bytes.len()).map_err(js_error)?;
         let digest = match sha256 {
             Some(digest) => Digest::Sha256(digest),
             None => entry.digest_of(&bytes),
