@@ -26,19 +26,19 @@ pub enum Int8Plan {
     /// tract's stock plan: the reference the rewrites are tested against.
     Stock,
     /// dotfind's graph rewrites ([`crate::int8_graph`]) around tract's int8 matmul kernels
-    /// (natively its AMX/VNNI ones, the fastest there).
+    /// (natively its VNNI/AVX2 ones, the fastest where AMX is missing).
     Rewritten,
     /// The rewrites, with dotfind's own int8 matmul kernels ([`crate::int8_linear`]; the
-    /// wasm default).
+    /// wasm default, and the native one where the CPU has AMX).
     OwnKernel,
 }
 
 impl Int8Plan {
     /// The fastest plan on the target this is compiled for (measured in Chromium: dotfind's
-    /// kernels in both wasm builds, which also start faster than tract's int8 plan; tract's
-    /// AMX/VNNI kernels natively).
+    /// kernels in both wasm builds, which also start faster than tract's int8 plan; natively,
+    /// dotfind's AMX kernel where the CPU has AMX, else tract's VNNI/AVX2 kernels).
     pub fn for_this_target() -> Self {
-        if cfg!(target_arch = "wasm32") {
+        if cfg!(target_arch = "wasm32") || crate::int8_amx::available() {
             Int8Plan::OwnKernel
         } else {
             Int8Plan::Rewritten

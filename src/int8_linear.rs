@@ -19,6 +19,8 @@ use std::sync::Arc;
 
 use tract_core::internal::*;
 
+use crate::int8_amx;
+
 /// How the weights are packed, which picks the kernel.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum Layout {
@@ -34,6 +36,9 @@ pub enum Layout {
     /// `[0, 127]`, so `Σ a·w = Σ a·(w + o_j) − o_j·Σ a` takes one relaxed dot per 16 products.
     /// Only for matrices whose every column spans ≤ 128 values (7-bit weights).
     OffsetQuads,
+    /// Intel AMX tiles (native x86-64 on Linux, where the CPU has them): per 16-column block,
+    /// per 64-deep step, one `tdpbusd` weight tile ([`crate::int8_amx`]).
+    AmxTiles,
 }
 
 impl Layout {
@@ -42,6 +47,7 @@ impl Layout {
         match self {
             Layout::WidePairs => k.div_ceil(DEPTH) * DEPTH,
             Layout::SplitQuads | Layout::OffsetQuads => k.div_ceil(QUAD) * QUAD,
+            Layout::AmxTiles => k.div_ceil(int8_amx::DEPTH) * int8_amx::DEPTH,
         }
     }
 
@@ -55,6 +61,7 @@ impl Layout {
             Layout::OffsetQuads => {
                 n.div_ceil(QUAD).div_ceil(OFFSET_GROUPS) * OFFSET_GROUPS * Self::plane_bytes(kp)
             }
+            Layout::AmxTiles => int8_amx::packed_len(kp, n),
         }
     }
 
@@ -92,13 +99,16 @@ impl Layout {
                     + (j % QUAD) * QUAD
                     + depth % QUAD
             }
+            Layout::AmxTiles => int8_amx::place(kp, depth, j),
         }
     }
 
-    /// The layout this build's SIMD runs fastest, for weights whose columns do or do not all
-    /// fit 7 bits.
+    /// The layout this build's SIMD (or this CPU's AMX) runs fastest, for weights whose
+    /// columns do or do not all fit 7 bits.
     pub fn for_this_target(seven_bit_columns: bool) -> Self {
-        if !cfg!(all(target_arch = "wasm32", target_feature = "relaxed-simd")) {
+        if int8_amx::available() {
+            Layout::AmxTiles
+        } else if !cfg!(all(target_arch = "wasm32", target_feature = "relaxed-simd")) {
             Layout::WidePairs
         } else if seven_bit_columns {
             Layout::OffsetQuads
@@ -270,7 +280,7 @@ impl PackedWeights {
         let offsets = match (layout, offsets) {
             (Layout::OffsetQuads, Some(offsets)) => offsets,
             (Layout::OffsetQuads, None) => bail!("int8 weights: a column spans more than 7 bits"),
-            (Layout::WidePairs | Layout::SplitQuads, _) => vec![],
+            (Layout::WidePairs | Layout::SplitQuads | Layout::AmxTiles, _) => vec![],
         };
         let k_padded = layout.padded_depth(k);
         let mut blocks = vec![0i8; layout.packed_len(k_padded, n)];
@@ -311,6 +321,16 @@ impl PackedWeights {
                     }
                 })
             }
+            // Each 4-deep, 16-wide tile is one row of an AMX weight tile.
+            Layout::AmxTiles => pack_tiles::<{ int8_amx::QUAD }, { int8_amx::COLUMNS }>(
+                weights,
+                k,
+                n,
+                0,
+                |depth, j, tile| {
+                    blocks[layout.place(k_padded, depth, j)..][..tile.len()].copy_from_slice(tile);
+                },
+            ),
         }
         Ok(Self {
             k,
@@ -491,6 +511,10 @@ pub fn matmul(x: &[u8], zero_point: i32, w: &PackedWeights, out: &mut [i32]) -> 
         Layout::WidePairs => matmul_wide_pairs(x, zero_point, w, out),
         Layout::SplitQuads => matmul_split_quads(x, zero_point, w, out),
         Layout::OffsetQuads => matmul_offset_quads(x, zero_point, w, out),
+        Layout::AmxTiles => {
+            let shape = (k, w.k_padded, n);
+            return int8_amx::matmul(x, zero_point, &w.blocks, &w.column_sums, shape, out);
+        }
     }
     Ok(())
 }
@@ -898,6 +922,18 @@ mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
+    /// The layouts every build can run, and AMX tiles where this machine has them (natively
+    /// on x86-64 Linux; the build machines do).
+    fn testable_layouts() -> Vec<Layout> {
+        let mut layouts = vec![Layout::WidePairs, Layout::SplitQuads];
+        if int8_amx::available() {
+            layouts.push(Layout::AmxTiles);
+        } else {
+            eprintln!("no AMX tiles here: the AMX kernel is not tested");
+        }
+        layouts
+    }
+
     fn lcg(seed: &mut u32) -> u32 {
         *seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
         *seed >> 8
@@ -915,13 +951,20 @@ mod tests {
             (5, 17, 3),
             (11, 384, 7),
             (9, 40, 1),
+            // AMX: whole 16-row groups and 32 × 32 blocks stored in place, partial row groups,
+            // an odd group count, columns past the last whole block, depth not a 64 multiple.
+            (64, 128, 64),
+            (48, 64, 96),
+            (33, 384, 40),
+            (17, 100, 33),
+            (250, 64, 16),
         ] {
             let mut x: Vec<u8> = (0..rows * k).map(|_| lcg(&mut seed) as u8).collect();
             let mut w: Vec<i8> = (0..k * n).map(|_| lcg(&mut seed) as i8).collect();
             x[0] = 255;
             w[0] = -128;
             let zero_point = (lcg(&mut seed) % 256) as i32;
-            for layout in [Layout::WidePairs, Layout::SplitQuads] {
+            for layout in testable_layouts() {
                 let packed = PackedWeights::pack_as(&w, k, n, layout).unwrap();
                 let mut out = vec![0; rows * n];
                 matmul(&x, zero_point, &packed, &mut out).unwrap();
@@ -993,6 +1036,11 @@ mod tests {
                 (wide.layout, narrow.layout),
                 (Layout::SplitQuads, Layout::OffsetQuads)
             );
+        } else if int8_amx::available() {
+            assert_eq!(
+                (wide.layout, narrow.layout),
+                (Layout::AmxTiles, Layout::AmxTiles)
+            );
         } else {
             assert_eq!(
                 (wide.layout, narrow.layout),
@@ -1051,7 +1099,11 @@ mod tests {
                     }
                 })
                 .collect();
-            for layout in [Layout::WidePairs, Layout::SplitQuads, Layout::OffsetQuads] {
+            let layouts = [Layout::OffsetQuads, Layout::AmxTiles];
+            for layout in [Layout::WidePairs, Layout::SplitQuads]
+                .into_iter()
+                .chain(layouts)
+            {
                 let packed = PackedWeights::pack_as(&w, k, n, layout).unwrap();
                 let offsets = column_offsets(&w, n).unwrap();
                 let mut expected = vec![0i8; layout.packed_len(packed.k_padded, n)];
@@ -1066,6 +1118,7 @@ mod tests {
                                 expected[at + QUAD * QUAD] = i8::from(v < 0);
                             }
                             Layout::OffsetQuads => expected[at] = (i16::from(v) + offsets[j]) as i8,
+                            Layout::AmxTiles => expected[at] = v,
                         }
                     }
                 }

@@ -7,6 +7,7 @@ pub mod bundle;
 pub mod compiled_graph;
 pub mod encode;
 pub mod error;
+pub mod int8_amx;
 pub mod int8_graph;
 pub mod int8_linear;
 pub mod lexical;
