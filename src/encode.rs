@@ -46,6 +46,27 @@ impl Int8Plan {
     }
 }
 
+/// How an encoder plans self-attention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttentionPlan {
+    /// tract's ops, as the graph has them: the same bits as tract's own plan.
+    Tract,
+    /// dotfind's fused attention op (`crate::attention`, native builds) wherever the graph
+    /// has the BERT pattern it knows: ~2× faster on long passages, within ~1e-6 of tract.
+    Fused,
+}
+
+impl AttentionPlan {
+    /// Fused where its AVX-512 kernel runs (native x86-64 with AVX-512F), tract elsewhere.
+    pub fn for_this_target() -> Self {
+        #[cfg(not(target_arch = "wasm32"))]
+        if crate::attention::kernel_available() {
+            return AttentionPlan::Fused;
+        }
+        AttentionPlan::Tract
+    }
+}
+
 /// How many texts one run of an encoder's plan takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PlanBatch {
@@ -125,6 +146,17 @@ fn onnx_graph(file: &str, _bytes: &[u8]) -> Result<TypedModel> {
     })
 }
 
+/// [`AttentionPlan::Fused`]'s rewrite (native builds only; wasm builds never ask for it).
+#[cfg(not(target_arch = "wasm32"))]
+fn fuse_attention(model: &mut TypedModel) -> tract_core::internal::TractResult<usize> {
+    crate::attention::fuse(model)
+}
+
+#[cfg(target_arch = "wasm32")]
+fn fuse_attention(_: &mut TypedModel) -> tract_core::internal::TractResult<usize> {
+    Ok(0)
+}
+
 /// A loaded bundle: tokenizers + optimized tract plan + pooling. Cheap to share across
 /// threads (`&self` everywhere), expensive to build (parse + optimize), so build it once.
 pub struct Encoder {
@@ -159,7 +191,13 @@ fn invalid_model(file: &str, what: &str, e: impl std::fmt::Display) -> Error {
 impl Encoder {
     /// Parses, types and optimizes the graph and checks it against the descriptor.
     pub fn new(bundle: &ModelBundle) -> Result<Self> {
-        Self::with_plan(bundle, Int8Plan::for_this_target(), PlanBatch::One)
+        let attention = AttentionPlan::for_this_target();
+        Self::with_plans(
+            bundle,
+            Int8Plan::for_this_target(),
+            attention,
+            PlanBatch::One,
+        )
     }
 
     /// As [`Encoder::new`], choosing how int8 MatMuls are planned, with a plan that takes
@@ -170,8 +208,20 @@ impl Encoder {
 
     /// As [`Encoder::new`], choosing how int8 MatMuls are planned and how many texts a run
     /// of the plan takes (for tests and `dotfind compile`, which builds the browser's plan).
+    /// Attention stays tract's, so that plans built this way compare bit for bit.
     pub fn with_plan(bundle: &ModelBundle, int8_plan: Int8Plan, batch: PlanBatch) -> Result<Self> {
-        Self::build(bundle, Cow::Borrowed(&bundle.model), int8_plan, batch)
+        Self::with_plans(bundle, int8_plan, AttentionPlan::Tract, batch)
+    }
+
+    /// As [`Encoder::with_plan`], choosing how self-attention is planned too.
+    pub fn with_plans(
+        bundle: &ModelBundle,
+        int8_plan: Int8Plan,
+        attention: AttentionPlan,
+        batch: PlanBatch,
+    ) -> Result<Self> {
+        let plans = (int8_plan, attention, batch);
+        Self::build(bundle, Cow::Borrowed(&bundle.model), plans)
     }
 
     /// As [`Encoder::new`], from a bundle it may consume: the graph bytes are freed as soon
@@ -180,21 +230,25 @@ impl Encoder {
     pub fn from_bundle(mut bundle: ModelBundle) -> Result<Self> {
         let model = std::mem::take(&mut bundle.model);
         let model = Cow::Owned(model);
-        Self::build(&bundle, model, Int8Plan::for_this_target(), PlanBatch::One)
+        let plans = (
+            Int8Plan::for_this_target(),
+            AttentionPlan::for_this_target(),
+            PlanBatch::One,
+        );
+        Self::build(&bundle, model, plans)
     }
 
     fn build(
         bundle: &ModelBundle,
         model: Cow<'_, [u8]>,
-        int8_plan: Int8Plan,
-        batch: PlanBatch,
+        (int8_plan, attention, batch): (Int8Plan, AttentionPlan, PlanBatch),
     ) -> Result<Self> {
         let manifest = bundle.manifest.clone();
         let query_tokenizer =
             TextTokenizer::from_json(&bundle.tokenizer_json, manifest.max_query_tokens)?;
 
         let file = manifest.model_file();
-        let typed = decluttered_graph_for(file, &model, batch)?;
+        let mut typed = decluttered_graph_for(file, &model, batch)?;
         drop(model);
         let names: Vec<String> = typed
             .input_outlets()
@@ -214,6 +268,10 @@ impl Encoder {
                 })
             }
         };
+        if attention == AttentionPlan::Fused {
+            fuse_attention(&mut typed)
+                .map_err(|e| invalid_model(file, "cannot fuse attention", format!("{e:#}")))?;
+        }
         let typed = match int8_plan {
             Int8Plan::Stock => typed.into_optimized(),
             Int8Plan::Rewritten => crate::int8_graph::optimize(typed, false),

@@ -17,6 +17,8 @@ pub mod shard;
 pub mod tokenize;
 
 #[cfg(not(target_arch = "wasm32"))]
+pub mod attention;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod corpus;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod eval;
