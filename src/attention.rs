@@ -9,7 +9,7 @@
 //! of V.
 //!
 //! Not bit-identical to tract's plan (another summation order and `exp`): encoders use it
-//! only where [`crate::encode::AttentionPlan::for_this_target`] says, and the tests bound
+//! only where [`crate::encode::F32Plan::for_this_target`] says, and the tests bound
 //! its difference.
 
 use tract_core::internal::*;
@@ -19,7 +19,7 @@ use tract_core::ops::nn::{Softmax, SoftmaxKind};
 
 /// Whether the AVX-512 kernel runs here (natively on x86-64 CPUs with AVX-512F): elsewhere
 /// the op's portable loops would not beat tract's kernels, so encoders leave attention to
-/// tract ([`crate::encode::AttentionPlan::for_this_target`]).
+/// tract ([`crate::encode::F32Plan::for_this_target`]).
 pub fn kernel_available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -95,7 +95,12 @@ impl EvalOp for FusedAttention {
         let k = k.try_as_plain_ram()?.as_slice::<f32>()?;
         let v = v.try_as_plain_ram()?.as_slice::<f32>()?;
         let mask = mask.try_as_plain_ram()?.as_slice::<f32>()?;
-        let mut out = vec![0f32; q.len()];
+        let shape = [batch, sequence, self.heads, self.head_dim];
+        // SAFETY: `attend` writes every element (each head's columns of every row) or the
+        // eval fails and `output` is dropped.
+        let mut output = unsafe { Tensor::uninitialized_dt(f32::datum_type(), &shape)? };
+        let mut ram = output.try_as_plain_ram_mut()?;
+        let out = ram.as_slice_mut::<f32>()?;
         let mut scratch = Scratch::default();
         let rows = sequence * width;
         for b in 0..batch {
@@ -119,8 +124,7 @@ impl EvalOp for FusedAttention {
                 );
             }
         }
-        let shape = [batch, sequence, self.heads, self.head_dim];
-        Ok(tvec!(tensor1(&out).into_shape(&shape)?.into_tvalue()))
+        Ok(tvec!(output.into_tvalue()))
     }
 }
 

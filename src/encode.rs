@@ -46,24 +46,26 @@ impl Int8Plan {
     }
 }
 
-/// How an encoder plans self-attention.
+/// How an encoder plans the f32 work: self-attention and f32 linear layers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AttentionPlan {
+pub enum F32Plan {
     /// tract's ops, as the graph has them: the same bits as tract's own plan.
     Tract,
-    /// dotfind's fused attention op (`crate::attention`, native builds) wherever the graph
-    /// has the BERT pattern it knows: ~2× faster on long passages, within ~1e-6 of tract.
-    Fused,
+    /// dotfind's own ops where this CPU runs their kernels (native builds): fused attention
+    /// (`crate::attention`, AVX-512) and f32 linear layers on AMX bf16 tiles with split
+    /// operands (`crate::bf16_linear`). Within f32 rounding of tract, not bit-identical.
+    OwnKernels,
 }
 
-impl AttentionPlan {
-    /// Fused where its AVX-512 kernel runs (native x86-64 with AVX-512F), tract elsewhere.
+impl F32Plan {
+    /// dotfind's kernels where one of them runs here (native x86-64 with AVX-512F or
+    /// AMX-BF16), tract's elsewhere.
     pub fn for_this_target() -> Self {
         #[cfg(not(target_arch = "wasm32"))]
-        if crate::attention::kernel_available() {
-            return AttentionPlan::Fused;
+        if crate::attention::kernel_available() || crate::bf16_linear::available() {
+            return F32Plan::OwnKernels;
         }
-        AttentionPlan::Tract
+        F32Plan::Tract
     }
 }
 
@@ -146,15 +148,22 @@ fn onnx_graph(file: &str, _bytes: &[u8]) -> Result<TypedModel> {
     })
 }
 
-/// [`AttentionPlan::Fused`]'s rewrite (native builds only; wasm builds never ask for it).
+/// [`F32Plan::OwnKernels`]'s rewrites, each where its kernel runs (native builds only; wasm
+/// builds never ask for them): attention first, whose output the output projection reads.
 #[cfg(not(target_arch = "wasm32"))]
-fn fuse_attention(model: &mut TypedModel) -> tract_core::internal::TractResult<usize> {
-    crate::attention::fuse(model)
+fn use_own_f32_kernels(model: &mut TypedModel) -> tract_core::internal::TractResult<()> {
+    if crate::attention::kernel_available() {
+        crate::attention::fuse(model)?;
+    }
+    if crate::bf16_linear::available() {
+        crate::bf16_linear::fuse(model)?;
+    }
+    Ok(())
 }
 
 #[cfg(target_arch = "wasm32")]
-fn fuse_attention(_: &mut TypedModel) -> tract_core::internal::TractResult<usize> {
-    Ok(0)
+fn use_own_f32_kernels(_: &mut TypedModel) -> tract_core::internal::TractResult<()> {
+    Ok(())
 }
 
 /// A loaded bundle: tokenizers + optimized tract plan + pooling. Cheap to share across
@@ -191,11 +200,11 @@ fn invalid_model(file: &str, what: &str, e: impl std::fmt::Display) -> Error {
 impl Encoder {
     /// Parses, types and optimizes the graph and checks it against the descriptor.
     pub fn new(bundle: &ModelBundle) -> Result<Self> {
-        let attention = AttentionPlan::for_this_target();
+        let f32_plan = F32Plan::for_this_target();
         Self::with_plans(
             bundle,
             Int8Plan::for_this_target(),
-            attention,
+            f32_plan,
             PlanBatch::One,
         )
     }
@@ -210,17 +219,17 @@ impl Encoder {
     /// of the plan takes (for tests and `dotfind compile`, which builds the browser's plan).
     /// Attention stays tract's, so that plans built this way compare bit for bit.
     pub fn with_plan(bundle: &ModelBundle, int8_plan: Int8Plan, batch: PlanBatch) -> Result<Self> {
-        Self::with_plans(bundle, int8_plan, AttentionPlan::Tract, batch)
+        Self::with_plans(bundle, int8_plan, F32Plan::Tract, batch)
     }
 
-    /// As [`Encoder::with_plan`], choosing how self-attention is planned too.
+    /// As [`Encoder::with_plan`], choosing how the f32 work is planned too.
     pub fn with_plans(
         bundle: &ModelBundle,
         int8_plan: Int8Plan,
-        attention: AttentionPlan,
+        f32_plan: F32Plan,
         batch: PlanBatch,
     ) -> Result<Self> {
-        let plans = (int8_plan, attention, batch);
+        let plans = (int8_plan, f32_plan, batch);
         Self::build(bundle, Cow::Borrowed(&bundle.model), plans)
     }
 
@@ -232,7 +241,7 @@ impl Encoder {
         let model = Cow::Owned(model);
         let plans = (
             Int8Plan::for_this_target(),
-            AttentionPlan::for_this_target(),
+            F32Plan::for_this_target(),
             PlanBatch::One,
         );
         Self::build(&bundle, model, plans)
@@ -241,7 +250,7 @@ impl Encoder {
     fn build(
         bundle: &ModelBundle,
         model: Cow<'_, [u8]>,
-        (int8_plan, attention, batch): (Int8Plan, AttentionPlan, PlanBatch),
+        (int8_plan, f32_plan, batch): (Int8Plan, F32Plan, PlanBatch),
     ) -> Result<Self> {
         let manifest = bundle.manifest.clone();
         let query_tokenizer =
@@ -268,9 +277,10 @@ impl Encoder {
                 })
             }
         };
-        if attention == AttentionPlan::Fused {
-            fuse_attention(&mut typed)
-                .map_err(|e| invalid_model(file, "cannot fuse attention", format!("{e:#}")))?;
+        if f32_plan == F32Plan::OwnKernels {
+            use_own_f32_kernels(&mut typed).map_err(|e| {
+                invalid_model(file, "cannot plan dotfind's f32 ops", format!("{e:#}"))
+            })?;
         }
         let typed = match int8_plan {
             Int8Plan::Stock => typed.into_optimized(),

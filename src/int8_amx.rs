@@ -45,7 +45,19 @@ pub fn packed_len(kp: usize, n: usize) -> usize {
 /// state. Asked once; later calls read the answer.
 pub fn available() -> bool {
     static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *AVAILABLE.get_or_init(imp::request_tiles)
+    *AVAILABLE.get_or_init(|| imp::cpu_has(imp::AMX_INT8) && tile_state_granted())
+}
+
+/// Whether this process can run AMX bf16 tiles ([`crate::bf16_linear`]'s kernel).
+pub fn bf16_available() -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| imp::cpu_has(imp::AMX_BF16) && tile_state_granted())
+}
+
+/// Whether Linux granted this process AMX's tile state (asked once, for every kernel).
+fn tile_state_granted() -> bool {
+    static GRANTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *GRANTED.get_or_init(imp::request_tile_state)
 }
 
 /// `out[r, j] = Σ_d (x[r, d] − zero_point) · w[d, j]` for the `[k, n]` weights packed in
@@ -79,6 +91,9 @@ pub fn matmul(
 }
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+pub(crate) use imp::configure_tiles;
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod imp {
     use super::{COLUMNS, DEPTH, TILE_BYTES, TILE_ROWS};
     use std::arch::asm;
@@ -93,16 +108,22 @@ mod imp {
         rows: [u8; 16],
     }
 
-    /// CPUID leaf 7: AMX-TILE and AMX-INT8; then `arch_prctl(ARCH_REQ_XCOMP_PERM,
-    /// XFEATURE_XTILEDATA)`, without which the first tile instruction faults.
-    pub(super) fn request_tiles() -> bool {
-        const AMX_TILE_AND_INT8: u32 = (1 << 24) | (1 << 25);
+    /// CPUID leaf 7 EDX: AMX-BF16 (bit 22), AMX-TILE (24), AMX-INT8 (25).
+    pub(super) const AMX_BF16: u32 = 1 << 22;
+    pub(super) const AMX_INT8: u32 = 1 << 25;
+    const AMX_TILE: u32 = 1 << 24;
+
+    /// Whether the CPU has AMX tiles and the `unit` (AMX_INT8 or AMX_BF16).
+    pub(super) fn cpu_has(unit: u32) -> bool {
+        let leaf7 = std::arch::x86_64::__cpuid_count(7, 0);
+        leaf7.edx & (AMX_TILE | unit) == AMX_TILE | unit
+    }
+
+    /// `arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`, without which the first tile
+    /// instruction faults.
+    pub(super) fn request_tile_state() -> bool {
         const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
         const XFEATURE_XTILEDATA: libc::c_long = 18;
-        let leaf7 = std::arch::x86_64::__cpuid_count(7, 0);
-        if leaf7.edx & AMX_TILE_AND_INT8 != AMX_TILE_AND_INT8 {
-            return false;
-        }
         // SAFETY: a plain system call, with integer arguments only.
         unsafe {
             libc::syscall(
@@ -111,6 +132,22 @@ mod imp {
                 XFEATURE_XTILEDATA,
             ) == 0
         }
+    }
+
+    /// Loads the tile configuration every dotfind AMX kernel uses: tiles 0–7, each 16 rows of
+    /// 64 bytes.
+    ///
+    /// # Safety
+    /// AMX must be available (the CPU has it and Linux granted the tile state).
+    pub(crate) unsafe fn configure_tiles() {
+        let config = TileConfig {
+            palette: 1,
+            start_row: 0,
+            reserved: [0; 14],
+            bytes_per_row: [64, 64, 64, 64, 64, 64, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0],
+            rows: [16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0],
+        };
+        asm!("ldtilecfg [{}]", in(reg) &config, options(nostack));
     }
 
     /// Tiles 0–3: the 2 × 2 sums (16 × 16 i32 each); 4–5: two 16-row activation tiles;
@@ -152,18 +189,11 @@ mod imp {
             *s = sum.wrapping_mul(zero_point).wrapping_neg();
         }
         let mut block = [0i32; 2 * TILE_ROWS * 2 * COLUMNS];
-        let config = TileConfig {
-            palette: 1,
-            start_row: 0,
-            reserved: [0; 14],
-            bytes_per_row: [64, 64, 64, 64, 64, 64, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0],
-            rows: [16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0],
-        };
         // SAFETY (every asm block): tile loads read 16 rows of 64 bytes inside `x`, `padded`,
         // `blocks` or `start` (strides and offsets from the checked shapes); tile stores
         // write 16 rows of 64 bytes inside `out` (only where all 32 × 32 sums belong to it)
         // or `block`.
-        asm!("ldtilecfg [{}]", in(reg) &config, options(nostack));
+        configure_tiles();
         for pair in 0..blocks.len() / (2 * COLUMNS * kp) {
             let weights0 = blocks.as_ptr().add(2 * pair * steps * TILE_BYTES);
             let weights1 = weights0.add(steps * TILE_BYTES);
@@ -273,7 +303,14 @@ mod imp {
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 mod imp {
-    pub(super) fn request_tiles() -> bool {
+    pub(super) const AMX_BF16: u32 = 0;
+    pub(super) const AMX_INT8: u32 = 0;
+
+    pub(super) fn cpu_has(_: u32) -> bool {
+        false
+    }
+
+    pub(super) fn request_tile_state() -> bool {
         false
     }
 

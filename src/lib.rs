@@ -19,6 +19,8 @@ pub mod tokenize;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod attention;
 #[cfg(not(target_arch = "wasm32"))]
+pub mod bf16_linear;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod corpus;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod eval;
