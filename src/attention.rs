@@ -434,7 +434,8 @@ mod avx512 {
     /// −104 give 0): `x = n·ln 2 + r`, `eˣ = 2ⁿ·eʳ`.
     #[target_feature(enable = "avx512f")]
     fn exp(x: __m512) -> __m512 {
-        let x = _mm512_max_ps(x, _mm512_set1_ps(-104.0));
+        // max(−104, x): the operand order keeps a NaN (AVX-512 returns the second on NaN).
+        let x = _mm512_max_ps(_mm512_set1_ps(-104.0), x);
         let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
             _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
         );
@@ -472,9 +473,11 @@ pub fn fuse(model: &mut TypedModel) -> TractResult<usize> {
     let mut fused = 0;
     for block in blocks.into_iter().flatten() {
         let mut patch = TypedModelPatch::new("dotfind: fuse self-attention");
-        let inputs = [block.q, block.k, block.v, block.mask]
+        // Read now, not when found: an earlier patch may have rewired them.
+        let inputs = block
+            .inputs
             .into_iter()
-            .map(|outlet| patch.tap_model(model, outlet))
+            .map(|(node, slot)| patch.tap_model(model, model.node(node).inputs[slot]))
             .collect::<TractResult<TVec<_>>>()?;
         let name = format!("{}.fused", model.node(block.softmax).name);
         let y = patch.wire_node(name, block.op, &inputs)?;
@@ -489,10 +492,9 @@ pub fn fuse(model: &mut TypedModel) -> TractResult<usize> {
 /// A fusable attention block, found from its softmax node.
 struct Block {
     softmax: usize,
-    q: OutletId,
-    k: OutletId,
-    v: OutletId,
-    mask: OutletId,
+    /// Where q, k, v and the mask come in: (node, input slot) — the heads' `Reshape`s and the
+    /// mask's `Add`.
+    inputs: [(usize, usize); 4],
     /// The EinSum weighting V: whose output the fused op's replaces.
     output: usize,
     op: FusedAttention,
@@ -522,6 +524,8 @@ fn split_heads(model: &TypedModel, node: usize) -> TractResult<Option<(OutletId,
         return Ok(None);
     };
     let fits = from.len() == 1
+        && heads > 0
+        && dim > 0
         && fact.datum_type == f32::datum_type()
         && fact.rank() == 3
         && fact.shape[2] == width.into()
@@ -561,9 +565,9 @@ fn attention_block(model: &TypedModel, softmax: usize) -> TractResult<Option<Blo
         return Ok(None);
     };
     let mut found = None;
-    for (scaled, mask) in [
-        (add_inputs[0], add_inputs[1]),
-        (add_inputs[1], add_inputs[0]),
+    for (scaled, mask, mask_slot) in [
+        (add_inputs[0], add_inputs[1], 1),
+        (add_inputs[1], add_inputs[0], 0),
     ] {
         let Some(mul_inputs) = binary(model, scaled.node, "Mul") else {
             continue;
@@ -580,19 +584,20 @@ fn attention_block(model: &TypedModel, softmax: usize) -> TractResult<Option<Blo
                 && scale.len() == 1
                 && is_einsum(model, scores.node, "ambk,anbk->abmn")
             {
-                found = Some((scaled.node, scores, scale.cast_to_scalar::<f32>()?, mask));
+                let scale = scale.cast_to_scalar::<f32>()?;
+                found = Some((scaled.node, scores, scale, mask, mask_slot));
             }
         }
     }
     // (The mask, `(1 − m)·f32::MIN`, is a product with a scalar too: the EinSum tells.)
-    let Some((mul, scores, scale, mask)) = found else {
+    let Some((mul, scores, scale, mask, mask_slot)) = found else {
         return Ok(None);
     };
     let scores_node = model.node(scores.node);
-    let (Some((q, heads, dim)), Some((k, k_heads, k_dim))) = (
-        split_heads(model, scores_node.inputs[0].node)?,
-        split_heads(model, scores_node.inputs[1].node)?,
-    ) else {
+    let (q_split, k_split) = (scores_node.inputs[0].node, scores_node.inputs[1].node);
+    let (Some((q, heads, dim)), Some((k, k_heads, k_dim))) =
+        (split_heads(model, q_split)?, split_heads(model, k_split)?)
+    else {
         return Ok(None);
     };
     // softmax → EinSum(probabilities, Reshape(v)).
@@ -605,13 +610,19 @@ fn attention_block(model: &TypedModel, softmax: usize) -> TractResult<Option<Blo
     {
         return Ok(None);
     }
-    let Some((v, v_heads, v_dim)) = split_heads(model, context_node.inputs[1].node)? else {
+    let v_split = context_node.inputs[1].node;
+    let Some((v, v_heads, v_dim)) = split_heads(model, v_split)? else {
         return Ok(None);
     };
-    // Every intermediate is read by the next step only; shapes agree.
+    // Every intermediate is read by the next step only and keeps the scores' shape (the
+    // scale and mask broadcast into it, nothing more).
     let private = [scores.node, mul, add]
         .iter()
         .all(|&n| sole_successor(model, n).is_some());
+    let scores_fact = model.outlet_fact(scores)?;
+    let broadcast_only = scores_fact.rank() == 4
+        && model.outlet_fact(OutletId::new(mul, 0))?.shape == scores_fact.shape
+        && model.outlet_fact(OutletId::new(add, 0))?.shape == scores_fact.shape;
     let (q_fact, k_fact, v_fact) = (
         model.outlet_fact(q)?,
         model.outlet_fact(k)?,
@@ -628,15 +639,12 @@ fn attention_block(model: &TypedModel, softmax: usize) -> TractResult<Option<Blo
         && (heads, dim) == (v_heads, v_dim)
         && q_fact.shape == k_fact.shape
         && q_fact.shape == v_fact.shape;
-    if !(private && mask_fits && same) {
+    if !(private && broadcast_only && mask_fits && same) {
         return Ok(None);
     }
     Ok(Some(Block {
         softmax,
-        q,
-        k,
-        v,
-        mask,
+        inputs: [(q_split, 0), (k_split, 0), (v_split, 0), (add, mask_slot)],
         output: context,
         op: FusedAttention {
             heads,

@@ -51,6 +51,10 @@ fn bf16_value(bits: u16) -> f32 {
 /// `x = hi + lo` to 16 significant bits: `hi` is `x` in bf16, `lo` the rest in bf16.
 fn split(x: f32) -> (u16, u16) {
     let hi = bf16_bits(x);
+    if bf16_value(hi).is_infinite() {
+        // ±∞, or a finite x that rounded to it: x − hi would be ∓∞ or NaN.
+        return (hi, 0);
+    }
     (hi, bf16_bits(x - bf16_value(hi)))
 }
 
@@ -311,8 +315,15 @@ pub fn fuse(model: &mut TypedModel) -> TractResult<usize> {
         }
     }
     let fused = found.len();
-    for (x, weights, replaced) in found {
+    for Linear {
+        einsum,
+        weights,
+        replaced,
+    } in found
+    {
         let mut patch = TypedModelPatch::new("dotfind: f32 linear on AMX bf16 tiles");
+        // Read now, not when found: an earlier patch may have rewired it (chained linears).
+        let x = model.node(einsum).inputs[0];
         let fact = model.outlet_fact(x)?.clone();
         let x = patch.tap_model(model, x)?;
         let x = if fact.rank() == 4 {
@@ -336,9 +347,18 @@ pub fn fuse(model: &mut TypedModel) -> TractResult<usize> {
     Ok(fused)
 }
 
-/// When `node` is an f32 EinSum of an input by a constant matrix (see [`fuse`]):
-/// `(input, packed weights and bias, node the op replaces)`.
-fn linear(model: &TypedModel, node: usize) -> TractResult<Option<(OutletId, PackedBf16, usize)>> {
+/// A linear layer [`fuse`] replaces.
+struct Linear {
+    /// The EinSum `x·W`.
+    einsum: usize,
+    weights: PackedBf16,
+    /// The node whose output the op's replaces: the bias `Add`, or the EinSum without one.
+    replaced: usize,
+}
+
+/// When `node` is an f32 EinSum of an input by a constant matrix (see [`fuse`]), that
+/// layer; anything else (other types, empty or non-plain constants) is left to tract.
+fn linear(model: &TypedModel, node: usize) -> TractResult<Option<Linear>> {
     let einsum = model.node(node);
     let Some(op) = einsum.op_as::<EinSum>() else {
         return Ok(None);
@@ -354,14 +374,18 @@ fn linear(model: &TypedModel, node: usize) -> TractResult<Option<(OutletId, Pack
     let Some(weights) = model.outlet_fact(einsum.inputs[1])?.konst.clone() else {
         return Ok(None);
     };
-    if weights.datum_type() != f32::datum_type() {
+    let n = weights.shape().last().copied().unwrap_or(0);
+    let plain = weights.try_as_plain_ram().ok();
+    let Some(weights) = plain.as_ref().and_then(|w| w.as_slice::<f32>().ok()) else {
+        return Ok(None);
+    };
+    if n == 0 || weights.is_empty() {
         return Ok(None);
     }
-    let n = *weights.shape().last().unwrap_or(&0);
-    let k = weights.len() / n.max(1);
-    let weights = weights.try_as_plain_ram()?;
-    let weights = weights.as_slice::<f32>()?;
-    // The bias: the sole successor `Add(const, y)` or `Add(y, const)` with `n` values.
+    let k = weights.len() / n;
+    // The bias: the sole successor `Add(const, y)` or `Add(y, const)` whose constant holds
+    // one value per output column (shape [1, …, 1, n]) and whose output has y's shape.
+    let y_fact = model.outlet_fact(OutletId::new(node, 0))?;
     let mut bias = vec![0f32; n];
     let mut replaced = node;
     if let [output] = einsum.outputs.as_slice() {
@@ -372,20 +396,28 @@ fn linear(model: &TypedModel, node: usize) -> TractResult<Option<(OutletId, Pack
                 .is_some_and(|op| op.0.name() == "Add");
             let other = add.inputs.iter().find(|i| i.node != node);
             if let (true, Some(&other)) = (is_add, other) {
-                if let Some(b) = &model.outlet_fact(other)?.konst {
-                    if b.datum_type() == f32::datum_type() && b.len() == n {
-                        bias.copy_from_slice(b.try_as_plain_ram()?.as_slice::<f32>()?);
+                let same_shape = model.outlet_fact(OutletId::new(add.id, 0))?.shape == y_fact.shape;
+                if let (true, Some(b)) = (same_shape, &model.outlet_fact(other)?.konst) {
+                    let shape = b.shape();
+                    let per_column = shape.last() == Some(&n)
+                        && shape.len() <= y_fact.rank()
+                        && shape[..shape.len() - 1].iter().all(|&d| d == 1);
+                    let values = b.try_as_plain_ram().ok();
+                    let values = values.as_ref().and_then(|v| v.as_slice::<f32>().ok());
+                    if let (true, Some(values)) = (per_column, values) {
+                        bias.copy_from_slice(values);
                         replaced = add.id;
                     }
                 }
             }
         }
     }
-    Ok(Some((
-        einsum.inputs[0],
-        PackedBf16::pack(weights, &bias, k, n)?,
+    let weights = PackedBf16::pack(weights, &bias, k, n)?;
+    Ok(Some(Linear {
+        einsum: node,
+        weights,
         replaced,
-    )))
+    }))
 }
 
 #[cfg(test)]
@@ -409,6 +441,8 @@ mod tests {
         let (hi, lo) = split(x);
         let rest = (x - bf16_value(hi) - bf16_value(lo)).abs();
         assert!(rest <= x.abs() / 65536.0, "split leaves {rest}");
+        assert_eq!(split(f32::INFINITY), (0x7f80, 0));
+        assert_eq!(split(f32::MAX), (0x7f80, 0));
     }
 
     /// Within 2⁻¹⁵ of the f64 definition, relative to the terms' magnitudes, around tile
@@ -447,6 +481,76 @@ mod tests {
                         out[r * n + j]
                     );
                 }
+            }
+        }
+    }
+
+    /// `x·W + bias` as tract-onnx types it: x `[1, rows, k]`, an EinSum by a constant, an Add
+    /// of a constant of `bias_shape`; returns the model.
+    fn linear_graph(rows: usize, k: usize, n: usize, bias_shape: &[usize]) -> TypedModel {
+        let mut seed = 9;
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([1, rows, k])).unwrap();
+        let w: Vec<f32> = (0..k * n).map(|_| lcg(&mut seed)).collect();
+        let w = model
+            .add_const("w", tensor1(&w).into_shape(&[k, n]).unwrap())
+            .unwrap();
+        let axes = "amk,kn->amn".parse().unwrap();
+        let y = model
+            .wire_node("matmul", EinSum::new(axes, f32::datum_type()), &[x, w])
+            .unwrap();
+        let volume = bias_shape.iter().product();
+        let b: Vec<f32> = (0..volume).map(|_| lcg(&mut seed)).collect();
+        let b = model
+            .add_const("b", tensor1(&b).into_shape(bias_shape).unwrap())
+            .unwrap();
+        let add = tract_core::ops::math::add();
+        let y = model.wire_node("add", add, &[b, y[0]]).unwrap();
+        model.select_output_outlets(&y).unwrap();
+        model
+    }
+
+    fn run(model: TypedModel, x: &Tensor) -> Vec<f32> {
+        let plan = model.into_runnable().unwrap();
+        let y = plan.run(tvec![x.clone().into_tvalue()]).unwrap().remove(0);
+        y.try_as_plain_ram()
+            .unwrap()
+            .as_slice::<f32>()
+            .unwrap()
+            .to_vec()
+    }
+
+    /// A per-column bias is fused with its MatMul; a constant of another shape (one value
+    /// per row, here with as many rows as columns) stays tract's Add, after the fused
+    /// MatMul — and both graphs compute what tract does.
+    #[test]
+    fn only_per_column_biases_are_fused() {
+        if !available() {
+            eprintln!("no AMX bf16 tiles here: the bf16 rewrite is not tested");
+            return;
+        }
+        let mut seed = 3;
+        let (rows, k, n) = (24, 40, 24);
+        let xs: Vec<f32> = (0..rows * k).map(|_| lcg(&mut seed)).collect();
+        let x = tensor1(&xs).into_shape(&[1, rows, k]).unwrap();
+        for (bias_shape, fused_add) in [(vec![1, 1, n], true), (vec![1, rows, 1], false)] {
+            let reference = linear_graph(rows, k, n, &bias_shape);
+            let mut model = reference.clone();
+            assert_eq!(fuse(&mut model).unwrap(), 1, "{bias_shape:?}");
+            let ops: Vec<String> = model
+                .nodes()
+                .iter()
+                .map(|n| n.op.name().to_string())
+                .collect();
+            assert!(ops.contains(&"Bf16Linear (dotfind)".to_string()), "{ops:?}");
+            assert_eq!(
+                !ops.iter().any(|o| o == "Add"),
+                fused_add,
+                "{bias_shape:?}: {ops:?}"
+            );
+            let (expected, got) = (run(reference, &x), run(model, &x));
+            for (e, g) in expected.iter().zip(&got) {
+                assert!((e - g).abs() <= 1e-4, "{bias_shape:?}: {g} vs {e}");
             }
         }
     }

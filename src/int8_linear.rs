@@ -475,7 +475,9 @@ fn pack_quads_simd(
                         let negative = i8x16_lt(tile, i8x16_splat(0));
                         store(blocks, at + QUAD * QUAD, v128_and(negative, one));
                     }
-                    Layout::WidePairs => unreachable!("WidePairs is not packed in quads"),
+                    Layout::WidePairs | Layout::AmxTiles => {
+                        unreachable!("only the quad layouts are packed in quads")
+                    }
                 }
             }
         }
