@@ -20,8 +20,6 @@ pub const COLUMNS: usize = 16;
 pub const QUAD: usize = 4;
 /// Bytes of one weight tile (16 rows of 64 bytes).
 const TILE_BYTES: usize = DEPTH * COLUMNS;
-/// Activation rows per tile.
-const TILE_ROWS: usize = 16;
 
 /// Where weight `(depth, j)` goes when a `[k, n]` matrix (depth zero-padded to `kp`, a
 /// multiple of [`DEPTH`]) is packed for [`matmul`]: per 16-column block, per 64-deep step, one
@@ -95,7 +93,10 @@ pub(crate) use imp::configure_tiles;
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod imp {
-    use super::{COLUMNS, DEPTH, TILE_BYTES, TILE_ROWS};
+    use super::{COLUMNS, DEPTH, TILE_BYTES};
+
+    /// Activation rows per tile.
+    const TILE_ROWS: usize = 16;
     use std::arch::asm;
 
     /// `ldtilecfg`'s operand: palette 1, then per tile its bytes per row and rows.
