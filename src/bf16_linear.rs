@@ -292,11 +292,7 @@ unsafe fn tiles(x_hi: &[u16], x_lo: &[u16], rows: usize, w: &PackedBf16, out: &m
                     stride = in(reg) 2 * COLUMNS * 4,
                     options(nostack),
                 );
-                let columns = (n - first_column).min(2 * COLUMNS);
-                for (r, sums) in block.chunks_exact(2 * COLUMNS).take(block_rows).enumerate() {
-                    out[(first_row + r) * n + first_column..][..columns]
-                        .copy_from_slice(&sums[..columns]);
-                }
+                int8_amx::copy_block_rows(&block, block_rows, out, n, (first_row, first_column));
             }
         }
     }

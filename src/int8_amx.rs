@@ -39,6 +39,24 @@ pub fn packed_len(kp: usize, n: usize) -> usize {
     n.div_ceil(2 * COLUMNS) * 2 * COLUMNS * kp
 }
 
+/// Copies the first `rows` rows of a stored 32-column `block` of sums into `out` (`n` columns
+/// wide) at `(first_row, first_column)`, clipped to `out`'s columns: where a block is not
+/// whole, the kernels store it to a scratch block first and keep only what belongs to `out`.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+pub(crate) fn copy_block_rows<T: Copy>(
+    block: &[T],
+    rows: usize,
+    out: &mut [T],
+    n: usize,
+    (first_row, first_column): (usize, usize),
+) {
+    let width = 2 * COLUMNS;
+    let columns = (n - first_column).min(width);
+    for (r, sums) in block.chunks_exact(width).take(rows).enumerate() {
+        out[(first_row + r) * n + first_column..][..columns].copy_from_slice(&sums[..columns]);
+    }
+}
+
 /// Whether this process can run AMX int8 tiles: the CPU has them and Linux granted the tile
 /// state. Asked once; later calls read the answer.
 pub fn available() -> bool {
@@ -290,11 +308,7 @@ mod imp {
                         stride = in(reg) stride,
                         options(nostack),
                     );
-                    let columns = (n - first_column).min(2 * COLUMNS);
-                    for (r, sums) in block.chunks_exact(2 * COLUMNS).take(block_rows).enumerate() {
-                        out[(first_row + r) * n + first_column..][..columns]
-                            .copy_from_slice(&sums[..columns]);
-                    }
+                    super::copy_block_rows(&block, block_rows, out, n, (first_row, first_column));
                 }
             }
         }

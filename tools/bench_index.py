@@ -26,7 +26,9 @@ def encoded_text(doc: dict) -> str:
     return " ".join(p for p in (doc.get("title", "").strip(), doc.get("text", "").strip()) if p)
 
 
-def ort_passages_per_s(bundle: Path, texts: list[str], batch: int, threads: int) -> float:
+def ort_passage_encoder(bundle: Path, threads: int | None = None):
+    """The bundle's descriptor, its tokenizer set up as dotfind sets it up for passages (no
+    padding, truncation at the passage limit) and an onnxruntime session of its ONNX."""
     import onnxruntime as ort
     from tokenizers import Tokenizer
 
@@ -35,10 +37,16 @@ def ort_passages_per_s(bundle: Path, texts: list[str], batch: int, threads: int)
     tok.no_padding()
     tok.enable_truncation(max_length=meta["max_passage_tokens"])
     so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
+    if threads:
+        so.intra_op_num_threads = threads
     sess = ort.InferenceSession(str(bundle / "model.onnx"), so, providers=["CPUExecutionProvider"])
+    return meta, tok, sess
+
+
+def ort_passages_per_s(bundle: Path, texts: list[str], batch: int, threads: int) -> float:
+    meta, tok, sess = ort_passage_encoder(bundle, threads)
     start = time.perf_counter()
-    encs = tok.encode_batch(texts)
+    encs = tok.encode_batch([meta["passage_prefix"] + t for t in texts])
     # Length-sorted batches: onnxruntime's best case (least padding).
     order = sorted(range(len(encs)), key=lambda i: len(encs[i].ids))
     for b in range(0, len(order), batch):
@@ -57,14 +65,7 @@ def ort_passages_per_s(bundle: Path, texts: list[str], batch: int, threads: int)
 def ort_vectors(bundle: Path, texts: list[str]) -> np.ndarray:
     """onnxruntime's passage vectors for `texts`, one text per run (no padding), pooled as the
     bundle says: the reference dotfind's vectors are compared with."""
-    import onnxruntime as ort
-    from tokenizers import Tokenizer
-
-    meta = json.loads((bundle / "dotfind-model.json").read_text())
-    tok = Tokenizer.from_file(str(bundle / "tokenizer.json"))
-    tok.no_padding()
-    tok.enable_truncation(max_length=meta["max_passage_tokens"])
-    sess = ort.InferenceSession(str(bundle / "model.onnx"), providers=["CPUExecutionProvider"])
+    meta, tok, sess = ort_passage_encoder(bundle)
     out = []
     for text in texts:
         ids = np.array([tok.encode(meta["passage_prefix"] + text).ids], dtype=np.int64)
