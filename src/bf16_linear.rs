@@ -270,33 +270,32 @@ unsafe fn tiles(x_hi: &[u16], x_lo: &[u16], rows: usize, w: &PackedBf16, out: &m
             }
             let block_rows = (rows - first_row).min(TILE_ROWS);
             if block_rows == TILE_ROWS && first_column + 2 * COLUMNS <= n {
-                let at = out
-                    .as_mut_ptr()
-                    .add(first_row * n + first_column)
-                    .cast::<u8>();
-                asm!(
-                    "tilestored [{c0} + {stride}*1], tmm0",
-                    "tilestored [{c1} + {stride}*1], tmm1",
-                    c0 = in(reg) at,
-                    c1 = in(reg) at.add(64),
-                    stride = in(reg) n * 4,
-                    options(nostack),
-                );
+                let at = out.as_mut_ptr().add(first_row * n + first_column);
+                store_sums(at.cast(), n * 4);
             } else {
-                let at = block.as_mut_ptr().cast::<u8>();
-                asm!(
-                    "tilestored [{c0} + {stride}*1], tmm0",
-                    "tilestored [{c1} + {stride}*1], tmm1",
-                    c0 = in(reg) at,
-                    c1 = in(reg) at.add(64),
-                    stride = in(reg) 2 * COLUMNS * 4,
-                    options(nostack),
-                );
+                store_sums(block.as_mut_ptr().cast(), 2 * COLUMNS * 4);
                 int8_amx::copy_block_rows(&block, block_rows, out, n, (first_row, first_column));
             }
         }
     }
     asm!("tilerelease", options(nostack));
+}
+
+/// Stores sum tiles 0–1 as the 16 × 32 block at `at`, rows `stride` bytes apart.
+///
+/// # Safety
+/// AMX tiles configured, and 16 rows of 128 bytes, `stride` apart, writable at `at`.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[inline(always)]
+unsafe fn store_sums(at: *mut u8, stride: usize) {
+    std::arch::asm!(
+        "tilestored [{c0} + {stride}*1], tmm0",
+        "tilestored [{c1} + {stride}*1], tmm1",
+        c0 = in(reg) at,
+        c1 = in(reg) at.add(64),
+        stride = in(reg) stride,
+        options(nostack),
+    );
 }
 
 /// Replaces every f32 `x·W` of a decluttered `model` with a constant `W` — an EinSum

@@ -169,6 +169,26 @@ mod imp {
         asm!("ldtilecfg [{}]", in(reg) &config, options(nostack));
     }
 
+    /// Stores sum tiles 0–3 as the 32 × 32 block at `at`, rows `stride` bytes apart.
+    ///
+    /// # Safety
+    /// AMX tiles configured, and 32 rows of 128 bytes, `stride` apart, writable at `at`.
+    #[inline(always)]
+    unsafe fn store_sums(at: *mut u8, stride: usize) {
+        asm!(
+            "tilestored [{c00} + {stride}*1], tmm0",
+            "tilestored [{c01} + {stride}*1], tmm1",
+            "tilestored [{c10} + {stride}*1], tmm2",
+            "tilestored [{c11} + {stride}*1], tmm3",
+            c00 = in(reg) at,
+            c01 = in(reg) at.add(64),
+            c10 = in(reg) at.add(TILE_ROWS * stride),
+            c11 = in(reg) at.add(TILE_ROWS * stride + 64),
+            stride = in(reg) stride,
+            options(nostack),
+        );
+    }
+
     /// Tiles 0–3: the 2 × 2 sums (16 × 16 i32 each); 4–5: two 16-row activation tiles;
     /// 6–7: two weight tiles. All 16 rows of 64 bytes.
     ///
@@ -276,38 +296,10 @@ mod imp {
                 let first_row = g * TILE_ROWS;
                 let block_rows = (rows - first_row).min(2 * TILE_ROWS);
                 if block_rows == 2 * TILE_ROWS && first_column + 2 * COLUMNS <= n {
-                    let at = out
-                        .as_mut_ptr()
-                        .add(first_row * n + first_column)
-                        .cast::<u8>();
-                    let stride = n * 4;
-                    asm!(
-                        "tilestored [{c00} + {stride}*1], tmm0",
-                        "tilestored [{c01} + {stride}*1], tmm1",
-                        "tilestored [{c10} + {stride}*1], tmm2",
-                        "tilestored [{c11} + {stride}*1], tmm3",
-                        c00 = in(reg) at,
-                        c01 = in(reg) at.add(64),
-                        c10 = in(reg) at.add(TILE_ROWS * stride),
-                        c11 = in(reg) at.add(TILE_ROWS * stride + 64),
-                        stride = in(reg) stride,
-                        options(nostack),
-                    );
+                    let at = out.as_mut_ptr().add(first_row * n + first_column);
+                    store_sums(at.cast(), n * 4);
                 } else {
-                    let at = block.as_mut_ptr().cast::<u8>();
-                    let stride = 2 * COLUMNS * 4;
-                    asm!(
-                        "tilestored [{c00} + {stride}*1], tmm0",
-                        "tilestored [{c01} + {stride}*1], tmm1",
-                        "tilestored [{c10} + {stride}*1], tmm2",
-                        "tilestored [{c11} + {stride}*1], tmm3",
-                        c00 = in(reg) at,
-                        c01 = in(reg) at.add(64),
-                        c10 = in(reg) at.add(TILE_ROWS * stride),
-                        c11 = in(reg) at.add(TILE_ROWS * stride + 64),
-                        stride = in(reg) stride,
-                        options(nostack),
-                    );
+                    store_sums(block.as_mut_ptr().cast(), 2 * COLUMNS * 4);
                     super::copy_block_rows(&block, block_rows, out, n, (first_row, first_column));
                 }
             }
