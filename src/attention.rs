@@ -199,12 +199,14 @@ fn attend(
         sequence: keys,
         ..shape
     };
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+    let simd = kernel_available() && dim.is_multiple_of(LANES);
     for first in (0..sequence).step_by(ROWS) {
         let rows = (sequence - first).min(ROWS);
         let q_rows = &q[first * width..(first + rows) * width];
         let out_rows = &mut out[first * width..(first + rows) * width];
         #[cfg(target_arch = "x86_64")]
-        if kernel_available() && dim.is_multiple_of(LANES) {
+        if simd {
             // SAFETY: AVX-512F is available (checked) and the buffers have the shapes
             // `avx512::attend_rows` documents.
             unsafe { avx512::attend_rows(head, rows, q_rows, scratch, scale, out_rows) };
@@ -778,35 +780,21 @@ mod tests {
             head_dim: 16,
             scale: 0.25,
         };
-        let t = |shape: &[usize]| Tensor::zero::<f32>(shape).unwrap().into_tvalue();
-        let err = op
-            .eval(
-                &EvalContext::out_of_plan(),
-                tvec![
-                    t(&[1, 3, 32]),
-                    t(&[1, 3, 32]),
-                    t(&[1, 3, 32]),
-                    t(&[1, 1, 1, 4])
-                ],
-            )
-            .unwrap_err();
+        // The error of evaluating q, k, v and mask of these shapes.
+        let error = |shapes: [&[usize]; 4]| {
+            let inputs = shapes
+                .iter()
+                .map(|s| Tensor::zero::<f32>(s).unwrap().into_tvalue())
+                .collect();
+            let err = op.eval(&EvalContext::out_of_plan(), inputs).unwrap_err();
+            err.to_string()
+        };
         assert_eq!(
-            err.to_string(),
+            error([&[1, 3, 32], &[1, 3, 32], &[1, 3, 32], &[1, 1, 1, 4]]),
             "attention: mask [1, 1, 1, 4] for batch 1 and sequence 3"
         );
-        let err = op
-            .eval(
-                &EvalContext::out_of_plan(),
-                tvec![
-                    t(&[1, 3, 32]),
-                    t(&[1, 3, 30]),
-                    t(&[1, 3, 32]),
-                    t(&[1, 1, 1, 3])
-                ],
-            )
-            .unwrap_err();
         assert_eq!(
-            err.to_string(),
+            error([&[1, 3, 32], &[1, 3, 30], &[1, 3, 32], &[1, 1, 1, 3]]),
             "attention: q [1, 3, 32], k [1, 3, 30], v [1, 3, 32] for 2 heads of 16"
         );
     }

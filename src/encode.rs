@@ -201,11 +201,15 @@ fn invalid_model(file: &str, what: &str, e: impl std::fmt::Display) -> Error {
 impl Encoder {
     /// Parses, types and optimizes the graph and checks it against the descriptor.
     pub fn new(bundle: &ModelBundle) -> Result<Self> {
-        let f32_plan = F32Plan::for_this_target();
-        Self::with_plans(
-            bundle,
+        Self::build(bundle, Cow::Borrowed(&bundle.model), Self::target_plans())
+    }
+
+    /// The plans every encoder dotfind builds uses: the fastest on this target, one text per
+    /// run.
+    fn target_plans() -> (Int8Plan, F32Plan, PlanBatch) {
+        (
             Int8Plan::for_this_target(),
-            f32_plan,
+            F32Plan::for_this_target(),
             PlanBatch::One,
         )
     }
@@ -218,7 +222,8 @@ impl Encoder {
 
     /// As [`Encoder::new`], choosing how int8 MatMuls are planned and how many texts a run
     /// of the plan takes (for tests and `dotfind compile`, which builds the browser's plan).
-    /// Attention stays tract's, so that plans built this way compare bit for bit.
+    /// The f32 work stays tract's ([`F32Plan::Tract`]), so that plans built this way compare
+    /// bit for bit.
     pub fn with_plan(bundle: &ModelBundle, int8_plan: Int8Plan, batch: PlanBatch) -> Result<Self> {
         Self::with_plans(bundle, int8_plan, F32Plan::Tract, batch)
     }
@@ -240,12 +245,7 @@ impl Encoder {
     pub fn from_bundle(mut bundle: ModelBundle) -> Result<Self> {
         let model = std::mem::take(&mut bundle.model);
         let model = Cow::Owned(model);
-        let plans = (
-            Int8Plan::for_this_target(),
-            F32Plan::for_this_target(),
-            PlanBatch::One,
-        );
-        Self::build(&bundle, model, plans)
+        Self::build(&bundle, model, Self::target_plans())
     }
 
     fn build(
