@@ -8,7 +8,7 @@
 //! `{startup_ms, times_ms: [...], vectors: [[...] per query]}`.
 use std::time::Instant;
 
-use dotfind::{BundleManifest, Encoder, ModelBundle};
+use dotfind::{Encoder, ModelBundle};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -20,12 +20,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::path::Path::new(bundle);
     let read = |f: &str| std::fs::read(dir.join(f));
     let manifest = read("dotfind-model.json")?;
-    // The graph file the bundle names (model.nnef.tar once compiled), as the browser loads.
-    let model = read(BundleManifest::from_json(&manifest)?.model_file())?;
+    let graph = read("model.graph")?;
     let tokenizer = read("tokenizer.json")?;
 
     let t = Instant::now();
-    let encoder = Encoder::new(&ModelBundle::from_bytes(&manifest, model, tokenizer)?)?;
+    let encoder = Encoder::from_bundle(ModelBundle::from_bytes(&manifest, graph, tokenizer)?)?;
     let startup_ms = t.elapsed().as_secs_f64() * 1e3;
 
     let mut vectors = Vec::with_capacity(queries.len());

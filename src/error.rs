@@ -17,10 +17,10 @@ pub enum Error {
         cause: std::io::Error,
     },
 
-    /// A bundle meant for browsers lacks its compiled graph (`model.graph`).
+    /// A bundle folder lacks its compiled graph (`model.graph`), which every loader reads.
     #[error(
         "model bundle {bundle} is not compiled: run `dotfind compile --model {bundle}` first \
-         (browsers load its model.graph)"
+         (every loader reads its model.graph)"
     )]
     NotCompiled { bundle: String },
 
@@ -28,13 +28,11 @@ pub enum Error {
     #[error("model bundle {bundle}: missing file {file}")]
     MissingFile { bundle: String, file: String },
 
-    /// A file's bytes do not hash to what its manifest promised: a truncated or
-    /// tampered download, or files from two different builds mixed together.
-    /// `algorithm`: the digest compared, `sha256` or `xxh3-128`.
-    #[error("{file}: {algorithm} mismatch: manifest says {expected}, file has {actual}")]
+    /// A file's bytes do not hash to what its manifest promised: a damaged download or
+    /// cache, or files from two different builds mixed together.
+    #[error("{file}: xxh3-128 mismatch: manifest says {expected}, file has {actual}")]
     ChecksumMismatch {
         file: String,
-        algorithm: &'static str,
         expected: String,
         actual: String,
     },
@@ -44,8 +42,8 @@ pub enum Error {
     #[error("{file}: {reason}")]
     InvalidManifest { file: String, reason: String },
 
-    /// The graph (`model.onnx`, or its compiled form `model.graph`) could not be parsed,
-    /// typed or optimized, or it does not have the inputs/outputs the bundle format requires.
+    /// The graph (`model.graph`, or the `model.onnx` it is compiled from) could not be
+    /// parsed, typed or optimized, or lacks the inputs/outputs the bundle format requires.
     #[error("{file}: {reason}")]
     InvalidModel { file: String, reason: String },
 
@@ -65,7 +63,7 @@ pub enum Error {
     #[error("inference failed: {0}")]
     Inference(String),
 
-    /// Stored data (shards, caches) is damaged: truncated, wrong magic, inconsistent sizes.
+    /// Stored or fetched data is damaged: truncated, wrong magic, inconsistent sizes.
     #[error("data corruption in {file}: {reason}")]
     DataCorruption { file: String, reason: String },
 }

@@ -1,19 +1,17 @@
-//! WebAssembly edge: the core's encoder exposed to JavaScript.
+//! WebAssembly bindings: the core exposed to JavaScript, and nothing else.
 //!
 //! JS does the fetching (it owns the network, caching and progress); Rust receives bytes,
 //! verifies them and encodes. Every failure crosses into JS as an `Error` whose message
 //! is the core's [`crate::Error`] text, so it names the file or input at fault.
 
-use std::collections::HashMap;
-
 use js_sys::Float32Array;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
-use crate::bundle::{BundleManifest, Digest, ModelBundle};
-use crate::encode::Encoder;
-use crate::search::{snippet, top_k, Hit, IndexVectors, SearchIndex};
-use crate::shard::{IndexManifest, PassageShard, VectorShard};
+use crate::index::IndexLoader as CoreLoader;
+use crate::index::VectorShard;
+use crate::model::{Encoder, ModelBundle};
+use crate::search::{top_k, Hit, IndexVectors, SearchResult, Searcher};
 
 extern "C" {
     /// Static constructors emitted by wasm-ld. tract registers its kernels in them, and
@@ -34,6 +32,12 @@ fn js_error(e: crate::Error) -> JsError {
     JsError::new(&e.to_string())
 }
 
+fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| JsError::new(&e.to_string()))
+}
+
 /// A verified model bundle ready to embed text in the browser.
 #[wasm_bindgen]
 pub struct QueryEncoder {
@@ -42,35 +46,15 @@ pub struct QueryEncoder {
 
 #[wasm_bindgen]
 impl QueryEncoder {
-    /// Verifies the bundle files (sizes, checksums, descriptor) and builds the tract plan.
-    /// `model`: the graph file the descriptor names — `model.graph` for a compiled
-    /// bundle (see `modelFile` in encoder.js), else `model.onnx`.
-    /// `model_sha256` and `tokenizer_sha256` (lower-case hex, both or neither): the files'
-    /// sha256 if JS computed them (WebCrypto hashes sha256 far faster than wasm), for a
-    /// descriptor that records no xxh3-128; otherwise the files are hashed here.
+    /// Verifies the bundle files (sizes, checksums, descriptor) and builds the plan.
     #[wasm_bindgen(constructor)]
     pub fn new(
         manifest_json: &[u8],
-        model: Vec<u8>,
+        graph: Vec<u8>,
         tokenizer_json: Vec<u8>,
-        model_sha256: Option<String>,
-        tokenizer_sha256: Option<String>,
     ) -> Result<QueryEncoder, JsError> {
-        let bundle = match (model_sha256, tokenizer_sha256) {
-            (Some(m), Some(t)) => ModelBundle::from_bytes_with_digests(
-                manifest_json,
-                model,
-                tokenizer_json,
-                &[Digest::Sha256(m), Digest::Sha256(t)],
-            ),
-            (None, None) => ModelBundle::from_bytes(manifest_json, model, tokenizer_json),
-            _ => {
-                return Err(JsError::new(
-                    "QueryEncoder: pass both model_sha256 and tokenizer_sha256, or neither",
-                ))
-            }
-        }
-        .map_err(js_error)?;
+        let bundle =
+            ModelBundle::from_bytes(manifest_json, graph, tokenizer_json).map_err(js_error)?;
         let inner = Encoder::from_bundle(bundle).map_err(js_error)?;
         Ok(QueryEncoder { inner })
     }
@@ -105,225 +89,98 @@ impl QueryEncoder {
     /// The bundle descriptor as a plain JS object.
     #[wasm_bindgen(getter)]
     pub fn manifest(&self) -> Result<JsValue, JsError> {
-        serde_wasm_bindgen::to_value(self.inner.manifest())
-            .map_err(|e| JsError::new(&e.to_string()))
+        to_js(self.inner.manifest())
     }
 }
 
 /// Collects an index's files as JS fetches them, verifying each against `manifest.json`
-/// on arrival, then assembles the [`SearchEngine`].
+/// on arrival ([`crate::index::IndexLoader`]), then assembles the [`SearchEngine`].
 #[wasm_bindgen]
 pub struct IndexLoader {
-    manifest: IndexManifest,
-    /// Each verified file's bytes and the digest `addFile` checked them by.
-    files: HashMap<String, (Vec<u8>, Digest)>,
+    inner: CoreLoader,
 }
 
 #[wasm_bindgen]
 impl IndexLoader {
     #[wasm_bindgen(constructor)]
     pub fn new(manifest_json: &[u8]) -> Result<IndexLoader, JsError> {
-        Ok(IndexLoader {
-            manifest: IndexManifest::from_json(manifest_json).map_err(js_error)?,
-            files: HashMap::new(),
-        })
+        let inner = CoreLoader::new(manifest_json).map_err(js_error)?;
+        Ok(IndexLoader { inner })
     }
 
-    /// Every file to fetch, as `[{path, bytes, sha256, xxh3_128}]` (`xxh3_128` null when the
-    /// manifest records none: then JS hashes sha256 for `addFile`).
+    /// Every file to fetch, as `[{path, bytes}]`.
     #[wasm_bindgen(js_name = fileList)]
     pub fn file_list(&self) -> Result<JsValue, JsError> {
-        let list: Vec<serde_json::Value> = self
-            .manifest
-            .files
-            .iter()
-            .map(|(path, entry)| {
-                serde_json::json!({
-                    "path": path,
-                    "bytes": entry.bytes,
-                    "sha256": entry.sha256,
-                    // Present: addFile checks it (hashed here) and needs no sha256 from JS.
-                    "xxh3_128": entry.xxh3_128,
-                })
+        #[derive(Serialize)]
+        struct File<'a> {
+            path: &'a str,
+            bytes: u64,
+        }
+        let files: Vec<File> = self
+            .inner
+            .files()
+            .map(|(path, entry)| File {
+                path,
+                bytes: entry.bytes,
             })
             .collect();
-        list.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-            .map_err(|e| JsError::new(&e.to_string()))
+        to_js(&files)
     }
 
     /// The index's shards as `[{vectors, passages, count}]`, in passage order, so JS can
     /// plan which vector files a scoring helper needs before fetching them.
     #[wasm_bindgen(getter)]
     pub fn shards(&self) -> Result<JsValue, JsError> {
-        to_js(&self.manifest.shards)
+        to_js(&self.inner.manifest().shards)
     }
 
-    /// The model's part files, in order: JS keeps a split model's parts to hash the whole
-    /// graph file (`model.graph`) with WebCrypto for [`IndexLoader::finish`] when
-    /// [`IndexLoader::model_sha256_wanted`] says so.
-    #[wasm_bindgen(getter, js_name = modelParts)]
-    pub fn model_parts(&self) -> Vec<String> {
-        self.manifest.model.model_parts.clone()
-    }
-
-    /// Whether [`IndexLoader::finish`] wants the whole graph file's sha256 from JS: only for
-    /// a split model whose descriptor (added by then) records no xxh3-128 for it.
-    #[wasm_bindgen(getter, js_name = modelSha256Wanted)]
-    pub fn model_sha256_wanted(&self) -> bool {
-        let m = &self.manifest.model;
-        let descriptor = format!("{}{}", m.path, crate::bundle::MANIFEST_FILE);
-        let checks_xxh3 = self
-            .files
-            .get(&descriptor)
-            .and_then(|(bytes, _)| BundleManifest::from_json(bytes).ok())
-            .and_then(|d| d.files.get(d.model_file()).map(|e| e.checks_xxh3()));
-        m.model_parts.len() > 1 && checks_xxh3 != Some(true)
-    }
-
-    /// Checks one file's size and checksum and keeps it; `sha256` (lower-case hex): its
-    /// sha256 if JS computed it (WebCrypto) because `fileList` showed no `xxh3_128` for it;
-    /// otherwise it is hashed here.
+    /// Checks one file's size and checksum and keeps it.
     #[wasm_bindgen(js_name = addFile)]
-    pub fn add_file(
-        &mut self,
-        path: &str,
-        bytes: Vec<u8>,
-        sha256: Option<String>,
-    ) -> Result<(), JsError> {
-        let entry = self.manifest.entry(path).map_err(js_error)?;
-        entry.verify_size(path, bytes.len()).map_err(js_error)?;
-        let digest = match sha256 {
-            Some(digest) => Digest::Sha256(digest),
-            None => entry.digest_of(&bytes),
-        };
-        entry
-            .verify_digest(path, bytes.len(), &digest)
-            .map_err(js_error)?;
-        self.files.insert(path.to_string(), (bytes, digest));
-        Ok(())
+    pub fn add_file(&mut self, path: &str, bytes: Vec<u8>) -> Result<(), JsError> {
+        self.inner.add_file(path, bytes).map_err(js_error)
     }
 
     /// Parses the shards, loads the model the index was built with, and checks they agree.
-    /// `model_sha256`: the sha256 of the whole graph file (its parts concatenated) if JS
-    /// computed it (see [`IndexLoader::model_sha256_wanted`]); a one-part model's digest is
-    /// already known from `addFile` when of the kind the descriptor checks, and otherwise
-    /// the model is hashed here.
-    pub fn finish(mut self, model_sha256: Option<String>) -> Result<SearchEngine, JsError> {
-        let mut take = |path: &str| {
-            self.files.remove(path).ok_or_else(|| {
-                JsError::new(&format!(
-                    "{path}: not loaded (call addFile for every file in fileList)"
-                ))
-            })
-        };
-        let m = &self.manifest.model;
-        let (descriptor, _) = take(&format!("{}{}", m.path, crate::bundle::MANIFEST_FILE))?;
-        let (tokenizer, tokenizer_checked) =
-            take(&format!("{}{}", m.path, crate::bundle::TOKENIZER_FILE))?;
-        let mut model = Vec::new();
-        let mut part_digests = Vec::new();
-        for part in &m.model_parts {
-            let (bytes, digest) = take(part)?;
-            model.extend_from_slice(&bytes);
-            part_digests.push(digest);
-        }
-        // The digests `addFile` computed stand for the bytes wherever they are of the kind
-        // the descriptor checks (no rehashing); otherwise the bytes are hashed again.
-        let bundle_manifest = BundleManifest::from_json(&descriptor).map_err(js_error)?;
-        // Both entries exist: `from_json` requires the tokenizer's, `model_file` names a
-        // recorded file.
-        let model_entry = &bundle_manifest.files[bundle_manifest.model_file()];
-        let tokenizer_entry = &bundle_manifest.files[crate::bundle::TOKENIZER_FILE];
-        let model_digest = match (model_sha256, part_digests.as_slice()) {
-            (Some(digest), _) => Digest::Sha256(digest),
-            (None, [single]) => model_entry.digest_using(single, &model),
-            (None, _) => model_entry.digest_of(&model),
-        };
-        let tokenizer_digest = tokenizer_entry.digest_using(&tokenizer_checked, &tokenizer);
-        let bundle = ModelBundle::from_bytes_with_digests(
-            &descriptor,
-            model,
-            tokenizer,
-            &[model_digest, tokenizer_digest],
-        )
-        .map_err(js_error)?;
-        self.manifest.check_bundle(&bundle).map_err(js_error)?;
-        let mut shards = Vec::new();
-        for entry in &self.manifest.shards {
-            let (vectors, _) = take(&entry.vectors)?;
-            let (passages, _) = take(&entry.passages)?;
-            shards.push((
-                VectorShard::from_bytes(&entry.vectors, &vectors).map_err(js_error)?,
-                PassageShard::from_bytes(&entry.passages, &passages).map_err(js_error)?,
-            ));
-        }
-        let encoder = Encoder::from_bundle(bundle).map_err(js_error)?;
-        let index = SearchIndex::new(self.manifest, shards).map_err(js_error)?;
-        Ok(SearchEngine { index, encoder })
+    pub fn finish(self) -> Result<SearchEngine, JsError> {
+        let loaded = self.inner.finish().map_err(js_error)?;
+        let searcher = Searcher::new(loaded).map_err(js_error)?;
+        Ok(SearchEngine { searcher })
     }
 }
 
 /// A loaded index plus its query encoder: search and re-rank entirely in the browser.
 #[wasm_bindgen]
 pub struct SearchEngine {
-    index: SearchIndex,
-    encoder: Encoder,
+    searcher: Searcher,
 }
 
 /// Characters of passage text returned as a result's snippet.
 const SNIPPET_CHARS: usize = 240;
-
-#[derive(Serialize)]
-struct JsHit {
-    id: String,
-    url: String,
-    title: String,
-    heading: String,
-    snippet: String,
-    score: f32,
-}
 
 impl SearchEngine {
     /// Hits as the `[{id, url, title, heading, snippet, score}]` every search method returns.
     fn results(&self, hits: &[Hit]) -> Result<JsValue, JsError> {
         let out = hits
             .iter()
-            .map(|h| self.hit(h.passage, h.score))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|h| self.searcher.result(h, SNIPPET_CHARS))
+            .collect::<crate::Result<Vec<SearchResult>>>()
+            .map_err(js_error)?;
         to_js(&out)
     }
-
-    fn hit(&self, passage: usize, score: f32) -> Result<JsHit, JsError> {
-        let r = self.index.record(passage).map_err(js_error)?;
-        Ok(JsHit {
-            snippet: snippet(&r.text, SNIPPET_CHARS),
-            id: r.id,
-            url: r.url,
-            title: r.title,
-            heading: r.heading,
-            score,
-        })
-    }
-}
-
-fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
-    value
-        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(|e| JsError::new(&e.to_string()))
 }
 
 #[wasm_bindgen]
 impl SearchEngine {
     /// Exact top-k passages for a query: `[{id, url, title, heading, snippet, score}]`.
     pub fn search(&self, query: &str, k: usize) -> Result<JsValue, JsError> {
-        let q = self.encoder.encode_query(query).map_err(js_error)?;
-        self.search_vector(&q, k)
+        let hits = self.searcher.search(query, k).map_err(js_error)?;
+        self.results(&hits)
     }
 
     /// Top-k for an already-encoded query (apps with their own encoder, benchmarks).
     #[wasm_bindgen(js_name = searchVector)]
     pub fn search_vector(&self, query: &[f32], k: usize) -> Result<JsValue, JsError> {
-        let hits = self.index.search(query, k).map_err(js_error)?;
+        let hits = self.searcher.index().search(query, k).map_err(js_error)?;
         self.results(&hits)
     }
 
@@ -337,7 +194,7 @@ impl SearchEngine {
         start: usize,
         end: usize,
     ) -> Result<PartialHits, JsError> {
-        PartialHits::search(self.index.vectors(), query, k, start..end)
+        PartialHits::search(self.searcher.index().vectors(), query, k, start..end)
     }
 
     /// The top-k of the parts' hits (passage numbers and scores, concatenated), in the
@@ -370,15 +227,18 @@ impl SearchEngine {
     /// BM25 top-k over passage text, same result shape as `search`: a lexical first stage.
     #[wasm_bindgen(js_name = lexicalSearch)]
     pub fn lexical_search(&self, query: &str, k: usize) -> Result<JsValue, JsError> {
-        let hits = self.index.lexical_search(query, k).map_err(js_error)?;
+        let hits = self
+            .searcher
+            .index()
+            .lexical_search(query, k)
+            .map_err(js_error)?;
         self.results(&hits)
     }
 
     /// Orders candidates (passage ids, document ids or URLs — e.g. a lexical engine's top
     /// 100) by BERT_Dot score: `{results: [{id, score}], unknown: [ids not in the index]}`.
     pub fn rerank(&self, query: &str, candidates: Vec<String>) -> Result<JsValue, JsError> {
-        let q = self.encoder.encode_query(query).map_err(js_error)?;
-        let (ranked, unknown) = self.index.rerank(&q, &candidates).map_err(js_error)?;
+        let (ranked, unknown) = self.searcher.rerank(query, &candidates).map_err(js_error)?;
         #[derive(Serialize)]
         struct Ranked {
             id: String,
@@ -400,24 +260,28 @@ impl SearchEngine {
 
     /// The query vector search scores with.
     pub fn encode(&self, query: &str) -> Result<Float32Array, JsError> {
-        let v = self.encoder.encode_query(query).map_err(js_error)?;
+        let v = self
+            .searcher
+            .encoder()
+            .encode_query(query)
+            .map_err(js_error)?;
         Ok(Float32Array::from(v.as_slice()))
     }
 
     #[wasm_bindgen(getter, js_name = passageCount)]
     pub fn passage_count(&self) -> usize {
-        self.index.len()
+        self.searcher.index().len()
     }
 
     #[wasm_bindgen(getter)]
     pub fn dims(&self) -> usize {
-        self.encoder.dims()
+        self.searcher.encoder().dims()
     }
 
     /// `manifest.json` as a plain object.
     #[wasm_bindgen(getter)]
     pub fn manifest(&self) -> Result<JsValue, JsError> {
-        to_js(&self.index.manifest)
+        to_js(&self.searcher.index().manifest)
     }
 }
 

@@ -7,11 +7,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use common::{bundle, fixture, run_cli, stderr};
-use dotfind::encode::cosine;
-use dotfind::html::{read_site, word_count};
-use dotfind::index::{build_index, IndexOptions};
-use dotfind::index_files::{open_index, open_index_files};
-use dotfind::shard::VectorEncoding;
+use dotfind::build::html::{read_site, word_count};
+use dotfind::build::index_writer::{build_index, IndexOptions};
+use dotfind::index::loader::read_folder;
+use dotfind::index::VectorEncoding;
+use dotfind::model::cosine;
+use dotfind::search::Searcher;
 use dotfind::ModelBundle;
 
 /// `dotfind index --model M --input I --out O` through the CLI.
@@ -49,11 +50,12 @@ fn index_of(input: &Path, encoding: VectorEncoding) -> (tempfile::TempDir, PathB
 }
 
 fn queries() -> Vec<(String, String, String)> {
-    let texts: HashMap<String, String> = dotfind::eval::read_queries(&fixture("queries.jsonl"))
-        .unwrap()
-        .into_iter()
-        .map(|q| (q.id, q.text))
-        .collect();
+    let texts: HashMap<String, String> =
+        dotfind::build::eval::read_queries(&fixture("queries.jsonl"))
+            .unwrap()
+            .into_iter()
+            .map(|q| (q.id, q.text))
+            .collect();
     std::fs::read_to_string(fixture("expected.tsv"))
         .unwrap()
         .lines()
@@ -69,8 +71,10 @@ fn queries() -> Vec<(String, String, String)> {
 fn round_trip_search_finds_expected_passages_with_brute_force_scores() {
     let (_d, int8_dir) = index_of(&fixture("corpus.jsonl"), VectorEncoding::Int8);
     let (_d2, f32_dir) = index_of(&fixture("corpus.jsonl"), VectorEncoding::F32);
-    let (int8, encoder) = open_index(&int8_dir).unwrap();
-    let (f32_index, _) = open_index(&f32_dir).unwrap();
+    let int8_searcher = Searcher::open(&int8_dir).unwrap();
+    let (int8, encoder) = (int8_searcher.index(), int8_searcher.encoder());
+    let f32_searcher = Searcher::open(&f32_dir).unwrap();
+    let (f32_index, _) = (f32_searcher.index(), f32_searcher.encoder());
     assert_eq!(int8.len(), 24);
 
     // Brute force: every passage encoded alone in f32 by the same bundle, plain dot product.
@@ -133,8 +137,8 @@ fn vectors_do_not_depend_on_other_passages() {
     text += &std::fs::read_to_string(fixture("corpus.jsonl")).unwrap();
     std::fs::write(&bigger, text).unwrap();
     let (_b, big) = index_of(&bigger, VectorEncoding::Int8);
-    let small = open_index_files(&small).unwrap();
-    let big = open_index_files(&big).unwrap();
+    let small = read_folder(&small).unwrap();
+    let big = read_folder(&big).unwrap();
     let (sv, _) = &small.shards[0];
     let (bv, _) = &big.shards[0];
     for i in 0..sv.count {
@@ -308,7 +312,8 @@ fn html_pages_become_titled_anchored_passages() {
 #[test]
 fn html_site_search_links_to_the_right_anchor() {
     let (_d, dir) = index_of(&fixture("site"), VectorEncoding::Int8);
-    let (index, encoder) = open_index(&dir).unwrap();
+    let searcher = Searcher::open(&dir).unwrap();
+    let (index, encoder) = (searcher.index(), searcher.encoder());
     let q = encoder
         .encode_query("what acidity do blueberries need")
         .unwrap();
@@ -387,12 +392,13 @@ fn cli_index_search_and_run() {
 #[test]
 fn run_scores_split_documents_by_their_best_passage() {
     let (_d, dir) = index_of(&fixture("site"), VectorEncoding::Int8);
-    let (index, encoder) = open_index(&dir).unwrap();
-    let queries = vec![dotfind::eval::Query {
+    let searcher = Searcher::open(&dir).unwrap();
+    let (index, encoder) = (searcher.index(), searcher.encoder());
+    let queries = vec![dotfind::build::eval::Query {
         id: "q".into(),
         text: "compost and soil organisms".into(),
     }];
-    let run = dotfind::eval::retrieve(&index, &encoder, &queries, 10).unwrap();
+    let run = dotfind::build::eval::retrieve(&searcher, &queries, 10).unwrap();
     let docs: Vec<&str> = run[0].1.iter().map(|(d, _)| d.as_str()).collect();
     assert_eq!(
         docs.len(),
@@ -456,7 +462,7 @@ fn bad_corpus_input_gets_named_errors_and_leaves_no_index() {
         assert!(!out.exists(), "no index left behind");
     }
 
-    // A query bundle never compiled: browsers could not load the index, so none is written.
+    // A query bundle never compiled: nothing could load the index, so none is written.
     let uncompiled = dir.path().join("uncompiled");
     std::fs::create_dir(&uncompiled).unwrap();
     for f in ["model.onnx", "tokenizer.json"] {
@@ -478,7 +484,7 @@ fn bad_corpus_input_gets_named_errors_and_leaves_no_index() {
         stderr(&o),
         format!(
             "dotfind: error: model bundle {0} is not compiled: run `dotfind compile --model {0}` \
-             first (browsers load its model.graph)\n",
+             first (every loader reads its model.graph)\n",
             uncompiled.display()
         )
     );
@@ -574,7 +580,7 @@ fn refuses_to_replace_a_folder_that_is_not_an_index() {
 fn damaged_index_files_are_reported() {
     let (_d, dir) = index_of(&fixture("corpus.jsonl"), VectorEncoding::Int8);
     // Every file is recorded with its size and both checksums (xxh3-128 is the one checked).
-    let files = open_index_files(&dir).unwrap().manifest.files;
+    let files = read_folder(&dir).unwrap().manifest.files;
     assert!(
         files.keys().any(|f| f.starts_with("model/model.graph")),
         "{:?}",
@@ -582,13 +588,13 @@ fn damaged_index_files_are_reported() {
     );
     for (path, entry) in &files {
         let bytes = std::fs::read(dir.join(path)).unwrap();
-        assert_eq!(*entry, dotfind::bundle::FileEntry::of(&bytes), "{path}");
+        assert_eq!(*entry, dotfind::checksum::FileEntry::of(&bytes), "{path}");
     }
     let shard = dir.join("vectors-000.bin");
     let bytes = std::fs::read(&shard).unwrap();
     std::fs::write(&shard, &bytes[..bytes.len() - 5]).unwrap();
     assert_eq!(
-        open_index(&dir).unwrap_err().to_string(),
+        Searcher::open(&dir).unwrap_err().to_string(),
         format!(
             "data corruption in vectors-000.bin: {} bytes, manifest says {}",
             bytes.len() - 5,
@@ -598,12 +604,12 @@ fn damaged_index_files_are_reported() {
     let mut flipped = bytes.clone();
     flipped[100] ^= 1;
     std::fs::write(&shard, &flipped).unwrap();
-    assert!(open_index(&dir)
+    assert!(Searcher::open(&dir)
         .unwrap_err()
         .to_string()
         .starts_with("vectors-000.bin: xxh3-128 mismatch: manifest says "));
     std::fs::write(&shard, &bytes).unwrap();
-    assert!(open_index(&dir).is_ok());
+    assert!(Searcher::open(&dir).is_ok());
 
     // The model folder swapped for another bundle: refused by name.
     let manifest_path = dir.join("manifest.json");
@@ -611,7 +617,7 @@ fn damaged_index_files_are_reported() {
     let m: serde_json::Value = serde_json::from_str(&text).unwrap();
     let sha = m["model"]["bundle_sha256"].as_str().unwrap().to_string();
     std::fs::write(&manifest_path, text.replace(&sha, &"0".repeat(64))).unwrap();
-    let err = open_index(&dir).unwrap_err().to_string();
+    let err = Searcher::open(&dir).unwrap_err().to_string();
     assert!(
         err.starts_with(&format!(
             "model mismatch: index was built with bundle {} (",
@@ -620,7 +626,7 @@ fn damaged_index_files_are_reported() {
         "{err}"
     );
     std::fs::write(&manifest_path, "{}").unwrap();
-    assert!(open_index(&dir)
+    assert!(Searcher::open(&dir)
         .unwrap_err()
         .to_string()
         .starts_with("manifest.json: not a valid index manifest: missing field"));
@@ -630,8 +636,8 @@ fn damaged_index_files_are_reported() {
 fn large_models_are_split_under_the_file_cap_and_still_load() {
     // The compiled graph (23 MB int8) is what an index ships, in two parts.
     let (_d, dir) = index_of(&fixture("corpus.jsonl"), VectorEncoding::Int8);
-    let files = open_index_files(&dir).unwrap();
-    let parts = &files.manifest.model.model_parts;
+    let files = read_folder(&dir).unwrap();
+    let parts = &files.manifest.model.graph_parts;
     assert_eq!(
         parts,
         &vec![
@@ -645,7 +651,8 @@ fn large_models_are_split_under_the_file_cap_and_still_load() {
             "{f} over 20 MiB"
         );
     }
-    let (_, encoder) = open_index(&dir).unwrap();
+    let searcher = Searcher::open(&dir).unwrap();
+    let (_, encoder) = (searcher.index(), searcher.encoder());
     let direct =
         dotfind::Encoder::new(&dotfind::ModelBundle::open(&bundle("int8")).unwrap()).unwrap();
     let q = "who walked on the moon";
@@ -665,8 +672,10 @@ fn large_models_are_split_under_the_file_cap_and_still_load() {
     };
     let stats = build_index(&bundle("int8"), &fixture("corpus.jsonl"), &out, &opts).unwrap();
     assert!(stats.shards > 3, "{stats:?}");
-    let (small, _) = open_index(&out).unwrap();
-    let (one, _) = open_index(&dir).unwrap();
+    let small_searcher = Searcher::open(&out).unwrap();
+    let (small, _) = (small_searcher.index(), small_searcher.encoder());
+    let one_searcher = Searcher::open(&dir).unwrap();
+    let (one, _) = (one_searcher.index(), one_searcher.encoder());
     let v = encoder.encode_query(q).unwrap();
     assert_eq!(small.search(&v, 24).unwrap(), one.search(&v, 24).unwrap());
 }
@@ -688,7 +697,8 @@ fn skip_empty_leaves_out_and_reports_empty_documents() {
         "{}",
         stderr(&o)
     );
-    let (index, _) = open_index(&out).unwrap();
+    let searcher = Searcher::open(&out).unwrap();
+    let (index, _) = (searcher.index(), searcher.encoder());
     assert_eq!(
         index
             .records()
@@ -724,7 +734,8 @@ fn passages_can_be_encoded_by_the_f32_twin_of_the_query_model() {
     let read = |d: &Path| std::fs::read(d.join("vectors-000.bin")).unwrap();
     assert_eq!(read(&twin), read(&f32_model));
     // ... while the model the index ships (what browsers download for queries) is the int8 one.
-    let (index, encoder) = open_index(&twin).unwrap();
+    let searcher = Searcher::open(&twin).unwrap();
+    let (index, encoder) = (searcher.index(), searcher.encoder());
     let sha = |kind: &str| ModelBundle::open(&bundle(kind)).unwrap().bundle_sha256;
     assert_eq!(index.manifest.model.bundle_sha256, sha("int8"));
     assert_eq!(index.manifest.model.passage_bundle_sha256, Some(sha("f32")));
@@ -752,9 +763,9 @@ fn passages_can_be_encoded_by_the_f32_twin_of_the_query_model() {
     .unwrap();
     assert_eq!((plain.encoded, plain.reused), (24, 0));
     assert_eq!(
-        open_index(&twin)
+        Searcher::open(&twin)
             .unwrap()
-            .0
+            .index()
             .manifest
             .model
             .passage_bundle_sha256,

@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use dotfind::model::Plans;
+use dotfind::{Encoder, ModelBundle};
 use serde::Deserialize;
 
 /// Folder written by `./build.sh model` (holding `f32/`, `int8/`, `reference.json`).
@@ -108,4 +110,34 @@ pub fn stderr(o: &Output) -> String {
 pub fn ok(o: &Output) -> String {
     assert!(o.status.success(), "{}", stderr(o));
     String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+/// The prepared bundle `kind` (`f32`, `int8`, `int8-ffn-f32`), opened and verified.
+pub fn open_bundle(kind: &str) -> ModelBundle {
+    ModelBundle::open(&bundle(kind)).expect("bundle opens")
+}
+
+/// The encoder every dotfind front end builds for bundle `kind`.
+pub fn encoder(kind: &str) -> Encoder {
+    Encoder::new(&open_bundle(kind)).expect("encoder builds")
+}
+
+/// Bundle `kind` running the graph of the `model.onnx` it was compiled from, as tract-onnx
+/// parses it (with tract's own ops): the reference compiled graphs are compared with.
+pub fn onnx_encoder(kind: &str, plans: Plans) -> Encoder {
+    let onnx = std::fs::read(bundle(kind).join("model.onnx")).unwrap();
+    let graph = dotfind::build::compile::onnx_graph(&onnx).unwrap();
+    Encoder::from_graph(&open_bundle(kind), graph, plans).unwrap()
+}
+
+/// Texts of every shape the encoders are compared on: short, CJK, and long enough to be
+/// truncated at the passage limit.
+pub fn sample_passages() -> Vec<String> {
+    vec![
+        "short".into(),
+        "東京は日本の首都です".into(),
+        "a considerably longer passage about vaccines, the immune system and how antibodies form"
+            .into(),
+        "The immune system protects the body against disease. ".repeat(40),
+    ]
 }

@@ -1,0 +1,203 @@
+//! The `dotfind` command line: one function per subcommand, over the library.
+
+mod encode;
+mod eval;
+mod index;
+mod search;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+use dotfind::index::VectorEncoding;
+
+#[derive(Parser)]
+#[command(
+    name = "dotfind",
+    version,
+    about = "Semantic search that runs in the browser"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Encode one text per stdin line; print one JSON array of floats per line.
+    Encode {
+        /// Model bundle folder (dotfind-model.json, model.graph, tokenizer.json).
+        #[arg(long)]
+        model: PathBuf,
+        /// Encode lines as passages (passage prefix and length limit) instead of queries.
+        #[arg(long)]
+        passages: bool,
+        /// Lines read per group when encoding passages (each is encoded alone, so a
+        /// passage's vector never depends on the others).
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+    },
+    /// Compile a bundle's model.onnx into model.graph (the graph already typed and
+    /// decluttered) and record it in dotfind-model.json: every loader reads model.graph.
+    Compile {
+        /// Model bundle folder; updated in place.
+        #[arg(long)]
+        model: PathBuf,
+    },
+    /// Encode a corpus (BEIR JSONL or a folder of built HTML pages) into an index folder.
+    Index {
+        /// Model bundle folder; copied into the index so the folder deploys as-is.
+        #[arg(long)]
+        model: PathBuf,
+        /// corpus.jsonl ({"_id","title","text"[,"url"]} per line) or a static site's output folder.
+        #[arg(long)]
+        input: PathBuf,
+        /// Index folder to write (replaced atomically; its vectors are reused where unchanged).
+        #[arg(long)]
+        out: PathBuf,
+        /// Stored vector precision.
+        #[arg(long, default_value = "int8")]
+        vectors: VectorEncoding,
+        /// Largest file written, in MiB (static hosts cap file sizes: Cloudflare Pages at 25 MiB).
+        #[arg(long, default_value_t = 20)]
+        max_file_mib: usize,
+        /// Leave out JSONL documents with no title and no text (reported) instead of failing.
+        #[arg(long)]
+        skip_empty: bool,
+        /// Encode passages with this bundle (the f32 twin of an int8 --model): f32-quality
+        /// passage vectors, while browsers still download only --model for queries.
+        #[arg(long)]
+        passage_model: Option<PathBuf>,
+    },
+    /// Exact search over an index (the browser's scoring), printing the top passages.
+    Search {
+        #[arg(long)]
+        index: PathBuf,
+        #[arg(short, default_value_t = 10)]
+        k: usize,
+        /// Print a JSON array of {id, url, title, score}.
+        #[arg(long)]
+        json: bool,
+        query: String,
+    },
+    /// Batch retrieval into a TREC run file (one line per query and document, best passage per document).
+    Run {
+        #[arg(long)]
+        index: PathBuf,
+        /// queries.jsonl: {"_id","text"} per line.
+        #[arg(long)]
+        queries: PathBuf,
+        #[arg(short, default_value_t = 1000)]
+        k: usize,
+        #[arg(long)]
+        out: PathBuf,
+        /// Run tag (last column).
+        #[arg(long, default_value = "dotfind")]
+        tag: String,
+    },
+    /// Re-rank a first-stage TREC run (e.g. BM25) with the model: the re-ranking mode.
+    Rerank {
+        #[arg(long)]
+        index: PathBuf,
+        /// First-stage run: `qid Q0 docid rank score tag`.
+        #[arg(long)]
+        run: PathBuf,
+        #[arg(long)]
+        queries: PathBuf,
+        /// Candidates per query taken from the first-stage run.
+        #[arg(long, default_value_t = 1000)]
+        depth: usize,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "dotfind-rerank")]
+        tag: String,
+    },
+    /// Score a TREC run against qrels with trec_eval's definitions.
+    Eval {
+        /// `query-id corpus-id score` (BEIR TSV, optional header) or TREC `qid 0 docid rel`.
+        #[arg(long)]
+        qrels: PathBuf,
+        #[arg(long)]
+        run: PathBuf,
+        /// Lowest grade counted as relevant for MRR, recall and MAP (TREC-DL passage: 2).
+        #[arg(long, default_value_t = 1)]
+        rel_level: i64,
+        /// Also average over judged queries absent from the run, scoring them 0 (trec_eval -c).
+        #[arg(long)]
+        complete: bool,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print token ids (one JSON array per stdin line), as the model sees them.
+    Tokenize {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        passages: bool,
+    },
+}
+
+/// Runs one subcommand; output goes to stdout, progress and notes to stderr.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Encode {
+            model,
+            passages,
+            batch_size,
+        } => encode::encode(&model, passages, batch_size),
+        Command::Tokenize { model, passages } => encode::tokenize(&model, passages),
+        Command::Compile { model } => index::compile(&model),
+        Command::Index {
+            model,
+            input,
+            out,
+            vectors,
+            max_file_mib,
+            skip_empty,
+            passage_model,
+        } => {
+            let opts = dotfind::build::index_writer::IndexOptions {
+                encoding: vectors,
+                max_file_bytes: max_file_mib.max(1) * 1024 * 1024,
+                progress: true,
+                skip_empty,
+                passage_model,
+            };
+            index::index(&model, &input, &out, &opts)
+        }
+        Command::Search {
+            index,
+            k,
+            json,
+            query,
+        } => search::search(&index, k, json, &query),
+        Command::Run {
+            index,
+            queries,
+            k,
+            out,
+            tag,
+        } => search::run(&index, &queries, k, &out, &tag),
+        Command::Rerank {
+            index,
+            run,
+            queries,
+            depth,
+            out,
+            tag,
+        } => search::rerank(&index, &run, &queries, depth, &out, &tag),
+        Command::Eval {
+            qrels,
+            run,
+            rel_level,
+            complete,
+            json,
+        } => eval::eval(&qrels, &run, rel_level, complete, json),
+    }
+}
+
+/// Standard output, buffered: flushed by the caller's `flush()`.
+fn stdout() -> std::io::BufWriter<std::io::StdoutLock<'static>> {
+    std::io::BufWriter::new(std::io::stdout().lock())
+}

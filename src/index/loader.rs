@@ -1,0 +1,127 @@
+//! The one index loader, for every reader: the CLI and the indexer read an index folder
+//! through it ([`read_folder`]), the browser feeds it what it fetched (`src/wasm.rs`). Each
+//! file is verified against `manifest.json` as it arrives; [`IndexLoader::finish`] parses
+//! the shards and assembles the model bundle, and checks it is the one the index was built
+//! with.
+
+use std::collections::HashMap;
+
+use super::manifest::{descriptor_path, tokenizer_path, IndexManifest};
+use super::passages::PassageShard;
+use super::vectors::VectorShard;
+use crate::checksum::FileEntry;
+use crate::error::{Error, Result};
+use crate::model::ModelBundle;
+
+/// An index's files gathered one by one, each verified on arrival.
+#[derive(Debug)]
+pub struct IndexLoader {
+    manifest: IndexManifest,
+    /// Each verified file's bytes and the xxh3-128 computed from them.
+    files: HashMap<String, (Vec<u8>, String)>,
+}
+
+/// A whole index, verified and parsed: what search needs, and the bundle to encode queries.
+#[derive(Debug)]
+pub struct LoadedIndex {
+    pub manifest: IndexManifest,
+    /// Each shard's vectors and passages, in passage order.
+    pub shards: Vec<(VectorShard, PassageShard)>,
+    pub bundle: ModelBundle,
+}
+
+impl IndexLoader {
+    /// Starts loading the index `manifest.json` describes.
+    pub fn new(manifest_json: &[u8]) -> Result<Self> {
+        Ok(IndexLoader {
+            manifest: IndexManifest::from_json(manifest_json)?,
+            files: HashMap::new(),
+        })
+    }
+
+    pub fn manifest(&self) -> &IndexManifest {
+        &self.manifest
+    }
+
+    /// Every file to fetch, with its recorded size and checksum.
+    pub fn files(&self) -> impl Iterator<Item = (&str, &FileEntry)> {
+        self.manifest.files.iter().map(|(p, e)| (p.as_str(), e))
+    }
+
+    /// Checks one file's size and checksum and keeps it.
+    pub fn add_file(&mut self, path: &str, bytes: Vec<u8>) -> Result<()> {
+        let computed = self.manifest.entry(path)?.verify(path, &bytes)?;
+        self.files.insert(path.to_string(), (bytes, computed));
+        Ok(())
+    }
+
+    /// Parses the shards and the model bundle, and checks they agree with the manifest.
+    pub fn finish(mut self) -> Result<LoadedIndex> {
+        let bundle = self.take_bundle()?;
+        self.manifest.check_bundle(&bundle)?;
+        let mut shards = Vec::with_capacity(self.manifest.shards.len());
+        for entry in self.manifest.shards.clone() {
+            let (vectors, _) = self.take(&entry.vectors)?;
+            let (passages, _) = self.take(&entry.passages)?;
+            shards.push((
+                VectorShard::from_bytes(&entry.vectors, &vectors)?,
+                PassageShard::from_bytes(&entry.passages, &passages)?,
+            ));
+        }
+        Ok(LoadedIndex {
+            manifest: self.manifest,
+            shards,
+            bundle,
+        })
+    }
+
+    /// The bundle copy: its descriptor, tokenizer and graph (its parts concatenated),
+    /// verified against the descriptor. A checksum computed on arrival is reused where it
+    /// covers the same bytes the descriptor checks (the tokenizer; a graph in one part).
+    fn take_bundle(&mut self) -> Result<ModelBundle> {
+        let (descriptor, _) = self.take(&descriptor_path())?;
+        let (tokenizer, tokenizer_xxh3) = self.take(&tokenizer_path())?;
+        let parts = self.manifest.model.graph_parts.clone();
+        let mut graph = Vec::new();
+        let mut graph_xxh3 = None;
+        for part in &parts {
+            let (bytes, xxh3) = self.take(part)?;
+            if parts.len() == 1 {
+                graph_xxh3 = Some(xxh3);
+                graph = bytes;
+            } else {
+                graph.extend_from_slice(&bytes);
+            }
+        }
+        ModelBundle::from_checked(
+            &descriptor,
+            graph,
+            tokenizer,
+            [graph_xxh3, Some(tokenizer_xxh3)],
+        )
+    }
+
+    fn take(&mut self, path: &str) -> Result<(Vec<u8>, String)> {
+        self.files.remove(path).ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "{path}: not loaded (every file the manifest lists must be added)"
+            ))
+        })
+    }
+}
+
+/// Reads, verifies and parses the index folder `dir`.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn read_folder(dir: &std::path::Path) -> Result<LoadedIndex> {
+    let read = |rel: &str| {
+        let path = dir.join(rel);
+        std::fs::read(&path).map_err(|e| Error::io(path, e))
+    };
+    let mut loader = IndexLoader::new(&read(super::manifest::INDEX_MANIFEST)?)?;
+    let paths: Vec<String> = loader.files().map(|(p, _)| p.to_string()).collect();
+    for path in paths {
+        let bytes = read(&path)?;
+        loader.add_file(&path, bytes)?;
+    }
+    loader.finish()
+}

@@ -1,0 +1,65 @@
+//! The index: the format the native indexer writes and the browser reads — `manifest.json`
+//! ([`manifest`]), vector shards ([`vectors`]), passage shards ([`passages`]) — and the one
+//! [`loader`] both sides read it with. Pure (bytes in, bytes out) so both share one
+//! implementation. Every reader validates sizes before touching data and reports damage as
+//! [`Error::DataCorruption`] naming the file. The layout is specified in `docs/format.md`;
+//! change both together.
+
+pub mod loader;
+pub mod manifest;
+pub mod passages;
+pub mod vectors;
+
+pub use loader::{IndexLoader, LoadedIndex};
+pub use manifest::{IndexManifest, IndexModel, ShardEntry};
+pub use passages::{PassageRecord, PassageShard};
+pub use vectors::{EncodedRow, VectorEncoding, VectorShard};
+
+use crate::error::{Error, Result};
+
+/// Shard format version, in every shard's header.
+const SHARD_FORMAT_VERSION: u16 = 1;
+
+fn corrupt(file: &str, reason: impl Into<String>) -> Error {
+    Error::DataCorruption {
+        file: file.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Checks the common shard header: long enough, right magic, readable version.
+fn check_header(
+    file: &str,
+    bytes: &[u8],
+    magic: &[u8; 4],
+    header_len: usize,
+    what: &str,
+) -> Result<()> {
+    if bytes.len() < header_len {
+        return Err(corrupt(
+            file,
+            format!(
+                "{} bytes, shorter than the {header_len}-byte header",
+                bytes.len()
+            ),
+        ));
+    }
+    if &bytes[0..4] != magic {
+        return Err(corrupt(
+            file,
+            format!("not a dotfind {what} shard (bad magic)"),
+        ));
+    }
+    let version = u16::from_le_bytes([bytes[4], bytes[5]]);
+    if version != SHARD_FORMAT_VERSION {
+        return Err(corrupt(
+            file,
+            format!("format version {version}, this build reads {SHARD_FORMAT_VERSION}"),
+        ));
+    }
+    Ok(())
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+}

@@ -1,0 +1,241 @@
+//! Activation quantization and dequantization loops of int8 linear layers: ONNX
+//! `DynamicQuantizeLinear` (f32 → u8 with one scale and zero point per tensor) and the
+//! `f32(acc) · scale + bias` tail, each written so that it vectorizes (natively by LLVM, in
+//! wasm by hand), with the same IEEE operations in the same order as the ONNX definition
+//! (and tract-onnx's evaluation of it): the same bits.
+
+use tract_core::internal::{ensure, TractResult};
+
+/// Quantizes `xs` into `ys` as ONNX `DynamicQuantizeLinear` does: the range
+/// `[min(x, 0), max(x, 0)]` mapped onto `[0, 255]`; returns the scale and zero point.
+pub fn quantize_dynamic(xs: &[f32], ys: &mut [u8]) -> (f32, u8) {
+    let (min, max) = range(xs);
+    let (scale, zero_point) = scale_and_zero_point(min, max);
+    quantize(xs, scale, zero_point, ys);
+    (scale, zero_point)
+}
+
+/// `ys[r, j] = accs[r, j] as f32 * scale[j] + bias[j]` for every row `r` (also the tail of
+/// [`Int8Linear`]).
+pub fn dequantize_rows(
+    accs: &[i32],
+    scale: &[f32],
+    bias: &[f32],
+    ys: &mut [f32],
+) -> TractResult<()> {
+    let width = scale.len();
+    ensure!(
+        bias.len() == width
+            && width > 0
+            && accs.len().is_multiple_of(width)
+            && ys.len() == accs.len(),
+        "dequantization: {} accumulators, {} scales, {} biases",
+        accs.len(),
+        width,
+        bias.len()
+    );
+    for (y_row, acc_row) in ys.chunks_exact_mut(width).zip(accs.chunks_exact(width)) {
+        for (((y, &a), &s), &b) in y_row.iter_mut().zip(acc_row).zip(scale).zip(bias) {
+            *y = a as f32 * s + b;
+        }
+    }
+    Ok(())
+}
+
+/// Lanes per step: wide enough for AVX-512 and a few wasm v128 registers.
+const LANES: usize = 16;
+
+/// ONNX's range: [min(x, 0), max(x, 0)] (NaNs ignored, as tract-onnx's comparison fold does).
+fn range(xs: &[f32]) -> (f32, f32) {
+    // `if x < lo` (not f32::min): the reference's own comparison, NaN skipped, and exactly
+    // one SIMD instruction per lane group (x86 minps/maxps, wasm f32x4.pmin/pmax).
+    let lower = |lo: f32, x: f32| if x < lo { x } else { lo };
+    let higher = |hi: f32, x: f32| if x > hi { x } else { hi };
+    let mut lo = [0f32; LANES];
+    let mut hi = [0f32; LANES];
+    let mut chunks = xs.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for i in 0..LANES {
+            lo[i] = lower(lo[i], chunk[i]);
+            hi[i] = higher(hi[i], chunk[i]);
+        }
+    }
+    for (i, &x) in chunks.remainder().iter().enumerate() {
+        lo[i] = lower(lo[i], x);
+        hi[i] = higher(hi[i], x);
+    }
+    (
+        lo.iter().fold(0f32, |a, &b| lower(a, b)),
+        hi.iter().fold(0f32, |a, &b| higher(a, b)),
+    )
+}
+
+/// Scale and zero point for the range, by the ONNX definition (and tract-onnx's formulas;
+/// max-then-min rather than clamp, which would keep the NaN an all-zero input produces).
+#[allow(clippy::manual_clamp)]
+fn scale_and_zero_point(min: f32, max: f32) -> (f32, u8) {
+    let scale = (max - min) / f32::from(u8::MAX);
+    let zero_point = (-min / scale)
+        .round_ties_even()
+        .max(f32::from(u8::MIN))
+        .min(f32::from(u8::MAX));
+    (scale, zero_point as u8)
+}
+
+/// `y = saturate(round(x / scale) + zero_point)`: 16 values per step in wasm SIMD (LLVM
+/// leaves the loop below scalar there: it does not narrow i32 lanes to u8), the rest as below.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn quantize(xs: &[f32], scale: f32, zero_point: u8, ys: &mut [u8]) {
+    use core::arch::wasm32::*;
+    let n = xs.len().min(ys.len());
+    let body = n / 16 * 16;
+    let (s, zp) = (f32x4_splat(scale), f32x4_splat(f32::from(zero_point)));
+    let (zero, top) = (f32x4_splat(0.0), f32x4_splat(255.0));
+    // Same steps as `quantize_lanes`: divide, round ties-to-even, NaN → 0, add the zero
+    // point, clamp to [0, 255] (pmax/pmin: `x < 0 ? 0 : x`, `255 < x ? 255 : x`), convert.
+    let lanes = |x: v128| {
+        let rounded = f32x4_nearest(f32x4_div(x, s));
+        let rounded = v128_bitselect(rounded, zero, f32x4_eq(rounded, rounded));
+        i32x4_trunc_sat_f32x4(f32x4_pmin(f32x4_pmax(f32x4_add(rounded, zp), zero), top))
+    };
+    for i in (0..body).step_by(16) {
+        // SAFETY: `i + 16 ≤ body ≤ n`, so the four loads and the store stay inside `xs` and
+        // `ys`; v128 loads and stores have no alignment requirement.
+        unsafe {
+            let x = xs.as_ptr().add(i);
+            let quads = [0, 4, 8, 12].map(|k| lanes(v128_load(x.add(k) as *const v128)));
+            let low = i16x8_narrow_i32x4(quads[0], quads[1]);
+            let high = i16x8_narrow_i32x4(quads[2], quads[3]);
+            v128_store(
+                ys.as_mut_ptr().add(i) as *mut v128,
+                u8x16_narrow_i16x8(low, high),
+            );
+        }
+    }
+    quantize_lanes(&xs[body..n], scale, zero_point, &mut ys[body..n]);
+}
+
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+fn quantize(xs: &[f32], scale: f32, zero_point: u8, ys: &mut [u8]) {
+    quantize_lanes(xs, scale, zero_point, ys);
+}
+
+/// `y = saturate(round(x / scale) + zero_point)`, in f32 lanes: `round(x / scale)` lies in
+/// [-255, 255] (x is inside the range the scale spans), so adding the zero point and clamping
+/// in f32 is exact, and unlike a saturating f32 → i32 conversion it vectorizes (natively).
+fn quantize_lanes(xs: &[f32], scale: f32, zero_point: u8, ys: &mut [u8]) {
+    let zp = f32::from(zero_point);
+    for (y, &x) in ys.iter_mut().zip(xs) {
+        let rounded = (x / scale).round_ties_even();
+        // A NaN quantizes to the zero point, as the reference's integer conversion (NaN → 0) does.
+        let rounded = if rounded.is_nan() { 0.0 } else { rounded };
+        let clamped = (rounded + zp).clamp(0.0, 255.0);
+        // SAFETY: `clamped` is a whole number in [0, 255] (`rounded` is not NaN, so neither is
+        // the clamp's result), so the conversion is exact.
+        *y = unsafe { clamped.to_int_unchecked::<i32>() } as u8;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// tract-onnx 0.23.9's evaluation, element by element: the reference (its max-then-min,
+    /// not clamp: an all-zero input makes the zero point NaN, which max/min turn into 0).
+    #[allow(clippy::manual_clamp)]
+    fn reference(xs: &[f32]) -> (Vec<u8>, f32, u8) {
+        let (min, max) = xs.iter().fold((0f32, 0f32), |(lo, hi), &v| {
+            if v < lo {
+                (v, hi)
+            } else if v > hi {
+                (lo, v)
+            } else {
+                (lo, hi)
+            }
+        });
+        let scale = (max - min) / 255.0;
+        let zp = (-min / scale).round_ties_even().max(0.0).min(255.0) as u8;
+        let ys = xs
+            .iter()
+            .map(|&x| (((x / scale).round_ties_even() as i32) + i32::from(zp)).clamp(0, 255) as u8)
+            .collect();
+        (ys, scale, zp)
+    }
+
+    fn fast(xs: &[f32]) -> (Vec<u8>, f32, u8) {
+        let mut ys = vec![0u8; xs.len()];
+        let (scale, zp) = quantize_dynamic(xs, &mut ys);
+        (ys, scale, zp)
+    }
+
+    #[test]
+    fn dequantize_scale_bias_is_cast_then_mul_then_add() {
+        let width = 5;
+        let accs: Vec<i32> = vec![0, 1, -1, 16_777_217, i32::MIN, 123_456, -98_765, 7, 0, 3];
+        let scale = [0.001f32, 1e-7, 3.5, 0.1, 2.0];
+        let bias = [-0.25f32, 0.0, 1e-3, -7.0, 0.5];
+        let mut ys = vec![f32::NAN; accs.len()];
+        dequantize_rows(&accs, &scale, &bias, &mut ys).expect("matching lengths");
+        let expected: Vec<u32> = accs
+            .iter()
+            .enumerate()
+            .map(|(i, &a)| (a as f32 * scale[i % width] + bias[i % width]).to_bits())
+            .collect();
+        let got: Vec<u32> = ys.iter().map(|v| v.to_bits()).collect();
+        assert_eq!(got, expected);
+
+        let err = dequantize_rows(&accs, &scale, &bias[..4], &mut ys).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "dequantization: 10 accumulators, 5 scales, 4 biases"
+        );
+        let err = dequantize_rows(&accs[..9], &scale, &bias, &mut ys[..9]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "dequantization: 9 accumulators, 5 scales, 5 biases"
+        );
+    }
+
+    #[test]
+    fn equals_the_onnx_reference_bit_for_bit() {
+        // The ONNX operator examples, then activations of many lengths and ranges,
+        // all-positive, all-negative, all-zero, ties at .5 and a NaN.
+        let mut cases: Vec<Vec<f32>> = vec![
+            vec![0., 2., -3., -2.5, 1.34, 0.5],
+            vec![-1., -2.1, -1.3, -2.5, -3.34, -4.],
+            vec![1., 2.1, 1.3, 2.5, 3.34, 4., 1.5, 2.6, 3.9, 4., 3., 2.345],
+            vec![0.0; 37],
+            vec![],
+            vec![0.5, 1.5, 2.5, -0.5, 255.0 / 2.0],
+            vec![1.0, f32::NAN, -2.0],
+        ];
+        let mut seed = 7u32;
+        for len in [1, 15, 16, 17, 31, 384, 1000, 4099] {
+            for spread in [1e-3f32, 1.0, 40.0] {
+                cases.push(
+                    (0..len)
+                        .map(|_| {
+                            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                            ((seed >> 8) as f32 / (1u32 << 24) as f32 - 0.3) * spread
+                        })
+                        .collect(),
+                );
+            }
+        }
+        for xs in &cases {
+            let (a, b) = (reference(xs), fast(xs));
+            assert_eq!(a.0, b.0, "values for {} inputs", xs.len());
+            assert_eq!(
+                a.1.to_bits(),
+                b.1.to_bits(),
+                "scale for {} inputs",
+                xs.len()
+            );
+            assert_eq!(a.2, b.2, "zero point for {} inputs", xs.len());
+        }
+        // The ONNX operator documentation's expected outputs.
+        assert_eq!(fast(&cases[0]).0, vec![153, 255, 0, 26, 221, 179]);
+        assert_eq!(fast(&cases[1]).2, 255);
+        assert_eq!(fast(&cases[2]).2, 0);
+    }
+}

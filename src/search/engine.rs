@@ -1,0 +1,79 @@
+//! [`Searcher`]: a loaded index and the encoder of the bundle it was built with — what the
+//! CLI and the browser both search with, from query text to results.
+
+use serde::Serialize;
+
+use super::dense::{Reranked, SearchIndex};
+use super::text::snippet;
+use super::top_k::Hit;
+use crate::error::Result;
+use crate::index::LoadedIndex;
+use crate::model::Encoder;
+
+/// A search result as every front end shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SearchResult {
+    pub id: String,
+    pub url: String,
+    pub title: String,
+    pub heading: String,
+    /// The passage text cut at a word boundary.
+    pub snippet: String,
+    pub score: f32,
+}
+
+/// An index ready to answer queries.
+#[derive(Debug)]
+pub struct Searcher {
+    index: SearchIndex,
+    encoder: Encoder,
+}
+
+impl Searcher {
+    /// Builds the encoder of the index's own bundle copy (the one the loader checked).
+    pub fn new(loaded: LoadedIndex) -> Result<Self> {
+        let encoder = Encoder::from_bundle(loaded.bundle)?;
+        let index = SearchIndex::new(loaded.manifest, loaded.shards)?;
+        Ok(Searcher { index, encoder })
+    }
+
+    /// Opens the index folder `dir`.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn open(dir: &std::path::Path) -> Result<Self> {
+        Self::new(crate::index::loader::read_folder(dir)?)
+    }
+
+    pub fn index(&self) -> &SearchIndex {
+        &self.index
+    }
+
+    pub fn encoder(&self) -> &Encoder {
+        &self.encoder
+    }
+
+    /// Exact top-k passages for a query (dense retrieval).
+    pub fn search(&self, query: &str, k: usize) -> Result<Vec<Hit>> {
+        let vector = self.encoder.encode_query(query)?;
+        self.index.search(&vector, k)
+    }
+
+    /// Candidates (passage ids, document ids or URLs) ordered by the query's score: the
+    /// re-ranking mode.
+    pub fn rerank(&self, query: &str, candidates: &[String]) -> Result<Reranked> {
+        let vector = self.encoder.encode_query(query)?;
+        self.index.rerank(&vector, candidates)
+    }
+
+    /// What front ends show for `hit`, its snippet at most `snippet_chars` characters.
+    pub fn result(&self, hit: &Hit, snippet_chars: usize) -> Result<SearchResult> {
+        let r = self.index.record(hit.passage)?;
+        Ok(SearchResult {
+            snippet: snippet(&r.text, snippet_chars),
+            id: r.id,
+            url: r.url,
+            title: r.title,
+            heading: r.heading,
+            score: hit.score,
+        })
+    }
+}

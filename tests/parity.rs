@@ -1,0 +1,200 @@
+//! The native encoder against PyTorch: embeddings of every bundle kind equal the reference
+//! the preparation tool computed (and the independent one in ../shared when present), and
+//! bad queries get named errors. Needs the prepared default model (`./build.sh test`).
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::{
+    bundle, encoder, int8_floor, open_bundle, own_reference, shared_reference, Reference,
+};
+use dotfind::model::{cosine, Int8Plan, PlanBatch, Plans};
+use dotfind::{Encoder, Pooling, Similarity};
+
+/// The same bundle with another pooling/similarity: exercises both code paths on real weights.
+fn encoder_with(kind: &str, pooling: Pooling, similarity: Similarity) -> Encoder {
+    let mut b = open_bundle(kind);
+    b.manifest.pooling = pooling;
+    b.manifest.similarity = similarity;
+    Encoder::new(&b).unwrap()
+}
+
+fn check_parity(reference: &Reference, name: &str) {
+    let f32_mean = encoder("f32");
+    let int8_mean = encoder("int8");
+    let f32_cls = encoder_with("f32", Pooling::Cls, Similarity::Dot);
+    // The query model the demo ships: int8 but for the feed-forward MatMuls.
+    let mixed_mean = encoder("int8-ffn-f32");
+    let (mut int8_sum, mut mixed_sum) = (0f32, 0f32);
+    for item in &reference.items {
+        let tokens = f32_mean.tokenize_query(&item.query).unwrap();
+        assert_eq!(
+            tokens.ids, item.input_ids,
+            "{name}: token ids of {:?}",
+            item.query
+        );
+
+        let v = f32_mean.encode_query(&item.query).unwrap();
+        let c = cosine(&v, &item.mean);
+        assert!(c >= 0.9999, "{name}: f32 mean cos {c} for {:?}", item.query);
+        assert!(
+            (v.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-4,
+            "cosine bundle is normalized"
+        );
+
+        // CLS + dot: raw vector, compared element-wise too.
+        let v = f32_cls.encode_query(&item.query).unwrap();
+        let c = cosine(&v, &item.cls);
+        let diff = v
+            .iter()
+            .zip(&item.cls)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            c >= 0.9999 && diff < 1e-3,
+            "{name}: f32 cls cos {c} diff {diff} for {:?}",
+            item.query
+        );
+
+        let v = int8_mean.encode_query(&item.query).unwrap();
+        let c = cosine(&v, &item.mean);
+        assert!(
+            c >= int8_floor(item),
+            "{name}: int8 mean cos {c} for {:?}",
+            item.query
+        );
+        int8_sum += c;
+
+        let v = mixed_mean.encode_query(&item.query).unwrap();
+        let c = cosine(&v, &item.mean);
+        assert!(
+            c >= 0.995,
+            "{name}: int8-ffn-f32 mean cos {c} for {:?}",
+            item.query
+        );
+        mixed_sum += c;
+    }
+    // Keeping the feed-forward MatMuls in f32 is what buys the quality back (BENCHMARKS.md).
+    assert!(
+        mixed_sum > int8_sum,
+        "{name}: int8-ffn-f32 mean cos {mixed_sum} should beat int8's {int8_sum}"
+    );
+}
+
+#[test]
+fn embeddings_equal_pytorch_reference_of_the_preparation_tool() {
+    let reference = own_reference();
+    assert!(reference.items.len() >= 5);
+    check_parity(&reference, "own reference");
+}
+
+#[test]
+fn embeddings_equal_independent_shared_reference() {
+    match shared_reference() {
+        Some(reference) => check_parity(&reference, "shared reference"),
+        None => eprintln!("../shared/models/minilm-l6-distilbert/reference.json absent: covered by the own reference"),
+    }
+}
+
+#[test]
+fn batched_passages_equal_passages_encoded_alone() {
+    // The padded-batch plan: what padding could leak into (the default plan runs one text
+    // per run).
+    let plans = Plans::exact(Int8Plan::for_this_target(), PlanBatch::Any);
+    let e = Encoder::with_plans(&open_bundle("f32"), plans).unwrap();
+    let texts = [
+        "short",
+        "a considerably longer passage about vaccines, the immune system and how antibodies form",
+        "東京は日本の首都です",
+    ];
+    let batch = e.encode_passages(&texts).unwrap();
+    assert_eq!(batch.len(), 3);
+    // Passages truncate at their own limit (the passage tokenizer is made on first use).
+    let long = "word ".repeat(2000);
+    assert_eq!(
+        e.tokenize_passage(&long).unwrap().len(),
+        e.manifest().max_passage_tokens
+    );
+    assert_eq!(
+        e.tokenize_query(&long).unwrap().len(),
+        e.manifest().max_query_tokens
+    );
+    for (text, v) in texts.iter().zip(&batch) {
+        let alone = e.encode_passages(&[text]).unwrap().remove(0);
+        assert_eq!(v.len(), e.dims());
+        assert!(cosine(v, &alone) > 0.99999, "padding leaked into {text:?}");
+    }
+}
+
+#[test]
+fn bad_queries_get_named_errors() {
+    let e = encoder("int8");
+    assert_eq!(
+        e.encode_query("").unwrap_err().to_string(),
+        "invalid input: query is empty"
+    );
+    assert_eq!(
+        e.encode_query(" \t\n").unwrap_err().to_string(),
+        "invalid input: query is empty"
+    );
+    assert_eq!(
+        e.encode_query("\u{0}\u{1}").unwrap_err().to_string(),
+        "invalid input: query has no searchable text"
+    );
+    let huge = "word ".repeat(20_000);
+    assert_eq!(
+        e.encode_query(&huge).unwrap_err().to_string(),
+        "invalid input: query is 100000 bytes, the limit is 65536"
+    );
+    // Long but allowed: truncated to the bundle's limit, still a vector.
+    let long = "word ".repeat(10_000);
+    assert_eq!(
+        e.tokenize_query(&long).unwrap().len(),
+        e.manifest().max_query_tokens
+    );
+    assert_eq!(e.encode_query(&long).unwrap().len(), e.dims());
+}
+
+#[test]
+fn cli_encode_matches_the_library() {
+    let texts = "what is the capital of france\nhow do vaccines train the immune system\n";
+    let run = |args: &[&str]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dotfind"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        // A run that fails on its arguments exits without reading stdin: a broken pipe
+        // here is expected, and the exit status and stderr are what the test checks.
+        let _ = child.stdin.take().unwrap().write_all(texts.as_bytes());
+        child.wait_with_output().unwrap()
+    };
+    let model = bundle("int8");
+    let out = run(&["encode", "--model", model.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let vectors: Vec<Vec<f32>> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let e = encoder("int8");
+    assert_eq!(vectors.len(), 2);
+    for (line, v) in texts.lines().zip(&vectors) {
+        assert_eq!(v, &e.encode_query(line).unwrap());
+    }
+
+    let out = run(&["encode", "--model", "/nonexistent/bundle"]);
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "dotfind: error: model bundle /nonexistent/bundle: missing file dotfind-model.json\n"
+    );
+}
