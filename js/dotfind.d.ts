@@ -14,9 +14,10 @@ export interface LoadProgress {
 
 export interface LoadOptions {
   onProgress?: (progress: LoadProgress) => void;
-  /** Keep verified files in the Cache API so later visits load nothing but manifest.json (default true). */
+  /** Keep verified files and the wasm in the Cache API, so later visits load nothing but
+   * manifest.json and work offline (default true). */
   cache?: boolean;
-  /** Where dotfind-worker.js is served, if not next to dotfind.js. */
+  /** Where search.worker.js is served, if not next to dotfind.js. */
   workerUrl?: string | URL;
   /**
    * Which wasm build runs: "relaxed" (relaxed SIMD: about 2× faster query encoding),
@@ -69,6 +70,19 @@ export interface IndexInfo {
   wasmBuild: 'relaxed' | 'simd';
   /** Threads scanning each search (see LoadOptions.searchThreads). */
   searchThreads: number;
+}
+
+/**
+ * What every promise of the package rejects with: the message names the file, URL or input at
+ * fault (e.g. `vectors-000.bin: xxh3-128 mismatch: …`, `dotfind: https://…/manifest.json: HTTP
+ * 404 Not Found`).
+ */
+export declare class DotfindError extends Error {
+  name: 'DotfindError';
+  /** The file or URL at fault, when one is. */
+  file?: string;
+  /** The HTTP status of a failed request. */
+  status?: number;
 }
 
 export declare class Dotfind {

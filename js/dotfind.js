@@ -1,7 +1,10 @@
 // dotfind: semantic search in the browser. The heavy work (download, verification, model
 // inference, scoring) runs in a Web Worker this module starts; every method returns a
-// Promise and rejects with an Error whose message names the file or input at fault.
+// Promise and rejects with a DotfindError whose message names the file or input at fault.
+import { DotfindError } from './errors.js';
 import { WorkerClient } from './messages.js';
+
+export { DotfindError };
 
 /** A loaded index, ready to search. Create with `await Dotfind.load(url)`. */
 export class Dotfind {
@@ -10,7 +13,7 @@ export class Dotfind {
   constructor(worker) {
     this.#client = new WorkerClient(
       worker,
-      (event) => new Error(`dotfind worker failed: ${event.message ?? 'could not start (check the worker URL and CSP)'}`),
+      (event) => new DotfindError(`dotfind: search.worker.js failed: ${event.message ?? 'could not start (check the worker URL and CSP)'}`),
     );
   }
 
@@ -30,7 +33,7 @@ export class Dotfind {
     // webpack) find and emit the worker and its wasm.
     const worker = workerUrl
       ? new Worker(new URL(workerUrl, base), { type: 'module' })
-      : new Worker(new URL('./dotfind-worker.js', import.meta.url), { type: 'module' });
+      : new Worker(new URL('./search.worker.js', import.meta.url), { type: 'module' });
     const engine = new Dotfind(worker);
     try {
       engine.info = await engine.#call('load', { indexUrl: new URL(indexUrl, base).href, cache, wasm, searchThreads }, onProgress);
@@ -68,7 +71,7 @@ export class Dotfind {
 
   /** Stops the worker; the engine cannot be used afterwards. */
   terminate() {
-    this.#client.terminate(new Error('dotfind: engine terminated'));
+    this.#client.terminate(new DotfindError('dotfind: engine terminated'));
   }
 }
 

@@ -1,7 +1,8 @@
 // The one request/response protocol between dotfind's page API, its worker and the worker's
 // scoring helpers, over postMessage: a request is {id, type, args}; the answer is
-// {id, ok: true, result} or {id, ok: false, error}; while a request runs, the worker may also
-// post {id, type: 'progress', ...}.
+// {id, ok: true, result} or {id, ok: false, error} (a DotfindError's fields); while a request
+// runs, the worker may also post {id, type: 'progress', ...}.
+import { DotfindError } from './errors.js';
 
 /** The asking side: one Promise per request, settled by the matching answer. */
 export class WorkerClient {
@@ -10,7 +11,7 @@ export class WorkerClient {
   #pending = new Map();
 
   /**
-   * `failure(event)` returns the Error every waiting call gets when the worker fails (it may
+   * `failure(event)` returns the error every waiting call gets when the worker fails (it may
    * also call `event.preventDefault()` to keep the failure from being reported again).
    */
   constructor(worker, failure) {
@@ -24,7 +25,7 @@ export class WorkerClient {
       }
       this.#pending.delete(data.id);
       if (data.ok) pending.resolve(data.result);
-      else pending.reject(new Error(data.error));
+      else pending.reject(DotfindError.from(data.error));
     };
     worker.onerror = (event) => this.#fail(failure(event));
   }
@@ -60,11 +61,11 @@ export function serve(name, handlers, transfer = () => []) {
     const { id, type, args } = data;
     try {
       const handler = handlers[type];
-      if (!handler) throw new Error(`${name}: unknown request ${type}`);
+      if (!handler) throw new DotfindError(`${name}: unknown request ${type}`);
       const result = await handler(args, id);
       self.postMessage({ id, ok: true, result }, transfer(result));
     } catch (e) {
-      self.postMessage({ id, ok: false, error: String(e?.message ?? e) });
+      self.postMessage({ id, ok: false, error: DotfindError.from(e).toJSON() });
     }
   };
 }

@@ -1,9 +1,11 @@
 // Picks and starts the wasm build this browser can run. Two builds ship: one with relaxed
-// SIMD (fused multiply-add and int8 dot products, e.g. one VNNI instruction on x86: 10–25 %
-// faster query encoding, BENCHMARKS.md) and one with plain SIMD for browsers without it. A browser that
-// lacks relaxed SIMD rejects a module using it outright, so the choice happens here, by
-// running a 92-byte probe module, before anything is fetched. Also: file digests by
-// WebCrypto, for the wasm core's checks.
+// SIMD (fused multiply-add and int8 dot products: faster query encoding, BENCHMARKS.md) and
+// one with plain SIMD for browsers without it. A browser that lacks relaxed SIMD rejects a
+// module using it outright, so the choice happens here, by running a 92-byte probe module,
+// before anything is fetched. The wasm is kept in the Cache API, so that an offline visit
+// starts from it.
+import { DotfindError } from './errors.js';
+import { fetchOk, openCache } from './fetch.js';
 
 // (module (func (export "f") (result i32) (i32x4.extract_lane 0
 //   (i32x4.relaxed_dot_i8x16_i7x16_add_s (v128.const i8x16 -1 ×16) (v128.const i8x16 1 ×16)
@@ -31,32 +33,42 @@ export function hasRelaxedSimd() {
 export function chooseBuild(choice = 'auto') {
   if (choice === 'simd') return 'simd';
   if (choice === 'relaxed') {
-    if (!hasRelaxedSimd()) throw new Error('dotfind: this browser has no relaxed SIMD; use wasm: "simd" or "auto"');
+    if (!hasRelaxedSimd()) throw new DotfindError('dotfind: this browser has no relaxed SIMD; use wasm: "simd" or "auto"');
     return 'relaxed';
   }
-  if (choice !== 'auto') throw new Error(`dotfind: unknown wasm build "${choice}" (use "auto", "relaxed" or "simd")`);
+  if (choice !== 'auto') throw new DotfindError(`dotfind: unknown wasm build "${choice}" (use "auto", "relaxed" or "simd")`);
   return hasRelaxedSimd() ? 'relaxed' : 'simd';
 }
 
 const started = new Map();
+const CACHE_NAME = 'dotfind-runtime-v1';
 
 /** The build's wasm-bindgen glue (literal `import()`s, so bundlers find both builds). */
 function importGlue(build) {
   return build === 'relaxed' ? import('./pkg-relaxed/dotfind.js') : import('./pkg/dotfind.js');
 }
 
-/** Fetches and compiles a build's wasm (streaming where the server sends application/wasm). */
-async function compileWasm(build) {
+/** The build's wasm: from the network (the browser's HTTP cache applies), kept in the Cache
+ * API when `cache` is on; from that copy when the network fails. */
+async function wasmResponse(build, cache) {
   const url = build === 'relaxed'
     ? new URL('./pkg-relaxed/dotfind_bg.wasm', import.meta.url)
     : new URL('./pkg/dotfind_bg.wasm', import.meta.url);
-  let response;
+  const store = await openCache(CACHE_NAME, cache);
   try {
-    response = await fetch(url);
+    const response = await fetchOk(url);
+    store?.put(url, response.clone()).catch(() => {}); // best effort: a full quota only costs offline use
+    return response;
   } catch (e) {
-    throw new Error(`dotfind: cannot fetch ${url}: ${e.message}`);
+    const cached = await store?.match(url);
+    if (cached) return cached;
+    throw e;
   }
-  if (!response.ok) throw new Error(`dotfind: ${url}: HTTP ${response.status}${response.statusText ? ` ${response.statusText}` : ''}`);
+}
+
+/** Compiles a build's wasm (streaming where the server sends application/wasm). */
+async function compileWasm(build, cache) {
+  const response = await wasmResponse(build, cache);
   if (response.headers.get('Content-Type')?.startsWith('application/wasm')) {
     return WebAssembly.compileStreaming(response);
   }
@@ -66,13 +78,13 @@ async function compileWasm(build) {
 /**
  * Imports and instantiates a build once; returns `{build, glue, module}`, where `module`
  * is the compiled WebAssembly.Module, which helper workers instantiate without compiling
- * again ({@link attachRuntime}).
+ * again ({@link attachRuntime}). `cache`: keep the wasm in the Cache API (default true).
  */
-export function startRuntime(choice = 'auto') {
+export function startRuntime(choice = 'auto', { cache = true } = {}) {
   const build = chooseBuild(choice);
   if (!started.has(build)) {
     started.set(build, (async () => {
-      const [glue, module] = await Promise.all([importGlue(build), compileWasm(build)]);
+      const [glue, module] = await Promise.all([importGlue(build), compileWasm(build, cache)]);
       await glue.default({ module_or_path: module });
       return { build, glue, module };
     })());
@@ -85,28 +97,4 @@ export async function attachRuntime(build, module) {
   const glue = await importGlue(build);
   await glue.default({ module_or_path: module });
   return glue;
-}
-
-/**
- * Lower-case hex sha256 of `bytes` by WebCrypto, which hashes at native speed (hashing a
- * 20–90 MB model in wasm took about half a second of start-up), or `null` where WebCrypto
- * is unavailable (insecure contexts: plain http other than localhost); the wasm core then
- * hashes the bytes itself. Either way every file is checked against its manifest. `bytes`
- * may be an array of parts, hashed as one file (concatenated only when WebCrypto is there).
- */
-export async function sha256Hex(bytes) {
-  const subtle = globalThis.crypto?.subtle;
-  if (!subtle) return null;
-  const digest = new Uint8Array(await subtle.digest('SHA-256', Array.isArray(bytes) ? concat(bytes) : bytes));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
-}
-
-function concat(parts) {
-  const whole = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    whole.set(p, at);
-    at += p.length;
-  }
-  return whole;
 }

@@ -1,37 +1,37 @@
-// Offline support for the demo: the page, its scripts and the wasm are kept in a cache and
-// served from it when the network is gone. Index files are cached by dotfind's worker
-// itself (Cache API, verified by their checksums), so they are left to it here.
-const SHELL = 'dotfind-demo-shell-v1';
-// The wasm build dotfind's worker will load, decided as dotfind/runtime.js decides it (the
-// same probe: relaxed SIMD with the standard's relaxed dot product; a test keeps the two in
-// step): precaching only that one saves the other build's download.
-const RELAXED_SIMD_PROBE = 'AGFzbQEAAAABBQFgAAF/AwIBAAcFAQFmAAAKQAE+AP0M//////////////////////0MAQEBAQEBAQEBAQEBAQEBAf0MAAAAAAAAAAAAAAAAAAAAAP2TAv0bAAs=';
-const relaxed = (() => {
-  try {
-    const bytes = Uint8Array.from(atob(RELAXED_SIMD_PROBE), (c) => c.charCodeAt(0));
-    if (!WebAssembly.validate(bytes)) return false;
-    return new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports.f() === -4;
-  } catch {
-    return false;
-  }
-})();
-const PKG = relaxed ? './dotfind/pkg-relaxed' : './dotfind/pkg';
-const PRECACHE = [
-  './', './index.html', './app.js', './style.css',
-  './dotfind/dotfind.js', './dotfind/dotfind-worker.js', './dotfind/dotfind-scorer.js', './dotfind/messages.js', './dotfind/runtime.js', `${PKG}/dotfind.js`, `${PKG}/dotfind_bg.wasm`,
-];
+// Offline support for the demo: the page and its scripts are kept in a cache and served from
+// it when the network is gone. dotfind caches what it fetches itself (the index files and
+// its wasm, in the Cache API), so the service worker leaves those alone; the package's
+// scripts are read from its own package.json, the one list of its files.
+const SHELL = 'dotfind-demo-shell-v2';
+const PAGE = ['./', './index.html', './app.js', './style.css'];
+
+/** The package's scripts (not its wasm, which dotfind's runtime caches). */
+async function packageScripts() {
+  const response = await fetch('./dotfind/package.json');
+  const { files } = await response.json();
+  return files.filter((f) => f.endsWith('.js')).map((f) => `./dotfind/${f}`);
+}
 
 self.addEventListener('install', (event) => {
-  event.waitUntil(caches.open(SHELL).then((c) => c.addAll(PRECACHE)).then(() => self.skipWaiting()));
+  event.waitUntil((async () => {
+    const cache = await caches.open(SHELL);
+    await cache.addAll([...PAGE, './dotfind/package.json', ...(await packageScripts())]);
+    await self.skipWaiting();
+  })());
 });
 
 self.addEventListener('activate', (event) => {
   event.waitUntil(self.clients.claim());
 });
 
+/** Requests dotfind caches on its own: the index and the wasm. */
+function ownedByDotfind(url) {
+  return url.pathname.includes('/dotfind-index/') || url.pathname.endsWith('.wasm');
+}
+
 self.addEventListener('fetch', (event) => {
   const url = new URL(event.request.url);
-  if (event.request.method !== 'GET' || url.origin !== self.location.origin || url.pathname.includes('/dotfind-index/')) {
+  if (event.request.method !== 'GET' || url.origin !== self.location.origin || ownedByDotfind(url)) {
     return;
   }
   // Network first, so a deployed update shows up; the cached copy when offline.

@@ -3,16 +3,17 @@
 // loading, re-ranking mode, offline reload, and a tampered shard surfacing in the page.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { launchBrowser, repoRoot } from './support.mjs';
-import { startServer } from '../../tools/serve.mjs';
+import { startServer } from '../../tools/demo/serve.mjs';
 
 const SITE = path.join(repoRoot, 'target/demo-site');
 let server, url, browser, context, page;
 const consoleErrors = [];
+/** Every request of the first visit (page, workers and service worker), until it was ready. */
+const firstVisit = [];
 
 before(async () => {
   if (!fs.existsSync(path.join(SITE, 'dotfind-index/manifest.json'))) {
@@ -21,11 +22,13 @@ before(async () => {
   ({ server, url } = await startServer({ root: SITE }));
   browser = await launchBrowser();
   context = await browser.newContext();
+  context.on('request', (r) => firstVisit.push(r.url()));
   page = await context.newPage();
   page.on('console', (m) => m.type() === 'error' && consoleErrors.push(m.text()));
   page.on('pageerror', (e) => consoleErrors.push(String(e)));
   await page.goto(url);
   await page.waitForSelector('#q:not([disabled])', { timeout: 120_000 });
+  context.removeAllListeners('request');
 });
 
 after(async () => {
@@ -158,16 +161,12 @@ test('no console errors on the happy path', () => {
   assert.deepEqual(consoleErrors, []);
 });
 
-test("the service worker precaches the wasm build dotfind's worker picks", () => {
-  // Same probe and same test of its result in both, or offline visits in an engine where
-  // they disagree would miss the build the worker loads.
-  const probe = (file) => {
-    const text = fs.readFileSync(path.join(repoRoot, file), 'utf8');
-    return { probe: /const RELAXED_SIMD_PROBE = '([^']+)';/.exec(text)?.[1], standardDot: text.includes('exports.f() === -4') };
-  };
-  const worker = probe('js/runtime.js');
-  assert.ok(worker.probe && worker.standardDot);
-  assert.deepEqual(probe('www/sw.js'), worker);
+test('a first visit downloads one wasm build, once, and no index file twice', () => {
+  const wasm = firstVisit.filter((u) => u.endsWith('.wasm'));
+  assert.equal(wasm.length, 1, `wasm requests: ${wasm}`);
+  const index = firstVisit.filter((u) => u.includes('/dotfind-index/'));
+  assert.ok(index.length > 3, `index requests: ${index}`);
+  assert.equal(new Set(index).size, index.length, `an index file fetched twice: ${index}`);
 });
 
 test('reload with the network off still searches', async () => {
@@ -222,70 +221,27 @@ function flipLastByte(file) {
   return bytes;
 }
 
-const sha256 = (bytes) => crypto.createHash('sha256').update(bytes).digest('hex');
-
-/** Turns the copied demo index in `site` into one written before dotfind recorded xxh3-128:
- * sha256 only, in manifest.json and in the bundle descriptor (whose new sha256 the index pins). */
-function asSha256OnlyIndex(site) {
+/** Swaps the contents and manifest entries of the demo model's two graph parts: each part
+ * passes its own check, the concatenated graph is not the one the bundle names. */
+function swapGraphParts(site) {
   const root = path.join(site, 'dotfind-index');
   const manifestPath = path.join(root, 'manifest.json');
   const manifest = JSON.parse(fs.readFileSync(manifestPath, 'utf8'));
-  const descriptorPath = path.join(root, 'model/dotfind-model.json');
-  const descriptor = JSON.parse(fs.readFileSync(descriptorPath, 'utf8'));
-  Object.values(descriptor.files).forEach((entry) => delete entry.xxh3_128);
-  const bytes = Buffer.from(JSON.stringify(descriptor));
-  fs.writeFileSync(descriptorPath, bytes);
-  manifest.files['model/dotfind-model.json'] = { sha256: sha256(bytes), bytes: bytes.length };
-  manifest.model.bundle_sha256 = sha256(bytes);
-  Object.values(manifest.files).forEach((entry) => delete entry.xxh3_128);
+  const parts = manifest.model.graph_parts;
+  assert.equal(parts.length, 2, `the demo's query model is split into two parts (${parts})`);
+  const [a, b] = parts.map((p) => fs.readFileSync(path.join(root, p)));
+  fs.writeFileSync(path.join(root, parts[0]), b);
+  fs.writeFileSync(path.join(root, parts[1]), a);
+  [manifest.files[parts[0]], manifest.files[parts[1]]] = [manifest.files[parts[1]], manifest.files[parts[0]]];
   fs.writeFileSync(manifestPath, JSON.stringify(manifest));
-  return manifest;
 }
 
-/** Flips the last byte of the demo model's last part, recording the part's new sha256 (and no
- * xxh3-128): each part passes its check, the whole model must not. */
-function damageLastModelPart(site, manifest) {
-  const parts = manifest.model.model_parts;
-  assert.ok(parts.length > 1, `the demo's query model is split into parts (${parts})`);
-  const bytes = flipLastByte(path.join(site, 'dotfind-index', parts.at(-1)));
-  manifest.files[parts.at(-1)] = { sha256: sha256(bytes), bytes: bytes.length };
-  fs.writeFileSync(path.join(site, 'dotfind-index/manifest.json'), JSON.stringify(manifest));
-}
-
-test('model parts that do not add up to the model the index names are a checksum error', async () => {
-  // A manifest whose checksums match its files, but whose model parts are not the bundle
-  // descriptor's model.graph (a hand-assembled folder): each part passes, the whole must not,
-  // by the descriptor's xxh3-128 (hashed in wasm).
-  const status = await loadDamagedSite((site) => {
-    const manifestPath = path.join(site, 'dotfind-index/manifest.json');
-    damageLastModelPart(site, JSON.parse(fs.readFileSync(manifestPath, 'utf8')));
-  });
+test('graph parts that do not add up to the graph the bundle names are a checksum error', async () => {
+  const status = await loadDamagedSite(swapGraphParts);
   assert.match(status, /^Could not load the search index: model\.graph: xxh3-128 mismatch: manifest says [0-9a-f]{32}, file has [0-9a-f]{32}$/);
-  // An index from before xxh3-128: by sha256 (WebCrypto over the parts).
-  const before = await loadDamagedSite((site) => damageLastModelPart(site, asSha256OnlyIndex(site)));
-  assert.match(before, /^Could not load the search index: model\.graph: sha256 mismatch: manifest says [0-9a-f]{64}, file has [0-9a-f]{64}$/);
-});
-
-test('an index from before xxh3-128 (sha256 only) still loads and searches', async () => {
-  const hits = await onChangedSite(asSha256OnlyIndex, async (p) => {
-    await p.waitForSelector('#q:not([disabled])', { timeout: 120_000 });
-    return p.evaluate(async () => {
-      const { Dotfind } = await import('/dotfind/dotfind.js');
-      const engine = await Dotfind.load('/dotfind-index/', { cache: false });
-      const found = await engine.search('how do I store key value pairs', { k: 3 });
-      engine.terminate();
-      return found.map((r) => r.url);
-    });
-  });
-  assert.match(hits[0], /ch08-03-hash-maps\.html/);
 });
 
 test('a tampered shard on the server surfaces as a checksum error in the page', async () => {
   const status = await loadDamagedSite((site) => flipLastByte(path.join(site, 'dotfind-index/vectors-000.bin')));
   assert.match(status, /^Could not load the search index: vectors-000\.bin: xxh3-128 mismatch: manifest says [0-9a-f]{32}, file has [0-9a-f]{32}$/);
-  const before = await loadDamagedSite((site) => {
-    asSha256OnlyIndex(site);
-    flipLastByte(path.join(site, 'dotfind-index/vectors-000.bin'));
-  });
-  assert.match(before, /^Could not load the search index: vectors-000\.bin: sha256 mismatch: manifest says [0-9a-f]{64}, file has [0-9a-f]{64}$/);
 });

@@ -6,25 +6,20 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import crypto from 'node:crypto';
-import { launchBrowser, repoRoot, modelDir, readJson, cosine, int8Floor } from './support.mjs';
-import { startServer } from '../../tools/serve.mjs';
+import { launchBrowser, repoRoot, modelDir, readJson, cosine, int8Floor, fileEntry } from './support.mjs';
+import { startServer } from '../../tools/demo/serve.mjs';
 
 const MODEL = modelDir();
 let server, baseUrl, browser, page, scratch;
 
-function sha256(bytes) {
-  return crypto.createHash('sha256').update(bytes).digest('hex');
-}
-
 /**
- * A copy of the int8 bundle (compiled: it loads model.graph) with one file replaced and its
- * checksum updated (sha256 only, as descriptors recorded before xxh3-128: checked by sha256).
+ * A copy of the int8 bundle with one file replaced (its checksum recorded too, unless
+ * `keepChecksum`) or removed, and the descriptor edited by `edit`.
  */
-function badBundle(name, { file, bytes, edit = () => {}, keepChecksum = false, remove = false }) {
+async function badBundle(name, { file, bytes, edit = () => {}, keepChecksum = false, remove = false }) {
   const dir = path.join(scratch, name);
   fs.mkdirSync(dir);
-  for (const f of ['dotfind-model.json', 'model.onnx', 'model.graph', 'tokenizer.json']) {
+  for (const f of ['dotfind-model.json', 'model.graph', 'tokenizer.json']) {
     fs.copyFileSync(path.join(MODEL, 'int8', f), path.join(dir, f));
   }
   const manifestPath = path.join(dir, 'dotfind-model.json');
@@ -32,7 +27,7 @@ function badBundle(name, { file, bytes, edit = () => {}, keepChecksum = false, r
   if (remove) fs.rmSync(path.join(dir, file));
   else if (bytes) {
     fs.writeFileSync(path.join(dir, file), bytes);
-    if (!keepChecksum) manifest.files[file] = { sha256: sha256(bytes), bytes: bytes.length };
+    if (!keepChecksum) manifest.files[file] = await fileEntry(bytes);
   }
   edit(manifest);
   fs.writeFileSync(manifestPath, JSON.stringify(manifest));
@@ -44,19 +39,15 @@ before(async () => {
   const model = fs.readFileSync(path.join(MODEL, 'int8', 'model.graph'));
   const tampered = Buffer.from(model);
   tampered[tampered.length >> 1] ^= 0x55;
-  badBundle('missing', { file: 'tokenizer.json', remove: true });
-  badBundle('tampered', { file: 'model.graph', bytes: tampered, keepChecksum: true });
-  badBundle('dims', { edit: (m) => (m.hidden_size = 768) });
-  badBundle('text-model', { file: 'model.graph', bytes: Buffer.from('this is a README, not a model\n') });
-  badBundle('onnx-as-compiled', { file: 'model.graph', bytes: fs.readFileSync(path.join(MODEL, 'int8', 'model.onnx')) });
-  badBundle('missing-compiled', { file: 'model.graph', remove: true });
-  // A bundle never compiled: its descriptor names only model.onnx.
-  badBundle('uncompiled', { file: 'model.graph', remove: true, edit: (m) => delete m.files['model.graph'] });
-  badBundle('empty-tokenizer', { file: 'tokenizer.json', bytes: Buffer.alloc(0) });
-  // Descriptors written before dotfind recorded xxh3-128: checked by sha256.
-  const sha256Only = (m) => Object.values(m.files).forEach((entry) => delete entry.xxh3_128);
-  badBundle('sha256-only', { edit: sha256Only });
-  badBundle('tampered-sha256-only', { file: 'model.graph', bytes: tampered, keepChecksum: true, edit: sha256Only });
+  await badBundle('missing', { file: 'tokenizer.json', remove: true });
+  await badBundle('tampered', { file: 'model.graph', bytes: tampered, keepChecksum: true });
+  await badBundle('dims', { edit: (m) => (m.hidden_size = 768) });
+  await badBundle('text-model', { file: 'model.graph', bytes: Buffer.from('this is a README, not a model\n') });
+  await badBundle('onnx-as-compiled', { file: 'model.graph', bytes: fs.readFileSync(path.join(MODEL, 'int8', 'model.onnx')) });
+  await badBundle('missing-compiled', { file: 'model.graph', remove: true });
+  // A descriptor that records no model.graph (a bundle never compiled, with a stray graph).
+  await badBundle('uncompiled', { edit: (m) => delete m.files['model.graph'] });
+  await badBundle('empty-tokenizer', { file: 'tokenizer.json', bytes: Buffer.alloc(0) });
 
   ({ server, url: baseUrl } = await startServer({
     root: repoRoot,
@@ -116,14 +107,14 @@ test('the plain-SIMD build (browsers without relaxed SIMD) matches the reference
 });
 
 test('int8: the plain build\'s i16 matmul kernel agrees with both relaxed-build kernels', async (t) => {
-  // Integer accumulation is exact in every kernel (src/int8_linear.rs, whose unit tests check
+  // Integer accumulation is exact in every kernel (src/kernels/int8_matmul, whose unit tests check
   // each layout against the integer definition); only the builds' f32 arithmetic (fused
   // multiply-add in the relaxed build) differs, which can move an activation by one
   // quantization step now and then: for the 64-token query the plain build, the relaxed
   // build and native tract all differ pairwise by about 2e-4 in cosine. A wrong sum, zero
   // point, offset, plane or column would cost far more. The int8 bundle's 7-bit weights run
   // the relaxed build's one-plane offset kernel, int8-ffn-f32's 8-bit ones its split
-  // two-plane kernel. (Natively, every kernel gives tract's bits: tests/encoder.rs.)
+  // two-plane kernel. (Natively, every kernel gives tract's bits: tests/plans.rs.)
   const plain = await harnessPage('simd');
   try {
     const texts = readJson(path.join(MODEL, 'reference.json')).items.map((i) => i.query);
@@ -146,10 +137,10 @@ test('an unknown wasm build choice is an Error naming the choices', async () => 
       chooseBuild('fast');
       return null;
     } catch (e) {
-      return e instanceof Error ? e.message : String(e);
+      return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
     }
   });
-  assert.equal(message, 'dotfind: unknown wasm build "fast" (use "auto", "relaxed" or "simd")');
+  assert.equal(message, 'DotfindError: dotfind: unknown wasm build "fast" (use "auto", "relaxed" or "simd")');
 });
 
 test('wasm embeddings equal the independent shared reference', async (t) => {
@@ -178,72 +169,45 @@ test('wasm token ids equal the Python tokenizers package on hard strings', async
 test('bad bundles reject with Errors that name the file and problem', async () => {
   const err = (bundle) => page.evaluate((b) => window.harness.loadError(b), bundle);
   const base = new URL('/bad/', baseUrl).href;
-  const model = fs.readFileSync(path.join(MODEL, 'int8', 'model.graph'));
-  const tampered = fs.readFileSync(path.join(scratch, 'tampered', 'model.graph'));
-
-  assert.deepEqual(await err('/bad/missing/'), {
-    isError: true,
-    message: `model bundle ${base}missing/: missing file tokenizer.json (HTTP 404)`,
-  });
-  // The descriptor records xxh3-128 (`dotfind compile` does): checked in wasm. The exact digests
-  // are checked natively (tests/encoder.rs); here the message's form and the recorded one.
+  const missing = (bundle, file) => ({ isError: true, name: 'DotfindError', message: `dotfind: ${base}${bundle}/${file}: HTTP 404 Not Found` });
+  assert.deepEqual(await err('/bad/missing/'), missing('missing', 'tokenizer.json'));
+  // Checked in wasm by the xxh3-128 the descriptor records. The exact digests are checked
+  // natively (src/checksum.rs); here the message's form and the recorded one.
   const recorded = readJson(path.join(MODEL, 'int8', 'dotfind-model.json')).files['model.graph'];
   const xxh3Mismatch = new RegExp(`^model\\.graph: xxh3-128 mismatch: manifest says ${recorded.xxh3_128}, file has (?!${recorded.xxh3_128})[0-9a-f]{32}$`);
-  assert.match((await err('/bad/tampered/')).message, xxh3Mismatch);
-  // Without xxh3-128 recorded, by sha256 (WebCrypto).
-  assert.deepEqual(await err('/bad/tampered-sha256-only/'), {
-    isError: true,
-    message: `model.graph: sha256 mismatch: manifest says ${sha256(model)}, file has ${sha256(tampered)}`,
-  });
-  assert.equal(await err('/bad/sha256-only/'), null);
+  const tampered = await err('/bad/tampered/');
+  assert.equal(tampered.name, 'DotfindError');
+  assert.match(tampered.message, xxh3Mismatch);
   assert.deepEqual(await err('/bad/dims/'), {
     isError: true,
+    name: 'DotfindError',
     message: 'model mismatch: model.graph outputs vectors of 384 dimensions, dotfind-model.json says hidden_size 768',
   });
   for (const bundle of ['text-model', 'onnx-as-compiled']) {
     assert.deepEqual(await err(`/bad/${bundle}/`), {
       isError: true,
+      name: 'DotfindError',
       message: 'model.graph: not a valid compiled model: not a dotfind compiled graph (`dotfind compile` writes this file)',
     });
   }
-  assert.deepEqual(await err('/bad/missing-compiled/'), {
-    isError: true,
-    message: `model bundle ${base}missing-compiled/: missing file model.graph (HTTP 404)`,
-  });
-  assert.deepEqual(await err('/bad/empty-tokenizer/'), { isError: true, message: 'tokenizer.json: empty file' });
+  assert.deepEqual(await err('/bad/missing-compiled/'), missing('missing-compiled', 'model.graph'));
+  assert.deepEqual(await err('/bad/empty-tokenizer/'), { isError: true, name: 'DotfindError', message: 'tokenizer.json: empty file' });
 });
 
-test('an uncompiled bundle (model.onnx only) is refused with the fix in the message', async () => {
-  // The browser build carries no ONNX parser: bundles are compiled to model.graph first.
+test('an uncompiled bundle is refused with the fix in the message', async () => {
   assert.deepEqual(await page.evaluate((b) => window.harness.loadError(b), '/bad/uncompiled/'), {
     isError: true,
-    message: 'model.onnx: the browser loads compiled bundles only: run `dotfind compile --model BUNDLE`, which adds model.graph to the bundle',
-  });
-});
-
-test('without WebCrypto digests the wasm core hashes the bundle itself', async () => {
-  const model = fs.readFileSync(path.join(MODEL, 'int8', 'model.graph'));
-  const tampered = fs.readFileSync(path.join(scratch, 'tampered', 'model.graph'));
-  const check = (bundle) => page.evaluate((b) => window.harness.withoutWebCrypto(b), bundle);
-  const both = { isError: true, message: 'QueryEncoder: pass both model_sha256 and tokenizer_sha256, or neither' };
-  assert.deepEqual(await check('/model-int8/'), { plain: null, oneDigest: both });
-  const { plain, oneDigest } = await check('/bad/tampered/');
-  assert.deepEqual(oneDigest, both);
-  assert.equal(plain.isError, true);
-  assert.match(plain.message, /^model\.graph: xxh3-128 mismatch: manifest says [0-9a-f]{32}, file has [0-9a-f]{32}$/);
-  // A descriptor recording sha256 only: hashed by the wasm core's sha256.
-  assert.deepEqual(await check('/bad/sha256-only/'), { plain: null, oneDigest: both });
-  assert.deepEqual(await check('/bad/tampered-sha256-only/'), {
-    plain: { isError: true, message: `model.graph: sha256 mismatch: manifest says ${sha256(model)}, file has ${sha256(tampered)}` },
-    oneDigest: both,
+    name: 'DotfindError',
+    message: 'dotfind-model.json: no checksum recorded for model.graph: the bundle is not compiled (`dotfind compile` adds it)',
   });
 });
 
 test('bad queries reject with Errors', async () => {
   const err = (q) => page.evaluate(([b, t]) => window.harness.encodeError(b, t), ['/model-int8/', q]);
-  assert.deepEqual(await err(''), { isError: true, message: 'invalid input: query is empty' });
+  assert.deepEqual(await err(''), { isError: true, name: 'Error', message: 'invalid input: query is empty' });
   assert.deepEqual(await err('word '.repeat(20000)), {
     isError: true,
+    name: 'Error',
     message: 'invalid input: query is 100000 bytes, the limit is 65536',
   });
   assert.equal(await err('word '.repeat(10000)), null, 'long queries are truncated, not refused');
@@ -251,9 +215,9 @@ test('bad queries reject with Errors', async () => {
 
 test('the scoring helper rejects damaged shards and bad query vectors with Errors', async () => {
   assert.deepEqual(await page.evaluate(() => window.harness.scorerErrors()), {
-    truncated: { isError: true, message: 'data corruption in vectors-000.bin: 3 bytes, shorter than the 16-byte header' },
-    wrongDims: { isError: true, message: 'model mismatch: query vector has 3 dimensions, the index has 4' },
-    nan: { isError: true, message: 'invalid input: query vector component 0 is NaN' },
+    truncated: { isError: true, name: 'Error', message: 'data corruption in vectors-000.bin: 3 bytes, shorter than the 16-byte header' },
+    wrongDims: { isError: true, name: 'Error', message: 'model mismatch: query vector has 3 dimensions, the index has 4' },
+    nan: { isError: true, name: 'Error', message: 'invalid input: query vector component 0 is NaN' },
     empty: null, // no shards yet: an empty part, not an error
   });
 });

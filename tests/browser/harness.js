@@ -1,5 +1,5 @@
 // Exposes the wasm encoder to the browser tests through `window.harness`.
-import { loadQueryEncoder, initWasm, modelFile } from '/dist/npm/encoder.js';
+import { loadQueryEncoder, initWasm } from '/dist/npm/encoder.js';
 
 // `?wasm=simd|relaxed` picks the build under test (default: what the browser would pick).
 const wasm = new URLSearchParams(location.search).get('wasm') ?? 'auto';
@@ -11,11 +11,11 @@ async function encoder(bundle) {
 }
 
 function asError(e) {
-  return { isError: e instanceof Error, message: String(e?.message ?? e) };
+  return { isError: e instanceof Error, name: e?.name, message: String(e?.message ?? e) };
 }
 
 window.harness = {
-  /** Bad input to the scoring helper's wasm class (what dotfind-scorer.js hands it). */
+  /** Bad input to the scoring helper's wasm class (what scorer.worker.js hands it). */
   async scorerErrors() {
     const { glue } = await initWasm(wasm);
     const attempt = (f) => {
@@ -55,25 +55,6 @@ window.harness = {
     } catch (err) {
       return asError(err);
     }
-  },
-  /**
-   * The wasm QueryEncoder built as where WebCrypto is missing (no digests: the core hashes),
-   * and with only one digest: `{plain, oneDigest}`, each null or an Error.
-   */
-  async withoutWebCrypto(bundle) {
-    const { glue } = await initWasm(wasm);
-    const bytes = async (f) => new Uint8Array(await (await fetch(new URL(f, new URL(bundle, location.href)))).arrayBuffer());
-    const [manifest, tokenizer] = await Promise.all(['dotfind-model.json', 'tokenizer.json'].map(bytes));
-    const model = await bytes(modelFile(manifest));
-    const attempt = (...digests) => {
-      try {
-        new glue.QueryEncoder(manifest, model, tokenizer, ...digests).free();
-        return null;
-      } catch (err) {
-        return asError(err);
-      }
-    };
-    return { plain: attempt(), oneDigest: attempt('0'.repeat(64)) };
   },
   async loadError(bundle) {
     try {

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { launchBrowser, repoRoot } from './support.mjs';
-import { startServer } from '../../tools/serve.mjs';
+import { startServer } from '../../tools/demo/serve.mjs';
 
 const INDEX = path.join(repoRoot, 'target/demo-index');
 let work, tarball, browser;
@@ -70,12 +70,12 @@ const EXPECTED = { n: 3, threads: 2, reranked: true, dims: 384, isF32: true };
 test('the tarball holds the documented files', () => {
   const list = execFileSync('tar', ['tzf', tarball], { encoding: 'utf8' }).split('\n').filter(Boolean).sort();
   assert.deepEqual(list, [
-    'package/README.md', 'package/dotfind-scorer.js', 'package/dotfind-worker.js', 'package/dotfind.d.ts', 'package/dotfind.js', 'package/encoder.js', 'package/messages.js',
-    'package/package.json', 'package/pkg-relaxed/dotfind.d.ts', 'package/pkg-relaxed/dotfind.js',
-    'package/pkg-relaxed/dotfind_bg.wasm', 'package/pkg/dotfind.d.ts', 'package/pkg/dotfind.js', 'package/pkg/dotfind_bg.wasm',
-    'package/runtime.js',
-  ]);
-});
+    'package/README.md', 'package/dotfind.d.ts', 'package/dotfind.js', 'package/encoder.js', 'package/errors.js', 'package/fetch.js',
+    'package/index-files.js', 'package/messages.js', 'package/package.json',
+    'package/pkg-relaxed/dotfind.d.ts', 'package/pkg-relaxed/dotfind.js', 'package/pkg-relaxed/dotfind_bg.wasm',
+    'package/pkg/dotfind.d.ts', 'package/pkg/dotfind.js', 'package/pkg/dotfind_bg.wasm',
+    'package/runtime.js', 'package/scorer.worker.js', 'package/search.worker.js',
+  ]);});
 
 test('a plain <script type="module"> page searches with the unpacked package', async () => {
   const site = path.join(work, 'plain');
@@ -103,8 +103,8 @@ test('a fresh Vite app installs the tarball, builds and searches', async () => {
   execFileSync(process.execPath, [path.join(repoRoot, 'node_modules/vite/bin/vite.js'), 'build'], { cwd: app, stdio: 'pipe' });
   const emitted = fs.readdirSync(path.join(app, 'dist/assets'));
   assert.ok(emitted.some((f) => f.endsWith('.wasm')), `wasm emitted: ${emitted}`);
-  assert.ok(emitted.some((f) => f.startsWith('dotfind-worker')), `worker emitted: ${emitted}`);
-  assert.ok(emitted.some((f) => f.startsWith('dotfind-scorer')), `scoring helper emitted: ${emitted}`);
+  assert.ok(emitted.some((f) => f.startsWith('search.worker')), `worker emitted: ${emitted}`);
+  assert.ok(emitted.some((f) => f.startsWith('scorer.worker')), `scoring helper emitted: ${emitted}`);
   const result = await searchPage(path.join(app, 'dist'));
   assert.match(result.url, /^\/book\/ch08-03-hash-maps\.html#/);
   assert.deepEqual({ ...result, url: undefined }, { ...EXPECTED, url: undefined });
@@ -115,11 +115,11 @@ test('a scoring thread that cannot start: a count the app asked for rejects, nam
   fs.mkdirSync(site);
   execFileSync('tar', ['xzf', tarball, '-C', site]);
   fs.renameSync(path.join(site, 'package'), path.join(site, 'dotfind'));
-  fs.rmSync(path.join(site, 'dotfind/dotfind-scorer.js'));
+  fs.rmSync(path.join(site, 'dotfind/scorer.worker.js'));
   fs.writeFileSync(path.join(site, 'index.html'), PAGE_HTML.replace('MAIN', 'main.js'));
   fs.writeFileSync(path.join(site, 'main.js'), `import { Dotfind } from './dotfind/dotfind.js';
 const out = document.getElementById('out');
-const forced = await Dotfind.load('/dotfind-index/', { searchThreads: 2 }).then(() => 'loaded', (e) => e.message);
+const forced = await Dotfind.load('/dotfind-index/', { searchThreads: 2 }).then(() => 'loaded', (e) => e.name + ': ' + e.message);
 const auto = await Dotfind.load('/dotfind-index/');
 const hits = await auto.search('how do I store key value pairs', { k: 3 });
 out.textContent = JSON.stringify({ forced, autoThreads: auto.info.searchThreads, n: hits.length });
@@ -131,7 +131,7 @@ out.textContent = JSON.stringify({ forced, autoThreads: auto.info.searchThreads,
     await page.waitForFunction(() => document.getElementById('out').textContent !== 'loading', null, { timeout: 120_000 });
     const result = JSON.parse(await page.textContent('#out'));
     assert.deepEqual(result, {
-      forced: 'dotfind scorer failed: could not start (is dotfind-scorer.js served next to dotfind-worker.js and allowed by worker-src?)',
+      forced: 'DotfindError: dotfind: scorer.worker.js failed: could not start (is it served next to search.worker.js and allowed by worker-src?)',
       autoThreads: 1,
       n: 3,
     });

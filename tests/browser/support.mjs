@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { xxhash128 } from 'hash-wasm';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -45,4 +46,9 @@ export function int8Floor(item) {
   const words = item.tokens.filter((t) => t !== '[CLS]' && t !== '[SEP]');
   const unknown = words.filter((t) => t === '[UNK]').length;
   return unknown * 2 >= words.length ? 0.98 : 0.985;
+}
+
+/** A file entry as dotfind records it: size and xxh3-128 (lower-case hex). */
+export async function fileEntry(bytes) {
+  return { bytes: bytes.length, xxh3_128: await xxhash128(bytes) };
 }

@@ -1,10 +1,11 @@
-// A dotfind scoring helper: a second worker that holds the vectors of part of an index and
-// returns that part's exact top-k for each query vector. A 100k-passage scan is bound by
-// one core's memory bandwidth, so splitting it across cores cuts the search's wall time.
-// The loading worker (dotfind-worker.js) starts helpers, hands them the compiled wasm
-// module and the verified vector shards, and merges their answers.
-import { attachRuntime } from './runtime.js';
+// dotfind's scoring helper (the entry point search.worker.js starts): a worker that holds
+// the vectors of part of an index and returns that part's exact top-k for each query
+// vector. A large scan is bound by one core's memory bandwidth, so splitting it across cores
+// cuts the search's wall time. The search worker hands helpers the compiled wasm module and
+// the verified vector shards, and merges their answers.
+import { DotfindError } from './errors.js';
 import { serve } from './messages.js';
+import { attachRuntime } from './runtime.js';
 
 let scorer = null;
 
@@ -16,7 +17,7 @@ const handlers = {
     return null;
   },
   search({ vector, k, start, end }) {
-    if (!scorer) throw new Error('dotfind scorer: not initialised');
+    if (!scorer) throw new DotfindError('dotfind: scorer not initialised');
     const t0 = performance.now();
     const part = scorer.searchRows(vector, k, start, end);
     const passages = part.passages;
