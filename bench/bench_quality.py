@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT / "tools/model"))
 from prepare_model import load_checkpoint, pool  # noqa: E402
 
 
@@ -216,7 +216,7 @@ def main() -> None:
     torch_encoder = TorchEncoder(args.source, args.model / "f32")
     # Results are kept per collection, so an interrupted or partial run still reports what it
     # measured and a later run adds the rest (keyed by the bundle, so a new model starts afresh).
-    cache_dir = ROOT / "target/bench-quality" / json.loads((args.model / "int8/dotfind-model.json").read_text())["files"]["model.onnx"]["sha256"][:16]
+    cache_dir = ROOT / "target/bench-quality" / json.loads((args.model / "int8/dotfind-model.json").read_text())["files"]["model.onnx"]["xxh3_128"][:16]
     cache_dir.mkdir(parents=True, exist_ok=True)
     def previous(name: str) -> list[list]:
         f = cache_dir / f"{name}.json"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Python side of `./build.sh bench-encoders` (driven by tools/bench_encoders.mjs).
+"""Python side of `./build.sh bench-encoders` (driven by bench/bench_encoders.mjs).
 
 For the benchmark's queries it prints one JSON object with
   reference   PyTorch f32 embeddings of the source checkpoint (the parity yardstick for
@@ -11,7 +11,7 @@ For the benchmark's queries it prints one JSON object with
               start-up = session creation from bytes already in memory; per query =
               tokenize + run + pool + normalize; warm-up pass, then ROUNDS timed passes.
 
-    python tools/bench_encoders.py --model MODEL_DIR --queries QUERIES.json [--source ID] [--rounds N]
+    python bench/bench_encoders.py --model MODEL_DIR --queries QUERIES.json [--source ID] [--rounds N]
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools/model"))
 from prepare_model import STANDIN, load_checkpoint, pool  # noqa: E402  (same loading and pooling as the bundles)
 
 

@@ -6,14 +6,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startServer } from './serve.mjs';
+import { startServer } from '../tools/demo/serve.mjs';
 import { launchBrowser } from '../tests/browser/support.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const [syn10k, syn100k] = process.argv.slice(2);
 const { server, url } = await startServer({
   root: path.join(root, 'target/demo-site'),
-  mounts: { '/bench': path.join(root, 'tools/bench'), '/syn10k': syn10k, '/syn100k': syn100k },
+  mounts: { '/bench': path.join(root, 'bench/pages/browser'), '/syn10k': syn10k, '/syn100k': syn100k },
 });
 const browser = await launchBrowser();
 
@@ -51,7 +51,7 @@ const manifest = JSON.parse(fs.readFileSync(path.join(root, 'target/demo-site/do
 const bytes = Object.values(manifest.files).reduce((s, f) => s + f.bytes, 0);
 // The build the browser picked (js/runtime.js): pkg-relaxed/ in Chromium, pkg/ elsewhere.
 const build = cold[0].wasmBuild;
-const quantization = JSON.parse(fs.readFileSync(path.join(root, 'target/demo-site/dotfind-index', manifest.model.path, 'dotfind-model.json'), 'utf8')).quantization;
+const quantization = JSON.parse(fs.readFileSync(path.join(root, 'target/demo-site/dotfind-index/model/dotfind-model.json'), 'utf8')).quantization;
 const wasm = fs.statSync(path.join(root, `dist/npm/${build === 'relaxed' ? 'pkg-relaxed' : 'pkg'}/dotfind_bg.wasm`)).size;
 const fmt = (x) => x.toFixed(1);
 const lines = [

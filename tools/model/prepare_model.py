@@ -19,7 +19,6 @@ Run through `./build.sh model [--from HF_ID_OR_DIR] [--out DIR]`, which owns the
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -45,14 +44,6 @@ KNOWN_MODELS = {
 
 def log(msg: str) -> None:
     print(f"[prepare-model] {msg}", file=sys.stderr, flush=True)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def standin_dir() -> Path:
@@ -294,11 +285,8 @@ def write_bundle(folder: Path, onnx_path: Path, tokenizer_json: str, meta: dict,
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(onnx_path, folder / "model.onnx")
     (folder / "tokenizer.json").write_text(tokenizer_json, encoding="utf-8")
-    files = {
-        name: {"sha256": sha256_file(folder / name), "bytes": (folder / name).stat().st_size}
-        for name in ("model.onnx", "tokenizer.json")
-    }
-    manifest = dict(format="dotfind-model/1", **meta, quantization=quantization, files=files)
+    # `dotfind compile` records every file's size and checksum (and adds model.graph).
+    manifest = dict(format="dotfind-model/2", **meta, quantization=quantization, files={})
     (folder / "dotfind-model.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
 
@@ -317,7 +305,7 @@ def main() -> None:
     ap.add_argument("--passage-prefix", default="")
     ap.add_argument("--keep-bert", action="store_true",
                     help="export a BERT checkpoint as BERT instead of re-hosting it in DistilBERT")
-    ap.add_argument("--cases", type=Path, default=Path(__file__).resolve().parent.parent / "tests/fixtures/hard_strings.json")
+    ap.add_argument("--cases", type=Path, default=Path(__file__).resolve().parents[2] / "tests/fixtures/hard_strings.json")
     args = ap.parse_args()
 
     from tokenizers import Tokenizer

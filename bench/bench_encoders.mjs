@@ -7,7 +7,7 @@
 // "Encoders" section of BENCHMARKS.md. Run through `./build.sh bench-encoders`, which builds
 // what it needs first; directly:
 //
-//   node tools/bench_encoders.mjs --model MODEL_DIR [--python VENV/bin/python]
+//   node bench/bench_encoders.mjs --model MODEL_DIR [--python VENV/bin/python]
 //       [--native target/release/examples/encode_latency] [--source CHECKPOINT] [--pages 3] [--cold-pages 15] [--passes 2]
 //       [--warm-ms 3000] [--dist dist/npm]
 import fs from 'node:fs';
@@ -18,7 +18,7 @@ import os from 'node:os';
 import { promisify } from 'node:util';
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { startServer } from './serve.mjs';
+import { startServer } from '../tools/demo/serve.mjs';
 import { launchBrowser, cosine, readJson } from '../tests/browser/support.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -64,7 +64,7 @@ fs.mkdirSync(work, { recursive: true });
 const log = (msg) => console.error(`[bench-encoders] ${msg}`);
 const bundle = (precision) => path.join(opts.model, precision);
 const meta = readJson(path.join(bundle('int8'), 'dotfind-model.json'));
-const { queries } = readJson(path.join(root, 'tools/bench-encoders/queries.json'));
+const { queries } = readJson(path.join(root, 'bench/pages/encoders/queries.json'));
 const queriesFile = path.join(work, 'queries.json');
 fs.writeFileSync(queriesFile, JSON.stringify(queries));
 
@@ -125,7 +125,7 @@ async function sizes(file) {
 // --- Native floor: dotfind's tract (examples/encode_latency.rs) and Python onnxruntime,
 // one thread each, same queries, before the browser so nothing else competes for the cores.
 log('Python: PyTorch f32 reference + onnxruntime (1 thread)');
-const py = JSON.parse(execFileSync(opts.python, [path.join(root, 'tools/bench_encoders.py'), '--model', opts.model, '--queries', queriesFile, '--source', opts.source, '--rounds', String(opts.passes * opts.pages)], { maxBuffer: 1 << 28, stdio: ['ignore', 'pipe', 'inherit'] }));
+const py = JSON.parse(execFileSync(opts.python, [path.join(root, 'bench/bench_encoders.py'), '--model', opts.model, '--queries', queriesFile, '--source', opts.source, '--rounds', String(opts.passes * opts.pages)], { maxBuffer: 1 << 28, stdio: ['ignore', 'pipe', 'inherit'] }));
 const native = {};
 for (const precision of PRECISIONS) {
   log(`native dotfind (tract), ${precision}`);
@@ -144,11 +144,11 @@ const mounts = {
   '/vendor/tjs-ort': pkg.tjsOrt,
   '/vendor/tjs-ort-common': pkg.tjsOrtCommon,
 };
-const { server, url } = await startServer({ root: path.join(root, 'tools/bench-encoders'), mounts });
+const { server, url } = await startServer({ root: path.join(root, 'bench/pages/encoders'), mounts });
 /** URL path → file on disk, as the server maps it (longest mount prefix wins). */
 function diskPath(urlPath) {
   const prefix = Object.keys(mounts).sort((a, b) => b.length - a.length).find((p) => urlPath.startsWith(`${p}/`));
-  return prefix ? path.join(mounts[prefix], urlPath.slice(prefix.length)) : path.join(root, 'tools/bench-encoders', urlPath);
+  return prefix ? path.join(mounts[prefix], urlPath.slice(prefix.length)) : path.join(root, 'bench/pages/encoders', urlPath);
 }
 
 const browser = await launchBrowser();
@@ -266,7 +266,7 @@ const misses = [...new Set(Object.values(results).flatMap((r) => [...r.misses]))
 const lines = [
   '## Encoders: dotfind vs onnxruntime-web vs transformers.js (Chromium), native floor',
   '',
-  `Command: \`./build.sh bench-encoders\` — model ${meta.model_id} (${meta.pooling} pooling, ${meta.similarity}); the bundles' own \`model.onnx\` files run by every runtime (dotfind loads them compiled by \`dotfind compile\`: \`model.graph\`, the same graph as tract decluttered it, in dotfind's compiled form); ${queries.length} short queries (\`tools/bench-encoders/queries.json\`), one per call (batch 1), single thread. Chromium ${chromiumVersion} headless, one run: ${opts.pages} fresh pages per runtime × model, interleaved; each page = cold start, a first pass over the queries (timed apart: a fresh page's first queries, while V8 still runs baseline-compiled wasm), more passes until ${opts['warm-ms']} ms have gone by since the first query (the same budget for every runtime, so hot code is optimized), then ${opts.passes} timed passes (${opts.pages * opts.passes * queries.length} timings per row, \`performance.now()\` in the page). Native rows: ${opts.pages * opts.passes} timed passes after a warm-up. Load average (1 min) on the ${os.cpus().length}-core machine: ${loadBefore.toFixed(1)} when the browser part began, ${loadAfter.toFixed(1)} when it ended.`,
+  `Command: \`./build.sh bench-encoders\` — model ${meta.model_id} (${meta.pooling} pooling, ${meta.similarity}); the bundles' own \`model.onnx\` files run by every runtime (dotfind loads them compiled by \`dotfind compile\`: \`model.graph\`, the same graph as tract decluttered it, in dotfind's compiled form); ${queries.length} short queries (\`bench/pages/encoders/queries.json\`), one per call (batch 1), single thread. Chromium ${chromiumVersion} headless, one run: ${opts.pages} fresh pages per runtime × model, interleaved; each page = cold start, a first pass over the queries (timed apart: a fresh page's first queries, while V8 still runs baseline-compiled wasm), more passes until ${opts['warm-ms']} ms have gone by since the first query (the same budget for every runtime, so hot code is optimized), then ${opts.passes} timed passes (${opts.pages * opts.passes * queries.length} timings per row, \`performance.now()\` in the page). Native rows: ${opts.pages * opts.passes} timed passes after a warm-up. Load average (1 min) on the ${os.cpus().length}-core machine: ${loadBefore.toFixed(1)} when the browser part began, ${loadAfter.toFixed(1)} when it ended.`,
   '',
   '| where | runtime | model | query median | query p90 | median ÷ baseline | first-pass median (fresh page) | cold start | cold start ÷ baseline | parity: cos vs PyTorch f32, min / mean |',
   '|---|---|---|---|---|---|---|---|---|---|',

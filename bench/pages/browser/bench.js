@@ -1,4 +1,4 @@
-// Driven by tools/bench_browser.mjs. `?index=URL&mode=start` times load + first result;
+// Driven by bench/bench_browser.mjs. `?index=URL&mode=start` times load + first result;
 // `mode=latency` times search over the index with varied queries; `threads=N` forces the
 // number of scoring threads (default: the package's 'auto').
 import { Dotfind } from '/dotfind/dotfind.js';

@@ -2,7 +2,7 @@
 // A plain static file server for the demo and the browser tests: what any static host
 // does (GET/HEAD, MIME types, 404s), nothing more, so tests exercise real HTTP.
 //
-//   node tools/serve.mjs --root www [--port 8080] [--mount /model=/path/to/bundle]
+//   node tools/demo/serve.mjs --root www [--port 8080] [--mount /model=/path/to/bundle]
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';

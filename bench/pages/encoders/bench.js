@@ -1,4 +1,4 @@
-// Driven by tools/bench_encoders.mjs, one fresh page per measurement:
+// Driven by bench/bench_encoders.mjs, one fresh page per measurement:
 //   window.runBench({ runtime, precision, queries, ids, passes, warmMs, dotfindBuild, coldOnly })
 // runtime: 'dotfind' | 'dotfind-simd' | 'ort-web' | 'transformers.js'; precision: 'f32' | 'int8' | 'int8-ffn-f32' (a bundle folder name).
 //
@@ -47,18 +47,16 @@ const RUNTIMES = {
     const dir = build === 'relaxed' ? '/dotfind/pkg-relaxed/' : '/dotfind/pkg/';
     const glue = await import(`${dir}dotfind.js`);
     const base = `/model/${precision}/`;
-    const { createQueryEncoder, modelFile } = await import('/dotfind/encoder.js');
-    const [wasm, manifest, tokenizer] = await Promise.all([
+    const { createQueryEncoder } = await import('/dotfind/encoder.js');
+    const [wasm, manifest, model, tokenizer] = await Promise.all([
       bytes(`${dir}dotfind_bg.wasm`),
-      ...['dotfind-model.json', 'tokenizer.json'].map((f) => bytes(base + f)),
+      ...['dotfind-model.json', 'model.graph', 'tokenizer.json'].map((f) => bytes(base + f)),
     ]);
-    // The graph file the bundle names: model.graph, compiled from the same model.onnx.
-    const model = await bytes(base + modelFile(manifest));
     return {
       version: build ?? 'simd',
       async create() {
         await glue.default({ module_or_path: wasm });
-        // The package's own path from bytes: digests by WebCrypto, then the wasm encoder.
+        // The package's own path from bytes: the wasm encoder verifies and builds.
         const encoder = await createQueryEncoder({ glue }, manifest, model, tokenizer);
         return { encode: async (q) => encoder.encode(q), tokenize: (q) => Array.from(encoder.tokenize(q)) };
       },

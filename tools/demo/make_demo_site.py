@@ -40,7 +40,7 @@ with contributions from the Rust Community; MIT OR Apache-2.0. See ../NOTICE.txt
 def main() -> None:
     book = Path(sys.argv[1]) if len(sys.argv) > 1 else next(
         Path.home().glob(".rustup/toolchains/*/share/doc/rust/html/book"))
-    out = Path(__file__).resolve().parent.parent / "demo/site/book"
+    out = Path(__file__).resolve().parents[2] / "demo/site/book"
     out.mkdir(parents=True, exist_ok=True)
     links = []
     for name in CHAPTERS:
