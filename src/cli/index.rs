@@ -1,9 +1,26 @@
-//! `dotfind compile` and `dotfind index`: bundles and corpora into what browsers load.
+//! `dotfind prepare`, `compile` and `index`: checkpoints, bundles and corpora into what
+//! browsers load.
 
 use std::path::Path;
 
 use anyhow::Result;
 use dotfind::build::index_writer::{build_index, IndexOptions};
+use dotfind::build::prepare::PrepareOptions;
+
+pub fn prepare(from: &Path, out: &Path, opts: &PrepareOptions) -> Result<()> {
+    let started = std::time::Instant::now();
+    for (bundle, entry) in dotfind::build::prepare::prepare(from, out, opts)? {
+        eprintln!(
+            "{}: wrote {} ({} bytes, xxh3-128 {})",
+            out.join(&bundle).display(),
+            dotfind::model::bundle::GRAPH_FILE,
+            entry.bytes,
+            entry.xxh3_128
+        );
+    }
+    eprintln!("prepared in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
 
 pub fn compile(model: &Path) -> Result<()> {
     let entry = dotfind::build::compile::compile_bundle(model)?;

