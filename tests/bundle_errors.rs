@@ -5,23 +5,23 @@ mod common;
 
 use std::path::Path;
 
-use common::bundle;
+use common::{bundle, fixture};
 use dotfind::build::compile::compile_bundle;
 use dotfind::checksum::{xxh3_128_hex, FileEntry};
 use dotfind::{Encoder, ModelBundle};
 
-/// The int8 bundle (with the model.onnx it was compiled from) in a temp dir.
+/// The prepared int8 bundle in a temp dir.
 fn scratch_bundle() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for f in [
-        "dotfind-model.json",
-        "model.onnx",
-        "model.graph",
-        "tokenizer.json",
-    ] {
+    for f in ["dotfind-model.json", "model.graph", "tokenizer.json"] {
         std::fs::copy(bundle("int8").join(f), dir.path().join(f)).unwrap();
     }
     dir
+}
+
+/// A tiny ONNX bundle (tests/fixtures/tiny-onnx/int8), compiled, in a temp dir.
+fn scratch_onnx_bundle() -> tempfile::TempDir {
+    common::compiled_tiny_onnx("int8")
 }
 
 /// Rewrites a bundle file and records its new checksum, so only the content is wrong.
@@ -87,7 +87,7 @@ fn tampered_and_truncated_graphs_are_named() {
 #[test]
 fn right_checksum_wrong_content_is_not_a_compiled_graph() {
     let dir = scratch_bundle();
-    let onnx = std::fs::read(dir.path().join("model.onnx")).unwrap();
+    let onnx = std::fs::read(fixture("tiny-onnx/int8/model.onnx")).unwrap();
     for bytes in [&onnx[..], b"this is a README, not a model\n"] {
         replace_consistently(dir.path(), "model.graph", bytes, |_| {});
         assert_eq!(
@@ -107,15 +107,21 @@ fn hidden_size_mismatch_is_reported_and_compiling_writes_nothing() {
     let mismatch = "model mismatch: model.graph outputs vectors of 384 dimensions, dotfind-model.json says hidden_size 768";
     assert_eq!(load_error(dir.path()), mismatch);
     // Compiling checks the graph against the descriptor, and writes nothing when they disagree.
-    let before: Vec<Vec<u8>> = ["dotfind-model.json", "model.graph"]
+    let dir = scratch_onnx_bundle();
+    let tok = std::fs::read(dir.path().join("tokenizer.json")).unwrap();
+    replace_consistently(dir.path(), "tokenizer.json", &tok, |m| {
+        m["hidden_size"] = 768.into()
+    });
+    let files = ["dotfind-model.json", "model.graph"];
+    let before: Vec<Vec<u8>> = files
         .iter()
         .map(|f| std::fs::read(dir.path().join(f)).unwrap())
         .collect();
     assert_eq!(
         compile_bundle(dir.path()).unwrap_err().to_string(),
-        mismatch
+        "model mismatch: model.graph outputs vectors of 32 dimensions, dotfind-model.json says hidden_size 768"
     );
-    let after: Vec<Vec<u8>> = ["dotfind-model.json", "model.graph"]
+    let after: Vec<Vec<u8>> = files
         .iter()
         .map(|f| std::fs::read(dir.path().join(f)).unwrap())
         .collect();
@@ -131,7 +137,7 @@ fn empty_tokenizer_is_rejected() {
 
 #[test]
 fn compiling_needs_a_valid_onnx_model() {
-    let dir = scratch_bundle();
+    let dir = scratch_onnx_bundle();
     replace_consistently(dir.path(), "model.onnx", b"not onnx\n", |_| {});
     let err = compile_bundle(dir.path()).unwrap_err().to_string();
     assert!(

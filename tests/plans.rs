@@ -1,11 +1,13 @@
-//! Compiled graphs and the plans dotfind runs them with, against tract's own evaluation of
-//! the ONNX each bundle was compiled from: the same bits for every plan that claims them,
-//! every rewrite applied where it should be, and dotfind's f32 ops within rounding. Needs
-//! the prepared default model (`./build.sh test`).
+//! Compiled graphs and the plans dotfind runs them with: compiled ONNX gives tract-onnx's
+//! bits (tiny ONNX bundles of tests/fixtures/tiny-onnx), every plan that claims tract's
+//! bits gives them, every rewrite applies where it should, and dotfind's f32 ops stay within
+//! rounding. Needs the prepared default model (`./build.sh test`).
 
 mod common;
 
-use common::{bundle, encoder, onnx_encoder, open_bundle, own_reference, sample_passages};
+use common::{
+    compiled_tiny_onnx, encoder, fixture, onnx_encoder, open_bundle, own_reference, sample_passages,
+};
 use dotfind::build::compile::{compile_bundle, onnx_graph};
 use dotfind::checksum::FileEntry;
 use dotfind::model::{cosine, graph, plan, F32Plan, Int8Plan, PlanBatch, Plans};
@@ -37,23 +39,29 @@ fn prepared_bundles_are_compiled() {
 #[test]
 fn compiled_graphs_give_the_same_bits_as_onnx() {
     let texts = texts(6);
-    for kind in ["int8", "int8-ffn-f32", "f32"] {
-        for batch in [PlanBatch::One, PlanBatch::Any] {
-            let plans = Plans::exact(Int8Plan::for_this_target(), batch);
-            let compiled = Encoder::with_plans(&open_bundle(kind), plans).unwrap();
-            let onnx = onnx_encoder(kind, plans);
+    for kind in ["f32", "int8"] {
+        let dir = compiled_tiny_onnx(kind);
+        let b = ModelBundle::open(dir.path()).unwrap();
+        for (int8, batch) in [
+            (Int8Plan::for_this_target(), PlanBatch::One),
+            (Int8Plan::for_this_target(), PlanBatch::Any),
+            (Int8Plan::Stock, PlanBatch::Any),
+        ] {
+            let plans = Plans::exact(int8, batch);
+            let compiled = Encoder::with_plans(&b, plans).unwrap();
+            // tract-onnx's own graph: its quantizer, and with the stock plan, its plan too.
+            let onnx = onnx_encoder(dir.path(), Plans::exact(Int8Plan::Stock, batch));
             for text in &texts {
                 assert_eq!(
-                    compiled.encode_query(text).unwrap(),
-                    onnx.encode_query(text).unwrap(),
-                    "{kind} {batch:?}: query {text:.30?}"
+                    compiled.encode_passages(&[text]).unwrap(),
+                    onnx.encode_passages(&[text]).unwrap(),
+                    "{kind} {int8:?} {batch:?}: {text:.30?}"
                 );
             }
-            // Passages, and with a batched plan one padded batch.
             assert_eq!(
                 compiled.encode_passages(&refs(&texts)).unwrap(),
                 onnx.encode_passages(&refs(&texts)).unwrap(),
-                "{kind} {batch:?}: passages"
+                "{kind} {int8:?} {batch:?}: passages"
             );
         }
     }
@@ -61,31 +69,26 @@ fn compiled_graphs_give_the_same_bits_as_onnx() {
 
 #[test]
 fn compiling_is_deterministic_and_recorded_in_the_descriptor() {
-    // The int8 bundle as tools/model/prepare_model.py writes it: no file recorded yet.
+    // A tiny ONNX bundle as tools/model/prepare_model.py writes it: no file recorded yet.
     let dir = tempfile::tempdir().unwrap();
-    let prepared = open_bundle("int8");
-    let mut descriptor = prepared.manifest.clone();
-    descriptor.files.clear();
-    std::fs::write(
-        dir.path().join("dotfind-model.json"),
-        serde_json::to_vec(&descriptor).unwrap(),
-    )
-    .unwrap();
-    for f in ["model.onnx", "tokenizer.json"] {
-        std::fs::copy(bundle("int8").join(f), dir.path().join(f)).unwrap();
+    for f in ["dotfind-model.json", "model.onnx", "tokenizer.json"] {
+        std::fs::copy(fixture(&format!("tiny-onnx/int8/{f}")), dir.path().join(f)).unwrap();
     }
     let uncompiled = ModelBundle::open(dir.path()).unwrap_err().to_string();
     assert_eq!(
         uncompiled,
         format!(
-            "model bundle {} is not compiled: run `dotfind compile --model {}` first (every loader reads its model.graph)",
-            dir.path().display(),
+            "model bundle {0} is not compiled: run `dotfind compile --model {0}` first (every loader reads its model.graph)",
             dir.path().display()
         )
     );
     let entry = compile_bundle(dir.path()).unwrap();
-    // The same bytes as `./build.sh model` compiled for the prepared bundle, another run.
-    assert_eq!(entry, prepared.manifest.files["model.graph"]);
+    // The same bytes as another run compiling the same ONNX elsewhere.
+    let again = compiled_tiny_onnx("int8");
+    assert_eq!(
+        entry,
+        ModelBundle::open(again.path()).unwrap().manifest.files["model.graph"]
+    );
     let after = ModelBundle::open(dir.path()).unwrap();
     for file in ["model.onnx", "model.graph", "tokenizer.json"] {
         let bytes = std::fs::read(dir.path().join(file)).unwrap();
@@ -106,72 +109,76 @@ fn int8_rewrites_apply_to_every_quantized_matmul() {
     use dotfind::ops::int8_rewrites::{drop_zero_weight_offsets, fuse_dequantize_tails};
     // 6 layers × (q, k, v, out, ffn1, ffn2); int8-ffn-f32 keeps the two FFN MatMuls in f32.
     // The int8 bundle's weights are 7-bit (the relaxed build's one-plane kernel), the
-    // int8-ffn-f32 bundle's 8-bit.
-    for (kind, int8_matmuls, seven_bit) in
-        [("int8", 36, 36), ("int8-ffn-f32", 24, 0), ("f32", 0, 0)]
-    {
-        let onnx = std::fs::read(bundle(kind).join("model.onnx")).unwrap();
-        let compiled = open_bundle(kind).graph;
+    // int8-ffn-f32 bundle's 8-bit; the tiny ONNX's 2 layers are 8-bit, as onnxruntime
+    // quantizes.
+    let graph_of = |source: &str| match source {
+        "tiny ONNX" => {
+            onnx_graph(&std::fs::read(fixture("tiny-onnx/int8/model.onnx")).unwrap()).unwrap()
+        }
+        kind => plan::read_graph(&open_bundle(kind).graph, PlanBatch::Any).unwrap(),
+    };
+    let sources = [
+        ("int8", 36, 36),
+        ("int8-ffn-f32", 24, 0),
+        ("f32", 0, 0),
+        ("tiny ONNX", 12, 0),
+    ];
+    for (kind, int8_matmuls, seven_bit) in sources {
         for own_kernel in [false, true] {
-            for source in ["model.onnx", "model.graph"] {
-                let mut graph = match source {
-                    "model.onnx" => onnx_graph(&onnx).unwrap(),
-                    _ => plan::read_graph(&compiled, PlanBatch::Any).unwrap(),
-                };
-                let label = format!("{kind} {source} (own kernel: {own_kernel})");
-                let ops = |g: &tract_core::prelude::TypedModel, name: &str| {
-                    g.nodes().iter().filter(|n| n.op.name() == name).count()
-                };
-                let (muls, einsums) = (ops(&graph, "Mul"), ops(&graph, "EinSum"));
-                assert_eq!(
-                    fuse_dequantize_tails(&mut graph, own_kernel).unwrap(),
-                    int8_matmuls,
-                    "{label}: dequantization tails fused"
-                );
-                // Each tail's Cast → Mul → Add becomes one op; with our kernel the
-                // MatMulInteger too, and the Mul computing the column scales (activation ·
-                // weight scales) is folded in.
-                let expected = if own_kernel {
-                    (2 * int8_matmuls, int8_matmuls)
-                } else {
-                    (int8_matmuls, 0)
-                };
-                assert_eq!(
-                    (muls - ops(&graph, "Mul"), einsums - ops(&graph, "EinSum")),
-                    expected,
-                    "{label}: Muls and MatMuls fused"
-                );
-                let own_ops: Vec<&Int8Linear> = graph
-                    .nodes()
-                    .iter()
-                    .filter_map(|n| n.op_as::<Int8Linear>())
-                    .collect();
-                assert_eq!(
-                    own_ops.len(),
-                    if own_kernel { int8_matmuls } else { 0 },
-                    "{label}"
-                );
-                let seven_bit_ops = own_ops
-                    .iter()
-                    .filter(|op| op.weights.seven_bit_columns())
-                    .count();
-                assert_eq!(
-                    seven_bit_ops,
-                    if own_kernel { seven_bit } else { 0 },
-                    "{label}"
-                );
-                assert!(
-                    own_ops.iter().all(|op| op.weight_scales.is_some()),
-                    "{label}: weight scales folded"
-                );
-                graph.optimize().unwrap();
-                // tract's MatMuls: two zero terms each (b0·ΣA and a0·b0·k); none with ours.
-                assert_eq!(
-                    drop_zero_weight_offsets(&mut graph).unwrap(),
-                    if own_kernel { 0 } else { 2 * int8_matmuls },
-                    "{label}: weight-offset terms dropped"
-                );
-            }
+            let mut graph = graph_of(kind);
+            let label = format!("{kind} (own kernel: {own_kernel})");
+            let ops = |g: &tract_core::prelude::TypedModel, name: &str| {
+                g.nodes().iter().filter(|n| n.op.name() == name).count()
+            };
+            let (muls, einsums) = (ops(&graph, "Mul"), ops(&graph, "EinSum"));
+            assert_eq!(
+                fuse_dequantize_tails(&mut graph, own_kernel).unwrap(),
+                int8_matmuls,
+                "{label}: dequantization tails fused"
+            );
+            // Each tail's Cast → Mul → Add becomes one op; with our kernel the MatMulInteger
+            // too, and the Mul computing the column scales (activation · weight scales) is
+            // folded in.
+            let expected = if own_kernel {
+                (2 * int8_matmuls, int8_matmuls)
+            } else {
+                (int8_matmuls, 0)
+            };
+            assert_eq!(
+                (muls - ops(&graph, "Mul"), einsums - ops(&graph, "EinSum")),
+                expected,
+                "{label}: Muls and MatMuls fused"
+            );
+            let own_ops: Vec<&Int8Linear> = graph
+                .nodes()
+                .iter()
+                .filter_map(|n| n.op_as::<Int8Linear>())
+                .collect();
+            assert_eq!(
+                own_ops.len(),
+                if own_kernel { int8_matmuls } else { 0 },
+                "{label}"
+            );
+            let seven_bit_ops = own_ops
+                .iter()
+                .filter(|op| op.weights.seven_bit_columns())
+                .count();
+            assert_eq!(
+                seven_bit_ops,
+                if own_kernel { seven_bit } else { 0 },
+                "{label}"
+            );
+            assert!(
+                own_ops.iter().all(|op| op.weight_scales.is_some()),
+                "{label}: weight scales folded"
+            );
+            graph.optimize().unwrap();
+            // tract's MatMuls: two zero terms each (b0·ΣA and a0·b0·k); none with ours.
+            assert_eq!(
+                drop_zero_weight_offsets(&mut graph).unwrap(),
+                if own_kernel { 0 } else { 2 * int8_matmuls },
+                "{label}: weight-offset terms dropped"
+            );
         }
     }
 }
@@ -203,11 +210,11 @@ fn one_text_plan_gives_the_same_bits_as_the_batched_plan() {
 fn int8_plans_give_the_same_bits_as_stock_tract() {
     let texts = texts(8);
     for kind in ["int8", "int8-ffn-f32"] {
-        // tract's own plan of the ONNX graph is the reference for the compiled graph's plans.
-        let stock = onnx_encoder(kind, Plans::exact(Int8Plan::Stock, PlanBatch::Any));
+        // tract's own plan of the graph is the reference for dotfind's plans of it.
+        let b = open_bundle(kind);
+        let stock = Encoder::with_plans(&b, Plans::exact(Int8Plan::Stock, PlanBatch::Any)).unwrap();
         for int8 in [Int8Plan::Rewritten, Int8Plan::OwnKernel] {
-            let fast = Encoder::with_plans(&open_bundle(kind), Plans::exact(int8, PlanBatch::Any))
-                .unwrap();
+            let fast = Encoder::with_plans(&b, Plans::exact(int8, PlanBatch::Any)).unwrap();
             for text in &texts {
                 assert_eq!(
                     fast.encode_passages(&[text]).unwrap(),

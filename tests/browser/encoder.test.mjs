@@ -1,6 +1,7 @@
 // The wasm encoder in a real headless Chromium, fetching real bundles from a real HTTP
-// server on localhost: parity with PyTorch and the Python tokenizer, and JS `Error`s for
-// bad bundles. Needs DOTFIND_MODEL_DIR (./build.sh test sets it) and www/pkg (./build.sh wasm).
+// server on localhost: parity with PyTorch (tests/fixtures/reference) and the Python
+// tokenizer, and JS `Error`s for bad bundles. Needs DOTFIND_MODEL_DIR (./build.sh test sets
+// it) and dist/npm (./build.sh wasm).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -10,6 +11,8 @@ import { launchBrowser, repoRoot, modelDir, readJson, cosine, int8Floor, fileEnt
 import { startServer } from '../../tools/demo/serve.mjs';
 
 const MODEL = modelDir();
+// PyTorch's reference for the default model (made by tools/model/make_fixtures.py).
+const REFERENCE = path.join(repoRoot, 'tests/fixtures/reference/minilm-l6-v2.json');
 let server, baseUrl, browser, page, scratch;
 
 /**
@@ -43,7 +46,7 @@ before(async () => {
   await badBundle('tampered', { file: 'model.graph', bytes: tampered, keepChecksum: true });
   await badBundle('dims', { edit: (m) => (m.hidden_size = 768) });
   await badBundle('text-model', { file: 'model.graph', bytes: Buffer.from('this is a README, not a model\n') });
-  await badBundle('onnx-as-compiled', { file: 'model.graph', bytes: fs.readFileSync(path.join(MODEL, 'int8', 'model.onnx')) });
+  await badBundle('onnx-as-compiled', { file: 'model.graph', bytes: fs.readFileSync(path.join(repoRoot, 'tests/fixtures/tiny-onnx/int8/model.onnx')) });
   await badBundle('missing-compiled', { file: 'model.graph', remove: true });
   // A descriptor that records no model.graph (a bundle never compiled, with a stray graph).
   await badBundle('uncompiled', { edit: (m) => delete m.files['model.graph'] });
@@ -93,14 +96,14 @@ function checkParity(reference, label, on = () => page) {
 test('wasm embeddings equal the PyTorch reference (f32, int8 and int8-ffn-f32)', async () => {
   // Chromium has relaxed SIMD, so the default is the fast build; the plain build is below.
   assert.equal(await page.evaluate(() => window.harness.build), 'relaxed');
-  await checkParity(readJson(path.join(MODEL, 'reference.json')), 'own reference')();
+  await checkParity(readJson(REFERENCE), 'own reference')();
 });
 
 test('the plain-SIMD build (browsers without relaxed SIMD) matches the reference too', async () => {
   const plain = await harnessPage('simd');
   try {
     assert.equal(await plain.evaluate(() => window.harness.build), 'simd');
-    await checkParity(readJson(path.join(MODEL, 'reference.json')), 'plain SIMD build', () => plain)();
+    await checkParity(readJson(REFERENCE), 'plain SIMD build', () => plain)();
   } finally {
     await plain.close();
   }
@@ -117,7 +120,7 @@ test('int8: the plain build\'s i16 matmul kernel agrees with both relaxed-build 
   // two-plane kernel. (Natively, every kernel gives tract's bits: tests/plans.rs.)
   const plain = await harnessPage('simd');
   try {
-    const texts = readJson(path.join(MODEL, 'reference.json')).items.map((i) => i.query);
+    const texts = readJson(REFERENCE).items.map((i) => i.query);
     for (const bundle of ['/model-int8/', '/model-int8-ffn-f32/']) {
       const relaxed = await page.evaluate(([b, q]) => window.harness.encodeAll(b, q), [bundle, texts]);
       const own = await plain.evaluate(([b, q]) => window.harness.encodeAll(b, q), [bundle, texts]);
@@ -153,7 +156,7 @@ test('wasm embeddings equal the independent shared reference', async (t) => {
 });
 
 test('wasm token ids equal the Python tokenizers package on hard strings', async () => {
-  const cases = readJson(path.join(MODEL, 'reference.json')).tokenization.filter((c) => c.kind === 'query');
+  const cases = readJson(REFERENCE).tokenization.filter((c) => c.kind === 'query');
   const got = await page.evaluate(([b, t]) => window.harness.tokenizeAll(b, t), ['/model-int8/', cases.map((c) => c.text)]);
   cases.forEach((c, i) => {
     if (c.input_ids.length <= 2) {
