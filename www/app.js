@@ -69,6 +69,7 @@ async function search(query) {
   }
   if ($('q').value !== query || mode() !== currentMode) return; // a newer query is on its way
   $('timing').textContent = `${timing} · ${hits.length} results`;
+  list.dataset.query = query; // which query the list answers (tests and benchmarks wait on it)
   list.replaceChildren(
     ...hits.map((h) =>
       el(

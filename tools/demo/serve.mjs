@@ -1,11 +1,14 @@
 #!/usr/bin/env node
-// A plain static file server for the demo and the browser tests: what any static host
-// does (GET/HEAD, MIME types, 404s), nothing more, so tests exercise real HTTP.
+// A plain static file server for the demo, the browser tests and the benchmarks: what a
+// static host does (GET/HEAD, MIME types, 404s, and compression as Cloudflare Pages, Netlify
+// and GitHub Pages apply it), nothing more, so tests exercise real HTTP and benchmarks count
+// what a visitor's connection would carry.
 //
 //   node tools/demo/serve.mjs --root www [--port 8080] [--mount /model=/path/to/bundle]
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 
 const MIME = {
@@ -21,6 +24,33 @@ const MIME = {
   '.svg': 'image/svg+xml',
   '.txt': 'text/plain; charset=utf-8',
 };
+
+// Hosts compress text, JSON, JavaScript and wasm on the fly (Cloudflare's list names
+// application/wasm; GitHub Pages and Netlify gzip it too) and never application/octet-stream:
+// so neither does this server. Levels are on-the-fly ones (brotli 5, gzip 6), not the
+// maximum a build step could spend.
+const COMPRESSED_TYPES = /^(text\/|application\/(javascript|json|wasm)|image\/svg)/;
+const ENCODERS = {
+  br: (bytes) => zlib.brotliCompressSync(bytes, {
+    params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 5, [zlib.constants.BROTLI_PARAM_SIZE_HINT]: bytes.length },
+  }),
+  gzip: (bytes) => zlib.gzipSync(bytes, { level: 6 }),
+};
+/** Compressed bodies by file, encoding and modification, as a CDN keeps them. */
+const compressedCache = new Map();
+
+/** The encoding to send `type` with for a request's Accept-Encoding, or null. */
+function chooseEncoding(type, acceptEncoding = '') {
+  if (!COMPRESSED_TYPES.test(type)) return null;
+  const accepted = acceptEncoding.split(',').map((e) => e.split(';')[0].trim());
+  return ['br', 'gzip'].find((e) => accepted.includes(e)) ?? null;
+}
+
+function compressedBody(file, stat, encoding) {
+  const key = `${encoding} ${stat.mtimeMs} ${stat.size} ${file}`;
+  if (!compressedCache.has(key)) compressedCache.set(key, ENCODERS[encoding](fs.readFileSync(file)));
+  return compressedCache.get(key);
+}
 
 /** Resolves a URL path to a file under one of the mounts, refusing `..` escapes. */
 function resolve(mounts, urlPath) {
@@ -43,9 +73,21 @@ function resolve(mounts, urlPath) {
 
 /**
  * Starts a server on 127.0.0.1. `mounts` maps URL prefixes to folders; the longest prefix
- * wins. Resolves to { server, url }.
+ * wins. Resolves to { server, url, traffic }: `traffic.requests` lists every response
+ * ({path, status, encoding, bodyBytes}), `traffic.wireBytes()` counts every byte written to
+ * every connection (headers included), for benchmarks of what a visit downloads.
  */
 export function startServer({ root, port = 0, mounts = {} }) {
+  const sockets = new Set();
+  const traffic = {
+    requests: [],
+    /** Bytes written to every connection since the start or the last reset(). */
+    wireBytes: () => [...sockets].reduce((n, s) => n + s.bytesWritten - (s.bytesCounted ?? 0), 0),
+    reset() {
+      this.requests.length = 0;
+      for (const s of sockets) s.bytesCounted = s.bytesWritten;
+    },
+  };
   const table = Object.entries({ ...mounts, '/': root })
     .map(([p, d]) => [p, path.resolve(d)])
     .sort((a, b) => b[0].length - a[0].length);
@@ -58,21 +100,39 @@ export function startServer({ root, port = 0, mounts = {} }) {
     let file = resolve(table, urlPath);
     if (file && fs.existsSync(file) && fs.statSync(file).isDirectory()) file = path.join(file, 'index.html');
     if (!file || !fs.existsSync(file)) {
+      traffic.requests.push({ path: urlPath, status: 404, encoding: null, bodyBytes: 0 });
       res.writeHead(404, { 'content-type': 'text/plain' }).end(`not found: ${urlPath}\n`);
       return;
     }
-    const size = fs.statSync(file).size;
+    const stat = fs.statSync(file);
+    const type = MIME[path.extname(file)] ?? 'application/octet-stream';
+    const encoding = chooseEncoding(type, req.headers['accept-encoding']);
+    const body = encoding ? compressedBody(file, stat, encoding) : null;
+    const bodyBytes = body ? body.length : stat.size;
+    // Revalidation as hosts answer it: an unchanged file costs a 304, not its bytes again.
+    const etag = `"${stat.size.toString(16)}-${Math.trunc(stat.mtimeMs).toString(16)}${encoding ? `-${encoding}` : ''}"`;
+    if (req.headers['if-none-match'] === etag) {
+      traffic.requests.push({ path: urlPath, status: 304, encoding, bodyBytes: 0 });
+      res.writeHead(304, { etag, vary: 'Accept-Encoding', 'cache-control': 'no-cache' }).end();
+      return;
+    }
     res.writeHead(200, {
-      'content-type': MIME[path.extname(file)] ?? 'application/octet-stream',
-      'content-length': size,
+      etag,
+      'content-type': type,
+      'content-length': bodyBytes,
       'cache-control': 'no-cache',
+      vary: 'Accept-Encoding',
+      ...(encoding ? { 'content-encoding': encoding } : {}),
     });
+    traffic.requests.push({ path: urlPath, status: 200, encoding, bodyBytes: req.method === 'HEAD' ? 0 : bodyBytes });
     if (req.method === 'HEAD') res.end();
+    else if (body) res.end(body);
     else fs.createReadStream(file).pipe(res);
   });
+  server.on('connection', (socket) => sockets.add(socket));
   return new Promise((ok, fail) => {
     server.once('error', fail);
-    server.listen(port, '127.0.0.1', () => ok({ server, url: `http://127.0.0.1:${server.address().port}/` }));
+    server.listen(port, '127.0.0.1', () => ok({ server, url: `http://127.0.0.1:${server.address().port}/`, traffic }));
   });
 }
 
