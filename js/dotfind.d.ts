@@ -50,7 +50,7 @@ export interface SearchResults extends Array<SearchHit> {
    * Milliseconds spent encoding the query and searching (scoring, top-k, results); when the
    * search was split across threads, `threadMs` holds each thread's scoring time.
    */
-  timings: { encodeMs: number; searchMs: number; threadMs: number[] };
+  timings: { fetchMs: number; encodeMs: number; searchMs: number; threadMs: number[] };
 }
 
 export interface Reranked {

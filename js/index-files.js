@@ -3,7 +3,9 @@
 // the Cache API or the network (streamed, with progress, several at a time). The core
 // verifies each file's size and checksum as it arrives, before it is cached, so a damaged
 // download never reaches the cache; a cached copy that fails the check is dropped and
-// fetched again.
+// fetched again. Token-embedding chunks, which the manifest does not list (a query fetches
+// the few it needs), go the same way, checked against the model's checksums file.
+import { DotfindError } from './errors.js';
 import { fetchBytes, openCache } from './fetch.js';
 
 const CACHE_NAME = 'dotfind-index-v1';
@@ -29,6 +31,28 @@ export async function fetchManifest(base, cache) {
 }
 
 /**
+ * Gets one verified file: from the Cache API if a copy there passes `add` (a copy that
+ * fails it is dropped), else from the network (then cached once `add` accepted it).
+ * `add(bytes)` verifies and keeps the bytes, throwing on a size or checksum mismatch.
+ * Returns whether the bytes came from the cache.
+ */
+async function getVerified(url, cache, add, onChunk) {
+  const cached = await cache?.match(url);
+  if (cached) {
+    try {
+      add(new Uint8Array(await cached.arrayBuffer()));
+      return true;
+    } catch {
+      await cache.delete(url); // stale or damaged copy: fetch it again
+    }
+  }
+  const bytes = await fetchBytes(url, { init: { cache: 'no-cache' }, onChunk });
+  add(bytes);
+  await cache?.put(url, new Response(bytes));
+  return false;
+}
+
+/**
  * Adds every file `loader` lists (fetched or cached) to it. `keep(path, bytes)` sees each
  * file once verified; `onProgress` gets {file, loaded, total, fileLoaded, fileTotal, fromCache}.
  */
@@ -36,39 +60,22 @@ export async function fetchFiles(loader, base, cache, { keep = () => {}, onProgr
   const files = loader.fileList();
   const total = files.reduce((s, f) => s + f.bytes, 0);
   let loaded = 0;
-  const add = (file, bytes) => {
-    loader.addFile(file.path, bytes); // throws on a size or checksum mismatch
-    keep(file.path, bytes);
-  };
-
-  async function fromCache(file, url) {
-    const cached = await cache?.match(url);
-    if (!cached) return false;
-    try {
-      add(file, new Uint8Array(await cached.arrayBuffer()));
-    } catch {
-      await cache.delete(url); // stale or damaged copy: fetch it again
-      return false;
-    }
-    loaded += file.bytes;
-    onProgress({ file: file.path, loaded, total, fileLoaded: file.bytes, fileTotal: file.bytes, fromCache: true });
-    return true;
-  }
 
   async function getFile(file) {
-    const url = new URL(file.path, base).href;
-    if (await fromCache(file, url)) return;
     let fileLoaded = 0;
-    const bytes = await fetchBytes(url, {
-      init: { cache: 'no-cache' },
-      onChunk(n) {
-        fileLoaded += n;
-        loaded += n;
-        onProgress({ file: file.path, loaded, total, fileLoaded, fileTotal: file.bytes, fromCache: false });
-      },
-    });
-    add(file, bytes);
-    await cache?.put(url, new Response(bytes));
+    const add = (bytes) => {
+      loader.addFile(file.path, bytes); // throws on a size or checksum mismatch
+      keep(file.path, bytes);
+    };
+    const onChunk = (n) => {
+      fileLoaded += n;
+      loaded += n;
+      onProgress({ file: file.path, loaded, total, fileLoaded, fileTotal: file.bytes, fromCache: false });
+    };
+    if (await getVerified(new URL(file.path, base).href, cache, add, onChunk)) {
+      loaded += file.bytes;
+      onProgress({ file: file.path, loaded, total, fileLoaded: file.bytes, fileTotal: file.bytes, fromCache: true });
+    }
   }
 
   // Largest first, so the long downloads start at once.
@@ -79,3 +86,29 @@ export async function fetchFiles(loader, base, cache, { keep = () => {}, onProgr
     }),
   );
 }
+
+/**
+ * Fetches (or takes from the cache) the token-embedding chunk files `paths` (relative to
+ * `base`) and adds each to `target` (a SearchEngine or QueryEncoder, which verifies it
+ * against the model's checksums): what a query needs before it can be encoded.
+ */
+export async function fetchTokenChunks(target, paths, base, cache) {
+  let inFlight = chunksInFlight.get(target);
+  if (!inFlight) chunksInFlight.set(target, (inFlight = new Map()));
+  try {
+    await Promise.all(paths.map((path) => {
+      const url = new URL(path, base).href;
+      // Queries typed in quick succession need the same chunks: one download each.
+      if (!inFlight.has(url)) {
+        const got = getVerified(url, cache, (bytes) => target.addTokenChunk(path, bytes));
+        inFlight.set(url, got.finally(() => inFlight.delete(url)));
+      }
+      return inFlight.get(url);
+    }));
+  } catch (e) {
+    throw DotfindError.from(e); // the wasm core's checks throw plain Errors
+  }
+}
+
+/** Token-embedding chunk downloads under way, per model (each verifies its own) and URL. */
+const chunksInFlight = new WeakMap();

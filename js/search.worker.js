@@ -3,7 +3,7 @@
 // indexes are scored in parts: helper workers (scorer.worker.js) scan the passages past
 // this worker's share, each holding a copy of the vector shards its share overlaps.
 import { DotfindError } from './errors.js';
-import { fetchFiles, fetchManifest, openIndexCache } from './index-files.js';
+import { fetchFiles, fetchManifest, fetchTokenChunks, openIndexCache } from './index-files.js';
 import { WorkerClient, serve } from './messages.js';
 import { startRuntime } from './runtime.js';
 
@@ -11,6 +11,9 @@ import { startRuntime } from './runtime.js';
 const PASSAGES_PER_THREAD = 10_000;
 const MAX_SEARCH_THREADS = 4;
 let engine = null;
+/** Where the index is and its cache: token-embedding chunks are fetched from there as queries need them. */
+let indexBase = null;
+let indexCache = null;
 /** This worker scores passages [0, ownEnd); each helper {scorer, start, end} the rest. */
 let ownEnd = 0;
 let helpers = [];
@@ -100,6 +103,8 @@ async function load({ indexUrl, cache: useCache = true, wasm, searchThreads = 'a
     onProgress: (progress) => self.postMessage({ type: 'progress', id, ...progress }),
   });
   engine = loader.finish();
+  indexBase = base;
+  indexCache = cache;
   await startHelpers(split, kept, runtime, searchThreads);
   kept.clear();
   await warmUp();
@@ -130,6 +135,14 @@ async function warmUp() {
 function requireEngine() {
   if (!engine) throw new DotfindError('dotfind: the index is not loaded yet');
   return engine;
+}
+
+/** The engine, once the token-embedding chunks `query` needs are in (fetched or cached). */
+async function engineFor(query) {
+  const e = requireEngine();
+  const missing = e.missingTokenChunks(query);
+  if (missing.length) await fetchTokenChunks(e, missing, indexBase, indexCache);
+  return e;
 }
 
 /** Concatenates the parts' passage numbers and scores for `mergeHits`. */
@@ -178,22 +191,24 @@ async function searchVector(e, vector, k) {
 const handlers = {
   load,
   async search({ query, k }) {
-    const e = requireEngine();
+    const t = performance.now();
+    const e = await engineFor(query);
+    const fetchMs = performance.now() - t;
     const t0 = performance.now();
     const vector = e.encode(query);
     const t1 = performance.now();
     const { results, threadMs } = await searchVector(e, vector, k);
     const t2 = performance.now();
-    return { results, timings: { encodeMs: t1 - t0, searchMs: t2 - t1, threadMs } };
+    return { results, timings: { fetchMs, encodeMs: t1 - t0, searchMs: t2 - t1, threadMs } };
   },
   lexicalSearch({ query, k }) {
     return requireEngine().lexicalSearch(query, k);
   },
-  rerank({ query, candidates }) {
-    return requireEngine().rerank(query, candidates);
+  async rerank({ query, candidates }) {
+    return (await engineFor(query)).rerank(query, candidates);
   },
-  encode({ query }) {
-    return requireEngine().encode(query);
+  async encode({ query }) {
+    return (await engineFor(query)).encode(query);
   },
 };
 

@@ -63,6 +63,13 @@ pub enum Error {
     #[error("inference failed: {0}")]
     Inference(String),
 
+    /// A text needs token-embedding rows whose chunk file was not added yet (browsers fetch
+    /// them on demand: `missingTokenChunks` names what to fetch before encoding).
+    #[error(
+        "{file}: not loaded (token embeddings are fetched on demand, before a text is encoded)"
+    )]
+    TokensNotLoaded { file: String },
+
     /// Stored or fetched data is damaged: truncated, wrong magic, inconsistent sizes.
     #[error("data corruption in {file}: {reason}")]
     DataCorruption { file: String, reason: String },

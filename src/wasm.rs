@@ -8,6 +8,7 @@ use js_sys::Float32Array;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
+use crate::index::manifest::MODEL_DIR;
 use crate::index::IndexLoader as CoreLoader;
 use crate::index::VectorShard;
 use crate::model::{Encoder, ModelBundle};
@@ -47,16 +48,47 @@ pub struct QueryEncoder {
 #[wasm_bindgen]
 impl QueryEncoder {
     /// Verifies the bundle files (sizes, checksums, descriptor) and builds the plan.
+    /// `token_checksums`: `token-embeddings/checksums.bin`, for bundles that keep their token
+    /// embeddings apart (their chunks are added with `addTokenChunk` before encoding).
     #[wasm_bindgen(constructor)]
     pub fn new(
         manifest_json: &[u8],
         graph: Vec<u8>,
         tokenizer_json: Vec<u8>,
+        token_checksums: Option<Vec<u8>>,
     ) -> Result<QueryEncoder, JsError> {
-        let bundle =
+        let mut bundle =
             ModelBundle::from_bytes(manifest_json, graph, tokenizer_json).map_err(js_error)?;
+        if let Some(checksums) = token_checksums {
+            bundle = bundle.with_token_checksums(checksums).map_err(js_error)?;
+        }
         let inner = Encoder::from_bundle(bundle).map_err(js_error)?;
         Ok(QueryEncoder { inner })
+    }
+
+    /// The token-embedding chunk files (relative to the bundle) encoding `query` needs that
+    /// were not added yet.
+    #[wasm_bindgen(js_name = missingTokenChunks)]
+    pub fn missing_token_chunks(&self, query: &str) -> Result<Vec<String>, JsError> {
+        self.inner.missing_token_chunks(query).map_err(js_error)
+    }
+
+    /// As `missingTokenChunks`, for passages.
+    #[wasm_bindgen(js_name = missingPassageTokenChunks)]
+    pub fn missing_passage_token_chunks(
+        &self,
+        passages: Vec<String>,
+    ) -> Result<Vec<String>, JsError> {
+        let texts: Vec<&str> = passages.iter().map(String::as_str).collect();
+        self.inner
+            .missing_passage_token_chunks(&texts)
+            .map_err(js_error)
+    }
+
+    /// Adds a token-embedding chunk file, verified against the bundle's checksums.
+    #[wasm_bindgen(js_name = addTokenChunk)]
+    pub fn add_token_chunk(&self, path: &str, bytes: Vec<u8>) -> Result<(), JsError> {
+        self.inner.add_token_chunk(path, bytes).map_err(js_error)
     }
 
     /// Embeds a query.
@@ -256,6 +288,36 @@ impl SearchEngine {
                 .collect(),
             unknown,
         })
+    }
+
+    /// The token-embedding chunk files (paths relative to the index) encoding `query` needs
+    /// that were not added yet: fetch and add them before `search`, `rerank` or `encode`.
+    #[wasm_bindgen(js_name = missingTokenChunks)]
+    pub fn missing_token_chunks(&self, query: &str) -> Result<Vec<String>, JsError> {
+        let paths = self
+            .searcher
+            .encoder()
+            .missing_token_chunks(query)
+            .map_err(js_error)?;
+        Ok(paths
+            .into_iter()
+            .map(|p| format!("{MODEL_DIR}{p}"))
+            .collect())
+    }
+
+    /// Adds a token-embedding chunk file (`path` relative to the index, as
+    /// `missingTokenChunks` names it), verified against the model's checksums.
+    #[wasm_bindgen(js_name = addTokenChunk)]
+    pub fn add_token_chunk(&self, path: &str, bytes: Vec<u8>) -> Result<(), JsError> {
+        let in_model = path.strip_prefix(MODEL_DIR).ok_or_else(|| {
+            JsError::new(&format!(
+                "invalid input: {path} is not a file of the index's model"
+            ))
+        })?;
+        self.searcher
+            .encoder()
+            .add_token_chunk(in_model, bytes)
+            .map_err(js_error)
     }
 
     /// The query vector search scores with.

@@ -789,3 +789,63 @@ fn passages_can_be_encoded_by_the_f32_twin_of_the_query_model() {
     );
     assert!(!refused.exists());
 }
+
+/// The query bundle (token embeddings apart): the index lists its checksums file and copies
+/// the chunk files beside it unlisted (browsers fetch those a query needs); natively every
+/// chunk is read, so search finds the expected passages; a missing or damaged chunk is
+/// refused by name.
+#[test]
+fn query_bundles_ship_their_token_chunks_beside_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("index");
+    let opts = IndexOptions {
+        passage_model: Some(bundle("f32")),
+        ..options(VectorEncoding::Int8)
+    };
+    build_index(&bundle("query"), &fixture("corpus.jsonl"), &out, &opts).unwrap();
+    let files = read_folder(&out).unwrap().manifest.files;
+    assert!(files.contains_key("model/token-embeddings/checksums.bin"));
+    assert!(
+        !files.keys().any(|f| f.ends_with("00000.bin")),
+        "chunks are not listed"
+    );
+    let chunks = std::fs::read_dir(out.join("model/token-embeddings"))
+        .unwrap()
+        .count()
+        - 1;
+    assert_eq!(chunks, 30522_usize.div_ceil(32));
+
+    let searcher = Searcher::open(&out).unwrap();
+    for (qid, text, expected) in queries() {
+        let hits = searcher.search(&text, 1).unwrap();
+        let doc = searcher.index().record(hits[0].passage).unwrap().doc_id;
+        assert_eq!(doc, expected, "{qid}");
+    }
+
+    // [CLS] (101) lives in chunk 3: every query needs it.
+    let chunk = out.join("model/token-embeddings/00003.bin");
+    let bytes = std::fs::read(&chunk).unwrap();
+    std::fs::write(&chunk, &bytes[..bytes.len() - 1]).unwrap();
+    assert_eq!(
+        Searcher::open(&out).unwrap_err().to_string(),
+        format!(
+            "data corruption in token-embeddings/00003.bin: {} bytes, a chunk of this table has {}",
+            bytes.len() - 1,
+            bytes.len()
+        )
+    );
+    let mut flipped = bytes.clone();
+    flipped[7] ^= 1;
+    std::fs::write(&chunk, &flipped).unwrap();
+    let err = Searcher::open(&out).unwrap_err().to_string();
+    assert!(
+        err.starts_with("token-embeddings/00003.bin: xxh3-128 mismatch"),
+        "{err}"
+    );
+    std::fs::remove_file(&chunk).unwrap();
+    let err = Searcher::open(&out).unwrap_err().to_string();
+    assert!(
+        err.ends_with("model/token-embeddings/00003.bin: No such file or directory (os error 2)"),
+        "{err}"
+    );
+}

@@ -20,13 +20,20 @@ fn encoder_with(kind: &str, pooling: Pooling, similarity: Similarity) -> Encoder
     Encoder::new(&b).unwrap()
 }
 
+/// The query bundle's floor per query and on average: 8-bit group-wise weights and int8
+/// compute with per-token activation scales (7-bit weights) keep retrieval within ~0.005
+/// nDCG@10 of f32 (BENCHMARKS.md, Quality), which is what these bounds stand for; the
+/// per-tensor int8 bundle reaches 0.9905 on average here.
+const QUERY_FLOOR: f32 = 0.99;
+const QUERY_MEAN_FLOOR: f32 = 0.994;
+
 fn check_parity(reference: &Reference, name: &str) {
     let f32_mean = encoder("f32");
     let int8_mean = encoder("int8");
     let f32_cls = encoder_with("f32", Pooling::Cls, Similarity::Dot);
-    // The query model the demo ships: int8 but for the feed-forward MatMuls.
-    let mixed_mean = encoder("int8-ffn-f32");
-    let (mut int8_sum, mut mixed_sum) = (0f32, 0f32);
+    // The query model the demo ships: compact weights, int8 per-token compute.
+    let query_mean = encoder("query");
+    let (mut int8_sum, mut query_sum) = (0f32, 0f32);
     for item in &reference.items {
         let tokens = f32_mean.tokenize_query(&item.query).unwrap();
         assert_eq!(
@@ -66,19 +73,25 @@ fn check_parity(reference: &Reference, name: &str) {
         );
         int8_sum += c;
 
-        let v = mixed_mean.encode_query(&item.query).unwrap();
+        let v = query_mean.encode_query(&item.query).unwrap();
         let c = cosine(&v, &item.mean);
         assert!(
-            c >= 0.995,
-            "{name}: int8-ffn-f32 mean cos {c} for {:?}",
+            c >= QUERY_FLOOR,
+            "{name}: query bundle mean cos {c} for {:?}",
             item.query
         );
-        mixed_sum += c;
+        query_sum += c;
     }
-    // Keeping the feed-forward MatMuls in f32 is what buys the quality back (BENCHMARKS.md).
+    let n = reference.items.len() as f32;
+    eprintln!(
+        "{name}: mean cos int8 {:.4}, query {:.4}",
+        int8_sum / n,
+        query_sum / n
+    );
     assert!(
-        mixed_sum > int8_sum,
-        "{name}: int8-ffn-f32 mean cos {mixed_sum} should beat int8's {int8_sum}"
+        query_sum / n >= QUERY_MEAN_FLOOR,
+        "{name}: query bundle mean cos {}",
+        query_sum / n
     );
 }
 

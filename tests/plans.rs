@@ -30,7 +30,7 @@ fn refs(texts: &[String]) -> Vec<&str> {
 
 #[test]
 fn prepared_bundles_are_compiled() {
-    for kind in ["int8", "int8-ffn-f32", "f32"] {
+    for kind in ["int8", "query", "f32"] {
         let b = open_bundle(kind);
         assert!(graph::is_compiled(&b.graph), "{kind}");
     }
@@ -107,10 +107,10 @@ fn compiling_is_deterministic_and_recorded_in_the_descriptor() {
 fn int8_rewrites_apply_to_every_quantized_matmul() {
     use dotfind::ops::int8_linear::Int8Linear;
     use dotfind::ops::int8_rewrites::{drop_zero_weight_offsets, fuse_dequantize_tails};
-    // 6 layers × (q, k, v, out, ffn1, ffn2); int8-ffn-f32 keeps the two FFN MatMuls in f32.
-    // The int8 bundle's weights are 7-bit (the relaxed build's one-plane kernel), the
-    // int8-ffn-f32 bundle's 8-bit; the tiny ONNX's 2 layers are 8-bit, as onnxruntime
-    // quantizes.
+    // 6 layers × (q, k, v, out, ffn1, ffn2). The int8 bundle's weights are 7-bit (the
+    // relaxed build's one-plane kernel); the tiny ONNX's 2 layers are 8-bit, as onnxruntime
+    // quantizes. The query bundle's graph has no ONNX int8 MatMul: its linear layers become
+    // int8 at load, per token (tests/prepare.rs).
     let graph_of = |source: &str| match source {
         "tiny ONNX" => {
             onnx_graph(&std::fs::read(fixture("tiny-onnx/int8/model.onnx")).unwrap()).unwrap()
@@ -119,7 +119,7 @@ fn int8_rewrites_apply_to_every_quantized_matmul() {
     };
     let sources = [
         ("int8", 36, 36),
-        ("int8-ffn-f32", 24, 0),
+        ("query", 0, 0),
         ("f32", 0, 0),
         ("tiny ONNX", 12, 0),
     ];
@@ -188,7 +188,7 @@ fn int8_rewrites_apply_to_every_quantized_matmul() {
 #[test]
 fn one_text_plan_gives_the_same_bits_as_the_batched_plan() {
     let texts = texts(6);
-    for kind in ["int8", "int8-ffn-f32", "f32"] {
+    for kind in ["int8", "query", "f32"] {
         let b = open_bundle(kind);
         for int8 in [Int8Plan::Rewritten, Int8Plan::OwnKernel] {
             let batched = Encoder::with_plans(&b, Plans::exact(int8, PlanBatch::Any)).unwrap();
@@ -209,7 +209,7 @@ fn one_text_plan_gives_the_same_bits_as_the_batched_plan() {
 #[test]
 fn int8_plans_give_the_same_bits_as_stock_tract() {
     let texts = texts(8);
-    for kind in ["int8", "int8-ffn-f32"] {
+    for kind in ["int8", "query"] {
         // tract's own plan of the graph is the reference for dotfind's plans of it.
         let b = open_bundle(kind);
         let stock = Encoder::with_plans(&b, Plans::exact(Int8Plan::Stock, PlanBatch::Any)).unwrap();
@@ -250,7 +250,7 @@ fn own_f32_ops_replace_every_layer_and_agree_with_tract() {
     let texts = texts(8);
     for (kind, floor, f32_linears) in [
         ("f32", 0.999_99, 36),
-        ("int8-ffn-f32", 0.999, 12),
+        ("query", 0.999, 36),
         ("int8", 0.999, 0),
     ] {
         let b = open_bundle(kind);

@@ -18,12 +18,13 @@ use crate::checksum::{sha256_hex, FileEntry};
 use crate::error::{Error, Result};
 use crate::index::manifest::{
     descriptor_path, graph_part_paths, tokenizer_path, DEFAULT_MAX_FILE_BYTES, INDEX_FORMAT,
-    INDEX_MANIFEST,
+    INDEX_MANIFEST, MODEL_DIR,
 };
 use crate::index::{
     EncodedRow, IndexManifest, IndexModel, PassageRecord, PassageShard, ShardEntry, VectorEncoding,
     VectorShard,
 };
+use crate::model::token_table::{TokenTableSpec, CHECKSUMS_FILE};
 use crate::model::{Encoder, ModelBundle};
 
 /// How an index is written.
@@ -188,14 +189,21 @@ struct FolderWriter {
 }
 
 impl FolderWriter {
+    /// Writes a file the manifest lists (loaded with the index).
     fn write(&mut self, rel: &str, bytes: &[u8]) -> Result<()> {
+        self.write_unlisted(rel, bytes)?;
+        self.files.insert(rel.to_string(), FileEntry::of(bytes));
+        Ok(())
+    }
+
+    /// Writes a file fetched on demand, which another listed file vouches for (token
+    /// embedding chunks: their checksums file).
+    fn write_unlisted(&mut self, rel: &str, bytes: &[u8]) -> Result<()> {
         let path = self.root.join(rel);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         }
-        std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))?;
-        self.files.insert(rel.to_string(), FileEntry::of(bytes));
-        Ok(())
+        std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))
     }
 }
 
@@ -305,6 +313,36 @@ fn temp_folder_beside(out: &Path) -> Result<PathBuf> {
     Ok(tmp)
 }
 
+/// The bundle, so the folder deploys as-is: descriptor (its original bytes: their sha256 is
+/// the bundle's identity), tokenizer, graph split under the per-file cap (returns its
+/// parts), and token embeddings kept apart — their checksums file listed, loaded with the
+/// index; the chunks not, fetched as queries need them.
+fn write_bundle_copy(
+    w: &mut FolderWriter,
+    bundle: &ModelBundle,
+    max_file_bytes: usize,
+) -> Result<Vec<String>> {
+    w.write(&descriptor_path(), &bundle.manifest_json)?;
+    w.write(&tokenizer_path(), &bundle.tokenizer_json)?;
+    let graph_parts = graph_part_paths(bundle.graph.len(), max_file_bytes);
+    for (path, part) in graph_parts
+        .iter()
+        .zip(bundle.graph.chunks(max_file_bytes.max(1)))
+    {
+        w.write(path, part)?;
+    }
+    if let Some(checksums) = &bundle.token_checksums {
+        w.write(&format!("{MODEL_DIR}{CHECKSUMS_FILE}"), checksums)?;
+        for (chunk, bytes) in &bundle.token_chunks {
+            w.write_unlisted(
+                &format!("{MODEL_DIR}{}", TokenTableSpec::chunk_path(*chunk)),
+                bytes,
+            )?;
+        }
+    }
+    Ok(graph_parts)
+}
+
 fn write_index(
     dir: &Path,
     bundle: &ModelBundle,
@@ -320,17 +358,7 @@ fn write_index(
     let m = &bundle.manifest;
     let dims = m.hidden_size;
 
-    // The bundle, so the folder deploys as-is; its graph split under the per-file cap.
-    // The original descriptor bytes: its sha256 is the bundle's identity.
-    w.write(&descriptor_path(), &bundle.manifest_json)?;
-    w.write(&tokenizer_path(), &bundle.tokenizer_json)?;
-    let graph_parts = graph_part_paths(bundle.graph.len(), opts.max_file_bytes);
-    for (path, part) in graph_parts
-        .iter()
-        .zip(bundle.graph.chunks(opts.max_file_bytes.max(1)))
-    {
-        w.write(path, part)?;
-    }
+    let graph_parts = write_bundle_copy(&mut w, bundle, opts.max_file_bytes)?;
 
     let mut shards = Vec::new();
     for (n, range) in plan_shards(records, opts.encoding, dims, opts.max_file_bytes)

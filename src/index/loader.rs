@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use super::manifest::{descriptor_path, tokenizer_path, IndexManifest};
+use super::manifest::{descriptor_path, token_checksums_path, tokenizer_path, IndexManifest};
 use super::passages::PassageShard;
 use super::vectors::VectorShard;
 use crate::checksum::FileEntry;
@@ -93,12 +93,17 @@ impl IndexLoader {
                 graph.extend_from_slice(&bytes);
             }
         }
-        ModelBundle::from_checked(
+        let bundle = ModelBundle::from_checked(
             &descriptor,
             graph,
             tokenizer,
             [graph_xxh3, Some(tokenizer_xxh3)],
-        )
+        )?;
+        if bundle.manifest.token_embeddings.is_none() {
+            return Ok(bundle);
+        }
+        let (checksums, _) = self.take(&token_checksums_path())?;
+        bundle.with_token_checksums(checksums)
     }
 
     fn take(&mut self, path: &str) -> Result<(Vec<u8>, String)> {
@@ -123,5 +128,17 @@ pub fn read_folder(dir: &std::path::Path) -> Result<LoadedIndex> {
         let bytes = read(&path)?;
         loader.add_file(&path, bytes)?;
     }
-    loader.finish()
+    let mut index = loader.finish()?;
+    // Natively every token-embedding chunk is at hand: all of them, verified by the encoder.
+    if let Some(spec) = index.bundle.manifest.token_embeddings.clone() {
+        for chunk in 0..spec.chunk_count() {
+            let path = format!(
+                "{}{}",
+                super::manifest::MODEL_DIR,
+                crate::model::token_table::TokenTableSpec::chunk_path(chunk)
+            );
+            index.bundle.token_chunks.push((chunk, read(&path)?));
+        }
+    }
+    Ok(index)
 }

@@ -153,6 +153,12 @@ pub fn tokenizer_path() -> String {
     format!("{MODEL_DIR}{}", crate::model::bundle::TOKENIZER_FILE)
 }
 
+/// Where an index keeps its bundle's token-embedding chunks' checksums (bundles that keep
+/// the table apart); the chunks themselves are beside it, fetched on demand, not listed.
+pub fn token_checksums_path() -> String {
+    format!("{MODEL_DIR}{}", crate::model::token_table::CHECKSUMS_FILE)
+}
+
 /// The files a `model.graph` of `len` bytes is written as in an index whose files are at
 /// most `max_file_bytes`: itself, or numbered parts (`model.graph.000`, …) to concatenate.
 pub fn graph_part_paths(len: usize, max_file_bytes: usize) -> Vec<String> {

@@ -5,6 +5,7 @@
 
 pub mod amx;
 pub mod f16;
+pub mod groups;
 pub mod int8_matmul;
 pub mod quantize;
 pub mod score;

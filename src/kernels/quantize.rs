@@ -42,6 +42,104 @@ pub fn dequantize_rows(
     Ok(())
 }
 
+/// `ys[r, j] = (accs[r, j] − zero_points[r]·column_sums[j]) · (row_scales[r]·column_scales[j])
+/// + bias[j]`: the tail of a linear layer whose activations were quantized row by row (each
+/// token its own scale and zero point) and multiplied with the zero point left out
+/// (`accs = Σ x·w` of the codes), so that one matmul call serves every row.
+pub fn dequantize_per_row(
+    accs: &[i32],
+    rows: RowCodes<'_>,
+    column_sums: &[i32],
+    column_scales: &[f32],
+    bias: &[f32],
+    ys: &mut [f32],
+) -> TractResult<()> {
+    let width = column_scales.len();
+    ensure!(
+        width > 0
+            && bias.len() == width
+            && column_sums.len() == width
+            && accs.len() == rows.scales.len() * width
+            && rows.zero_points.len() == rows.scales.len()
+            && ys.len() == accs.len(),
+        "per-row dequantization: {} accumulators, {} rows, {} columns",
+        accs.len(),
+        rows.scales.len(),
+        width
+    );
+    let mut scales = vec![0f32; width];
+    for (r, (y_row, acc_row)) in ys
+        .chunks_exact_mut(width)
+        .zip(accs.chunks_exact(width))
+        .enumerate()
+    {
+        let zero_point = i32::from(rows.zero_points[r]);
+        for (s, &c) in scales.iter_mut().zip(column_scales) {
+            *s = rows.scales[r] * c;
+        }
+        for ((((y, &a), &sum), &s), &b) in y_row
+            .iter_mut()
+            .zip(acc_row)
+            .zip(column_sums)
+            .zip(&scales)
+            .zip(bias)
+        {
+            *y = (a - zero_point * sum) as f32 * s + b;
+        }
+    }
+    Ok(())
+}
+
+/// Each row's scale and zero point, from [`quantize_rows`].
+#[derive(Clone, Copy, Debug)]
+pub struct RowCodes<'a> {
+    pub scales: &'a [f32],
+    pub zero_points: &'a [u8],
+}
+
+/// Quantizes each `width`-long row of `xs` into `ys` as [`quantize_dynamic`] does a whole
+/// tensor, with its own scale and zero point (pushed to `scales`, `zero_points`): a token
+/// with large activations no longer coarsens every other token's codes.
+pub fn quantize_rows(
+    xs: &[f32],
+    width: usize,
+    ys: &mut [u8],
+    scales: &mut Vec<f32>,
+    zero_points: &mut Vec<u8>,
+) {
+    for (x, y) in xs.chunks_exact(width).zip(ys.chunks_exact_mut(width)) {
+        let (scale, zero_point) = quantize_dynamic(x, y);
+        scales.push(scale);
+        zero_points.push(zero_point);
+    }
+}
+
+/// A row-major `[k, n]` f32 matrix as i8 codes with one symmetric scale per column,
+/// `w ≈ code · scale[j]`, codes in `[−(2^(bits−1) − 1), 2^(bits−1) − 1]`: 8 bits, or 7 so that
+/// every column fits the relaxed-SIMD kernel's one-plane layout.
+pub fn quantize_columns(w: &[f32], k: usize, n: usize, bits: u32) -> (Vec<i8>, Vec<f32>) {
+    let limit = ((1i32 << (bits.clamp(2, 8) - 1)) - 1) as f32;
+    let mut peak = vec![0f32; n];
+    for row in w.chunks_exact(n).take(k) {
+        for (p, &x) in peak.iter_mut().zip(row) {
+            *p = p.max(x.abs());
+        }
+    }
+    let scales: Vec<f32> = peak
+        .iter()
+        .map(|&p| if p > 0.0 { p / limit } else { 1.0 })
+        .collect();
+    let codes = w
+        .chunks_exact(n)
+        .flat_map(|row| {
+            row.iter()
+                .zip(&scales)
+                .map(|(&x, &s)| (x / s).round_ties_even().clamp(-limit, limit) as i8)
+        })
+        .collect();
+    (codes, scales)
+}
+
 /// Lanes per step: wide enough for AVX-512 and a few wasm v128 registers.
 const LANES: usize = 16;
 
@@ -237,5 +335,25 @@ mod tests {
         assert_eq!(fast(&cases[0]).0, vec![153, 255, 0, 26, 221, 179]);
         assert_eq!(fast(&cases[1]).2, 255);
         assert_eq!(fast(&cases[2]).2, 0);
+    }
+
+    #[test]
+    fn columns_use_their_own_scale_and_the_bit_budget() {
+        // Two columns: one spanning ±2, one ±0.5.
+        let w = [2.0f32, 0.5, -1.0, -0.25, 0.5, 0.0];
+        for (bits, limit) in [(8, 127), (7, 63)] {
+            let (codes, scales) = quantize_columns(&w, 3, 2, bits);
+            assert_eq!(scales, vec![2.0 / limit as f32, 0.5 / limit as f32]);
+            assert_eq!(codes[0] as i32, limit);
+            assert_eq!(codes[1] as i32, limit);
+            assert!(codes.iter().all(|&c| (c as i32).abs() <= limit));
+            for (i, (&x, &c)) in w.iter().zip(&codes).enumerate() {
+                let s = scales[i % 2];
+                assert!((c as f32 * s - x).abs() <= s / 2.0 + 1e-7);
+            }
+        }
+        // An all-zero column keeps a unit scale and zero codes.
+        let (codes, scales) = quantize_columns(&[0.0, 1.0], 1, 2, 8);
+        assert_eq!((codes, scales), (vec![0, 127], vec![1.0, 1.0 / 127.0]));
     }
 }

@@ -1,4 +1,6 @@
-//! Model bundles: the folder `dotfind-model.json` + `model.graph` + `tokenizer.json`.
+//! Model bundles: the folder `dotfind-model.json` + `model.graph` + `tokenizer.json`, and
+//! for bundles that keep their token embeddings apart ([`crate::model::token_table`]),
+//! `token-embeddings/` (its checksums file verified here, its chunks where they are added).
 //!
 //! The bundle is the unit that travels from model preparation to the browser, so it is
 //! verified in one place — here — from bytes, whatever fetched them (the file system
@@ -11,6 +13,7 @@ use std::collections::BTreeMap;
 
 use crate::checksum::{sha256_hex, FileEntry};
 use crate::error::{Error, Result};
+use crate::model::token_table::{TokenTableSpec, CHECKSUMS_FILE};
 
 /// File name of the bundle descriptor.
 pub const MANIFEST_FILE: &str = "dotfind-model.json";
@@ -21,7 +24,7 @@ pub const ONNX_FILE: &str = "model.onnx";
 /// File name of the Hugging Face tokenizer definition.
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 /// Descriptor format this build reads; bumped on incompatible changes.
-pub const BUNDLE_FORMAT: &str = "dotfind-model/2";
+pub const BUNDLE_FORMAT: &str = "dotfind-model/3";
 
 /// How token vectors become one passage/query vector. The reference model uses CLS;
 /// sentence-transformers checkpoints usually use the attention-masked mean.
@@ -39,6 +42,19 @@ pub enum Pooling {
 pub enum Similarity {
     Dot,
     Cosine,
+}
+
+/// How an encoder runs the f32 linear layers of its graph (`x·W + b`, constant `W`): the
+/// weights are stored however the graph says ([`crate::model::storage`]); this is compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LinearCompute {
+    /// As written: f32 (what passages are encoded with).
+    #[default]
+    F32,
+    /// int8, each token's activations with their own scale, weights 7-bit per column
+    /// ([`crate::ops::int8_per_token`]): the fast query path, near f32's vectors.
+    Int8PerToken,
 }
 
 impl std::str::FromStr for Pooling {
@@ -83,8 +99,13 @@ pub struct BundleManifest {
     pub query_prefix: String,
     #[serde(default)]
     pub passage_prefix: String,
-    /// `none` (f32) or the int8 scheme used; informational.
+    /// How weights are stored and computed with, in words; informational.
     pub quantization: String,
+    #[serde(default)]
+    pub linear_compute: LinearCompute,
+    /// Present when the token embeddings are kept apart from the graph, in chunk files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_embeddings: Option<TokenTableSpec>,
     /// Size and checksum of `model.graph`, `tokenizer.json` and `model.onnx` if kept.
     pub files: BTreeMap<String, FileEntry>,
 }
@@ -104,6 +125,20 @@ impl BundleManifest {
                 "no checksum recorded for {GRAPH_FILE}: the bundle is not compiled \
                  (`dotfind compile` adds it)"
             )));
+        }
+        if let Some(spec) = &manifest.token_embeddings {
+            spec.validate().map_err(invalid)?;
+            if spec.dims != manifest.hidden_size {
+                return Err(invalid(format!(
+                    "token_embeddings has {} dims, hidden_size is {}",
+                    spec.dims, manifest.hidden_size
+                )));
+            }
+            if !manifest.files.contains_key(CHECKSUMS_FILE) {
+                return Err(invalid(format!(
+                    "no checksum recorded for {CHECKSUMS_FILE}"
+                )));
+            }
         }
         Ok(manifest)
     }
@@ -203,6 +238,11 @@ pub struct ModelBundle {
     /// The bytes of `model.graph`.
     pub graph: Vec<u8>,
     pub tokenizer_json: Vec<u8>,
+    /// The verified `token-embeddings/checksums.bin`, for bundles that keep the table apart.
+    pub token_checksums: Option<Vec<u8>>,
+    /// Token-embedding chunk files already at hand, by number (natively: all of them;
+    /// in a browser none, fetched as queries need them). Verified when the encoder adds them.
+    pub token_chunks: Vec<(usize, Vec<u8>)>,
     /// sha256 of the descriptor bytes: changes whenever any bundle file changes, so an
     /// index can record exactly which model produced it.
     pub bundle_sha256: String,
@@ -218,6 +258,19 @@ impl ModelBundle {
         tokenizer_json: Vec<u8>,
     ) -> Result<Self> {
         Self::from_checked(manifest_json, graph, tokenizer_json, [None, None])
+    }
+
+    /// Adds the token table's checksums file (verified against the descriptor), for bundles
+    /// that keep their token embeddings apart.
+    pub fn with_token_checksums(mut self, bytes: Vec<u8>) -> Result<Self> {
+        let Some(entry) = self.manifest.files.get(CHECKSUMS_FILE) else {
+            return Err(invalid(format!(
+                "no checksum recorded for {CHECKSUMS_FILE}, yet one was given"
+            )));
+        };
+        entry.verify(CHECKSUMS_FILE, &bytes)?;
+        self.token_checksums = Some(bytes);
+        Ok(self)
     }
 
     /// As [`ModelBundle::from_bytes`], with the xxh3-128 of the graph and of the tokenizer
@@ -242,6 +295,8 @@ impl ModelBundle {
             manifest_json: manifest_json.to_vec(),
             graph,
             tokenizer_json,
+            token_checksums: None,
+            token_chunks: Vec::new(),
             bundle_sha256: sha256_hex(manifest_json),
         })
     }
@@ -258,7 +313,16 @@ impl ModelBundle {
         }
         let graph = read_bundle_file(dir, GRAPH_FILE)?;
         let tokenizer = read_bundle_file(dir, TOKENIZER_FILE)?;
-        Self::from_bytes(&manifest_json, graph, tokenizer)
+        let bundle = Self::from_bytes(&manifest_json, graph, tokenizer)?;
+        let Some(spec) = bundle.manifest.token_embeddings.clone() else {
+            return Ok(bundle);
+        };
+        let mut bundle = bundle.with_token_checksums(read_bundle_file(dir, CHECKSUMS_FILE)?)?;
+        for chunk in 0..spec.chunk_count() {
+            let bytes = read_bundle_file(dir, &TokenTableSpec::chunk_path(chunk))?;
+            bundle.token_chunks.push((chunk, bytes));
+        }
+        Ok(bundle)
     }
 }
 
@@ -356,7 +420,7 @@ mod tests {
         let bad = good.replace(BUNDLE_FORMAT, "dotfind-model/99");
         assert_eq!(
             BundleManifest::from_json(bad.as_bytes()).unwrap_err().to_string(),
-            "dotfind-model.json: format is \"dotfind-model/99\", this build reads \"dotfind-model/2\""
+            "dotfind-model.json: format is \"dotfind-model/99\", this build reads \"dotfind-model/3\""
         );
         let bad = good.replace("\"max_query_tokens\":30", "\"max_query_tokens\":1");
         assert_eq!(

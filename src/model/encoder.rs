@@ -3,12 +3,13 @@
 //! Pooling happens here, not in the graph, so a single graph supports both CLS (the
 //! reference model) and mean (sentence-transformers) pooling.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use tract_core::prelude::*;
 
-use super::bundle::{BundleManifest, ModelBundle, Pooling, Similarity, GRAPH_FILE};
+use super::bundle::{BundleManifest, LinearCompute, ModelBundle, Pooling, Similarity, GRAPH_FILE};
 use super::plan::{self, PlanBatch, Plans};
+use super::token_table::{TokenTable, TokenTableSpec, TOKEN_ROWS};
 use super::tokenize::{TextTokenizer, TokenizedText, MAX_QUERY_BYTES};
 use crate::error::{Error, Result};
 
@@ -22,6 +23,9 @@ pub struct Encoder {
     plan: Arc<TypedRunnableModel>,
     /// Position of `input_ids` and `attention_mask` among the graph's inputs.
     input_order: [usize; 2],
+    /// For graphs that take their token rows as input ([`TOKEN_ROWS`]): its position, and
+    /// the table the rows come from (chunks added as they arrive, by `&self` callers).
+    token_rows: Option<(usize, RwLock<TokenTable>)>,
     query_tokenizer: TextTokenizer,
     /// Made on first use: the browser encodes only queries, and the copy of a 30k-entry
     /// vocabulary is start-up time there.
@@ -48,8 +52,8 @@ fn invalid_model(what: &str, e: impl std::fmt::Display) -> Error {
 }
 
 /// Positions of `input_ids` and `attention_mask` among the graph's inputs, which must be
-/// exactly those two.
-fn input_order(graph: &TypedModel) -> Result<[usize; 2]> {
+/// exactly those two, or those and [`TOKEN_ROWS`] (whose position comes third).
+fn input_order(graph: &TypedModel) -> Result<([usize; 2], Option<usize>)> {
     let names: Vec<String> = graph
         .input_outlets()
         .map_err(|e| invalid_model("cannot list inputs", e))?
@@ -57,13 +61,31 @@ fn input_order(graph: &TypedModel) -> Result<[usize; 2]> {
         .map(|o| graph.node(o.node).name.clone())
         .collect();
     let position = |name: &str| names.iter().position(|n| n == name);
+    let rows = position(TOKEN_ROWS);
     match (position(INPUT_IDS), position(ATTENTION_MASK), names.len()) {
-        (Some(ids), Some(mask), 2) => Ok([ids, mask]),
+        (Some(ids), Some(mask), n) if n == 2 + usize::from(rows.is_some()) => Ok(([ids, mask], rows)),
         _ => Err(invalid_model(
             "unexpected inputs",
-            format!("expected exactly [{INPUT_IDS}, {ATTENTION_MASK}], found {names:?}"),
+            format!("expected [{INPUT_IDS}, {ATTENTION_MASK}] and optionally {TOKEN_ROWS}, found {names:?}"),
         )),
     }
+}
+
+/// The token table of a bundle whose graph takes token rows, with the chunks it carries.
+fn token_table(bundle: &ModelBundle) -> Result<TokenTable> {
+    let (Some(spec), Some(checksums)) =
+        (&bundle.manifest.token_embeddings, &bundle.token_checksums)
+    else {
+        return Err(invalid_model(
+            "unexpected inputs",
+            format!("the graph takes {TOKEN_ROWS}, but the bundle has no token table (token_embeddings and its checksums file)"),
+        ));
+    };
+    let mut table = TokenTable::new(spec.clone(), checksums)?;
+    for (chunk, bytes) in &bundle.token_chunks {
+        table.add_chunk(*chunk, bytes.clone())?;
+    }
+    Ok(table)
 }
 
 /// Checks that the graph's first output is `last_hidden_state [batch, sequence, hidden]`
@@ -120,7 +142,22 @@ impl Encoder {
         let manifest = bundle.manifest.clone();
         let query_tokenizer =
             TextTokenizer::from_json(&bundle.tokenizer_json, manifest.max_query_tokens)?;
-        let input_order = input_order(&graph)?;
+        let (input_order, rows_input) = input_order(&graph)?;
+        let token_rows = match (rows_input, &manifest.token_embeddings) {
+            (Some(at), _) => Some((at, RwLock::new(token_table(bundle)?))),
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err(invalid_model(
+                    "unexpected inputs",
+                    format!("the bundle keeps its token embeddings apart, but the graph takes no {TOKEN_ROWS}"),
+                ))
+            }
+        };
+        let mut graph = graph;
+        if manifest.linear_compute == LinearCompute::Int8PerToken {
+            crate::ops::int8_per_token::fuse(&mut graph)
+                .map_err(|e| invalid_model("cannot plan int8 linear layers", format!("{e:#}")))?;
+        }
         let typed = plan::optimize(graph, plans)
             .map_err(|e| invalid_model("cannot optimize the graph", format!("{e:#}")))?;
         check_output(&typed, manifest.hidden_size)?;
@@ -130,6 +167,7 @@ impl Encoder {
         Ok(Self {
             plan,
             input_order,
+            token_rows,
             query_tokenizer,
             passage_tokenizer: std::sync::OnceLock::new(),
             manifest,
@@ -177,6 +215,61 @@ impl Encoder {
         let tokens = self.tokenize_query(query)?;
         let mut vectors = self.run_batch(&[tokens])?;
         Ok(vectors.swap_remove(0))
+    }
+
+    /// The token-embedding chunk files (paths relative to the bundle) that encoding `query`
+    /// needs and that were not added yet; empty for bundles whose graph holds the table.
+    pub fn missing_token_chunks(&self, query: &str) -> Result<Vec<String>> {
+        if self.token_rows.is_none() {
+            return Ok(Vec::new());
+        }
+        self.missing_chunks_of(&[self.tokenize_query(query)?])
+    }
+
+    /// As [`Encoder::missing_token_chunks`], for passages.
+    pub fn missing_passage_token_chunks(&self, passages: &[&str]) -> Result<Vec<String>> {
+        if self.token_rows.is_none() {
+            return Ok(Vec::new());
+        }
+        let tokens = passages
+            .iter()
+            .map(|p| self.tokenize_passage(p))
+            .collect::<Result<Vec<_>>>()?;
+        self.missing_chunks_of(&tokens)
+    }
+
+    fn missing_chunks_of(&self, texts: &[TokenizedText]) -> Result<Vec<String>> {
+        let Some((_, table)) = &self.token_rows else {
+            return Ok(Vec::new());
+        };
+        let table = table
+            .read()
+            .map_err(|_| Error::Inference("token table lock poisoned".into()))?;
+        let ids: Vec<i64> = texts.iter().flat_map(|t| t.ids.iter().copied()).collect();
+        Ok(table
+            .missing_chunks(&ids)?
+            .into_iter()
+            .map(TokenTableSpec::chunk_path)
+            .collect())
+    }
+
+    /// Adds a token-embedding chunk file (`path` as [`Encoder::missing_token_chunks`] names
+    /// it), verified against the bundle's checksums.
+    pub fn add_token_chunk(&self, path: &str, bytes: Vec<u8>) -> Result<()> {
+        let Some((_, table)) = &self.token_rows else {
+            return Err(Error::InvalidInput(format!(
+                "{path}: this model keeps its token embeddings in its graph"
+            )));
+        };
+        let mut table = table
+            .write()
+            .map_err(|_| Error::Inference("token table lock poisoned".into()))?;
+        let chunk = table.chunk_at(path).ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "{path} is not a token-embedding chunk of this model"
+            ))
+        })?;
+        table.add_chunk(chunk, bytes)
     }
 
     /// Token ids of a passage as the model will see them (prefix added, truncated).
@@ -238,10 +331,17 @@ impl Encoder {
                 .map(|a| a.into_tensor().into_tvalue())
                 .map_err(|e| Error::Inference(e.to_string()))
         };
-        let mut inputs: TVec<TValue> = tvec![
-            TValue::from(Tensor::default()),
-            TValue::from(Tensor::default())
-        ];
+        let mut inputs: TVec<TValue> = (0..2 + usize::from(self.token_rows.is_some()))
+            .map(|_| TValue::from(Tensor::default()))
+            .collect();
+        let ids = match &self.token_rows {
+            Some((at, table)) => {
+                let (local, rows) = self.token_rows_of(&ids, table)?;
+                inputs[*at] = rows;
+                local
+            }
+            None => ids,
+        };
         inputs[self.input_order[0]] = to_tensor(ids)?;
         inputs[self.input_order[1]] = to_tensor(mask)?;
         let outputs = self
@@ -258,6 +358,29 @@ impl Encoder {
             .zip(texts)
             .map(|(tokens, text)| self.pool(tokens, &text.attention_mask))
             .collect())
+    }
+
+    /// For a graph taking token rows: `ids` as positions among the distinct tokens (in order
+    /// of first use), and those tokens' rows (`[distinct, hidden]`).
+    fn token_rows_of(&self, ids: &[i64], table: &RwLock<TokenTable>) -> Result<(Vec<i64>, TValue)> {
+        let mut distinct: Vec<i64> = Vec::new();
+        let mut position = std::collections::HashMap::new();
+        let local = ids
+            .iter()
+            .map(|&id| {
+                *position.entry(id).or_insert_with(|| {
+                    distinct.push(id);
+                    distinct.len() as i64 - 1
+                })
+            })
+            .collect();
+        let table = table
+            .read()
+            .map_err(|_| Error::Inference("token table lock poisoned".into()))?;
+        let rows = table.rows(&distinct)?;
+        let rows = tract_ndarray::Array2::from_shape_vec((distinct.len(), table.spec().dims), rows)
+            .map_err(|e| Error::Inference(e.to_string()))?;
+        Ok((local, rows.into_tensor().into_tvalue()))
     }
 
     /// One text's vector from its token vectors (`[sequence, hidden]`): the CLS row or the

@@ -6,6 +6,8 @@ pub mod bundle;
 pub mod encoder;
 pub mod graph;
 pub mod plan;
+pub mod storage;
+pub mod token_table;
 pub mod tokenize;
 
 pub use bundle::{BundleManifest, ModelBundle, Pooling, Similarity};

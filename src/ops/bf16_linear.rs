@@ -5,9 +5,8 @@
 use std::sync::Arc;
 
 use tract_core::internal::*;
-use tract_core::ops::binary::TypedBinOp;
-use tract_core::ops::einsum::EinSum;
 
+use super::constant_linears;
 use crate::kernels::bf16_amx::{self, matmul, PackedBf16};
 
 /// Whether the kernel runs here (x86-64 Linux, a CPU with AMX-BF16).
@@ -66,126 +65,22 @@ impl TypedOp for Bf16Linear {
     as_op!();
 }
 
-/// Replaces every f32 `x·W` of a decluttered `model` with a constant `W` — an EinSum
-/// `amk,kn->amn`, or `ambk,bkn->amn` (the heads' reshape folded into the output projection)
-/// — and the `Add` of a constant bias after it, if any, by one [`Bf16Linear`]; returns how
-/// many.
+/// Replaces every f32 linear layer of a decluttered `model` ([`super::constant_linears`]:
+/// `x·W` with a constant `W`, and its bias) by one [`Bf16Linear`]; returns how many.
 pub fn fuse(model: &mut TypedModel) -> TractResult<usize> {
-    let mut found = vec![];
-    for node in model.nodes() {
-        if let Some(linear) = linear(model, node.id)? {
-            found.push(linear);
-        }
-    }
-    let fused = found.len();
-    for Linear {
-        einsum,
-        weights,
-        replaced,
-    } in found
-    {
-        let mut patch = TypedModelPatch::new("dotfind: f32 linear on AMX bf16 tiles");
-        // Read now, not when found: an earlier patch may have rewired it (chained linears).
-        let x = model.node(einsum).inputs[0];
-        let fact = model.outlet_fact(x)?.clone();
-        let x = patch.tap_model(model, x)?;
-        let x = if fact.rank() == 4 {
-            // [a, m, b, k] → [a, m, b·k]: the heads side by side, as the weights expect.
-            let from = tvec![fact.shape[2].clone(), fact.shape[3].clone()];
-            let name = format!("{}.join_heads", model.node(replaced).name);
-            let join = AxisOp::Reshape(2, from, tvec![weights.k().into()]);
-            patch.wire_node(name, join, &[x])?[0]
-        } else {
-            x
-        };
-        let name = format!("{}.bf16", model.node(replaced).name);
-        let op = Bf16Linear {
+    let found = constant_linears::find(model)?;
+    constant_linears::replace(model, found, "bf16", |linear| {
+        let weights = PackedBf16::pack(&linear.weights, &linear.bias, linear.k, linear.n)?;
+        Ok(Box::new(Bf16Linear {
             weights: Arc::new(weights),
-        };
-        let y = patch.wire_node(name, op, &[x])?;
-        patch.shunt_outside(model, replaced.into(), y[0])?;
-        patch.apply(model)?;
-    }
-    model.compact()?;
-    Ok(fused)
-}
-
-/// A linear layer [`fuse`] replaces.
-struct Linear {
-    /// The EinSum `x·W`.
-    einsum: usize,
-    weights: PackedBf16,
-    /// The node whose output the op's replaces: the bias `Add`, or the EinSum without one.
-    replaced: usize,
-}
-
-/// When `node` is an f32 EinSum of an input by a constant matrix (see [`fuse`]), that
-/// layer; anything else (other types, empty or non-plain constants) is left to tract.
-fn linear(model: &TypedModel, node: usize) -> TractResult<Option<Linear>> {
-    let einsum = model.node(node);
-    let Some(op) = einsum.op_as::<EinSum>() else {
-        return Ok(None);
-    };
-    let expression = op.axes.to_string();
-    if op.q_params.is_some()
-        || op.operating_dt != f32::datum_type()
-        || !matches!(expression.as_str(), "amk,kn->amn" | "ambk,bkn->amn")
-        || einsum.inputs.len() != 2
-    {
-        return Ok(None);
-    }
-    let Some(weights) = model.outlet_fact(einsum.inputs[1])?.konst.clone() else {
-        return Ok(None);
-    };
-    let n = weights.shape().last().copied().unwrap_or(0);
-    let plain = weights.try_as_plain_ram().ok();
-    let Some(weights) = plain.as_ref().and_then(|w| w.as_slice::<f32>().ok()) else {
-        return Ok(None);
-    };
-    if n == 0 || weights.is_empty() {
-        return Ok(None);
-    }
-    let k = weights.len() / n;
-    // The bias: the sole successor `Add(const, y)` or `Add(y, const)` whose constant holds
-    // one value per output column (shape [1, …, 1, n]) and whose output has y's shape.
-    let y_fact = model.outlet_fact(OutletId::new(node, 0))?;
-    let mut bias = vec![0f32; n];
-    let mut replaced = node;
-    if let [output] = einsum.outputs.as_slice() {
-        if let [next] = output.successors.as_slice() {
-            let add = model.node(next.node);
-            let is_add = add
-                .op_as::<TypedBinOp>()
-                .is_some_and(|op| op.0.name() == "Add");
-            let other = add.inputs.iter().find(|i| i.node != node);
-            if let (true, Some(&other)) = (is_add, other) {
-                let same_shape = model.outlet_fact(OutletId::new(add.id, 0))?.shape == y_fact.shape;
-                if let (true, Some(b)) = (same_shape, &model.outlet_fact(other)?.konst) {
-                    let shape = b.shape();
-                    let per_column = shape.last() == Some(&n)
-                        && shape.len() <= y_fact.rank()
-                        && shape[..shape.len() - 1].iter().all(|&d| d == 1);
-                    let values = b.try_as_plain_ram().ok();
-                    let values = values.as_ref().and_then(|v| v.as_slice::<f32>().ok());
-                    if let (true, Some(values)) = (per_column, values) {
-                        bias.copy_from_slice(values);
-                        replaced = add.id;
-                    }
-                }
-            }
-        }
-    }
-    let weights = PackedBf16::pack(weights, &bias, k, n)?;
-    Ok(Some(Linear {
-        einsum: node,
-        weights,
-        replaced,
-    }))
+        }))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tract_core::ops::einsum::EinSum;
 
     fn lcg(seed: &mut u32) -> f32 {
         *seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { launchBrowser, repoRoot } from './support.mjs';
+import { launchBrowser, repoRoot, fileEntry } from './support.mjs';
 import { startServer } from '../../tools/demo/serve.mjs';
 
 const SITE = path.join(repoRoot, 'target/demo-site');
@@ -190,7 +190,7 @@ test('reload with the network off still searches', async () => {
 async function onChangedSite(change, visit) {
   const site = fs.mkdtempSync(path.join(os.tmpdir(), 'dotfind-site-'));
   fs.cpSync(SITE, site, { recursive: true });
-  change(site);
+  await change(site);
   const { server: s2, url: url2 } = await startServer({ root: site });
   const fresh = await browser.newContext();
   try {
@@ -221,18 +221,26 @@ function flipLastByte(file) {
   return bytes;
 }
 
-/** Swaps the contents and manifest entries of the demo model's two graph parts: each part
- * passes its own check, the concatenated graph is not the one the bundle names. */
-function swapGraphParts(site) {
+/** Splits the demo model's graph in two parts, as the indexer does for graphs over
+ * `--max-file-mib`, then swaps their contents and manifest entries: each part passes its own
+ * check, the concatenated graph is not the one the bundle names. */
+async function swapGraphParts(site) {
   const root = path.join(site, 'dotfind-index');
   const manifestPath = path.join(root, 'manifest.json');
   const manifest = JSON.parse(fs.readFileSync(manifestPath, 'utf8'));
-  const parts = manifest.model.graph_parts;
-  assert.equal(parts.length, 2, `the demo's query model is split into two parts (${parts})`);
-  const [a, b] = parts.map((p) => fs.readFileSync(path.join(root, p)));
-  fs.writeFileSync(path.join(root, parts[0]), b);
-  fs.writeFileSync(path.join(root, parts[1]), a);
-  [manifest.files[parts[0]], manifest.files[parts[1]]] = [manifest.files[parts[1]], manifest.files[parts[0]]];
+  assert.deepEqual(manifest.model.graph_parts, ['model/model.graph'], 'the demo\'s query model is one file');
+  const graph = fs.readFileSync(path.join(root, 'model/model.graph'));
+  fs.rmSync(path.join(root, 'model/model.graph'));
+  delete manifest.files['model/model.graph'];
+  const parts = ['model/model.graph.000', 'model/model.graph.001'];
+  const halves = [graph.subarray(0, graph.length >> 1), graph.subarray(graph.length >> 1)];
+  // Swapped: the first part holds the second half.
+  for (const [i, part] of parts.entries()) {
+    const bytes = halves[1 - i];
+    fs.writeFileSync(path.join(root, part), bytes);
+    manifest.files[part] = await fileEntry(bytes);
+  }
+  manifest.model.graph_parts = parts;
   fs.writeFileSync(manifestPath, JSON.stringify(manifest));
 }
 

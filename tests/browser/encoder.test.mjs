@@ -14,6 +14,9 @@ const MODEL = modelDir();
 // PyTorch's reference for the default model (made by tools/model/make_fixtures.py).
 const REFERENCE = path.join(repoRoot, 'tests/fixtures/reference/minilm-l6-v2.json');
 let server, baseUrl, browser, page, scratch;
+// bert-base-uncased ids of "paris" and "tokyo": their chunks are damaged and removed in a
+// copy of the query bundle (the test checks the ids against the tokenizer first).
+const [TOKEN_DAMAGED, TOKEN_MISSING] = [3000, 5522];
 
 /**
  * A copy of the int8 bundle with one file replaced (its checksum recorded too, unless
@@ -51,10 +54,20 @@ before(async () => {
   // A descriptor that records no model.graph (a bundle never compiled, with a stray graph).
   await badBundle('uncompiled', { edit: (m) => delete m.files['model.graph'] });
   await badBundle('empty-tokenizer', { file: 'tokenizer.json', bytes: Buffer.alloc(0) });
+  // The query bundle with the token-embedding chunk of one token damaged, and another's gone.
+  const query = path.join(scratch, 'query');
+  fs.cpSync(path.join(MODEL, 'query'), query, { recursive: true });
+  const rowsPerChunk = readJson(path.join(query, 'dotfind-model.json')).token_embeddings.rows_per_chunk;
+  const chunkOf = (id) => `token-embeddings/${String(Math.floor(id / rowsPerChunk)).padStart(5, '0')}.bin`;
+  const damaged = path.join(query, chunkOf(TOKEN_DAMAGED));
+  const bytes = fs.readFileSync(damaged);
+  bytes[7] ^= 0x10;
+  fs.writeFileSync(damaged, bytes);
+  fs.rmSync(path.join(query, chunkOf(TOKEN_MISSING)));
 
   ({ server, url: baseUrl } = await startServer({
     root: repoRoot,
-    mounts: { '/model-f32': path.join(MODEL, 'f32'), '/model-int8': path.join(MODEL, 'int8'), '/model-int8-ffn-f32': path.join(MODEL, 'int8-ffn-f32'), '/bad': scratch },
+    mounts: { '/model-f32': path.join(MODEL, 'f32'), '/model-int8': path.join(MODEL, 'int8'), '/model-query': path.join(MODEL, 'query'), '/bad': scratch },
   }));
   browser = await launchBrowser();
   page = await harnessPage();
@@ -76,24 +89,25 @@ async function harnessPage(wasm) {
 function checkParity(reference, label, on = () => page) {
   return async () => {
     const texts = reference.items.map((i) => i.query);
-    const [f32, int8, mixed] = [
+    const [f32, int8, query] = [
       await on().evaluate(([b, t]) => window.harness.encodeAll(b, t), ['/model-f32/', texts]),
       await on().evaluate(([b, t]) => window.harness.encodeAll(b, t), ['/model-int8/', texts]),
-      await on().evaluate(([b, t]) => window.harness.encodeAll(b, t), ['/model-int8-ffn-f32/', texts]),
+      await on().evaluate(([b, t]) => window.harness.encodeAll(b, t), ['/model-query/', texts]),
     ];
     reference.items.forEach((item, i) => {
       const c32 = cosine(f32[i], item.mean);
       assert.ok(c32 >= 0.9999, `${label}: wasm f32 cos ${c32} for ${JSON.stringify(item.query.slice(0, 40))}`);
       const c8 = cosine(int8[i], item.mean);
       assert.ok(c8 >= int8Floor(item), `${label}: wasm int8 cos ${c8} for ${JSON.stringify(item.query.slice(0, 40))}`);
-      // The shipped query model (feed-forward MatMuls in f32).
-      const cm = cosine(mixed[i], item.mean);
-      assert.ok(cm >= 0.995, `${label}: wasm int8-ffn-f32 cos ${cm} for ${JSON.stringify(item.query.slice(0, 40))}`);
+      // The shipped query model (compact weights, token rows fetched, per-token int8): the
+      // floor tests/parity.rs holds natively.
+      const cq = cosine(query[i], item.mean);
+      assert.ok(cq >= 0.99, `${label}: wasm query bundle cos ${cq} for ${JSON.stringify(item.query.slice(0, 40))}`);
     });
   };
 }
 
-test('wasm embeddings equal the PyTorch reference (f32, int8 and int8-ffn-f32)', async () => {
+test('wasm embeddings equal the PyTorch reference (f32, int8 and the query bundle)', async () => {
   // Chromium has relaxed SIMD, so the default is the fast build; the plain build is below.
   assert.equal(await page.evaluate(() => window.harness.build), 'relaxed');
   await checkParity(readJson(REFERENCE), 'own reference')();
@@ -116,17 +130,19 @@ test('int8: the plain build\'s i16 matmul kernel agrees with both relaxed-build 
   // quantization step now and then: for the 64-token query the plain build, the relaxed
   // build and native tract all differ pairwise by about 2e-4 in cosine. A wrong sum, zero
   // point, offset, plane or column would cost far more. The int8 bundle's 7-bit weights run
-  // the relaxed build's one-plane offset kernel, int8-ffn-f32's 8-bit ones its split
-  // two-plane kernel. (Natively, every kernel gives tract's bits: tests/plans.rs.)
+  // the relaxed build's one-plane offset kernel, as the query bundle's per-token layers do. (Natively, every kernel gives tract's bits: tests/plans.rs.)
   const plain = await harnessPage('simd');
   try {
     const texts = readJson(REFERENCE).items.map((i) => i.query);
-    for (const bundle of ['/model-int8/', '/model-int8-ffn-f32/']) {
+    for (const bundle of ['/model-int8/', '/model-query/']) {
       const relaxed = await page.evaluate(([b, q]) => window.harness.encodeAll(b, q), [bundle, texts]);
       const own = await plain.evaluate(([b, q]) => window.harness.encodeAll(b, q), [bundle, texts]);
       const cosines = texts.map((_, i) => cosine(relaxed[i], own[i]));
       t.diagnostic(`${bundle}: min cos ${Math.min(...cosines)}, mean ${cosines.reduce((a, b) => a + b, 0) / cosines.length}`);
-      cosines.forEach((c, i) => assert.ok(c >= 0.9995, `${bundle}: cos ${c} for ${JSON.stringify(texts[i].slice(0, 40))}`));
+      // Per-token activation scales multiply once more per token, so the builds' f32
+      // rounding moves an activation across a quantization step a little more often there.
+      const floor = bundle === '/model-query/' ? 0.999 : 0.9995;
+      cosines.forEach((c, i) => assert.ok(c >= floor, `${bundle}: cos ${c} for ${JSON.stringify(texts[i].slice(0, 40))}`));
     }
   } finally {
     await plain.close();
@@ -207,13 +223,31 @@ test('an uncompiled bundle is refused with the fix in the message', async () => 
 
 test('bad queries reject with Errors', async () => {
   const err = (q) => page.evaluate(([b, t]) => window.harness.encodeError(b, t), ['/model-int8/', q]);
-  assert.deepEqual(await err(''), { isError: true, name: 'Error', message: 'invalid input: query is empty' });
+  assert.deepEqual(await err(''), { isError: true, name: 'DotfindError', message: 'invalid input: query is empty' });
   assert.deepEqual(await err('word '.repeat(20000)), {
     isError: true,
-    name: 'Error',
+    name: 'DotfindError',
     message: 'invalid input: query is 100000 bytes, the limit is 65536',
   });
   assert.equal(await err('word '.repeat(10000)), null, 'long queries are truncated, not refused');
+});
+
+test('token-embedding chunks: fetched as a query needs them; a damaged or missing one is an Error naming it', async () => {
+  const ids = await page.evaluate(([b, t]) => window.harness.tokenizeAll(b, t), ['/model-query/', ['paris', 'tokyo']]);
+  assert.deepEqual(ids.map((i) => i[1]), [TOKEN_DAMAGED, TOKEN_MISSING], 'token ids the bad bundle was made for');
+  const err = (q) => page.evaluate(([b, t]) => window.harness.encodeError(b, t), ['/bad/query/', q]);
+  const damaged = await err('paris');
+  assert.equal(damaged.name, 'DotfindError');
+  assert.match(damaged.message, /^token-embeddings\/00093\.bin: xxh3-128 mismatch: manifest says [0-9a-f]{32}, file has [0-9a-f]{32}$/);
+  assert.deepEqual(await err('tokyo'), {
+    isError: true,
+    name: 'DotfindError',
+    message: `dotfind: ${new URL('/bad/query/token-embeddings/00172.bin', baseUrl).href}: HTTP 404 Not Found`,
+  });
+  // Texts whose chunks are intact still encode, equal to the intact bundle's vectors.
+  const [good] = await page.evaluate(([b, t]) => window.harness.encodeAll(b, t), ['/model-query/', ['london']]);
+  const [same] = await page.evaluate(([b, t]) => window.harness.encodeAll(b, t), ['/bad/query/', ['london']]);
+  assert.deepEqual(same, good);
 });
 
 test('the scoring helper rejects damaged shards and bad query vectors with Errors', async () => {

@@ -36,7 +36,9 @@ window.harness = {
   },
   async encodeAll(bundle, texts) {
     const e = await encoder(bundle);
-    return texts.map((t) => Array.from(e.encode(t)));
+    const out = [];
+    for (const t of texts) out.push(Array.from(await e.encode(t)));
+    return out;
   },
   async tokenizeAll(bundle, texts) {
     const e = await encoder(bundle);
@@ -50,7 +52,7 @@ window.harness = {
   },
   async encodeError(bundle, text) {
     try {
-      (await encoder(bundle)).encode(text);
+      await (await encoder(bundle)).encode(text);
       return null;
     } catch (err) {
       return asError(err);

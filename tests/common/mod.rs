@@ -10,7 +10,7 @@ use dotfind::model::Plans;
 use dotfind::{Encoder, ModelBundle};
 use serde::Deserialize;
 
-/// Folder written by `./build.sh model` (holding `f32/`, `int8-ffn-f32/`, `int8/`).
+/// Folder written by `./build.sh model` (holding `f32/`, `query/`, `int8/`).
 /// `./build.sh test` exports `DOTFIND_MODEL_DIR`; without it these tests cannot run.
 pub fn model_dir() -> PathBuf {
     let dir = std::env::var_os("DOTFIND_MODEL_DIR").map(PathBuf::from).unwrap_or_else(|| {
@@ -113,7 +113,7 @@ pub fn ok(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()
 }
 
-/// The prepared bundle `kind` (`f32`, `int8`, `int8-ffn-f32`), opened and verified.
+/// The prepared bundle `kind` (`f32`, `query`, `int8`), opened and verified.
 pub fn open_bundle(kind: &str) -> ModelBundle {
     ModelBundle::open(&bundle(kind)).expect("bundle opens")
 }

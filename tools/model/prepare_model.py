@@ -288,7 +288,7 @@ def write_bundle(folder: Path, onnx_path: Path, tokenizer_json: str, meta: dict,
     shutil.copyfile(onnx_path, folder / "model.onnx")
     (folder / "tokenizer.json").write_text(tokenizer_json, encoding="utf-8")
     # `dotfind compile` records every file's size and checksum (and adds model.graph).
-    manifest = dict(format="dotfind-model/2", **meta, quantization=quantization, files={})
+    manifest = dict(format="dotfind-model/3", **meta, quantization=quantization, files={})
     (folder / "dotfind-model.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
 

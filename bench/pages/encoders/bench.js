@@ -58,7 +58,7 @@ const RUNTIMES = {
         await glue.default({ module_or_path: wasm });
         // The package's own path from bytes: the wasm encoder verifies and builds.
         const encoder = await createQueryEncoder({ glue }, manifest, model, tokenizer);
-        return { encode: async (q) => encoder.encode(q), tokenize: (q) => Array.from(encoder.tokenize(q)) };
+        return { encode: (q) => encoder.encode(q), tokenize: (q) => Array.from(encoder.tokenize(q)) };
       },
     };
   },

@@ -21,8 +21,10 @@ use tract_core::ops::nn::{GeluExact, Reduce, Reducer, RmsNorm, Softmax, SoftmaxK
 use tract_core::ops::quant::DequantizeLinearF32;
 
 use super::checkpoint::{Encoder, Layer, Linear, Norm};
+use super::gptq::QuantizedWeights;
 use crate::model::encoder::{ATTENTION_MASK, INPUT_IDS};
 use crate::model::plan::BATCH_SYMBOL;
+use crate::model::token_table::TOKEN_ROWS;
 use crate::ops::dynamic_quantize::DynamicQuantizeU8;
 
 /// The numeric form of a bundle's graph.
@@ -33,6 +35,10 @@ pub enum Precision {
     /// Linear layers on int8 (weights of `weight_bits` bits, 7 or 8), embeddings u8; with
     /// `ffn_f32`, the feed-forward layers stay f32 with f16-rounded weights.
     Int8 { weight_bits: u32, ffn_f32: bool },
+    /// The f32 graph with the word embeddings taken as an input ([`TOKEN_ROWS`]): the query
+    /// model, whose table is stored apart and whose weights are stored compactly and
+    /// computed on int8 as its descriptor says (`crate::build::prepare`).
+    Query,
 }
 
 impl Precision {
@@ -40,6 +46,9 @@ impl Precision {
     pub fn describe(self) -> String {
         match self {
             Precision::F32 => "none".into(),
+            Precision::Query => {
+                "query model (see linear_compute and the graph's stored constants)".into()
+            }
             Precision::Int8 {
                 weight_bits,
                 ffn_f32,
@@ -55,42 +64,125 @@ impl Precision {
     }
 }
 
-/// Builds the graph of `encoder` in `precision`.
-pub fn build(encoder: &Encoder, precision: Precision) -> TractResult<TypedModel> {
-    let mut b = Builder {
-        model: TypedModel::default(),
-        precision,
-        quantized: HashMap::new(),
-        shared: HashMap::new(),
-    };
-    let batch = b.model.symbols.sym(BATCH_SYMBOL).to_dim();
-    let sequence = b.model.symbols.sym("sequence").to_dim();
-    let ids = b
-        .model
-        .add_source(INPUT_IDS, i64::fact([batch.clone(), sequence.clone()]))?;
-    let mask = b
-        .model
-        .add_source(ATTENTION_MASK, i64::fact([batch, sequence]))?;
-    let mut x = b.embeddings(encoder, ids)?;
-    let additive_mask = b.additive_mask(mask)?;
-    for (i, layer) in encoder.layers.iter().enumerate() {
-        x = b.layer(&format!("layer.{i}"), encoder, layer, x, additive_mask)?;
-    }
-    b.model.set_input_outlets(&[ids, mask])?;
-    b.model.select_output_outlets(&[x])?;
-    Ok(b.model)
+/// Builds the graph of `encoder` in `precision` (`F32` or `Int8`: [`build_query`] makes the
+/// query model's), for texts of up to `max_tokens` tokens (the position table is cut there).
+pub fn build(
+    encoder: &Encoder,
+    precision: Precision,
+    max_tokens: usize,
+) -> TractResult<TypedModel> {
+    ensure!(
+        precision != Precision::Query,
+        "the query graph needs its quantized weights"
+    );
+    Ok(Builder::new(encoder, precision, max_tokens)
+        .assemble(encoder)?
+        .model)
 }
 
-struct Builder {
+/// The query model's graph: f32, with the linear layers' weights from `weights` (by layer
+/// name, e.g. `layer.0.attention.q`: the quantizer's grid values) and the token rows an input.
+pub fn build_query(
+    encoder: &Encoder,
+    max_tokens: usize,
+    weights: &QuantizedWeights,
+) -> TractResult<TypedModel> {
+    let mut b = Builder::new(encoder, Precision::Query, max_tokens);
+    b.quantized_weights = Some(weights);
+    Ok(b.assemble(encoder)?.model)
+}
+
+/// The f32 graph, with the weights of the layers in `quantized` replaced by theirs, and
+/// after the last hidden state the input of each linear layer in `wanted` as an output
+/// (`[batch, sequence, k]`, or the heads' `[batch, sequence, heads, dim]` for the attention
+/// output): for calibration. Returns it and, per layer name, its output number.
+pub fn build_calibration(
+    encoder: &Encoder,
+    max_tokens: usize,
+    quantized: &QuantizedWeights,
+    wanted: &[String],
+) -> TractResult<(TypedModel, Vec<(String, usize)>)> {
+    let mut b = Builder::new(encoder, Precision::F32, max_tokens);
+    b.quantized_weights = Some(quantized);
+    let mut b = b.assemble(encoder)?;
+    let mut outputs = b.model.output_outlets()?.to_vec();
+    let mut numbers = Vec::new();
+    for (name, input) in std::mem::take(&mut b.linear_inputs) {
+        if !wanted.contains(&name) {
+            continue;
+        }
+        let at = match outputs.iter().position(|&o| o == input) {
+            Some(at) => at,
+            None => {
+                outputs.push(input);
+                outputs.len() - 1
+            }
+        };
+        numbers.push((name, at));
+    }
+    b.model.select_output_outlets(&outputs)?;
+    Ok((b.model, numbers))
+}
+
+struct Builder<'a> {
     model: TypedModel,
     precision: Precision,
     /// Each activation's dynamic quantization, made once for all the layers that read it.
     quantized: HashMap<OutletId, TVec<OutletId>>,
     /// Small constants used by many nodes (the quantized products' unit scales, zeros).
     shared: HashMap<String, OutletId>,
+    /// The [`TOKEN_ROWS`] input, for [`Precision::Query`].
+    token_rows: Option<OutletId>,
+    /// Rows of the position table kept.
+    positions: usize,
+    /// Each linear layer's name and input, in order.
+    linear_inputs: Vec<(String, OutletId)>,
+    /// The query model's quantized linear weights, by layer name.
+    quantized_weights: Option<&'a QuantizedWeights>,
 }
 
-impl Builder {
+impl<'a> Builder<'a> {
+    fn new(encoder: &Encoder, precision: Precision, max_tokens: usize) -> Self {
+        Builder {
+            model: TypedModel::default(),
+            precision,
+            quantized: HashMap::new(),
+            shared: HashMap::new(),
+            token_rows: None,
+            positions: max_tokens.min(encoder.positions()),
+            linear_inputs: Vec::new(),
+            quantized_weights: None,
+        }
+    }
+
+    /// The whole encoder: inputs, embeddings, layers, output.
+    fn assemble(mut self, encoder: &Encoder) -> TractResult<Self> {
+        let batch = self.model.symbols.sym(BATCH_SYMBOL).to_dim();
+        let sequence = self.model.symbols.sym("sequence").to_dim();
+        let ids = self
+            .model
+            .add_source(INPUT_IDS, i64::fact([batch.clone(), sequence.clone()]))?;
+        let mask = self
+            .model
+            .add_source(ATTENTION_MASK, i64::fact([batch, sequence]))?;
+        let mut x = self.embeddings(encoder, ids)?;
+        let additive_mask = self.additive_mask(mask)?;
+        for (i, layer) in encoder.layers.iter().enumerate() {
+            x = self.layer(&format!("layer.{i}"), encoder, layer, x, additive_mask)?;
+        }
+        match self.token_rows {
+            Some(rows) => self.model.set_input_outlets(&[ids, mask, rows])?,
+            None => self.model.set_input_outlets(&[ids, mask])?,
+        };
+        self.model.select_output_outlets(&[x])?;
+        Ok(self)
+    }
+
+    /// Whether the graph computes in f32 (what `ops` rewrites by plan, if at all).
+    fn f32_graph(&self) -> bool {
+        matches!(self.precision, Precision::F32 | Precision::Query)
+    }
+
     fn konst(&mut self, name: &str, tensor: Tensor) -> TractResult<OutletId> {
         self.model.add_const(name, tensor)
     }
@@ -132,13 +224,22 @@ impl Builder {
     /// the embedding layer norm: `[batch, sequence, hidden]`.
     fn embeddings(&mut self, encoder: &Encoder, ids: OutletId) -> TractResult<OutletId> {
         let h = encoder.hidden;
-        let words = self.table(
-            "embeddings.word",
-            &encoder.word_embeddings,
-            [encoder.vocab(), h],
-        )?;
+        let words = if self.precision == Precision::Query {
+            let sequence = self.model.symbols.sym("tokens").to_dim();
+            let rows = self
+                .model
+                .add_source(TOKEN_ROWS, f32::fact([sequence, h.to_dim()]))?;
+            self.token_rows = Some(rows);
+            (rows, None)
+        } else {
+            self.table(
+                "embeddings.word",
+                &encoder.word_embeddings,
+                [encoder.vocab(), h],
+            )?
+        };
         let words = self.lookup("embeddings.word", words, ids)?;
-        let positions = encoder.positions();
+        let positions = self.positions;
         let position_ids = tract_ndarray::Array2::from_shape_fn((1, positions), |(_, j)| j as i64);
         let position_ids = self.konst("embeddings.position_ids", position_ids.into_tensor())?;
         let sequence = self.model.symbols.sym("sequence").to_dim();
@@ -150,7 +251,7 @@ impl Builder {
         let position_ids = self.wire("embeddings.position_ids.slice", slice, &[position_ids])?;
         let table = self.table(
             "embeddings.position",
-            &encoder.position_embeddings,
+            &encoder.position_embeddings[..positions * h],
             [positions, h],
         )?;
         let positions = self.lookup("embeddings.position", table, position_ids)?;
@@ -170,7 +271,7 @@ impl Builder {
         values: &[f32],
         shape: [usize; 2],
     ) -> TractResult<(OutletId, Option<(f32, i32)>)> {
-        if self.precision == Precision::F32 {
+        if self.f32_graph() {
             let t = tensor1(values).into_shape(&shape)?;
             return Ok((self.konst(&format!("{name}.table"), t)?, None));
         }
@@ -331,10 +432,11 @@ impl Builder {
         let v = self.wire(&format!("{name}.v.heads"), split(), &[v])?;
         let context = EinSum::new("abmk,akbn->ambn".parse()?, f32::datum_type());
         let context = self.wire(&format!("{name}.context"), context, &[probabilities, v])?;
-        if self.precision == Precision::F32 {
+        if self.f32_graph() {
             // The heads' reshape folded into the projection, as tract declutters it.
-            let w = tensor1(&layer.out.w).into_shape(&[heads, dim, hidden])?;
-            let w = self.konst(&format!("{name}.out.weight"), w)?;
+            let out = format!("{name}.out");
+            self.linear_inputs.push((out.clone(), context));
+            let w = self.f32_weight(&out, &layer.out.w, &[heads, dim, hidden])?;
             let product = EinSum::new("ambk,bkn->amn".parse()?, f32::datum_type());
             let y = self.wire(&format!("{name}.out.matmul"), product, &[context, w])?;
             let bias = self.konst(&format!("{name}.out.bias"), row(&layer.out.b)?)?;
@@ -359,30 +461,41 @@ impl Builder {
         keep_f32: bool,
     ) -> TractResult<OutletId> {
         let weight_bits = match self.precision {
-            Precision::F32 => None,
+            Precision::F32 | Precision::Query => None,
             Precision::Int8 { weight_bits, .. } => (!keep_f32).then_some(weight_bits),
         };
         let bias = self.konst(&format!("{name}.bias"), row(&linear.b)?)?;
         let Some(bits) = weight_bits else {
-            let weights: Vec<f32> = if self.precision == Precision::F32 {
-                linear.w.clone()
+            self.linear_inputs.push((name.to_string(), x));
+            let w = if self.f32_graph() {
+                self.f32_weight(name, &linear.w, &[linear.k, linear.n])?
             } else {
-                linear
+                let rounded: Vec<f32> = linear
                     .w
                     .iter()
                     .map(|&w| half::f16::from_f32(w).to_f32())
-                    .collect()
+                    .collect();
+                let t = tensor1(&rounded).into_shape(&[linear.k, linear.n])?;
+                self.konst(&format!("{name}.weight"), t)?
             };
-            let w = self.konst(
-                &format!("{name}.weight"),
-                tensor1(&weights).into_shape(&[linear.k, linear.n])?,
-            )?;
             let product = EinSum::new("amk,kn->amn".parse()?, f32::datum_type());
             let y = self.wire(&format!("{name}.matmul"), product, &[x, w])?;
             return self.binary(&format!("{name}.bias_add"), math::Add, bias, y);
         };
         let y = self.int8_product(name, x, linear, bits)?;
         self.binary(&format!("{name}.bias_add"), math::Add, bias, y)
+    }
+
+    /// The f32 weights of layer `name` (`shape`: `[k, n]`, or the attention output's `[heads,
+    /// dim, n]`): the checkpoint's, or the values its quantizer chose (every layer's in the
+    /// query graph; those quantized so far in a calibration graph).
+    fn f32_weight(&mut self, name: &str, w: &[f32], shape: &[usize]) -> TractResult<OutletId> {
+        let w = match self.quantized_weights.and_then(|q| q.get(name)) {
+            Some(q) => q,
+            None if self.precision == Precision::Query => bail!("no quantized weights for {name}"),
+            None => w,
+        };
+        self.konst(&format!("{name}.weight"), tensor1(w).into_shape(shape)?)
     }
 
     /// `f32(Σ (xq − zp)·w) · x_scale · w_scales`: the activations quantized at run time (once
@@ -408,7 +521,7 @@ impl Builder {
             }
         };
         let (codes, scales) =
-            super::quantize::symmetric_columns(&linear.w, linear.k, linear.n, bits);
+            crate::kernels::quantize::quantize_columns(&linear.w, linear.k, linear.n, bits);
         let w = self.konst(
             &format!("{name}.weight"),
             tensor1(&codes).into_shape(&[linear.k, linear.n])?,

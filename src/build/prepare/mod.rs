@@ -4,35 +4,41 @@
 //! each precision, weights quantized where the precision says ([`quantize`]), and each bundle
 //! written as `dotfind compile` writes one, then loaded back as every loader will load it.
 //!
-//! Three bundles, as `tools/model/prepare_model.py` makes from ONNX:
-//! `f32/` (passages, offline), `int8-ffn-f32/` (the query model the demo ships: int8 but the
-//! feed-forward layers, f16-stored), `int8/` (every linear layer int8, 7-bit weights).
+//! Three bundles: `f32/` (passages, offline), `query/` (the query model a browser
+//! downloads: weights stored group-wise in a few bits, token embeddings in chunk files
+//! fetched on demand, linear layers computed on int8 with per-token activation scales;
+//! [`storage`]) and `int8/` (the ONNX dynamic-quantization form, every linear layer int8,
+//! 7-bit weights: what `tools/model/prepare_model.py` makes from ONNX, for comparisons).
 
+pub mod calibrate;
 pub mod checkpoint;
+pub mod gptq;
 pub mod graph;
 pub mod quantize;
+pub mod storage;
 pub mod tokenizer;
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use crate::checksum::FileEntry;
 use crate::error::{Error, Result};
-use crate::model::bundle::{BUNDLE_FORMAT, GRAPH_FILE, MANIFEST_FILE, TOKENIZER_FILE};
+use crate::model::bundle::{
+    LinearCompute, BUNDLE_FORMAT, GRAPH_FILE, MANIFEST_FILE, TOKENIZER_FILE,
+};
+use crate::model::token_table::CHECKSUMS_FILE;
 use crate::model::{
     BundleManifest, Encoder, Int8Plan, ModelBundle, PlanBatch, Plans, Pooling, Similarity,
 };
+use calibrate::Calibration;
+use gptq::QuantizedWeights;
 use graph::Precision;
+use storage::QueryStorage;
 
 /// The bundles `prepare` writes: folder name and precision.
 pub const BUNDLES: [(&str, Precision); 3] = [
     ("f32", Precision::F32),
-    (
-        "int8-ffn-f32",
-        Precision::Int8 {
-            weight_bits: 8,
-            ffn_f32: true,
-        },
-    ),
+    ("query", Precision::Query),
     (
         "int8",
         Precision::Int8 {
@@ -57,6 +63,8 @@ pub struct PrepareOptions {
     pub passage_prefix: String,
     /// The bundle's `model_id`; default: the checkpoint's name (never a local path).
     pub model_id: Option<String>,
+    /// How the query bundle stores its weights and token embeddings.
+    pub query_storage: QueryStorage,
 }
 
 impl Default for PrepareOptions {
@@ -70,6 +78,7 @@ impl Default for PrepareOptions {
             query_prefix: String::new(),
             passage_prefix: String::new(),
             model_id: None,
+            query_storage: QueryStorage::default(),
         }
     }
 }
@@ -111,6 +120,8 @@ pub fn prepare(
         query_prefix: opts.query_prefix.clone(),
         passage_prefix: opts.passage_prefix.clone(),
         quantization: String::new(),
+        linear_compute: LinearCompute::F32,
+        token_embeddings: None,
         files: Default::default(),
     };
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
@@ -122,6 +133,7 @@ pub fn prepare(
             precision,
             &manifest,
             &checkpoint.tokenizer_json,
+            &opts.query_storage,
         )?;
         written.push((name.to_string(), entry));
     }
@@ -136,19 +148,45 @@ fn write_bundle(
     precision: Precision,
     manifest: &BundleManifest,
     tokenizer_json: &[u8],
+    query_storage: &QueryStorage,
 ) -> Result<FileEntry> {
     let invalid = |e: tract_core::internal::TractError| Error::InvalidModel {
         file: GRAPH_FILE.into(),
         reason: format!("cannot build the graph: {e:#}"),
     };
-    let graph = graph::build(encoder, precision).map_err(invalid)?;
-    let bytes = crate::model::graph::write(&graph).map_err(invalid)?;
-    crate::model::graph::read(&bytes)
-        .and_then(|back| crate::model::graph::check_same_graph(&graph, &back))
-        .map_err(invalid)?;
-    drop(graph);
     let mut manifest = manifest.clone();
     manifest.quantization = precision.describe();
+    let mut token_files = None;
+    let choose = query_storage.chooser();
+    let bytes = if precision == Precision::Query {
+        let (weights, calibrated_on) = query_weights(
+            encoder,
+            tokenizer_json,
+            manifest.max_query_tokens,
+            query_storage,
+        )?;
+        let graph =
+            graph::build_query(encoder, manifest.max_passage_tokens, &weights).map_err(invalid)?;
+        let (spec, checksums, chunks) = query_storage.token_table(encoder)?;
+        manifest.linear_compute = LinearCompute::Int8PerToken;
+        manifest.quantization = query_storage.describe(calibrated_on);
+        manifest.token_embeddings = Some(spec);
+        manifest
+            .files
+            .insert(CHECKSUMS_FILE.into(), FileEntry::of(&checksums));
+        token_files = Some((checksums, chunks));
+        let bytes = crate::model::graph::write_with(&graph, &choose).map_err(invalid)?;
+        let expected =
+            crate::model::graph::round_trip_constants(&graph, &choose).map_err(invalid)?;
+        check_read_back(&expected, &bytes).map_err(invalid)?;
+        bytes
+    } else {
+        let graph =
+            graph::build(encoder, precision, manifest.max_passage_tokens).map_err(invalid)?;
+        let bytes = crate::model::graph::write(&graph).map_err(invalid)?;
+        check_read_back(&graph, &bytes).map_err(invalid)?;
+        bytes
+    };
     let entry = FileEntry::of(&bytes);
     manifest.files.insert(GRAPH_FILE.into(), entry.clone());
     manifest
@@ -158,9 +196,100 @@ fn write_bundle(
         .map_err(|e| Error::io(dir.join(MANIFEST_FILE), std::io::Error::other(e)))?;
     descriptor.push(b'\n');
     // What browsers will load must load, natively and as the browser plans it.
-    let bundle = ModelBundle::from_bytes(&descriptor, bytes, tokenizer_json.to_vec())?;
+    let mut bundle = ModelBundle::from_bytes(&descriptor, bytes, tokenizer_json.to_vec())?;
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    if let Some((checksums, chunks)) = token_files {
+        bundle = bundle.with_token_checksums(checksums.clone())?;
+        files.push((CHECKSUMS_FILE.into(), checksums));
+        for (chunk, bytes) in chunks.into_iter().enumerate() {
+            let path = crate::model::token_table::TokenTableSpec::chunk_path(chunk);
+            files.push((path, bytes.clone()));
+            bundle.token_chunks.push((chunk, bytes));
+        }
+    }
     Encoder::new(&bundle)?;
     Encoder::with_plans(&bundle, Plans::exact(Int8Plan::OwnKernel, PlanBatch::One))?;
+    files.push((MANIFEST_FILE.into(), descriptor));
+    files.push((GRAPH_FILE.into(), bundle.graph));
+    files.push((TOKENIZER_FILE.into(), tokenizer_json.to_vec()));
+    replace_folder(dir, &files)?;
+    Ok(entry)
+}
+
+/// Every linear layer's weights quantized for the query model, by layer name: GPTQ where
+/// calibration text was given (with the number of tokens it used), else rounded to nearest.
+fn query_weights(
+    encoder: &checkpoint::Encoder,
+    tokenizer_json: &[u8],
+    max_query_tokens: usize,
+    storage: &QueryStorage,
+) -> Result<(QuantizedWeights, Option<usize>)> {
+    let calibration = match &storage.calibration {
+        Some(source) => Some(Calibration::read(source, tokenizer_json, max_query_tokens)?),
+        None => None,
+    };
+    let mut weights = HashMap::new();
+    for (i, layer) in encoder.layers.iter().enumerate() {
+        // Layers that read the same input, in the order the model runs them: each group is
+        // calibrated with the groups before it quantized.
+        let groups: [&[(&str, &checkpoint::Linear)]; 4] = [
+            &[
+                ("attention.q", &layer.q),
+                ("attention.k", &layer.k),
+                ("attention.v", &layer.v),
+            ],
+            &[("attention.out", &layer.out)],
+            &[("ffn.in", &layer.ffn_in)],
+            &[("ffn.out", &layer.ffn_out)],
+        ];
+        for group in groups {
+            let names: Vec<String> = group
+                .iter()
+                .map(|(part, _)| format!("layer.{i}.{part}"))
+                .collect();
+            let hessians = match &calibration {
+                Some(c) => c.hessians(encoder, max_query_tokens, &weights, &names[..1])?,
+                None => HashMap::new(),
+            };
+            let factor = hessians
+                .get(&names[0])
+                .and_then(|h| gptq::InverseFactor::of(h, group[0].1.k));
+            for (name, (_, linear)) in names.into_iter().zip(group) {
+                if !linear.k.is_multiple_of(storage.weights().group) {
+                    return Err(Error::InvalidModel {
+                        file: GRAPH_FILE.into(),
+                        reason: format!(
+                            "{name}: {} inputs; the query model stores weights in groups of {}",
+                            linear.k,
+                            storage.weights().group
+                        ),
+                    });
+                }
+                let q = match &factor {
+                    Some(f) => gptq::gptq(storage.weights(), &linear.w, linear.k, linear.n, f),
+                    None => {
+                        gptq::round_to_nearest(storage.weights(), &linear.w, linear.k, linear.n)
+                    }
+                };
+                weights.insert(name, q);
+            }
+        }
+    }
+    Ok((weights, calibration.map(|c| c.tokens)))
+}
+
+/// Checks that `bytes` read back as `graph`.
+fn check_read_back(
+    graph: &tract_core::internal::TypedModel,
+    bytes: &[u8],
+) -> tract_core::internal::TractResult<()> {
+    let back = crate::model::graph::read(bytes)?;
+    crate::model::graph::check_same_graph(graph, &back)
+}
+
+/// Writes `files` (paths relative to `dir`) into a fresh folder beside `dir`, then renames it
+/// into place: a failed run leaves the previous folder.
+fn replace_folder(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<()> {
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -168,18 +297,15 @@ fn write_bundle(
     let parent = dir.parent().unwrap_or(Path::new("."));
     let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    for (file, data) in [
-        (MANIFEST_FILE, &descriptor[..]),
-        (GRAPH_FILE, &bundle.graph[..]),
-        (TOKENIZER_FILE, tokenizer_json),
-    ] {
+    for (file, data) in files {
         let path = tmp.join(file);
+        if let Some(folder) = path.parent() {
+            std::fs::create_dir_all(folder).map_err(|e| Error::io(folder, e))?;
+        }
         std::fs::write(&path, data).map_err(|e| Error::io(&path, e))?;
     }
     if dir.exists() {
         std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    std::fs::rename(&tmp, dir).map_err(|e| Error::io(dir, e))?;
-    Ok(entry)
+    std::fs::rename(&tmp, dir).map_err(|e| Error::io(dir, e))
 }

@@ -16,32 +16,6 @@ pub fn asymmetric_u8(values: &[f32]) -> (Vec<u8>, f32, i32) {
     (codes, scale, zero_point as i32)
 }
 
-/// A row-major `[k, n]` matrix as i8 codes with one symmetric scale per column,
-/// `w ≈ code · scale[j]`, codes in `[−(2^(bits−1) − 1), 2^(bits−1) − 1]`: 8 bits, or 7 so that
-/// every column fits the relaxed-SIMD kernel's one-plane layout.
-pub fn symmetric_columns(w: &[f32], k: usize, n: usize, bits: u32) -> (Vec<i8>, Vec<f32>) {
-    let limit = ((1i32 << (bits.clamp(2, 8) - 1)) - 1) as f32;
-    let mut peak = vec![0f32; n];
-    for row in w.chunks_exact(n).take(k) {
-        for (p, &x) in peak.iter_mut().zip(row) {
-            *p = p.max(x.abs());
-        }
-    }
-    let scales: Vec<f32> = peak
-        .iter()
-        .map(|&p| if p > 0.0 { p / limit } else { 1.0 })
-        .collect();
-    let codes = w
-        .chunks_exact(n)
-        .flat_map(|row| {
-            row.iter()
-                .zip(&scales)
-                .map(|(&x, &s)| (x / s).round_ties_even().clamp(-limit, limit) as i8)
-        })
-        .collect();
-    (codes, scales)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,25 +32,5 @@ mod tests {
         // All positive: the range still starts at zero, and the largest value is the top code.
         let (codes, _, zp) = asymmetric_u8(&[0.5, 2.0]);
         assert_eq!((zp, codes), (0, vec![64, 255]));
-    }
-
-    #[test]
-    fn columns_use_their_own_scale_and_the_bit_budget() {
-        // Two columns: one spanning ±2, one ±0.5.
-        let w = [2.0f32, 0.5, -1.0, -0.25, 0.5, 0.0];
-        for (bits, limit) in [(8, 127), (7, 63)] {
-            let (codes, scales) = symmetric_columns(&w, 3, 2, bits);
-            assert_eq!(scales, vec![2.0 / limit as f32, 0.5 / limit as f32]);
-            assert_eq!(codes[0] as i32, limit);
-            assert_eq!(codes[1] as i32, limit);
-            assert!(codes.iter().all(|&c| (c as i32).abs() <= limit));
-            for (i, (&x, &c)) in w.iter().zip(&codes).enumerate() {
-                let s = scales[i % 2];
-                assert!((c as f32 * s - x).abs() <= s / 2.0 + 1e-7);
-            }
-        }
-        // An all-zero column keeps a unit scale and zero codes.
-        let (codes, scales) = symmetric_columns(&[0.0, 1.0], 1, 2, 8);
-        assert_eq!((codes, scales), (vec![0, 127], vec![1.0, 1.0 / 127.0]));
     }
 }

@@ -227,6 +227,12 @@ impl PackedWeights {
     pub fn n(&self) -> usize {
         self.n
     }
+
+    /// Each column's sum of weights: `Σ (x − z)·w = Σ x·w − z·Σ w`, for zero points applied
+    /// after the product.
+    pub fn column_sums(&self) -> &[i32] {
+        &self.column_sums
+    }
 }
 
 /// Hands `place` every `D`-deep, `C`-wide tile of a row-major `[k, n]` matrix from column

@@ -15,9 +15,13 @@
 //! b"DFGRAPH\0" | u32 format version | u32 header length | header (JSON) | constants' bytes
 //! ```
 //!
-//! Large f32 constants whose values are all exact f16 values (the weights a bundle ships as
-//! f16) are stored as f16 and widened at load: same f32 bits, half the download.
+//! Large f32 constants may be stored in a compact [`ValueEncoding`] and expanded at load:
+//! by default as f16 where every value is exact in f16 (same bits, half the download);
+//! where the writer chooses, as group-wise low-bit codes (lossy: what a browser downloads of
+//! a query model), taken column by column for matrices, so that each group runs along the
+//! input axis of `x·W`.
 
+mod constants;
 mod ops;
 
 use serde::{Deserialize, Serialize};
@@ -25,8 +29,10 @@ use tract_core::internal::*;
 use tract_core::ops::konst::Const;
 use tract_core::ops::source::TypedSource;
 
-use crate::kernels::f16::widen_f16_into;
-use ops::{dims_text, dt_text, is_plain, plain_datum_type, DimReader, OpRecord, RebuildInputs};
+use crate::model::storage::ValueEncoding;
+use constants::{constant_tensor, encode_constant, f16_exact, ConstantRecord};
+pub use constants::{round_trip_constants, ChooseStorage};
+use ops::{dims_text, dt_text, is_plain, DimReader, OpRecord, RebuildInputs};
 
 // Constants are written and read as the host lays them out: little-endian, as on every
 // target dotfind builds for (x86-64, aarch64, wasm32).
@@ -35,9 +41,7 @@ compile_error!("model.graph stores constants little-endian");
 
 const MAGIC: &[u8; 8] = b"DFGRAPH\0";
 /// Bumped on any change to the layout or to how an op is recorded.
-pub const FORMAT_VERSION: u32 = 2;
-/// f32 constants smaller than this stay f32 (biases, norms: nothing to gain).
-const MIN_F16_STORED: usize = 4096;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The JSON header: symbols, nodes in evaluation order, outputs, constants.
 #[derive(Debug, Serialize, Deserialize)]
@@ -63,40 +67,16 @@ struct NodeRecord {
     inputs: Vec<(usize, usize)>,
 }
 
-/// Where a constant's bytes are, after the header.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ConstantRecord {
-    datum_type: String,
-    shape: Vec<usize>,
-    /// Set when an f32 constant is stored as f16 (every value exact in f16).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    f16_stored: bool,
-    offset: usize,
-    bytes: usize,
-}
-
 /// Whether `bytes` start like a compiled graph.
 pub fn is_compiled(bytes: &[u8]) -> bool {
     bytes.starts_with(MAGIC)
-}
-
-/// Whether an f32 constant is worth storing as f16 and loses nothing by it.
-fn f16_exact(t: &Tensor) -> bool {
-    t.datum_type() == f32::datum_type()
-        && t.len() >= MIN_F16_STORED
-        && t.try_as_plain_ram()
-            .and_then(|r| r.as_slice::<f32>())
-            .is_ok_and(|v| {
-                v.iter()
-                    .all(|&x| f16::from_f32(x).to_f32().to_bits() == x.to_bits())
-            })
 }
 
 /// Records `node`: a source, a constant (its bytes appended to `data`), or an op of the set.
 fn record_node(
     scope: &SymbolScope,
     node: &TypedNode,
+    choose: &ChooseStorage<'_>,
     constants: &mut Vec<ConstantRecord>,
     data: &mut Vec<u8>,
 ) -> TractResult<OpRecord> {
@@ -120,16 +100,16 @@ fn record_node(
         "constant of {dt:?}, rank {}",
         tensor.rank()
     );
-    let narrowed = if f16_exact(tensor) {
-        Some(tensor.cast_to::<f16>()?)
-    } else {
-        None
+    let stored_as = choose(node, tensor).or(f16_exact(tensor).then_some(ValueEncoding::F16));
+    let encoded = match stored_as {
+        Some(encoding) => encode_constant(tensor, encoding)?,
+        _ => None,
     };
-    let bytes = narrowed.as_deref().unwrap_or(tensor).as_bytes();
+    let bytes = encoded.as_deref().unwrap_or(tensor.as_bytes());
     constants.push(ConstantRecord {
         datum_type: dt_text(dt)?,
         shape: tensor.shape().to_vec(),
-        f16_stored: narrowed.is_some(),
+        stored_as: encoded.is_some().then_some(stored_as).flatten(),
         offset: data.len(),
         bytes: bytes.len(),
     });
@@ -142,6 +122,12 @@ fn record_node(
 /// A decluttered graph in dotfind's compiled form; the same graph gives the same bytes.
 /// Fails, naming the node and op, on an op outside the set BERT-family encoders use.
 pub fn write(decluttered: &TypedModel) -> TractResult<Vec<u8>> {
+    write_with(decluttered, &|_, _| None)
+}
+
+/// As [`write`], with the constants stored as `choose` says (lossy encodings read back as
+/// [`round_trip_constants`] gives them).
+pub fn write_with(decluttered: &TypedModel, choose: &ChooseStorage<'_>) -> TractResult<Vec<u8>> {
     let scope = &decluttered.symbols;
     let order = decluttered.eval_order()?;
     let mut position = vec![usize::MAX; decluttered.nodes().len()];
@@ -151,12 +137,13 @@ pub fn write(decluttered: &TypedModel) -> TractResult<Vec<u8>> {
     for (at, &id) in order.iter().enumerate() {
         let node = decluttered.node(id);
         position[id] = at;
-        let op = record_node(scope, node, &mut constants, &mut data).with_context(|| {
-            format!(
-                "node {:?}: dotfind compiles the ops of BERT-family encoders only, not this",
-                node.name
-            )
-        })?;
+        let op =
+            record_node(scope, node, choose, &mut constants, &mut data).with_context(|| {
+                format!(
+                    "node {:?}: dotfind compiles the ops of BERT-family encoders only, not this",
+                    node.name
+                )
+            })?;
         let inputs = node
             .inputs
             .iter()
@@ -433,58 +420,6 @@ impl<'a> NodeReader<'a> {
         model.select_output_outlets(&outputs)?;
         Ok(())
     }
-}
-
-/// The constant `record` describes, from the bytes after the header.
-fn constant_tensor(record: &ConstantRecord, data: &[u8]) -> TractResult<Tensor> {
-    let dt = plain_datum_type(&record.datum_type)?;
-    let stored_dt = if record.f16_stored {
-        ensure!(dt == f32::datum_type(), "f16-stored {dt:?} constant");
-        f16::datum_type()
-    } else {
-        dt
-    };
-    ensure!(
-        record.shape.len() <= ops::MAX_RANK,
-        "rank {}",
-        record.shape.len()
-    );
-    // Every dimension counted at least once, so no extent is absurd even in an empty tensor.
-    let extent = record
-        .shape
-        .iter()
-        .try_fold(1usize, |n, &d| n.checked_mul(d.max(1)))
-        .filter(|&n| n <= isize::MAX as usize);
-    ensure!(
-        extent.is_some(),
-        "constant shape {:?} overflows",
-        record.shape
-    );
-    let bytes = &data[record.offset..record.offset + record.bytes];
-    let len = record
-        .shape
-        .iter()
-        .product::<usize>()
-        .checked_mul(stored_dt.size_of())
-        .context("constant's shape overflows")?;
-    ensure!(
-        len == bytes.len(),
-        "constant of shape {:?} has {} bytes",
-        record.shape,
-        bytes.len()
-    );
-    if !record.f16_stored {
-        // SAFETY: `dt` is a plain number type (any bytes are a valid value), and `from_raw_dt`
-        // checks that `bytes` is exactly the tensor's size. No zero fill first: a model's
-        // constants are most of its bytes.
-        return unsafe { Tensor::from_raw_dt(dt, &record.shape, bytes) };
-    }
-    // SAFETY: f32 (checked above) has no invalid bit pattern, and every element is written
-    // below: `len` (the element count × 2) equals `bytes.len()`, two bytes per element.
-    let mut tensor = unsafe { Tensor::uninitialized_dt(dt, &record.shape)? };
-    let mut wide = tensor.try_as_plain_ram_mut()?;
-    widen_f16_into(wide.as_slice_mut::<f32>()?, bytes);
-    Ok(tensor)
 }
 
 /// Checks that `back` (read from what `write` made of `graph`) is `graph`: same ops with

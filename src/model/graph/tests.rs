@@ -94,6 +94,55 @@ fn f16_exact_weights_are_stored_as_f16_and_load_as_the_same_f32() {
     }
 }
 
+/// Weights a writer chooses to store in 4 bits: a fifth of the f32 bytes, read back as
+/// [`round_trip_constants`] says, column by column (each group within one output column),
+/// and close to the original; the bias it did not choose stays exact.
+#[test]
+fn group_coded_weights_read_back_as_their_round_trip() {
+    let q4 = ValueEncoding::Groups(crate::kernels::groups::GroupCode { bits: 4, group: 32 });
+    let choose = |node: &TypedNode, _: &Tensor| (node.name == "w").then_some(q4);
+    let graph = linear_graph(false);
+    let bytes = write_with(&graph, &choose).unwrap();
+    let plain = write(&graph).unwrap();
+    // 4096 weights: 2048 bytes of codes and 128 groups × 4 bytes, instead of 16384.
+    assert_eq!(
+        plain.len() - bytes.len() + header_growth(&plain, &bytes),
+        16384 - (2048 + 512)
+    );
+    let loaded = read(&bytes).unwrap();
+    let expected = round_trip_constants(&graph, &choose).unwrap();
+    check_same_graph(&expected, &loaded).unwrap();
+    let konst = |m: &TypedModel, name: &str| {
+        let node = m.node(m.node_by_name(name).unwrap().id);
+        node.op_as::<Const>().unwrap().val().clone()
+    };
+    let values = |t: Arc<Tensor>| {
+        t.try_as_plain_ram()
+            .unwrap()
+            .as_slice::<f32>()
+            .unwrap()
+            .to_vec()
+    };
+    let (w, back) = (values(konst(&graph, "w")), values(konst(&loaded, "w")));
+    // Values span [-7, 7.3] with 101 levels: each within half a 4-bit step of its group.
+    let worst = w
+        .iter()
+        .zip(&back)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        worst > 0.0 && worst < 14.3 / 15.0 / 2.0 + 0.01,
+        "worst error {worst}"
+    );
+    assert_eq!(konst(&graph, "b"), konst(&loaded, "b"));
+}
+
+/// Bytes the header of `b` has beyond `a`'s (it names the encoding).
+fn header_growth(a: &[u8], b: &[u8]) -> usize {
+    let header = |f: &[u8]| u32::from_le_bytes([f[12], f[13], f[14], f[15]]) as usize;
+    header(b) - header(a)
+}
+
 /// BERT layout's `token_type_ids`: zeros shaped like the symbolic input, then gathered.
 #[test]
 fn symbolic_broadcasts_survive_the_round_trip() {
@@ -174,7 +223,7 @@ fn damaged_files_are_refused_with_the_reason() {
     version[8] = 9;
     assert_eq!(
         error(&version),
-        "compiled graph format 9, this dotfind reads 2: run `dotfind compile` again"
+        "compiled graph format 9, this dotfind reads 3: run `dotfind compile` again"
     );
     // The last constant (the bias) cut short.
     assert_eq!(

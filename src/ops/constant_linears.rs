@@ -1,0 +1,149 @@
+//! The f32 linear layers of a decluttered graph — `x·W (+ b)` with constant `W` and `b` —
+//! found and replaced in one place, for every op that runs them its own way (int8 with
+//! per-token activations, AMX bf16 tiles).
+
+use tract_core::internal::*;
+use tract_core::ops::binary::TypedBinOp;
+use tract_core::ops::einsum::EinSum;
+
+/// One f32 linear layer: an EinSum `amk,kn->amn` (or `ambk,bkn->amn`, the heads' reshape
+/// folded into the attention output projection) of an input by a constant `[k, n]` matrix,
+/// and the per-column bias `Add` after it, if any.
+pub struct ConstantLinear {
+    /// The EinSum `x·W`.
+    pub einsum: usize,
+    /// Row-major `[k, n]`.
+    pub weights: Vec<f32>,
+    /// One per output column (zeros without a bias `Add`).
+    pub bias: Vec<f32>,
+    pub k: usize,
+    pub n: usize,
+    /// The node whose output the replacement's replaces: the bias `Add`, or the EinSum.
+    pub replaced: usize,
+}
+
+/// Every [`ConstantLinear`] of `model`, in node order.
+pub fn find(model: &TypedModel) -> TractResult<Vec<ConstantLinear>> {
+    let mut found = vec![];
+    for node in model.nodes() {
+        if let Some(linear) = linear(model, node.id)? {
+            found.push(linear);
+        }
+    }
+    Ok(found)
+}
+
+/// Replaces each of `found` by the single-input op `make` builds for it (named after the
+/// replaced node plus `suffix`), reshaping a 4-d input `[a, m, b, k']` to `[a, m, b·k']`
+/// first; returns how many.
+pub fn replace(
+    model: &mut TypedModel,
+    found: Vec<ConstantLinear>,
+    suffix: &str,
+    mut make: impl FnMut(ConstantLinear) -> TractResult<Box<dyn TypedOp>>,
+) -> TractResult<usize> {
+    let count = found.len();
+    for linear in found {
+        let mut patch = TypedModelPatch::new(format!("dotfind: linear layer as {suffix}"));
+        // Read now, not when found: an earlier patch may have rewired it (chained linears).
+        let x = model.node(linear.einsum).inputs[0];
+        let fact = model.outlet_fact(x)?.clone();
+        let x = patch.tap_model(model, x)?;
+        let name = model.node(linear.replaced).name.clone();
+        let x = if fact.rank() == 4 {
+            // [a, m, b, k'] → [a, m, b·k']: the heads side by side, as the weights expect.
+            let from = tvec![fact.shape[2].clone(), fact.shape[3].clone()];
+            let join = AxisOp::Reshape(2, from, tvec![linear.k.into()]);
+            patch.wire_node(format!("{name}.join_heads"), join, &[x])?[0]
+        } else {
+            x
+        };
+        let replaced = linear.replaced;
+        let y = patch.wire_node(format!("{name}.{suffix}"), make(linear)?, &[x])?;
+        patch.shunt_outside(model, replaced.into(), y[0])?;
+        patch.apply(model)?;
+    }
+    model.compact()?;
+    Ok(count)
+}
+
+/// When `node` is an f32 EinSum of an input by a constant matrix (see [`ConstantLinear`]),
+/// that layer; anything else (other types, empty or non-plain constants) is left alone.
+fn linear(model: &TypedModel, node: usize) -> TractResult<Option<ConstantLinear>> {
+    let einsum = model.node(node);
+    let Some(op) = einsum.op_as::<EinSum>() else {
+        return Ok(None);
+    };
+    let expression = op.axes.to_string();
+    if op.q_params.is_some()
+        || op.operating_dt != f32::datum_type()
+        || !matches!(expression.as_str(), "amk,kn->amn" | "ambk,bkn->amn")
+        || einsum.inputs.len() != 2
+    {
+        return Ok(None);
+    }
+    let Some(konst) = &model.outlet_fact(einsum.inputs[1])?.konst else {
+        return Ok(None);
+    };
+    let n = konst.shape().last().copied().unwrap_or(0);
+    let Ok(weights) = konst
+        .try_as_plain_ram()
+        .and_then(|w| Ok(w.as_slice::<f32>()?.to_vec()))
+    else {
+        return Ok(None);
+    };
+    if n == 0 || weights.is_empty() {
+        return Ok(None);
+    }
+    let k = weights.len() / n;
+    let (bias, replaced) = match bias(model, node, n)? {
+        Some((bias, add)) => (bias, add),
+        None => (vec![0f32; n], node),
+    };
+    Ok(Some(ConstantLinear {
+        einsum: node,
+        weights,
+        bias,
+        k,
+        n,
+        replaced,
+    }))
+}
+
+/// The bias of the EinSum `node`: its sole successor `Add(const, y)` or `Add(y, const)`
+/// whose constant holds one value per output column (shape `[1, …, 1, n]`) and whose output
+/// has y's shape; with that `Add`.
+fn bias(model: &TypedModel, node: usize, n: usize) -> TractResult<Option<(Vec<f32>, usize)>> {
+    let y_fact = model.outlet_fact(OutletId::new(node, 0))?;
+    let [output] = model.node(node).outputs.as_slice() else {
+        return Ok(None);
+    };
+    let [next] = output.successors.as_slice() else {
+        return Ok(None);
+    };
+    let add = model.node(next.node);
+    let is_add = add
+        .op_as::<TypedBinOp>()
+        .is_some_and(|op| op.0.name() == "Add");
+    let Some(&other) = add.inputs.iter().find(|i| i.node != node) else {
+        return Ok(None);
+    };
+    if !is_add || model.outlet_fact(OutletId::new(add.id, 0))?.shape != y_fact.shape {
+        return Ok(None);
+    }
+    let Some(b) = &model.outlet_fact(other)?.konst else {
+        return Ok(None);
+    };
+    let shape = b.shape();
+    let per_column = shape.last() == Some(&n)
+        && shape.len() <= y_fact.rank()
+        && shape[..shape.len() - 1].iter().all(|&d| d == 1);
+    let values = b.try_as_plain_ram().ok();
+    match (
+        per_column,
+        values.as_ref().and_then(|v| v.as_slice::<f32>().ok()),
+    ) {
+        (true, Some(values)) => Ok(Some((values.to_vec(), add.id))),
+        _ => Ok(None),
+    }
+}
