@@ -4,7 +4,10 @@
 //! Times exactly what the browser's `QueryEncoder` does, on one thread (tract runs a plan on
 //! the calling thread): start-up = verify the bundle bytes (already read, as the browser has
 //! them in memory) + build the tract plan; then `encode_query` (tokenize + model + pooling)
-//! once per query as warm-up and `ROUNDS` (default 3) timed passes. Prints one JSON object:
+//! once per query as warm-up and `ROUNDS` (default 3) timed passes. A bundle with token
+//! embeddings apart (the query bundle) starts from its checksums file, as the browser does;
+//! the chunks the queries need are added before the warm-up, untimed (the browser fetches
+//! them). Prints one JSON object:
 //! `{startup_ms, times_ms: [...], vectors: [[...] per query]}`.
 use std::time::Instant;
 
@@ -23,9 +26,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let graph = read("model.graph")?;
     let tokenizer = read("tokenizer.json")?;
 
+    const CHECKSUMS: &str = dotfind::model::token_table::CHECKSUMS_FILE;
+    let checksums = dir
+        .join(CHECKSUMS)
+        .is_file()
+        .then(|| read(CHECKSUMS))
+        .transpose()?;
+
     let t = Instant::now();
-    let encoder = Encoder::from_bundle(ModelBundle::from_bytes(&manifest, graph, tokenizer)?)?;
+    let mut bundle = ModelBundle::from_bytes(&manifest, graph, tokenizer)?;
+    if let Some(checksums) = checksums {
+        bundle = bundle.with_token_checksums(checksums)?;
+    }
+    let encoder = Encoder::from_bundle(bundle)?;
     let startup_ms = t.elapsed().as_secs_f64() * 1e3;
+
+    for q in &queries {
+        for chunk in encoder.missing_token_chunks(q)? {
+            encoder.add_token_chunk(&chunk, read(&chunk)?)?;
+        }
+    }
 
     let mut vectors = Vec::with_capacity(queries.len());
     for q in &queries {

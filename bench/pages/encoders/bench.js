@@ -1,6 +1,6 @@
 // Driven by bench/bench_encoders.mjs, one fresh page per measurement:
 //   window.runBench({ runtime, precision, queries, ids, passes, warmMs, dotfindBuild, coldOnly })
-// runtime: 'dotfind' | 'dotfind-simd' | 'ort-web' | 'transformers.js'; precision: 'f32' | 'int8' | 'int8-ffn-f32' (a bundle folder name).
+// runtime: 'dotfind' | 'dotfind-simd' | 'ort-web' | 'transformers.js'; precision: 'f32' | 'int8' | 'int8-ffn-f32' | 'query' (a bundle folder name).
 //
 // Every runtime gets the same treatment so the figures compare:
 //   1. prepare (untimed): import the runtime's JS, fetch its wasm and the model files into
@@ -52,12 +52,17 @@ const RUNTIMES = {
       bytes(`${dir}dotfind_bg.wasm`),
       ...['dotfind-model.json', 'model.graph', 'tokenizer.json'].map((f) => bytes(base + f)),
     ]);
+    // A bundle with token embeddings apart (the query bundle): its chunks' checksums, and
+    // where to fetch the chunks from (at a query's first use, in the first pass).
+    const tokensApart = Boolean(JSON.parse(new TextDecoder().decode(manifest)).token_embeddings);
+    const tokenChecksums = tokensApart ? await bytes(`${base}token-embeddings/checksums.bin`) : undefined;
+    const chunks = { tokenChecksums, base: new URL(base, location.href), cache: false };
     return {
       version: build ?? 'simd',
       async create() {
         await glue.default({ module_or_path: wasm });
         // The package's own path from bytes: the wasm encoder verifies and builds.
-        const encoder = await createQueryEncoder({ glue }, manifest, model, tokenizer);
+        const encoder = await createQueryEncoder({ glue }, manifest, model, tokenizer, chunks);
         return { encode: (q) => encoder.encode(q), tokenize: (q) => Array.from(encoder.tokenize(q)) };
       },
     };
