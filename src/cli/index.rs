@@ -7,18 +7,31 @@ use anyhow::Result;
 use dotfind::build::index_writer::{build_index, IndexOptions};
 use dotfind::build::prepare::PrepareOptions;
 
-pub fn prepare(from: &Path, out: &Path, opts: &PrepareOptions) -> Result<()> {
+/// Prepares the bundles; with `check`, reports how the query bundle compares with the f32
+/// one on that corpus.
+pub fn prepare(from: &Path, out: &Path, opts: &PrepareOptions, check: Option<&Path>) -> Result<()> {
     let started = std::time::Instant::now();
-    for (bundle, entry) in dotfind::build::prepare::prepare(from, out, opts)? {
+    let written = dotfind::build::prepare::prepare(from, out, opts)?;
+    let has = |name: &str| written.iter().any(|(bundle, _)| bundle == name);
+    for (bundle, entry) in &written {
         eprintln!(
             "{}: wrote {} ({} bytes, xxh3-128 {})",
-            out.join(&bundle).display(),
+            out.join(bundle).display(),
             dotfind::model::bundle::GRAPH_FILE,
             entry.bytes,
             entry.xxh3_128
         );
     }
     eprintln!("prepared in {:.1} s", started.elapsed().as_secs_f64());
+    if let Some(corpus) = check {
+        anyhow::ensure!(
+            has("query") && has("f32"),
+            "--check compares the query and f32 bundles: prepare both"
+        );
+        let report =
+            dotfind::build::prepare::report::compare(&out.join("query"), &out.join("f32"), corpus)?;
+        eprintln!("{report}");
+    }
     Ok(())
 }
 

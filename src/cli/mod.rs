@@ -190,6 +190,10 @@ pub struct PrepareArgs {
     /// Token ids per token-embedding chunk file (the unit a browser fetches).
     #[arg(long, default_value_t = 32)]
     rows_per_chunk: usize,
+    /// A corpus (JSONL or a built site's folder) to check the query bundle on: its vectors'
+    /// cosine with the f32 bundle's and how alike their rankings are, printed.
+    #[arg(long)]
+    check: Option<PathBuf>,
 }
 
 impl PrepareArgs {
@@ -222,7 +226,12 @@ pub fn run(cli: Cli) -> Result<()> {
             batch_size,
         } => encode::encode(&model, passages, batch_size),
         Command::Tokenize { model, passages } => encode::tokenize(&model, passages),
-        Command::Prepare(args) => index::prepare(&args.from, &args.out, &args.options()),
+        Command::Prepare(args) => index::prepare(
+            &args.from,
+            &args.out,
+            &args.options(),
+            args.check.as_deref(),
+        ),
         Command::Compile { model } => index::compile(&model),
         Command::Index {
             model,

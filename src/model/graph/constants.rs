@@ -36,21 +36,56 @@ pub(super) fn f16_exact(t: &Tensor) -> bool {
             })
 }
 
-/// A writer's choice of how to store a constant (`None`: the default, f16 where exact).
-pub type ChooseStorage<'a> = dyn Fn(&TypedNode, &Tensor) -> Option<ValueEncoding> + 'a;
+/// How a writer stores one constant: an encoding and, where the caller holds the encoded
+/// bytes already (a quantizer's own codes and grids, which encoding the values again could
+/// round otherwise), those — used only if they decode to the constant's values exactly.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StorageChoice {
+    pub encoding: ValueEncoding,
+    pub encoded: Option<Vec<u8>>,
+}
 
-/// An f32 constant's values in `encoding` (matrices column by column for group codes), or
-/// `None` where the encoding cannot hold them.
+impl From<ValueEncoding> for StorageChoice {
+    fn from(encoding: ValueEncoding) -> Self {
+        StorageChoice {
+            encoding,
+            encoded: None,
+        }
+    }
+}
+
+/// A writer's choice of how to store a constant (`None`: the default, f16 where exact).
+pub type ChooseStorage<'a> = dyn Fn(&TypedNode, &Tensor) -> Option<StorageChoice> + 'a;
+
+/// An f32 constant's values stored as `choice` says (matrices column by column for group
+/// codes), or `None` where the encoding cannot hold them. Bytes given with the choice must
+/// decode to exactly the constant's values.
 pub(super) fn encode_constant(
     tensor: &Tensor,
-    encoding: ValueEncoding,
+    choice: &StorageChoice,
 ) -> TractResult<Option<Vec<u8>>> {
     if tensor.datum_type() != f32::datum_type() {
         return Ok(None);
     }
-    let ordered = stored_order(tensor, encoding)?;
+    let ordered = stored_order(tensor, choice.encoding)?;
     let ram = ordered.try_as_plain_ram()?;
-    Ok(encoding.encode(ram.as_slice::<f32>()?))
+    let values = ram.as_slice::<f32>()?;
+    let Some(bytes) = &choice.encoded else {
+        return Ok(choice.encoding.encode(values));
+    };
+    let mut back = vec![0f32; values.len()];
+    choice
+        .encoding
+        .decode_into(bytes, &mut back)
+        .map_err(|e| format_err!("encoded bytes given for a constant: {e}"))?;
+    ensure!(
+        back.iter()
+            .zip(values)
+            .all(|(a, b)| a.to_bits() == b.to_bits()),
+        "the {} bytes given for a constant do not decode to its values",
+        choice.encoding
+    );
+    Ok(Some(bytes.clone()))
 }
 
 /// Group codes run down the columns (the input axes of `x·W`: all but the last, flattened):
@@ -150,12 +185,13 @@ pub fn round_trip_constants(
             continue;
         };
         let tensor = konst.val().clone();
-        let Some(encoding) = choose(node, &tensor) else {
+        let Some(choice) = choose(node, &tensor) else {
             continue;
         };
-        let Some(bytes) = encode_constant(&tensor, encoding)? else {
+        let Some(bytes) = encode_constant(&tensor, &choice)? else {
             continue;
         };
+        let encoding = choice.encoding;
         let record = ConstantRecord {
             datum_type: dt_text(tensor.datum_type())?,
             shape: tensor.shape().to_vec(),

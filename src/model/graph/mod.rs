@@ -31,7 +31,7 @@ use tract_core::ops::source::TypedSource;
 
 use crate::model::storage::ValueEncoding;
 use constants::{constant_tensor, encode_constant, f16_exact, ConstantRecord};
-pub use constants::{round_trip_constants, ChooseStorage};
+pub use constants::{round_trip_constants, ChooseStorage, StorageChoice};
 use ops::{dims_text, dt_text, is_plain, DimReader, OpRecord, RebuildInputs};
 
 // Constants are written and read as the host lays them out: little-endian, as on every
@@ -100,16 +100,19 @@ fn record_node(
         "constant of {dt:?}, rank {}",
         tensor.rank()
     );
-    let stored_as = choose(node, tensor).or(f16_exact(tensor).then_some(ValueEncoding::F16));
-    let encoded = match stored_as {
-        Some(encoding) => encode_constant(tensor, encoding)?,
-        _ => None,
+    let choice = choose(node, tensor).or(f16_exact(tensor).then(|| ValueEncoding::F16.into()));
+    let encoded = match &choice {
+        Some(choice) => encode_constant(tensor, choice)?,
+        None => None,
     };
     let bytes = encoded.as_deref().unwrap_or(tensor.as_bytes());
     constants.push(ConstantRecord {
         datum_type: dt_text(dt)?,
         shape: tensor.shape().to_vec(),
-        stored_as: encoded.is_some().then_some(stored_as).flatten(),
+        stored_as: encoded
+            .is_some()
+            .then(|| choice.map(|c| c.encoding))
+            .flatten(),
         offset: data.len(),
         bytes: bytes.len(),
     });

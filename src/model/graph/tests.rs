@@ -100,7 +100,7 @@ fn f16_exact_weights_are_stored_as_f16_and_load_as_the_same_f32() {
 #[test]
 fn group_coded_weights_read_back_as_their_round_trip() {
     let q4 = ValueEncoding::Groups(crate::kernels::groups::GroupCode { bits: 4, group: 32 });
-    let choose = |node: &TypedNode, _: &Tensor| (node.name == "w").then_some(q4);
+    let choose = |node: &TypedNode, _: &Tensor| (node.name == "w").then(|| q4.into());
     let graph = linear_graph(false);
     let bytes = write_with(&graph, &choose).unwrap();
     let plain = write(&graph).unwrap();
@@ -135,6 +135,49 @@ fn group_coded_weights_read_back_as_their_round_trip() {
         "worst error {worst}"
     );
     assert_eq!(konst(&graph, "b"), konst(&loaded, "b"));
+}
+
+/// Bytes a quantizer made are stored as given when they decode to exactly the constant's
+/// values, and refused, naming the encoding, when they do not.
+#[test]
+fn given_encoded_bytes_are_stored_only_if_they_are_the_values() {
+    let q4 = ValueEncoding::Groups(crate::kernels::groups::GroupCode { bits: 4, group: 32 });
+    let plain = |node: &TypedNode, _: &Tensor| (node.name == "w").then(|| q4.into());
+    let graph = linear_graph(false);
+    // The weights' 4-bit bytes, column by column, as the writer stores them.
+    let bytes = write_with(&graph, &plain).unwrap();
+    let record = |b: &[u8]| {
+        let header = u32::from_le_bytes([b[12], b[13], b[14], b[15]]) as usize;
+        let json: serde_json::Value = serde_json::from_slice(&b[16..16 + header]).unwrap();
+        let w = json["constants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["stored_as"] == "q4/32")
+            .unwrap()
+            .clone();
+        let start = 16 + header + w["offset"].as_u64().unwrap() as usize;
+        b[start..start + w["bytes"].as_u64().unwrap() as usize].to_vec()
+    };
+    let encoded = record(&bytes);
+    let given = |node: &TypedNode, _: &Tensor| {
+        (node.name == "w").then(|| StorageChoice {
+            encoding: q4,
+            encoded: Some(encoded.clone()),
+        })
+    };
+    // The original f32 weights are not what those bytes hold.
+    let err = write_with(&graph, &given).unwrap_err();
+    assert!(
+        format!("{err:#}")
+            .contains("the q4/32 bytes given for a constant do not decode to its values"),
+        "{err:#}"
+    );
+    // The weights as read back are, and the bytes are stored as given.
+    let rounded = round_trip_constants(&graph, &plain).unwrap();
+    let again = write_with(&rounded, &given).unwrap();
+    assert_eq!(record(&again), encoded);
+    check_same_graph(&rounded, &read(&again).unwrap()).unwrap();
 }
 
 /// Bytes the header of `b` has beyond `a`'s (it names the encoding).
