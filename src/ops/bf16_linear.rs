@@ -55,11 +55,10 @@ impl EvalOp for Bf16Linear {
 
 impl TypedOp for Bf16Linear {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        let mut shape: TVec<TDim> = inputs[0].shape.iter().cloned().collect();
-        if let Some(last) = shape.last_mut() {
-            *last = self.weights.n().into();
-        }
-        Ok(tvec!(f32::fact(shape)))
+        Ok(tvec!(super::constant_linears::output_fact(
+            inputs[0],
+            self.weights.n()
+        )))
     }
 
     as_op!();

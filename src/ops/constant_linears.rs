@@ -22,6 +22,15 @@ pub struct ConstantLinear {
     pub replaced: usize,
 }
 
+/// What a linear layer with `n` output columns makes of `input` (`[…, k]`): `[…, n]` f32.
+pub fn output_fact(input: &TypedFact, n: usize) -> TypedFact {
+    let mut shape: TVec<TDim> = input.shape.iter().cloned().collect();
+    if let Some(last) = shape.last_mut() {
+        *last = n.into();
+    }
+    f32::fact(shape)
+}
+
 /// Every [`ConstantLinear`] of `model`, in node order.
 pub fn find(model: &TypedModel) -> TractResult<Vec<ConstantLinear>> {
     let mut found = vec![];

@@ -133,8 +133,10 @@ test('both wasm builds rank the same passages (relaxed SIMD and plain SIMD)', as
   relaxed.hits.forEach((hits, q) => {
     const plain = simd.hits[q];
     assert.deepEqual(hits.map(([id]) => id), plain.map(([id]) => id), `query ${q}: same passages in the same order`);
-    // Same integer scoring; only the encoder's float rounding (fused multiply-add) differs.
-    hits.forEach(([, score], i) => assert.ok(Math.abs(score - plain[i][1]) < 1e-3, `query ${q}: ${score} vs ${plain[i][1]}`));
+    // Same integer scoring; only the encoder's float rounding (fused multiply-add) differs,
+    // which per-token activation scales carry further than a per-tensor one: the query
+    // bundle's vectors differ between the builds by up to 5e-4 in cosine (encoder tests).
+    hits.forEach(([, score], i) => assert.ok(Math.abs(score - plain[i][1]) < 3e-3, `query ${q}: ${score} vs ${plain[i][1]}`));
   });
 });
 
