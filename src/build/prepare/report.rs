@@ -11,7 +11,7 @@ use std::path::Path;
 
 use crate::build::corpus::read_corpus;
 use crate::error::{Error, Result};
-use crate::model::{Encoder, ModelBundle};
+use crate::model::{cosine, Encoder, ModelBundle};
 
 /// Passages ranked at most: enough for stable figures, a few seconds to encode.
 const PASSAGES: usize = 300;
@@ -93,8 +93,7 @@ pub fn compare(query_dir: &Path, f32_dir: &Path, corpus: &Path) -> Result<QueryR
             reference.encode_query(query)?,
             quantized.encode_query(query)?,
         );
-        cosines
-            .push(dot(&a, &b) / (dot(&a, &a).sqrt() * dot(&b, &b).sqrt()).max(f32::MIN_POSITIVE));
+        cosines.push(cosine(&a, &b));
         let (top_a, top_b) = (ranking(&a), ranking(&b));
         overlap += top_b.iter().filter(|i| top_a.contains(i)).count();
         same_best += usize::from(top_a.first() == top_b.first());
