@@ -226,3 +226,20 @@ fn query_bundle_ranks_like_its_f32_twin() {
     assert!(report.top10_overlap >= 9.5, "{report}");
     assert!(report.top1_agreement >= 0.9, "{report}");
 }
+
+/// A check corpus with no documents is a named error (the corpus reader's), not a report of
+/// nothing.
+#[test]
+fn an_empty_check_corpus_is_named() {
+    let dir = std::env::temp_dir().join(format!("dotfind-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let empty = dir.join("empty.jsonl");
+    std::fs::write(&empty, "").unwrap();
+    let err = dotfind::build::prepare::report::compare(&bundle("query"), &bundle("f32"), &empty)
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("invalid input: {}: no documents", empty.display())
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
