@@ -292,6 +292,12 @@ cmd_test() {
   "$TEST_VENV/bin/python" tests/eval_parity.py target/release/dotfind
   build_wasm
   build_demo_site "$model"
+  # The demo corpus cut into lists, for the browser test of parts fetched on demand (seeded
+  # with the demo index, whose vectors it reuses).
+  [ -d target/demo-index-lists ] || cp -r target/demo-index target/demo-index-lists
+  target/release/dotfind index --model "$model/query" --passage-model "$model/f32" --input demo/site \
+    --out target/demo-index-lists --lists 16 --probe 4 --fragment-kib 8
+  cp -r target/demo-index-lists target/demo-site/dotfind-index-lists
   log "browser tests (headless Chromium)"
   ensure_node_modules
   node --test --test-concurrency=1 tests/browser/

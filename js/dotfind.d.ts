@@ -1,6 +1,6 @@
 /** Download progress of one index file (bytes), reported while `Dotfind.load` runs. */
 export interface LoadProgress {
-  /** Path of the file within the index, e.g. "vectors-000.bin". */
+  /** Path of the file within the index, e.g. "parts.bin". */
   file: string;
   /** Bytes of all index files loaded so far, and their total. */
   loaded: number;
@@ -24,14 +24,13 @@ export interface LoadOptions {
    * "simd" (any browser with wasm SIMD), or "auto" (default: relaxed where supported).
    */
   wasm?: 'auto' | 'relaxed' | 'simd';
-  /**
-   * Threads that scan the vectors of one search: helper workers each hold a copy of the
-   * vector shards of their share of the passages. "auto" (default): one per 10,000
-   * passages, up to min(hardwareConcurrency, 4), and one thread if helpers cannot start.
-   * A number (capped at one thread per passage) is honoured or `load` rejects.
-   */
-  searchThreads?: 'auto' | number;
 }
+
+/**
+ * How many vector lists a search scans: "default" (the depth the indexer chose for the
+ * index's size), a number of lists, or "exact" (every list: the whole index, fetched).
+ */
+export type Probe = 'default' | 'exact' | number;
 
 export interface SearchHit {
   id: string;
@@ -47,10 +46,11 @@ export interface SearchHit {
 
 export interface SearchResults extends Array<SearchHit> {
   /**
-   * Milliseconds spent encoding the query and searching (scoring, top-k, results); when the
-   * search was split across threads, `threadMs` holds each thread's scoring time.
+   * Milliseconds spent fetching what the query needed (token-embedding chunks, vector lists,
+   * passage fragments; 0 when cached in memory), encoding the query, and searching (probing,
+   * scoring, top-k, results).
    */
-  timings: { fetchMs: number; encodeMs: number; searchMs: number; threadMs: number[] };
+  timings: { fetchMs: number; encodeMs: number; searchMs: number };
 }
 
 export interface Reranked {
@@ -68,13 +68,13 @@ export interface IndexInfo {
   manifest: Record<string, unknown>;
   /** The wasm build that was loaded. */
   wasmBuild: 'relaxed' | 'simd';
-  /** Threads scanning each search (see LoadOptions.searchThreads). */
-  searchThreads: number;
+  /** How the index is cut: vector lists, lists a search probes by default, passage fragments. */
+  layout: { lists: number; probe: number; fragments: number };
 }
 
 /**
  * What every promise of the package rejects with: the message names the file, URL or input at
- * fault (e.g. `vectors-000.bin: xxh3-128 mismatch: …`, `dotfind: https://…/manifest.json: HTTP
+ * fault (e.g. `vectors/00003.bin: xxh3-128 mismatch: …`, `dotfind: https://…/manifest.json: HTTP
  * 404 Not Found`).
  */
 export declare class DotfindError extends Error {
@@ -89,9 +89,14 @@ export declare class Dotfind {
   /** Fetches, verifies (sizes and checksums) and caches the index at `indexUrl`, in a Web Worker. */
   static load(indexUrl: string | URL, options?: LoadOptions): Promise<Dotfind>;
   readonly info: IndexInfo;
-  /** Exact top-k passages by the model's similarity. */
-  search(query: string, options?: { k?: number }): Promise<SearchResults>;
-  /** BM25 top-k over the passages' text: a built-in lexical first stage (no model involved). */
+  /** Top-k passages by the model's similarity, among the vector lists `probe` selects. */
+  search(query: string, options?: { k?: number; probe?: Probe }): Promise<SearchResults>;
+  /** Top-k passages for a vector of your own (as long as the model's). */
+  searchVector(vector: ArrayLike<number>, options?: { k?: number; probe?: Probe }): Promise<SearchHit[]>;
+  /**
+   * BM25 top-k over the passages' text: a built-in lexical first stage (no model involved).
+   * Reads every passage fragment, fetched on first use.
+   */
   lexicalSearch(query: string, options?: { k?: number }): Promise<SearchHit[]>;
   /** Orders candidate ids (e.g. a lexical engine's top 100) by the BERT_Dot score. */
   rerank(query: string, candidates: Iterable<string>): Promise<Reranked>;

@@ -25,9 +25,9 @@ export class Dotfind {
    * Fetches, verifies and caches the index at `indexUrl` (a folder with manifest.json;
    * relative URLs resolve against the page).
    * @param {string} indexUrl
-   * @param {{onProgress?: (p: {file: string, loaded: number, total: number, fileLoaded: number, fileTotal: number, fromCache: boolean}) => void, cache?: boolean, workerUrl?: string | URL, wasm?: 'auto' | 'relaxed' | 'simd', searchThreads?: 'auto' | number}} [options]
+   * @param {{onProgress?: (p: {file: string, loaded: number, total: number, fileLoaded: number, fileTotal: number, fromCache: boolean}) => void, cache?: boolean, workerUrl?: string | URL, wasm?: 'auto' | 'relaxed' | 'simd'}} [options]
    */
-  static async load(indexUrl, { onProgress, cache = true, workerUrl, wasm = 'auto', searchThreads = 'auto' } = {}) {
+  static async load(indexUrl, { onProgress, cache = true, workerUrl, wasm = 'auto' } = {}) {
     const base = globalThis.document?.baseURI ?? globalThis.location?.href;
     // The literal `new Worker(new URL('./…', import.meta.url))` form lets bundlers (Vite,
     // webpack) find and emit the worker and its wasm.
@@ -36,7 +36,7 @@ export class Dotfind {
       : new Worker(new URL('./search.worker.js', import.meta.url), { type: 'module' });
     const engine = new Dotfind(worker);
     try {
-      engine.info = await engine.#call('load', { indexUrl: new URL(indexUrl, base).href, cache, wasm, searchThreads }, onProgress);
+      engine.info = await engine.#call('load', { indexUrl: new URL(indexUrl, base).href, cache, wasm }, onProgress);
     } catch (e) {
       engine.terminate();
       throw e;
@@ -44,14 +44,25 @@ export class Dotfind {
     return engine;
   }
 
-  /** Exact top-k passages: [{id, url, title, heading, snippet, score}], with `.timings`. */
-  async search(query, { k = 10 } = {}) {
-    const { results, timings } = await this.#call('search', { query, k });
+  /**
+   * Top-k passages: [{id, url, title, heading, snippet, score}], with `.timings`. `probe`:
+   * how many vector lists to scan — 'default' (the index's depth), a number, or 'exact'.
+   */
+  async search(query, { k = 10, probe = 'default' } = {}) {
+    const { results, timings } = await this.#call('search', { query, k, probe });
     results.timings = timings;
     return results;
   }
 
-  /** BM25 top-k over passage text (no model involved): a lexical first stage to re-rank. */
+  /** Top-k passages for a vector of your own (same shape as `search`). */
+  searchVector(vector, { k = 10, probe = 'default' } = {}) {
+    return this.#call('searchVector', { vector: Float32Array.from(vector), k, probe });
+  }
+
+  /**
+   * BM25 top-k over passage text (no model involved): a lexical first stage to re-rank.
+   * Reads every passage fragment (fetched on first use).
+   */
   lexicalSearch(query, { k = 100 } = {}) {
     return this.#call('lexicalSearch', { query, k });
   }

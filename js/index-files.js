@@ -1,10 +1,11 @@
-// Fetching an index into the wasm core's IndexLoader: manifest.json first (network first,
-// the cached copy when offline: it names the current files), then every file it lists, from
-// the Cache API or the network (streamed, with progress, several at a time). The core
-// verifies each file's size and checksum as it arrives, before it is cached, so a damaged
-// download never reaches the cache; a cached copy that fails the check is dropped and
-// fetched again. Token-embedding chunks, which the manifest does not list (a query fetches
-// the few it needs), go the same way, checked against the model's checksums file.
+// Fetching an index into the wasm core: manifest.json first (network first, the cached copy
+// when offline: it names the current files), then the files it lists, from the Cache API or
+// the network (streamed, with progress, several at a time). The core verifies each file's
+// size and checksum as it arrives, before it is cached, so a damaged download never reaches
+// the cache; a cached copy that fails the check is dropped and fetched again. Files a query
+// needs — vector lists, passage fragments, token-embedding chunks, which the manifest does
+// not list — go the same way when a search step names them, checked against the part table
+// or the model's checksums file.
 import { DotfindError } from './errors.js';
 import { fetchBytes, openCache } from './fetch.js';
 
@@ -53,26 +54,23 @@ async function getVerified(url, cache, add, onChunk) {
 }
 
 /**
- * Adds every file `loader` lists (fetched or cached) to it. `keep(path, bytes)` sees each
- * file once verified; `onProgress` gets {file, loaded, total, fileLoaded, fileTotal, fromCache}.
+ * Gets every file of `files` ([{path, bytes}], paths relative to `base`), fetched or cached,
+ * handing each to `add(path, bytes)`, which verifies and keeps it (throwing on a size or
+ * checksum mismatch). `onProgress` gets {file, loaded, total, fileLoaded, fileTotal, fromCache}.
  */
-export async function fetchFiles(loader, base, cache, { keep = () => {}, onProgress = () => {} } = {}) {
-  const files = loader.fileList();
+export async function fetchFiles(files, add, base, cache, { onProgress = () => {} } = {}) {
   const total = files.reduce((s, f) => s + f.bytes, 0);
   let loaded = 0;
 
   async function getFile(file) {
     let fileLoaded = 0;
-    const add = (bytes) => {
-      loader.addFile(file.path, bytes); // throws on a size or checksum mismatch
-      keep(file.path, bytes);
-    };
     const onChunk = (n) => {
       fileLoaded += n;
       loaded += n;
       onProgress({ file: file.path, loaded, total, fileLoaded, fileTotal: file.bytes, fromCache: false });
     };
-    if (await getVerified(new URL(file.path, base).href, cache, add, onChunk)) {
+    const url = new URL(file.path, base).href;
+    if (await getVerified(url, cache, (bytes) => add(file.path, bytes), onChunk)) {
       loaded += file.bytes;
       onProgress({ file: file.path, loaded, total, fileLoaded: file.bytes, fileTotal: file.bytes, fromCache: true });
     }
@@ -88,19 +86,19 @@ export async function fetchFiles(loader, base, cache, { keep = () => {}, onProgr
 }
 
 /**
- * Fetches (or takes from the cache) the token-embedding chunk files `paths` (relative to
- * `base`) and adds each to `target` (a SearchEngine or QueryEncoder, which verifies it
- * against the model's checksums): what a query needs before it can be encoded.
+ * Fetches (or takes from the cache) the files `paths` (relative to `base`) a search step of
+ * `owner` (a SearchEngine or QueryEncoder) named, and hands each to `add(path, bytes)`, which
+ * verifies it: what the step needs before it can run. Steps of one owner needing the same
+ * file (queries typed in quick succession) share one download.
  */
-export async function fetchTokenChunks(target, paths, base, cache) {
-  let inFlight = chunksInFlight.get(target);
-  if (!inFlight) chunksInFlight.set(target, (inFlight = new Map()));
+export async function fetchOnDemand(owner, paths, base, cache, add) {
+  let inFlight = onDemandInFlight.get(owner);
+  if (!inFlight) onDemandInFlight.set(owner, (inFlight = new Map()));
   try {
     await Promise.all(paths.map((path) => {
       const url = new URL(path, base).href;
-      // Queries typed in quick succession need the same chunks: one download each.
       if (!inFlight.has(url)) {
-        const got = getVerified(url, cache, (bytes) => target.addTokenChunk(path, bytes));
+        const got = getVerified(url, cache, (bytes) => add(path, bytes));
         inFlight.set(url, got.finally(() => inFlight.delete(url)));
       }
       return inFlight.get(url);
@@ -110,5 +108,15 @@ export async function fetchTokenChunks(target, paths, base, cache) {
   }
 }
 
-/** Token-embedding chunk downloads under way, per model (each verifies its own) and URL. */
-const chunksInFlight = new WeakMap();
+/** The token-embedding chunk files `paths` a query needs, added to `target` (see fetchOnDemand). */
+export function fetchTokenChunks(target, paths, base, cache) {
+  return fetchOnDemand(target, paths, base, cache, (path, bytes) => target.addTokenChunk(path, bytes));
+}
+
+/** The vector lists and passage fragments `paths` a search step needs, added to `engine`. */
+export function fetchParts(engine, paths, base, cache) {
+  return fetchOnDemand(engine, paths, base, cache, (path, bytes) => engine.addPart(path, bytes));
+}
+
+/** Downloads under way, per owner (each verifies its own) and URL. */
+const onDemandInFlight = new WeakMap();

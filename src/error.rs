@@ -70,6 +70,11 @@ pub enum Error {
     )]
     TokensNotLoaded { file: String },
 
+    /// A search step needs an index part (vector list or passage fragment) not added yet
+    /// (browsers fetch them on demand: `missing*` calls name what to fetch first).
+    #[error("{file}: not loaded (index parts are fetched on demand, as a query needs them)")]
+    PartNotLoaded { file: String },
+
     /// Stored or fetched data is damaged: truncated, wrong magic, inconsistent sizes.
     #[error("data corruption in {file}: {reason}")]
     DataCorruption { file: String, reason: String },

@@ -10,9 +10,8 @@ use wasm_bindgen::prelude::*;
 
 use crate::index::manifest::MODEL_DIR;
 use crate::index::IndexLoader as CoreLoader;
-use crate::index::VectorShard;
 use crate::model::{Encoder, ModelBundle};
-use crate::search::{top_k, Hit, IndexVectors, SearchResult, Searcher};
+use crate::search::{Hit, Probe, SearchResult, Searcher};
 
 extern "C" {
     /// Static constructors emitted by wasm-ld. tract registers its kernels in them, and
@@ -125,8 +124,9 @@ impl QueryEncoder {
     }
 }
 
-/// Collects an index's files as JS fetches them, verifying each against `manifest.json`
-/// on arrival ([`crate::index::IndexLoader`]), then assembles the [`SearchEngine`].
+/// Collects an index's always-loaded files as JS fetches them, verifying each against
+/// `manifest.json` on arrival ([`crate::index::IndexLoader`]), then assembles the
+/// [`SearchEngine`]. Vector lists and passage fragments come later, as queries need them.
 #[wasm_bindgen]
 pub struct IndexLoader {
     inner: CoreLoader,
@@ -140,7 +140,7 @@ impl IndexLoader {
         Ok(IndexLoader { inner })
     }
 
-    /// Every file to fetch, as `[{path, bytes}]`.
+    /// Every file to fetch before the first query, as `[{path, bytes}]`.
     #[wasm_bindgen(js_name = fileList)]
     pub fn file_list(&self) -> Result<JsValue, JsError> {
         #[derive(Serialize)]
@@ -159,20 +159,13 @@ impl IndexLoader {
         to_js(&files)
     }
 
-    /// The index's shards as `[{vectors, passages, count}]`, in passage order, so JS can
-    /// plan which vector files a scoring helper needs before fetching them.
-    #[wasm_bindgen(getter)]
-    pub fn shards(&self) -> Result<JsValue, JsError> {
-        to_js(&self.inner.manifest().shards)
-    }
-
     /// Checks one file's size and checksum and keeps it.
     #[wasm_bindgen(js_name = addFile)]
     pub fn add_file(&mut self, path: &str, bytes: Vec<u8>) -> Result<(), JsError> {
         self.inner.add_file(path, bytes).map_err(js_error)
     }
 
-    /// Parses the shards, loads the model the index was built with, and checks they agree.
+    /// Parses the part table, loads the model the index was built with, and checks they agree.
     pub fn finish(self) -> Result<SearchEngine, JsError> {
         let loaded = self.inner.finish().map_err(js_error)?;
         let searcher = Searcher::new(loaded).map_err(js_error)?;
@@ -180,7 +173,9 @@ impl IndexLoader {
     }
 }
 
-/// A loaded index plus its query encoder: search and re-rank entirely in the browser.
+/// A loaded index plus its query encoder: search and re-rank entirely in the browser. Each
+/// step that reads index parts has a `missing…` twin naming the part files to fetch and
+/// `addPart` first; a step run without them is an error naming the first missing file.
 #[wasm_bindgen]
 pub struct SearchEngine {
     searcher: Searcher,
@@ -189,9 +184,15 @@ pub struct SearchEngine {
 /// Characters of passage text returned as a result's snippet.
 const SNIPPET_CHARS: usize = 240;
 
+/// `undefined` → the index's own probe depth; a number → that many lists (clamped; a
+/// number ≥ the list count scans every list exactly).
+fn probe_of(lists: Option<usize>) -> Probe {
+    lists.map_or(Probe::Default, Probe::Lists)
+}
+
 impl SearchEngine {
     /// Hits as the `[{id, url, title, heading, snippet, score}]` every search method returns.
-    fn results(&self, hits: &[Hit]) -> Result<JsValue, JsError> {
+    fn results_of(&self, hits: &[Hit]) -> Result<JsValue, JsError> {
         let out = hits
             .iter()
             .map(|h| self.searcher.result(h, SNIPPET_CHARS))
@@ -203,49 +204,87 @@ impl SearchEngine {
 
 #[wasm_bindgen]
 impl SearchEngine {
-    /// Exact top-k passages for a query: `[{id, url, title, heading, snippet, score}]`.
-    pub fn search(&self, query: &str, k: usize) -> Result<JsValue, JsError> {
-        let hits = self.searcher.search(query, k).map_err(js_error)?;
-        self.results(&hits)
+    /// Parts every query reads (the lists of an index scanned whole, a single fragment),
+    /// worth fetching with the index, as `[{path, bytes}]` like `IndexLoader.fileList`.
+    #[wasm_bindgen(js_name = partsEveryQueryNeeds)]
+    pub fn parts_every_query_needs(&self) -> Result<JsValue, JsError> {
+        #[derive(Serialize)]
+        struct File {
+            path: String,
+            bytes: u64,
+        }
+        let index = self.searcher.index();
+        let files = index
+            .parts_every_query_needs()
+            .into_iter()
+            .map(|path| {
+                let bytes = index.part_bytes(&path)?;
+                Ok(File { path, bytes })
+            })
+            .collect::<crate::Result<Vec<File>>>()
+            .map_err(js_error)?;
+        to_js(&files)
     }
 
-    /// Top-k for an already-encoded query (apps with their own encoder, benchmarks).
-    #[wasm_bindgen(js_name = searchVector)]
-    pub fn search_vector(&self, query: &[f32], k: usize) -> Result<JsValue, JsError> {
-        let hits = self.searcher.index().search(query, k).map_err(js_error)?;
-        self.results(&hits)
+    /// Adds a vector list or passage fragment file (`path` as a `missing…` call named it),
+    /// verified against the index's part table.
+    #[wasm_bindgen(js_name = addPart)]
+    pub fn add_part(&mut self, path: &str, bytes: &[u8]) -> Result<(), JsError> {
+        self.searcher
+            .index_mut()
+            .add_part(path, bytes)
+            .map_err(js_error)
     }
 
-    /// Exact top-k among passages `start..end` only: this thread's part of a search split
-    /// across workers (see [`VectorScorer`]); [`merge_hits`](Self::merge_hits) joins the parts.
-    #[wasm_bindgen(js_name = searchVectorRows)]
-    pub fn search_vector_rows(
+    /// The vector lists a search for `query` (a vector) scans that were not added yet.
+    #[wasm_bindgen(js_name = missingLists)]
+    pub fn missing_lists(
+        &self,
+        query: &[f32],
+        probe: Option<usize>,
+    ) -> Result<Vec<String>, JsError> {
+        self.searcher
+            .index()
+            .missing_lists(query, probe_of(probe))
+            .map_err(js_error)
+    }
+
+    /// Top-k passage numbers and scores for a query vector among the lists `probe` selects.
+    #[wasm_bindgen(js_name = searchHits)]
+    pub fn search_hits(
         &self,
         query: &[f32],
         k: usize,
-        start: usize,
-        end: usize,
-    ) -> Result<PartialHits, JsError> {
-        PartialHits::search(self.searcher.index().vectors(), query, k, start..end)
+        probe: Option<usize>,
+    ) -> Result<Hits, JsError> {
+        let hits = self
+            .searcher
+            .index()
+            .search(query, k, probe_of(probe))
+            .map_err(js_error)?;
+        Ok(Hits {
+            passages: hits.iter().map(|h| h.passage as u32).collect(),
+            scores: hits.iter().map(|h| h.score).collect(),
+        })
     }
 
-    /// The top-k of the parts' hits (passage numbers and scores, concatenated), in the
-    /// shape of `search`: exactly what an unsplit search returns.
-    #[wasm_bindgen(js_name = mergeHits)]
-    pub fn merge_hits(
-        &self,
-        k: usize,
-        passages: Vec<u32>,
-        scores: Vec<f32>,
-    ) -> Result<JsValue, JsError> {
+    /// The passage fragments holding `passages` that were not added yet.
+    #[wasm_bindgen(js_name = missingFragments)]
+    pub fn missing_fragments(&self, passages: Vec<u32>) -> Vec<String> {
+        let passages: Vec<usize> = passages.iter().map(|&p| p as usize).collect();
+        self.searcher.index().missing_fragments(&passages)
+    }
+
+    /// Hits (as `searchHits` returned them) as `[{id, url, title, heading, snippet, score}]`.
+    pub fn results(&self, passages: Vec<u32>, scores: Vec<f32>) -> Result<JsValue, JsError> {
         if passages.len() != scores.len() {
             return Err(JsError::new(&format!(
-                "invalid input: {} passages but {} scores to merge",
+                "invalid input: {} passages but {} scores",
                 passages.len(),
                 scores.len()
             )));
         }
-        let hits = passages
+        let hits: Vec<Hit> = passages
             .iter()
             .zip(&scores)
             .map(|(&p, &score)| Hit {
@@ -253,7 +292,13 @@ impl SearchEngine {
                 score,
             })
             .collect();
-        self.results(&top_k(hits, k))
+        self.results_of(&hits)
+    }
+
+    /// Every passage fragment not added yet: what `lexicalSearch` needs.
+    #[wasm_bindgen(js_name = missingAllFragments)]
+    pub fn missing_all_fragments(&self) -> Vec<String> {
+        self.searcher.index().missing_all_fragments()
     }
 
     /// BM25 top-k over passage text, same result shape as `search`: a lexical first stage.
@@ -264,7 +309,17 @@ impl SearchEngine {
             .index()
             .lexical_search(query, k)
             .map_err(js_error)?;
-        self.results(&hits)
+        self.results_of(&hits)
+    }
+
+    /// The parts re-ranking `candidates` needs that were not added yet (every fragment,
+    /// then the candidates' lists): ask again after adding them, until none are missing.
+    #[wasm_bindgen(js_name = missingForRerank)]
+    pub fn missing_for_rerank(&self, candidates: Vec<String>) -> Result<Vec<String>, JsError> {
+        self.searcher
+            .index()
+            .missing_for_rerank(&candidates)
+            .map_err(js_error)
     }
 
     /// Orders candidates (passage ids, document ids or URLs — e.g. a lexical engine's top
@@ -347,30 +402,15 @@ impl SearchEngine {
     }
 }
 
-/// One part's top-k: passage numbers (in the whole index) and their scores, best first.
+/// A search's top-k: passage numbers and their scores, best first.
 #[wasm_bindgen]
-pub struct PartialHits {
+pub struct Hits {
     passages: Vec<u32>,
     scores: Vec<f32>,
 }
 
-impl PartialHits {
-    fn search(
-        vectors: &IndexVectors,
-        query: &[f32],
-        k: usize,
-        rows: std::ops::Range<usize>,
-    ) -> Result<PartialHits, JsError> {
-        let hits = vectors.search_rows(query, k, rows).map_err(js_error)?;
-        Ok(PartialHits {
-            passages: hits.iter().map(|h| h.passage as u32).collect(),
-            scores: hits.iter().map(|h| h.score).collect(),
-        })
-    }
-}
-
 #[wasm_bindgen]
-impl PartialHits {
+impl Hits {
     #[wasm_bindgen(getter)]
     pub fn passages(&self) -> Vec<u32> {
         self.passages.clone()
@@ -379,42 +419,5 @@ impl PartialHits {
     #[wasm_bindgen(getter)]
     pub fn scores(&self) -> Vec<f32> {
         self.scores.clone()
-    }
-}
-
-/// The vectors of part of an index, in a helper worker: a 100k-passage scan is bound by
-/// one core's memory bandwidth, so a second core scoring half the rows halves the wait.
-/// Holds no model and no passage text; the loading worker verified the bytes it hands over.
-#[wasm_bindgen]
-pub struct VectorScorer {
-    vectors: IndexVectors,
-}
-
-#[wasm_bindgen]
-impl VectorScorer {
-    #[wasm_bindgen(constructor)]
-    pub fn new(dims: usize) -> VectorScorer {
-        VectorScorer {
-            vectors: IndexVectors::empty(dims),
-        }
-    }
-
-    /// Adds vector shard file `path`, whose first passage is number `start` in the index.
-    #[wasm_bindgen(js_name = addShard)]
-    pub fn add_shard(&mut self, path: &str, start: usize, bytes: &[u8]) -> Result<(), JsError> {
-        let shard = VectorShard::from_bytes(path, bytes).map_err(js_error)?;
-        self.vectors.insert(start, shard).map_err(js_error)
-    }
-
-    /// Exact top-k among passages `start..end` (of those this scorer holds).
-    #[wasm_bindgen(js_name = searchRows)]
-    pub fn search_rows(
-        &self,
-        query: &[f32],
-        k: usize,
-        start: usize,
-        end: usize,
-    ) -> Result<PartialHits, JsError> {
-        PartialHits::search(&self.vectors, query, k, start..end)
     }
 }

@@ -12,7 +12,7 @@ use dotfind::build::index_writer::{build_index, IndexOptions};
 use dotfind::index::loader::read_folder;
 use dotfind::index::VectorEncoding;
 use dotfind::model::cosine;
-use dotfind::search::Searcher;
+use dotfind::search::{Probe, Searcher};
 use dotfind::ModelBundle;
 
 /// `dotfind index --model M --input I --out O` through the CLI.
@@ -67,6 +67,18 @@ fn queries() -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// The vectors of an index of one list (small corpora), as stored.
+fn only_list(dir: &Path) -> dotfind::index::VectorShard {
+    let loaded = read_folder(dir).unwrap();
+    assert_eq!(loaded.manifest.layout.lists, 1);
+    let (_, bytes) = loaded
+        .parts_at_hand
+        .iter()
+        .find(|(p, _)| *p == dotfind::index::Part::List(0))
+        .unwrap();
+    dotfind::index::VectorShard::from_bytes("vectors/00000.bin", bytes).unwrap()
+}
+
 #[test]
 fn round_trip_search_finds_expected_passages_with_brute_force_scores() {
     let (_d, int8_dir) = index_of(&fixture("corpus.jsonl"), VectorEncoding::Int8);
@@ -92,7 +104,7 @@ fn round_trip_search_finds_expected_passages_with_brute_force_scores() {
     let mut overlap = 0.0;
     for (qid, text, expected) in queries() {
         let q = encoder.encode_query(&text).unwrap();
-        let hits = int8.search(&q, 10).unwrap();
+        let hits = int8.search(&q, 10, Probe::Default).unwrap();
         assert_eq!(records[hits[0].passage].doc_id, expected, "{qid} {text:?}");
         for h in &hits {
             let exact: f32 = q.iter().zip(&passages[h.passage]).map(|(a, b)| a * b).sum();
@@ -104,7 +116,7 @@ fn round_trip_search_finds_expected_passages_with_brute_force_scores() {
             );
         }
         let top_f32: Vec<usize> = f32_index
-            .search(&q, 10)
+            .search(&q, 10, Probe::Default)
             .unwrap()
             .iter()
             .map(|h| h.passage)
@@ -118,11 +130,15 @@ fn round_trip_search_finds_expected_passages_with_brute_force_scores() {
     let mut bad = encoder.encode_query("spawn a thread").unwrap();
     bad[7] = f32::NAN;
     assert_eq!(
-        int8.search(&bad, 3).unwrap_err().to_string(),
+        int8.search(&bad, 3, Probe::Default)
+            .unwrap_err()
+            .to_string(),
         "invalid input: query vector component 7 is NaN"
     );
     assert_eq!(
-        int8.search(&bad[..100], 3).unwrap_err().to_string(),
+        int8.search(&bad[..100], 3, Probe::Default)
+            .unwrap_err()
+            .to_string(),
         "model mismatch: query vector has 100 dimensions, the index has 384"
     );
 }
@@ -137,10 +153,7 @@ fn vectors_do_not_depend_on_other_passages() {
     text += &std::fs::read_to_string(fixture("corpus.jsonl")).unwrap();
     std::fs::write(&bigger, text).unwrap();
     let (_b, big) = index_of(&bigger, VectorEncoding::Int8);
-    let small = read_folder(&small).unwrap();
-    let big = read_folder(&big).unwrap();
-    let (sv, _) = &small.shards[0];
-    let (bv, _) = &big.shards[0];
+    let (sv, bv) = (only_list(&small), only_list(&big));
     for i in 0..sv.count {
         assert_eq!(
             sv.row(i),
@@ -204,7 +217,12 @@ fn indexing_is_deterministic_and_incremental() {
         .collect();
     assert_eq!(
         names,
-        vec!["manifest.json", "passages-000.bin", "vectors-000.bin"]
+        vec![
+            "manifest.json",
+            "parts.bin",
+            "passages/00000.bin",
+            "vectors/00000.bin"
+        ]
     );
 }
 
@@ -318,13 +336,13 @@ fn html_site_search_links_to_the_right_anchor() {
         .encode_query("what acidity do blueberries need")
         .unwrap();
     let top = index
-        .record(index.search(&q, 1).unwrap()[0].passage)
+        .record(index.search(&q, 1, Probe::Default).unwrap()[0].passage)
         .unwrap();
     assert_eq!(top.url, "/docs/soil.html#ph");
     let q = encoder.encode_query("how often should I water").unwrap();
     assert_eq!(
         index
-            .record(index.search(&q, 1).unwrap()[0].passage)
+            .record(index.search(&q, 1, Probe::Default).unwrap()[0].passage)
             .unwrap()
             .url,
         "/#watering"
@@ -398,7 +416,7 @@ fn run_scores_split_documents_by_their_best_passage() {
         id: "q".into(),
         text: "compost and soil organisms".into(),
     }];
-    let run = dotfind::build::eval::retrieve(&searcher, &queries, 10).unwrap();
+    let run = dotfind::build::eval::retrieve(&searcher, &queries, 10, Probe::Default).unwrap();
     let docs: Vec<&str> = run[0].1.iter().map(|(d, _)| d.as_str()).collect();
     assert_eq!(
         docs.len(),
@@ -407,7 +425,7 @@ fn run_scores_split_documents_by_their_best_passage() {
     );
     assert_eq!(docs[0], "/docs/soil.html");
     let q = encoder.encode_query("compost and soil organisms").unwrap();
-    let best = index.search(&q, 1).unwrap()[0].score;
+    let best = index.search(&q, 1, Probe::Default).unwrap()[0].score;
     assert!((run[0].1[0].1 - best).abs() < 1e-6);
 }
 
@@ -592,13 +610,13 @@ fn damaged_index_files_are_reported() {
         let bytes = std::fs::read(dir.join(path)).unwrap();
         assert_eq!(*entry, dotfind::checksum::FileEntry::of(&bytes), "{path}");
     }
-    let shard = dir.join("vectors-000.bin");
+    let shard = dir.join("vectors/00000.bin");
     let bytes = std::fs::read(&shard).unwrap();
     std::fs::write(&shard, &bytes[..bytes.len() - 5]).unwrap();
     assert_eq!(
         Searcher::open(&dir).unwrap_err().to_string(),
         format!(
-            "data corruption in vectors-000.bin: {} bytes, manifest says {}",
+            "data corruption in vectors/00000.bin: {} bytes, manifest says {}",
             bytes.len() - 5,
             bytes.len()
         )
@@ -609,9 +627,22 @@ fn damaged_index_files_are_reported() {
     assert!(Searcher::open(&dir)
         .unwrap_err()
         .to_string()
-        .starts_with("vectors-000.bin: xxh3-128 mismatch: manifest says "));
+        .starts_with("vectors/00000.bin: xxh3-128 mismatch: manifest says "));
     std::fs::write(&shard, &bytes).unwrap();
     assert!(Searcher::open(&dir).is_ok());
+
+    // The part table cut short: named, before any part is read.
+    let table = dir.join("parts.bin");
+    let table_bytes = std::fs::read(&table).unwrap();
+    std::fs::write(&table, &table_bytes[..20]).unwrap();
+    assert_eq!(
+        Searcher::open(&dir).unwrap_err().to_string(),
+        format!(
+            "data corruption in parts.bin: 20 bytes, manifest says {}",
+            table_bytes.len()
+        )
+    );
+    std::fs::write(&table, &table_bytes).unwrap();
 
     // The model folder swapped for another bundle: refused by name.
     let manifest_path = dir.join("manifest.json");
@@ -665,7 +696,8 @@ fn large_models_are_split_under_the_file_cap_and_still_load() {
         ) > 0.999999
     );
 
-    // Small caps give many shards; search results stay the same.
+    // Small caps give many fragments, and lists instead of one over the cap; the exact
+    // search finds the same passages.
     let dir2 = tempfile::tempdir().unwrap();
     let out = dir2.path().join("idx");
     let opts = IndexOptions {
@@ -673,13 +705,25 @@ fn large_models_are_split_under_the_file_cap_and_still_load() {
         ..options(VectorEncoding::Int8)
     };
     let stats = build_index(&bundle("int8"), &fixture("corpus.jsonl"), &out, &opts).unwrap();
-    assert!(stats.shards > 3, "{stats:?}");
+    assert!(stats.fragments > 1 && stats.lists > 1, "{stats:?}");
     let small_searcher = Searcher::open(&out).unwrap();
     let (small, _) = (small_searcher.index(), small_searcher.encoder());
     let one_searcher = Searcher::open(&dir).unwrap();
     let (one, _) = (one_searcher.index(), one_searcher.encoder());
     let v = encoder.encode_query(q).unwrap();
-    assert_eq!(small.search(&v, 24).unwrap(), one.search(&v, 24).unwrap());
+    let ids = |index: &dotfind::search::SearchIndex, probe| -> Vec<(String, f32)> {
+        let hits = index.search(&v, 24, probe).unwrap();
+        hits.iter()
+            .map(|h| (index.record(h.passage).unwrap().id, h.score))
+            .collect()
+    };
+    assert_eq!(ids(small, Probe::Exact), ids(one, Probe::Default));
+    // The default probe scans some lists only: a subset of the passages, scored the same.
+    let probed = ids(small, Probe::Default);
+    assert!(probed.len() < 24);
+    assert!(probed
+        .iter()
+        .all(|hit| ids(one, Probe::Default).contains(hit)));
 }
 
 #[test]
@@ -733,7 +777,7 @@ fn passages_can_be_encoded_by_the_f32_twin_of_the_query_model() {
         &options(VectorEncoding::Int8),
     )
     .unwrap();
-    let read = |d: &Path| std::fs::read(d.join("vectors-000.bin")).unwrap();
+    let read = |d: &Path| std::fs::read(d.join("vectors/00000.bin")).unwrap();
     assert_eq!(read(&twin), read(&f32_model));
     // ... while the model the index ships (what browsers download for queries) is the int8 one.
     let searcher = Searcher::open(&twin).unwrap();
@@ -744,7 +788,7 @@ fn passages_can_be_encoded_by_the_f32_twin_of_the_query_model() {
     assert_ne!(encoder.manifest().quantization, "none");
     for (qid, text, expected) in queries() {
         let hits = index
-            .search(&encoder.encode_query(&text).unwrap(), 1)
+            .search(&encoder.encode_query(&text).unwrap(), 1, Probe::Default)
             .unwrap();
         assert_eq!(
             index.record(hits[0].passage).unwrap().doc_id,
@@ -817,7 +861,7 @@ fn query_bundles_ship_their_token_chunks_beside_the_index() {
 
     let searcher = Searcher::open(&out).unwrap();
     for (qid, text, expected) in queries() {
-        let hits = searcher.search(&text, 1).unwrap();
+        let hits = searcher.search(&text, 1, Probe::Default).unwrap();
         let doc = searcher.index().record(hits[0].passage).unwrap().doc_id;
         assert_eq!(doc, expected, "{qid}");
     }

@@ -24,9 +24,9 @@ self.addEventListener('activate', (event) => {
   event.waitUntil(self.clients.claim());
 });
 
-/** Requests dotfind caches on its own: the index and the wasm. */
+/** Requests dotfind caches on its own: the demo's indexes (dotfind-index*) and the wasm. */
 function ownedByDotfind(url) {
-  return url.pathname.includes('/dotfind-index/') || url.pathname.endsWith('.wasm');
+  return /\/dotfind-index[^/]*\//.test(url.pathname) || url.pathname.endsWith('.wasm');
 }
 
 self.addEventListener('fetch', (event) => {

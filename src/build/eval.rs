@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::search::{top_k, Hit, Searcher};
+use crate::search::{top_k, Hit, Probe, Searcher};
 
 /// One query of a `queries.jsonl` file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,8 +52,9 @@ pub fn read_queries(path: &Path) -> Result<Vec<Query>> {
     Ok(out)
 }
 
-/// Scores every query against the whole index and keeps the `k` best documents each.
-pub fn retrieve(searcher: &Searcher, queries: &[Query], k: usize) -> Result<Run> {
+/// Scores every query against the lists `probe` selects (every list: the exact scan) and
+/// keeps the `k` best documents each.
+pub fn retrieve(searcher: &Searcher, queries: &[Query], k: usize, probe: Probe) -> Result<Run> {
     let (index, encoder) = (searcher.index(), searcher.encoder());
     let records = index.records()?;
     let mut doc_number: HashMap<&str, usize> = HashMap::new();
@@ -73,15 +74,18 @@ pub fn retrieve(searcher: &Searcher, queries: &[Query], k: usize) -> Result<Run>
             let v = encoder
                 .encode_query(&q.text)
                 .map_err(|e| Error::InvalidInput(format!("query {}: {e}", q.id)))?;
-            let scores = index.score_all(&v)?;
             let mut best = vec![f32::NEG_INFINITY; doc_names.len()];
-            for (p, s) in scores.into_iter().enumerate() {
-                let d = passage_doc[p];
-                best[d] = best[d].max(s);
-            }
+            index.score_probed(&v, probe, |start, scores| {
+                for (p, &s) in (start..).zip(scores) {
+                    let d = passage_doc[p];
+                    best[d] = best[d].max(s);
+                }
+            })?;
+            // Documents no probed list holds are not retrieved.
             let hits = best
                 .into_iter()
                 .enumerate()
+                .filter(|(_, score)| score.is_finite())
                 .map(|(passage, score)| Hit { passage, score })
                 .collect();
             let top = top_k(hits, k);

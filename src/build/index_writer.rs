@@ -14,15 +14,17 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
+use super::partition::{default_layout, default_probe, partition, plan_fragments, FRAGMENT_BYTES};
 use crate::checksum::{sha256_hex, FileEntry};
 use crate::error::{Error, Result};
 use crate::index::manifest::{
-    descriptor_path, graph_part_paths, tokenizer_path, DEFAULT_MAX_FILE_BYTES, INDEX_FORMAT,
-    INDEX_MANIFEST, MODEL_DIR,
+    descriptor_path, graph_part_paths, tokenizer_path, IndexLayout, DEFAULT_MAX_FILE_BYTES,
+    INDEX_FORMAT, INDEX_MANIFEST, MODEL_DIR,
 };
+use crate::index::parts::{CENTROIDS_FILE, PARTS_FILE};
 use crate::index::{
-    EncodedRow, IndexManifest, IndexModel, PassageRecord, PassageShard, ShardEntry, VectorEncoding,
-    VectorShard,
+    EncodedRow, IndexManifest, IndexModel, Part, PartEntry, PartTable, PassageRecord, PassageShard,
+    VectorEncoding, VectorShard,
 };
 use crate::model::token_table::{TokenTableSpec, CHECKSUMS_FILE};
 use crate::model::{Encoder, ModelBundle};
@@ -40,6 +42,12 @@ pub struct IndexOptions {
     /// Encode passages with this bundle instead of the query model: the f32 twin of an int8
     /// query model gives f32-quality passage vectors at no cost to what browsers download.
     pub passage_model: Option<std::path::PathBuf>,
+    /// Vector lists, instead of the choice for the corpus size (`partition::default_layout`).
+    pub lists: Option<usize>,
+    /// Lists a query scans by default, instead of the choice for the list count.
+    pub probe: Option<usize>,
+    /// Passage fragments are cut at about this size (`partition::FRAGMENT_BYTES`).
+    pub fragment_bytes: usize,
 }
 
 impl Default for IndexOptions {
@@ -50,6 +58,9 @@ impl Default for IndexOptions {
             progress: false,
             skip_empty: false,
             passage_model: None,
+            lists: None,
+            probe: None,
+            fragment_bytes: FRAGMENT_BYTES,
         }
     }
 }
@@ -65,7 +76,8 @@ pub struct IndexStats {
     pub reused: usize,
     /// Ids of empty documents left out (`skip_empty`).
     pub skipped: Vec<String>,
-    pub shards: usize,
+    pub lists: usize,
+    pub fragments: usize,
 }
 
 /// Cache key of a passage vector: the exact text the model saw.
@@ -90,11 +102,37 @@ fn previous_vectors(
     {
         return cache;
     }
-    for (vectors, passages) in index.shards {
-        for i in 0..vectors.count {
-            if let Ok(record) = passages.record(i) {
-                cache.insert(text_key(&record.encoded_text()), vectors.row(i));
+    let n = index.manifest.passage_count;
+    let (mut rows, mut keys) = (vec![None; n], vec![None; n]);
+    for (part, bytes) in &index.parts_at_hand {
+        let path = part.path();
+        let verified = index
+            .parts
+            .entry(*part)
+            .is_some_and(|e| e.file.verify(&path, bytes).is_ok());
+        match part {
+            Part::List(i) if verified => {
+                let Ok(shard) = VectorShard::from_bytes(&path, bytes) else {
+                    continue;
+                };
+                for (k, n) in index.parts.list_range(*i).enumerate().take(shard.count) {
+                    rows[n] = Some(shard.row(k));
+                }
             }
+            Part::Fragment(j) if verified => {
+                let Ok(shard) = PassageShard::from_bytes(&path, bytes) else {
+                    continue;
+                };
+                for (k, n) in index.parts.fragment_range(*j).enumerate() {
+                    keys[n] = shard.record(k).ok().map(|r| text_key(&r.encoded_text()));
+                }
+            }
+            _ => {}
+        }
+    }
+    for (key, row) in keys.into_iter().zip(rows) {
+        if let (Some(key), Some(row)) = (key, row) {
+            cache.insert(key, row);
         }
     }
     cache
@@ -207,29 +245,6 @@ impl FolderWriter {
     }
 }
 
-/// Groups passages into shards so that neither file of a shard exceeds `max` bytes.
-fn plan_shards(
-    records: &[PassageRecord],
-    encoding: VectorEncoding,
-    dims: usize,
-    max: usize,
-) -> Vec<std::ops::Range<usize>> {
-    let row = encoding.row_bytes(dims);
-    let mut ranges = Vec::new();
-    let (mut start, mut vec_bytes, mut meta_bytes) = (0, 16, 16);
-    for (i, r) in records.iter().enumerate() {
-        let size = r.stored_size();
-        if i > start && (vec_bytes + row > max || meta_bytes + size > max) {
-            ranges.push(start..i);
-            (start, vec_bytes, meta_bytes) = (i, 16, 16);
-        }
-        vec_bytes += row;
-        meta_bytes += size;
-    }
-    ranges.push(start..records.len());
-    ranges
-}
-
 /// Builds an index of `input` (JSONL or HTML folder) with the bundle at `model` into `out`.
 /// The folder appears complete or not at all: everything is written to a sibling temp
 /// folder first and swapped in at the end.
@@ -280,7 +295,8 @@ pub fn build_index(
         encoded,
         reused: records.len() - encoded,
         skipped,
-        shards: manifest.shards.len(),
+        lists: manifest.layout.lists,
+        fragments: manifest.layout.fragments,
     })
 }
 
@@ -359,25 +375,8 @@ fn write_index(
     let dims = m.hidden_size;
 
     let graph_parts = write_bundle_copy(&mut w, bundle, opts.max_file_bytes)?;
-
-    let mut shards = Vec::new();
-    for (n, range) in plan_shards(records, opts.encoding, dims, opts.max_file_bytes)
-        .into_iter()
-        .enumerate()
-    {
-        let vectors = format!("vectors-{n:03}.bin");
-        let passages = format!("passages-{n:03}.bin");
-        w.write(
-            &vectors,
-            &VectorShard::to_bytes(opts.encoding, dims, &rows[range.clone()]),
-        )?;
-        w.write(&passages, &PassageShard::to_bytes(&records[range.clone()]))?;
-        shards.push(ShardEntry {
-            vectors,
-            passages,
-            count: range.len(),
-        });
-    }
+    let (layout, parts) = write_parts(&mut w, dims, records, rows, opts)?;
+    w.write(PARTS_FILE, &parts.to_bytes())?;
 
     let documents: HashSet<&str> = records.iter().map(|r| r.doc_id.as_str()).collect();
     let manifest = IndexManifest {
@@ -394,7 +393,7 @@ fn write_index(
         vector_encoding: opts.encoding,
         passage_count: records.len(),
         document_count: documents.len(),
-        shards,
+        layout,
         files: w.files.clone(),
     };
     let mut json =
@@ -403,6 +402,91 @@ fn write_index(
     let path = dir.join(INDEX_MANIFEST);
     std::fs::write(&path, json).map_err(|e| Error::io(&path, e))?;
     Ok(manifest)
+}
+
+/// Partitions the vectors into lists (by their stored values, so a re-index that reuses
+/// every vector partitions identically), orders passages list by list, and writes the lists,
+/// their centroids and the passage fragments.
+fn write_parts(
+    w: &mut FolderWriter,
+    dims: usize,
+    records: &[PassageRecord],
+    rows: &[EncodedRow],
+    opts: &IndexOptions,
+) -> Result<(IndexLayout, PartTable)> {
+    let row_bytes = opts.encoding.row_bytes(dims);
+    let (default_lists, _) = default_layout(records.len(), row_bytes, opts.max_file_bytes);
+    let wanted = opts
+        .lists
+        .unwrap_or(default_lists)
+        .clamp(1, records.len().max(1));
+    let vectors: Vec<Vec<f32>> = rows.iter().map(|r| r.decode(opts.encoding)).collect();
+    let p = partition(&vectors, wanted);
+    let lists = p.centroids.len();
+    let probe = match opts.probe {
+        Some(n) => n.clamp(1, lists),
+        None if lists == 1 => 1,
+        None => default_probe(lists),
+    };
+    let mut order: Vec<usize> = (0..records.len()).collect();
+    order.sort_by_key(|&i| p.assignment[i]); // stable: input order within a list
+
+    let mut list_entries = Vec::with_capacity(lists);
+    let mut at = 0;
+    for list in 0..lists {
+        let members: Vec<EncodedRow> = order[at..]
+            .iter()
+            .take_while(|&&i| p.assignment[i] == list)
+            .map(|&i| rows[i].clone())
+            .collect();
+        at += members.len();
+        let bytes = VectorShard::to_bytes(opts.encoding, dims, &members);
+        if bytes.len() > opts.max_file_bytes {
+            return Err(Error::InvalidInput(format!(
+                "vector list {list} would be {} bytes, over the {}-byte file cap: use more lists",
+                bytes.len(),
+                opts.max_file_bytes
+            )));
+        }
+        list_entries.push(write_part(w, Part::List(list), &bytes, members.len())?);
+    }
+    if lists > 1 {
+        let centroids: Vec<EncodedRow> = p
+            .centroids
+            .iter()
+            .map(|c| EncodedRow::encode(VectorEncoding::Int8, c))
+            .collect();
+        w.write(
+            CENTROIDS_FILE,
+            &VectorShard::to_bytes(VectorEncoding::Int8, dims, &centroids),
+        )?;
+    }
+
+    let ordered: Vec<PassageRecord> = order.iter().map(|&i| records[i].clone()).collect();
+    let sizes: Vec<usize> = ordered.iter().map(PassageRecord::stored_size).collect();
+    let mut fragment_entries = Vec::new();
+    for (j, range) in plan_fragments(&sizes, opts.fragment_bytes, opts.max_file_bytes)
+        .into_iter()
+        .enumerate()
+    {
+        let bytes = PassageShard::to_bytes(&ordered[range.clone()]);
+        fragment_entries.push(write_part(w, Part::Fragment(j), &bytes, range.len())?);
+    }
+    let layout = IndexLayout {
+        lists,
+        probe,
+        fragments: fragment_entries.len(),
+    };
+    Ok((layout, PartTable::new(list_entries, fragment_entries)))
+}
+
+/// Writes a part (recorded in the part table, not the manifest).
+fn write_part(w: &mut FolderWriter, part: Part, bytes: &[u8], count: usize) -> Result<PartEntry> {
+    w.write_unlisted(&part.path(), bytes)?;
+    Ok(PartEntry {
+        count,
+        file: FileEntry::of(bytes),
+    })
 }
 
 /// Replaces `out` with `tmp` (renames within one parent folder, so it is atomic per step).
@@ -416,35 +500,4 @@ fn swap_into_place(tmp: &Path, out: &Path) -> Result<()> {
         std::fs::rename(tmp, out).map_err(|e| Error::io(out, e))?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rec(text_len: usize) -> PassageRecord {
-        PassageRecord {
-            text: "x".repeat(text_len),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn shards_respect_the_file_cap() {
-        // Empty records take 10 bytes of metadata; int8 rows of 4 dims take 8; headers 16.
-        let records: Vec<_> = (0..10).map(|_| rec(0)).collect();
-        // Cap 40: vectors would fit 3 per shard, metadata only 2 — the tighter one wins.
-        let ranges = plan_shards(&records, VectorEncoding::Int8, 4, 40);
-        assert_eq!(ranges, vec![0..2, 2..4, 4..6, 6..8, 8..10]);
-        // Long texts: metadata alone decides.
-        let records: Vec<_> = (0..4).map(|_| rec(100)).collect();
-        assert_eq!(
-            plan_shards(&records, VectorEncoding::Int8, 4, 150),
-            vec![0..1, 1..2, 2..3, 3..4]
-        );
-        assert_eq!(
-            plan_shards(&records, VectorEncoding::Int8, 4, 1 << 20),
-            vec![0..4]
-        );
-    }
 }

@@ -7,4 +7,5 @@ pub mod corpus;
 pub mod eval;
 pub mod html;
 pub mod index_writer;
+pub mod partition;
 pub mod prepare;

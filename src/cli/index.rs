@@ -58,11 +58,12 @@ pub fn index(model: &Path, input: &Path, out: &Path, opts: &IndexOptions) -> Res
         );
     }
     eprintln!(
-        "indexed {} passages from {} documents into {} ({} shards): {} encoded, {} reused, {:.1} s",
+        "indexed {} passages from {} documents into {} ({} lists, {} fragments): {} encoded, {} reused, {:.1} s",
         stats.passages,
         stats.documents,
         out.display(),
-        stats.shards,
+        stats.lists,
+        stats.fragments,
         stats.encoded,
         stats.reused,
         started.elapsed().as_secs_f64()

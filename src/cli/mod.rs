@@ -24,6 +24,28 @@ pub struct Cli {
     command: Command,
 }
 
+/// How many vector lists a search scans.
+#[derive(clap::Args)]
+pub struct ProbeArgs {
+    /// Lists to scan (default: the index's own depth, set by the indexer).
+    #[arg(long, conflicts_with = "exact")]
+    probe: Option<usize>,
+    /// Scan every list: exact search, for comparison.
+    #[arg(long)]
+    exact: bool,
+}
+
+impl ProbeArgs {
+    fn probe(&self) -> dotfind::search::Probe {
+        use dotfind::search::Probe;
+        match (self.exact, self.probe) {
+            (true, _) => Probe::Exact,
+            (false, Some(n)) => Probe::Lists(n),
+            (false, None) => Probe::Default,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 pub enum Command {
     /// Encode one text per stdin line; print one JSON array of floats per line.
@@ -75,8 +97,18 @@ pub enum Command {
         /// passage vectors, while browsers still download only --model for queries.
         #[arg(long)]
         passage_model: Option<PathBuf>,
+        /// Vector lists (IVF partitions) instead of the indexer's choice for the corpus size
+        /// (one list: every query scans every vector).
+        #[arg(long)]
+        lists: Option<usize>,
+        /// Lists a query scans by default instead of the indexer's choice.
+        #[arg(long)]
+        probe: Option<usize>,
+        /// Passage fragments (fetched for the results shown) are cut at about this size.
+        #[arg(long, default_value_t = 16)]
+        fragment_kib: usize,
     },
-    /// Exact search over an index (the browser's scoring), printing the top passages.
+    /// Search an index as the browser does, printing the top passages.
     Search {
         #[arg(long)]
         index: PathBuf,
@@ -85,6 +117,8 @@ pub enum Command {
         /// Print a JSON array of {id, url, title, score}.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        probe: ProbeArgs,
         query: String,
     },
     /// Batch retrieval into a TREC run file (one line per query and document, best passage per document).
@@ -101,6 +135,8 @@ pub enum Command {
         /// Run tag (last column).
         #[arg(long, default_value = "dotfind")]
         tag: String,
+        #[command(flatten)]
+        probe: ProbeArgs,
     },
     /// Re-rank a first-stage TREC run (e.g. BM25) with the model: the re-ranking mode.
     Rerank {
@@ -241,6 +277,9 @@ pub fn run(cli: Cli) -> Result<()> {
             max_file_mib,
             skip_empty,
             passage_model,
+            lists,
+            probe,
+            fragment_kib,
         } => {
             let opts = dotfind::build::index_writer::IndexOptions {
                 encoding: vectors,
@@ -248,6 +287,9 @@ pub fn run(cli: Cli) -> Result<()> {
                 progress: true,
                 skip_empty,
                 passage_model,
+                lists,
+                probe,
+                fragment_bytes: fragment_kib.max(1) * 1024,
             };
             index::index(&model, &input, &out, &opts)
         }
@@ -255,15 +297,17 @@ pub fn run(cli: Cli) -> Result<()> {
             index,
             k,
             json,
+            probe,
             query,
-        } => search::search(&index, k, json, &query),
+        } => search::search(&index, k, json, probe.probe(), &query),
         Command::Run {
             index,
             queries,
             k,
             out,
             tag,
-        } => search::run(&index, &queries, k, &out, &tag),
+            probe,
+        } => search::run(&index, &queries, k, &out, &tag, probe.probe()),
         Command::Rerank {
             index,
             run,

@@ -5,15 +5,15 @@ use std::path::Path;
 
 use anyhow::Result;
 use dotfind::build::eval;
-use dotfind::search::Searcher;
+use dotfind::search::{Probe, Searcher};
 
 /// Characters of passage text printed per result.
 const SNIPPET_CHARS: usize = 100;
 
-pub fn search(index: &Path, k: usize, json: bool, query: &str) -> Result<()> {
+pub fn search(index: &Path, k: usize, json: bool, probe: Probe, query: &str) -> Result<()> {
     let searcher = Searcher::open(index)?;
     let mut results = Vec::new();
-    for hit in searcher.search(query, k)? {
+    for hit in searcher.search(query, k, probe)? {
         results.push(searcher.result(&hit, SNIPPET_CHARS)?);
     }
     let mut out = super::stdout();
@@ -32,10 +32,17 @@ pub fn search(index: &Path, k: usize, json: bool, query: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn run(index: &Path, queries: &Path, k: usize, out: &Path, tag: &str) -> Result<()> {
+pub fn run(
+    index: &Path,
+    queries: &Path,
+    k: usize,
+    out: &Path,
+    tag: &str,
+    probe: Probe,
+) -> Result<()> {
     let searcher = Searcher::open(index)?;
     let queries = eval::read_queries(queries)?;
-    let run = eval::retrieve(&searcher, &queries, k)?;
+    let run = eval::retrieve(&searcher, &queries, k, probe)?;
     eval::write_run(out, &run, tag)?;
     eprintln!("wrote {} queries to {}", queries.len(), out.display());
     Ok(())

@@ -1,13 +1,14 @@
 //! The one index loader, for every reader: the CLI and the indexer read an index folder
 //! through it ([`read_folder`]), the browser feeds it what it fetched (`src/wasm.rs`). Each
 //! file is verified against `manifest.json` as it arrives; [`IndexLoader::finish`] parses
-//! the shards and assembles the model bundle, and checks it is the one the index was built
-//! with.
+//! the part table and centroids and assembles the model bundle, and checks it is the one the
+//! index was built with. The parts themselves (vector lists, passage fragments) come later,
+//! as queries need them, checked against the part table by the search index.
 
 use std::collections::HashMap;
 
 use super::manifest::{descriptor_path, token_checksums_path, tokenizer_path, IndexManifest};
-use super::passages::PassageShard;
+use super::parts::{Part, PartTable, CENTROIDS_FILE, PARTS_FILE};
 use super::vectors::VectorShard;
 use crate::checksum::FileEntry;
 use crate::error::{Error, Result};
@@ -21,12 +22,17 @@ pub struct IndexLoader {
     files: HashMap<String, (Vec<u8>, String)>,
 }
 
-/// A whole index, verified and parsed: what search needs, and the bundle to encode queries.
+/// An index's always-loaded files, verified and parsed: what search starts from, and the
+/// bundle to encode queries.
 #[derive(Debug)]
 pub struct LoadedIndex {
     pub manifest: IndexManifest,
-    /// Each shard's vectors and passages, in passage order.
-    pub shards: Vec<(VectorShard, PassageShard)>,
+    pub parts: PartTable,
+    /// One row per list, for indexes of several lists.
+    pub centroids: Option<VectorShard>,
+    /// Parts already at hand (natively: all of them), unverified: the search index checks
+    /// each against the part table as it adds it.
+    pub parts_at_hand: Vec<(Part, Vec<u8>)>,
     pub bundle: ModelBundle,
 }
 
@@ -43,7 +49,7 @@ impl IndexLoader {
         &self.manifest
     }
 
-    /// Every file to fetch, with its recorded size and checksum.
+    /// Every file to fetch before the first query, with its recorded size and checksum.
     pub fn files(&self) -> impl Iterator<Item = (&str, &FileEntry)> {
         self.manifest.files.iter().map(|(p, e)| (p.as_str(), e))
     }
@@ -55,22 +61,47 @@ impl IndexLoader {
         Ok(())
     }
 
-    /// Parses the shards and the model bundle, and checks they agree with the manifest.
+    /// Parses the part table, the centroids and the model bundle, and checks they agree
+    /// with the manifest.
     pub fn finish(mut self) -> Result<LoadedIndex> {
         let bundle = self.take_bundle()?;
         self.manifest.check_bundle(&bundle)?;
-        let mut shards = Vec::with_capacity(self.manifest.shards.len());
-        for entry in self.manifest.shards.clone() {
-            let (vectors, _) = self.take(&entry.vectors)?;
-            let (passages, _) = self.take(&entry.passages)?;
-            shards.push((
-                VectorShard::from_bytes(&entry.vectors, &vectors)?,
-                PassageShard::from_bytes(&entry.passages, &passages)?,
+        let (table, _) = self.take(PARTS_FILE)?;
+        let parts = PartTable::from_bytes(&table, self.manifest.passage_count)?;
+        let layout = self.manifest.layout;
+        if parts.lists.len() != layout.lists || parts.fragments.len() != layout.fragments {
+            return Err(super::corrupt(
+                PARTS_FILE,
+                format!(
+                    "{} lists and {} fragments, the manifest says {} and {}",
+                    parts.lists.len(),
+                    parts.fragments.len(),
+                    layout.lists,
+                    layout.fragments
+                ),
             ));
         }
+        let centroids = if layout.lists > 1 {
+            let (bytes, _) = self.take(CENTROIDS_FILE)?;
+            let shard = VectorShard::from_bytes(CENTROIDS_FILE, &bytes)?;
+            if shard.count != layout.lists || shard.dims != self.manifest.model.dims {
+                return Err(super::corrupt(
+                    CENTROIDS_FILE,
+                    format!(
+                        "{} centroids of {} dimensions, the index has {} lists of {}",
+                        shard.count, shard.dims, layout.lists, self.manifest.model.dims
+                    ),
+                ));
+            }
+            Some(shard)
+        } else {
+            None
+        };
         Ok(LoadedIndex {
             manifest: self.manifest,
-            shards,
+            parts,
+            centroids,
+            parts_at_hand: Vec::new(),
             bundle,
         })
     }
@@ -129,6 +160,12 @@ pub fn read_folder(dir: &std::path::Path) -> Result<LoadedIndex> {
         loader.add_file(&path, bytes)?;
     }
     let mut index = loader.finish()?;
+    let parts = (0..index.parts.lists.len())
+        .map(Part::List)
+        .chain((0..index.parts.fragments.len()).map(Part::Fragment));
+    for part in parts {
+        index.parts_at_hand.push((part, read(&part.path())?));
+    }
     // Natively every token-embedding chunk is at hand: all of them, verified by the encoder.
     if let Some(spec) = index.bundle.manifest.token_embeddings.clone() {
         for chunk in 0..spec.chunk_count() {

@@ -5,13 +5,14 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::parts::{CENTROIDS_FILE, PARTS_FILE};
 use super::vectors::VectorEncoding;
 use crate::checksum::FileEntry;
 use crate::error::{Error, Result};
 use crate::model::{ModelBundle, Pooling, Similarity};
 
 /// Index format this build reads and writes.
-pub const INDEX_FORMAT: &str = "dotfind-index/2";
+pub const INDEX_FORMAT: &str = "dotfind-index/3";
 /// File name of the index manifest.
 pub const INDEX_MANIFEST: &str = "manifest.json";
 /// Largest file the indexer writes: under static hosts' per-file caps (Cloudflare Pages: 25 MiB).
@@ -47,13 +48,16 @@ impl IndexModel {
     }
 }
 
-/// One shard pair: `count` passages whose vectors and metadata are in these two files.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// How an index is cut for fetching on demand (the parts themselves are in `parts.bin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ShardEntry {
-    pub vectors: String,
-    pub passages: String,
-    pub count: usize,
+pub struct IndexLayout {
+    /// Vector lists (IVF partitions). One list: every query scans all vectors, exactly.
+    pub lists: usize,
+    /// Lists a query scans by default, those whose centroids score highest.
+    pub probe: usize,
+    /// Passage fragments.
+    pub fragments: usize,
 }
 
 /// The contents of `manifest.json`.
@@ -65,8 +69,9 @@ pub struct IndexManifest {
     pub vector_encoding: VectorEncoding,
     pub passage_count: usize,
     pub document_count: usize,
-    pub shards: Vec<ShardEntry>,
-    /// Every other file of the index, relative path → size and checksums.
+    pub layout: IndexLayout,
+    /// The files every visit loads, relative path → size and checksum: the model, the part
+    /// table and the centroids. Parts are checked against the part table.
     pub files: BTreeMap<String, FileEntry>,
 }
 
@@ -84,22 +89,17 @@ impl IndexManifest {
                 m.format
             )));
         }
-        let total: usize = m.shards.iter().map(|s| s.count).sum();
-        if total != m.passage_count {
+        let l = m.layout;
+        if l.lists == 0 || l.fragments == 0 || l.probe == 0 || l.probe > l.lists {
             return Err(invalid(format!(
-                "shards hold {total} passages, passage_count says {}",
-                m.passage_count
+                "layout needs at least one list and fragment and 1 ≤ probe ≤ lists, not {l:?}"
             )));
         }
-        for s in &m.shards {
-            for f in [&s.vectors, &s.passages] {
-                if !m.files.contains_key(f) {
-                    return Err(invalid(format!("no checksum recorded for {f}")));
-                }
-            }
+        let mut required = vec![descriptor_path(), tokenizer_path(), PARTS_FILE.to_string()];
+        if l.lists > 1 {
+            required.push(CENTROIDS_FILE.to_string());
         }
-        let model_files = [descriptor_path(), tokenizer_path()];
-        for f in m.model.graph_parts.iter().chain(&model_files) {
+        for f in m.model.graph_parts.iter().chain(&required) {
             if !m.files.contains_key(f) {
                 return Err(invalid(format!("no checksum recorded for {f}")));
             }
@@ -202,7 +202,11 @@ mod tests {
 
     #[test]
     fn only_plain_relative_paths_are_index_files() {
-        for ok in ["manifest.json", "model/model.graph.000", "vectors-001.bin"] {
+        for ok in [
+            "manifest.json",
+            "model/model.graph.000",
+            "vectors/00001.bin",
+        ] {
             assert!(is_plain_relative_path(ok), "{ok}");
         }
         for bad in [

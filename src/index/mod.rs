@@ -7,11 +7,13 @@
 
 pub mod loader;
 pub mod manifest;
+pub mod parts;
 pub mod passages;
 pub mod vectors;
 
 pub use loader::{IndexLoader, LoadedIndex};
-pub use manifest::{IndexManifest, IndexModel, ShardEntry};
+pub use manifest::{IndexManifest, IndexModel};
+pub use parts::{Part, PartEntry, PartTable};
 pub use passages::{PassageRecord, PassageShard};
 pub use vectors::{EncodedRow, VectorEncoding, VectorShard};
 
@@ -20,7 +22,7 @@ use crate::error::{Error, Result};
 /// Shard format version, in every shard's header.
 const SHARD_FORMAT_VERSION: u16 = 1;
 
-fn corrupt(file: &str, reason: impl Into<String>) -> Error {
+pub(crate) fn corrupt(file: &str, reason: impl Into<String>) -> Error {
     Error::DataCorruption {
         file: file.to_string(),
         reason: reason.into(),
@@ -35,6 +37,18 @@ fn check_header(
     header_len: usize,
     what: &str,
 ) -> Result<()> {
+    check_header_version(file, bytes, magic, header_len, SHARD_FORMAT_VERSION, what)
+}
+
+/// As [`check_header`], for a file kind with its own version.
+fn check_header_version(
+    file: &str,
+    bytes: &[u8],
+    magic: &[u8; 4],
+    header_len: usize,
+    expected_version: u16,
+    what: &str,
+) -> Result<()> {
     if bytes.len() < header_len {
         return Err(corrupt(
             file,
@@ -45,16 +59,13 @@ fn check_header(
         ));
     }
     if &bytes[0..4] != magic {
-        return Err(corrupt(
-            file,
-            format!("not a dotfind {what} shard (bad magic)"),
-        ));
+        return Err(corrupt(file, format!("not a dotfind {what} (bad magic)")));
     }
     let version = u16::from_le_bytes([bytes[4], bytes[5]]);
-    if version != SHARD_FORMAT_VERSION {
+    if version != expected_version {
         return Err(corrupt(
             file,
-            format!("format version {version}, this build reads {SHARD_FORMAT_VERSION}"),
+            format!("format version {version}, this build reads {expected_version}"),
         ));
     }
     Ok(())

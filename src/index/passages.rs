@@ -111,7 +111,7 @@ impl PassageShard {
 
     /// Validates the header and offset table; records are decoded (and checked) on access.
     pub fn from_bytes(file: &str, bytes: &[u8]) -> Result<Self> {
-        check_header(file, bytes, PASSAGE_MAGIC, PASSAGE_HEADER, "passage")?;
+        check_header(file, bytes, PASSAGE_MAGIC, PASSAGE_HEADER, "passage shard")?;
         let count = u32_at(bytes, 8) as usize;
         let table_end = (count as u128 + 1) * 4 + PASSAGE_HEADER as u128;
         if (bytes.len() as u128) < table_end {

@@ -80,6 +80,27 @@ pub struct EncodedRow {
 }
 
 impl EncodedRow {
+    /// The values this row stores (`encoding` is how it was encoded).
+    pub fn decode(&self, encoding: VectorEncoding) -> Vec<f32> {
+        match encoding {
+            VectorEncoding::F32 => self
+                .bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            VectorEncoding::F16 => self
+                .bytes
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            VectorEncoding::Int8 => self
+                .bytes
+                .iter()
+                .map(|&b| f32::from(b as i8) * self.scale)
+                .collect(),
+        }
+    }
+
     /// Quantizes/converts a vector; deterministic, so identical inputs give identical bytes.
     pub fn encode(encoding: VectorEncoding, v: &[f32]) -> Self {
         match encoding {
@@ -150,7 +171,7 @@ impl VectorShard {
 
     /// Parses and validates a shard; `file` names it in errors.
     pub fn from_bytes(file: &str, bytes: &[u8]) -> Result<Self> {
-        check_header(file, bytes, VECTOR_MAGIC, VECTOR_HEADER, "vector")?;
+        check_header(file, bytes, VECTOR_MAGIC, VECTOR_HEADER, "vector shard")?;
         let encoding = VectorEncoding::from_code(bytes[6])
             .ok_or_else(|| corrupt(file, format!("unknown vector encoding code {}", bytes[6])))?;
         let dims = u32_at(bytes, 8) as usize;
@@ -226,24 +247,7 @@ impl VectorShard {
 
     /// Row `i` as f32 values.
     pub fn vector(&self, i: usize) -> Vec<f32> {
-        let d = self.dims;
-        match self.encoding {
-            VectorEncoding::F32 => self.payload[i * d * 4..(i + 1) * d * 4]
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            VectorEncoding::F16 => self.payload[i * d * 2..(i + 1) * d * 2]
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            VectorEncoding::Int8 => {
-                let s = self.scales[i];
-                self.payload[i * d..(i + 1) * d]
-                    .iter()
-                    .map(|&b| f32::from(b as i8) * s)
-                    .collect()
-            }
-        }
+        self.row(i).decode(self.encoding)
     }
 
     /// Scores rows `rows` (clipped to the shard) against `query` (dot product) into `out`

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::dense::{Reranked, SearchIndex};
+use super::search_index::{Probe, Reranked, SearchIndex};
 use super::text::snippet;
 use super::top_k::Hit;
 use crate::error::Result;
@@ -32,8 +32,15 @@ pub struct Searcher {
 impl Searcher {
     /// Builds the encoder of the index's own bundle copy (the one the loader checked).
     pub fn new(loaded: LoadedIndex) -> Result<Self> {
-        let encoder = Encoder::from_bundle(loaded.bundle)?;
-        let index = SearchIndex::new(loaded.manifest, loaded.shards)?;
+        let LoadedIndex {
+            manifest,
+            parts,
+            centroids,
+            parts_at_hand,
+            bundle,
+        } = loaded;
+        let encoder = Encoder::from_bundle(bundle)?;
+        let index = SearchIndex::new(manifest, parts, centroids, parts_at_hand)?;
         Ok(Searcher { index, encoder })
     }
 
@@ -47,14 +54,19 @@ impl Searcher {
         &self.index
     }
 
+    /// The index, to add parts fetched on demand.
+    pub fn index_mut(&mut self) -> &mut SearchIndex {
+        &mut self.index
+    }
+
     pub fn encoder(&self) -> &Encoder {
         &self.encoder
     }
 
-    /// Exact top-k passages for a query (dense retrieval).
-    pub fn search(&self, query: &str, k: usize) -> Result<Vec<Hit>> {
+    /// Top-k passages for a query (dense retrieval) among the lists `probe` selects.
+    pub fn search(&self, query: &str, k: usize, probe: Probe) -> Result<Vec<Hit>> {
         let vector = self.encoder.encode_query(query)?;
-        self.index.search(&vector, k)
+        self.index.search(&vector, k, probe)
     }
 
     /// Candidates (passage ids, document ids or URLs) ordered by the query's score: the

@@ -99,8 +99,8 @@ test('snippets are text, never HTML', async () => {
 
 /**
  * Loads the demo index once per `Dotfind.load` options object (uncached, in a fresh browser
- * context) and runs `queries` on each: [{wasmBuild, searchThreads, passageCount, hits}],
- * hits as [id, score] pairs.
+ * context) and runs `queries` on each: [{wasmBuild, passageCount, hits}], hits as [id, score]
+ * pairs.
  */
 async function searchWith(configs, queries, k) {
   const fresh = await browser.newContext();
@@ -112,11 +112,11 @@ async function searchWith(configs, queries, k) {
       const out = [];
       for (const options of configs) {
         const engine = await Dotfind.load('/dotfind-index/', { ...options, cache: false });
-        const { wasmBuild, searchThreads, passageCount } = engine.info;
+        const { wasmBuild, passageCount } = engine.info;
         const hits = [];
         for (const q of queries) hits.push((await engine.search(q, { k })).map((h) => [h.id, h.score]));
         engine.terminate();
-        out.push({ wasmBuild, searchThreads, passageCount, hits });
+        out.push({ wasmBuild, passageCount, hits });
       }
       return out;
     }, [configs, queries, k]);
@@ -140,23 +140,55 @@ test('both wasm builds rank the same passages (relaxed SIMD and plain SIMD)', as
   });
 });
 
-test('a search split across helper workers returns exactly the one-thread results', async () => {
-  const queries = ['how do I store key value pairs', 'spawn a thread', 'what is ownership', 'error handling with Result'];
-  const configs = [['relaxed', 1], ['relaxed', 3], ['simd', 1], ['simd', 2]].map(([wasm, searchThreads]) => ({ wasm, searchThreads }));
-  const [relaxed1, relaxed3, simd1, simd2] = await searchWith(configs, queries, 20);
-  assert.deepEqual([relaxed1, relaxed3, simd1, simd2].map((r) => r.searchThreads), [1, 3, 1, 2]);
-  assert.ok(relaxed1.passageCount > 300, `${relaxed1.passageCount} passages`);
-  // Same integer scores over every part, merged by the same ordering: identical lists.
-  assert.deepEqual(relaxed3.hits, relaxed1.hits);
-  assert.deepEqual(simd2.hits, simd1.hits);
-});
-
-test('a thread count out of range rejects with an Error naming the option', async () => {
-  const message = await page.evaluate(async () => {
-    const { Dotfind } = await import('/dotfind/dotfind.js');
-    return Dotfind.load('/dotfind-index/', { searchThreads: 0, cache: false }).then(() => 'loaded', (e) => e.message);
+test('an index in lists fetches only the parts each query needs; its exact search is the one-list index\'s', async () => {
+  // target/demo-site/dotfind-index-lists: the demo corpus with --lists 16 --probe 4 --fragment-kib 8.
+  const fresh = await browser.newContext();
+  const parts = [];
+  fresh.on('request', (r) => {
+    const m = new URL(r.url()).pathname.match(/^\/dotfind-index-lists\/((vectors\/\d+|passages\/\d+)\.bin)$/);
+    if (m) parts.push(m[1]);
   });
-  assert.equal(message, 'dotfind: searchThreads must be "auto" or an integer from 1 to 16, not 0');
+  try {
+    const p = await fresh.newPage();
+    await p.goto(url);
+    const layout = await p.evaluate(async () => {
+      const { Dotfind } = await import('/dotfind/dotfind.js');
+      window.lists = await Dotfind.load('/dotfind-index-lists/', { cache: false });
+      window.whole = await Dotfind.load('/dotfind-index/', { cache: false });
+      return window.lists.info.layout;
+    });
+    assert.deepEqual([layout.lists, layout.probe], [16, 4]);
+    assert.ok(layout.fragments > 20, `${layout.fragments} fragments`);
+    // The warm-up query at load fetched its lists and fragments; nothing else was.
+    const atLoad = new Set(parts);
+    assert.ok([...atLoad].filter((f) => f.startsWith('vectors/')).length <= 4, [...atLoad].join());
+    const queries = ['how do I store key value pairs', 'spawn a thread', 'what is ownership', 'error handling with Result', 'iterators and closures'];
+    let overlap = 0;
+    for (const q of queries) {
+      const before = parts.length;
+      const probed = await p.evaluate((q) => window.lists.search(q, { k: 5 }).then((hits) => hits.map((h) => [h.id, h.score])), q);
+      const fetched = parts.slice(before);
+      assert.equal(new Set(fetched).size, fetched.length, `no part fetched twice: ${fetched}`);
+      assert.ok(fetched.filter((f) => f.startsWith('vectors/')).length <= 4, `lists fetched for "${q}": ${fetched}`);
+      assert.ok(fetched.filter((f) => f.startsWith('passages/')).length <= 5, `fragments fetched for "${q}": ${fetched}`);
+      const [exact, one] = await p.evaluate((q) => Promise.all([
+        window.lists.search(q, { k: 5, probe: 'exact' }),
+        window.whole.search(q, { k: 5 }),
+      ]).then((all) => all.map((hits) => hits.map((h) => [h.id, h.score]))), q);
+      // The same vectors scored by the same kernel: identical, whatever order the passages are stored in.
+      assert.deepEqual(exact, one, q);
+      overlap += probed.filter(([id]) => one.some(([other]) => other === id)).length / 5;
+      probed.forEach(([id, score]) => {
+        const same = one.find(([other]) => other === id);
+        if (same) assert.equal(score, same[1]);
+      });
+    }
+    assert.ok(overlap / queries.length >= 0.8, `top-5 overlap of the probed search with the exact one: ${overlap / queries.length}`);
+    const message = await p.evaluate(() => window.lists.search('x', { probe: 0 }).then(() => 'searched', (e) => `${e.name}: ${e.message}`));
+    assert.equal(message, 'DotfindError: dotfind: probe must be "default", "exact" or a positive integer, not 0');
+  } finally {
+    await fresh.close();
+  }
 });
 
 test('no console errors on the happy path', () => {
@@ -251,7 +283,7 @@ test('graph parts that do not add up to the graph the bundle names are a checksu
   assert.match(status, /^Could not load the search index: model\.graph: xxh3-128 mismatch: manifest says [0-9a-f]{32}, file has [0-9a-f]{32}$/);
 });
 
-test('a tampered shard on the server surfaces as a checksum error in the page', async () => {
-  const status = await loadDamagedSite((site) => flipLastByte(path.join(site, 'dotfind-index/vectors-000.bin')));
-  assert.match(status, /^Could not load the search index: vectors-000\.bin: xxh3-128 mismatch: manifest says [0-9a-f]{32}, file has [0-9a-f]{32}$/);
+test('a tampered vector list on the server surfaces as a checksum error in the page', async () => {
+  const status = await loadDamagedSite((site) => flipLastByte(path.join(site, 'dotfind-index/vectors/00000.bin')));
+  assert.match(status, /^Could not load the search index: vectors\/00000\.bin: xxh3-128 mismatch: manifest says [0-9a-f]{32}, file has [0-9a-f]{32}$/);
 });

@@ -250,15 +250,6 @@ test('token-embedding chunks: fetched as a query needs them; a damaged or missin
   assert.deepEqual(same, good);
 });
 
-test('the scoring helper rejects damaged shards and bad query vectors with Errors', async () => {
-  assert.deepEqual(await page.evaluate(() => window.harness.scorerErrors()), {
-    truncated: { isError: true, name: 'Error', message: 'data corruption in vectors-000.bin: 3 bytes, shorter than the 16-byte header' },
-    wrongDims: { isError: true, name: 'Error', message: 'model mismatch: query vector has 3 dimensions, the index has 4' },
-    nan: { isError: true, name: 'Error', message: 'invalid input: query vector component 0 is NaN' },
-    empty: null, // no shards yet: an empty part, not an error
-  });
-});
-
 test('no console errors on the happy path', async () => {
   // A fresh page that only loads and encodes: the error-path tests above log 404s on purpose.
   const fresh = await browser.newPage();

@@ -15,25 +15,6 @@ function asError(e) {
 }
 
 window.harness = {
-  /** Bad input to the scoring helper's wasm class (what scorer.worker.js hands it). */
-  async scorerErrors() {
-    const { glue } = await initWasm(wasm);
-    const attempt = (f) => {
-      try {
-        f();
-        return null;
-      } catch (err) {
-        return asError(err);
-      }
-    };
-    const scorer = new glue.VectorScorer(4);
-    return {
-      truncated: attempt(() => scorer.addShard('vectors-000.bin', 0, new Uint8Array([1, 2, 3]))),
-      wrongDims: attempt(() => scorer.searchRows(new Float32Array(3), 10, 0, 10)),
-      nan: attempt(() => scorer.searchRows(new Float32Array([NaN, 0, 0, 0]), 10, 0, 10)),
-      empty: attempt(() => scorer.searchRows(new Float32Array(4), 10, 0, 10).passages.length),
-    };
-  },
   async encodeAll(bundle, texts) {
     const e = await encoder(bundle);
     const out = [];

@@ -22,12 +22,12 @@ const PAGE_HTML = `<!doctype html>
 const MAIN_JS = (specifier) => `import { Dotfind } from '${specifier}';
 const out = document.getElementById('out');
 try {
-  // Two threads even for this small index, so the helper worker is shipped and found too.
-  const engine = await Dotfind.load('/dotfind-index/', { searchThreads: 2 });
+  const engine = await Dotfind.load('/dotfind-index/');
   const hits = await engine.search('how do I store key value pairs', { k: 3 });
   const ranked = await engine.rerank('how do I store key value pairs', hits.map((h) => h.id).reverse());
-  const vector = await engine.encode('hello');
-  out.textContent = JSON.stringify({ url: hits[0].url, n: hits.length, threads: engine.info.searchThreads, reranked: ranked.results[0].id === hits[0].id, dims: vector.length, isF32: vector instanceof Float32Array });
+  const vector = await engine.encode('how do I store key value pairs');
+  const again = await engine.searchVector(vector, { k: 3 });
+  out.textContent = JSON.stringify({ url: hits[0].url, n: hits.length, reranked: ranked.results[0].id === hits[0].id, dims: vector.length, isF32: vector instanceof Float32Array, sameByVector: again.map((h) => h.id).join() === hits.map((h) => h.id).join() });
 } catch (e) {
   out.textContent = 'error: ' + e.message;
 }
@@ -65,7 +65,7 @@ async function searchPage(root) {
   }
 }
 
-const EXPECTED = { n: 3, threads: 2, reranked: true, dims: 384, isF32: true };
+const EXPECTED = { n: 3, reranked: true, dims: 384, isF32: true, sameByVector: true };
 
 test('the tarball holds the documented files', () => {
   const list = execFileSync('tar', ['tzf', tarball], { encoding: 'utf8' }).split('\n').filter(Boolean).sort();
@@ -74,7 +74,7 @@ test('the tarball holds the documented files', () => {
     'package/index-files.js', 'package/messages.js', 'package/package.json',
     'package/pkg-relaxed/dotfind.d.ts', 'package/pkg-relaxed/dotfind.js', 'package/pkg-relaxed/dotfind_bg.wasm',
     'package/pkg/dotfind.d.ts', 'package/pkg/dotfind.js', 'package/pkg/dotfind_bg.wasm',
-    'package/runtime.js', 'package/scorer.worker.js', 'package/search.worker.js',
+    'package/runtime.js', 'package/search.worker.js',
   ]);});
 
 test('a plain <script type="module"> page searches with the unpacked package', async () => {
@@ -104,39 +104,8 @@ test('a fresh Vite app installs the tarball, builds and searches', async () => {
   const emitted = fs.readdirSync(path.join(app, 'dist/assets'));
   assert.ok(emitted.some((f) => f.endsWith('.wasm')), `wasm emitted: ${emitted}`);
   assert.ok(emitted.some((f) => f.startsWith('search.worker')), `worker emitted: ${emitted}`);
-  assert.ok(emitted.some((f) => f.startsWith('scorer.worker')), `scoring helper emitted: ${emitted}`);
   const result = await searchPage(path.join(app, 'dist'));
   assert.match(result.url, /^\/book\/ch08-03-hash-maps\.html#/);
   assert.deepEqual({ ...result, url: undefined }, { ...EXPECTED, url: undefined });
 });
 
-test('a scoring thread that cannot start: a count the app asked for rejects, naming the file', async () => {
-  const site = path.join(work, 'no-scorer');
-  fs.mkdirSync(site);
-  execFileSync('tar', ['xzf', tarball, '-C', site]);
-  fs.renameSync(path.join(site, 'package'), path.join(site, 'dotfind'));
-  fs.rmSync(path.join(site, 'dotfind/scorer.worker.js'));
-  fs.writeFileSync(path.join(site, 'index.html'), PAGE_HTML.replace('MAIN', 'main.js'));
-  fs.writeFileSync(path.join(site, 'main.js'), `import { Dotfind } from './dotfind/dotfind.js';
-const out = document.getElementById('out');
-const forced = await Dotfind.load('/dotfind-index/', { searchThreads: 2 }).then(() => 'loaded', (e) => e.name + ': ' + e.message);
-const auto = await Dotfind.load('/dotfind-index/');
-const hits = await auto.search('how do I store key value pairs', { k: 3 });
-out.textContent = JSON.stringify({ forced, autoThreads: auto.info.searchThreads, n: hits.length });
-`);
-  const { server, url } = await startServer({ root: site, mounts: { '/dotfind-index': INDEX } });
-  const page = await browser.newPage();
-  try {
-    await page.goto(url);
-    await page.waitForFunction(() => document.getElementById('out').textContent !== 'loading', null, { timeout: 120_000 });
-    const result = JSON.parse(await page.textContent('#out'));
-    assert.deepEqual(result, {
-      forced: 'DotfindError: dotfind: scorer.worker.js failed: could not start (is it served next to search.worker.js and allowed by worker-src?)',
-      autoThreads: 1,
-      n: 3,
-    });
-  } finally {
-    await page.close();
-    server.close();
-  }
-});

@@ -1,0 +1,278 @@
+//! The parts an index is cut into, fetched on demand: vector *lists* (one IVF partition
+//! each: the passages nearest one centroid, in passage order) and passage *fragments* (the
+//! records of a run of passages). `parts.bin` records each part's passage count, size and
+//! checksum: 24 bytes a part, so a million-passage index stays a small table to load first,
+//! where a JSON manifest listing every file would not.
+
+use std::ops::Range;
+
+use super::{corrupt, u32_at};
+use crate::checksum::FileEntry;
+use crate::error::{Error, Result};
+
+/// File name of the part table.
+pub const PARTS_FILE: &str = "parts.bin";
+/// File name of the centroids of an index of several lists (a vector shard, one row a list).
+pub const CENTROIDS_FILE: &str = "vectors/centroids.bin";
+const PARTS_MAGIC: &[u8; 4] = b"DFPT";
+const PARTS_VERSION: u16 = 1;
+const PARTS_HEADER: usize = 16;
+const ENTRY_BYTES: usize = 24;
+
+/// Which part of an index a file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Part {
+    List(usize),
+    Fragment(usize),
+}
+
+impl Part {
+    /// The file holding this part, relative to the index.
+    pub fn path(self) -> String {
+        match self {
+            Part::List(i) => format!("vectors/{i:05}.bin"),
+            Part::Fragment(i) => format!("passages/{i:05}.bin"),
+        }
+    }
+
+    /// The part a file name denotes, if it names one of an index of `lists` lists and
+    /// `fragments` fragments.
+    pub fn from_path(path: &str, lists: usize, fragments: usize) -> Option<Part> {
+        let (dir, file) = path.split_once('/')?;
+        let digits = file.strip_suffix(".bin")?;
+        if digits.len() != 5 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let i: usize = digits.parse().ok()?;
+        match dir {
+            "vectors" if i < lists => Some(Part::List(i)),
+            "passages" if i < fragments => Some(Part::Fragment(i)),
+            _ => None,
+        }
+    }
+}
+
+/// One part: its passages and how its file is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartEntry {
+    pub count: usize,
+    pub file: FileEntry,
+}
+
+/// The parts of an index, in passage order within each kind: list `i` holds the passages
+/// `list_range(i)`, fragment `j` those of `fragment_range(j)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartTable {
+    pub lists: Vec<PartEntry>,
+    pub fragments: Vec<PartEntry>,
+    list_starts: Vec<usize>,
+    fragment_starts: Vec<usize>,
+}
+
+fn starts(entries: &[PartEntry]) -> Vec<usize> {
+    let mut out = Vec::with_capacity(entries.len() + 1);
+    out.push(0);
+    for e in entries {
+        out.push(out[out.len() - 1] + e.count);
+    }
+    out
+}
+
+impl PartTable {
+    pub fn new(lists: Vec<PartEntry>, fragments: Vec<PartEntry>) -> Self {
+        PartTable {
+            list_starts: starts(&lists),
+            fragment_starts: starts(&fragments),
+            lists,
+            fragments,
+        }
+    }
+
+    pub fn list_range(&self, i: usize) -> Range<usize> {
+        self.list_starts[i]..self.list_starts[i + 1]
+    }
+
+    pub fn fragment_range(&self, j: usize) -> Range<usize> {
+        self.fragment_starts[j]..self.fragment_starts[j + 1]
+    }
+
+    /// The list holding passage `n`.
+    pub fn list_of(&self, n: usize) -> Option<usize> {
+        Self::locate(&self.list_starts, n)
+    }
+
+    /// The fragment holding passage `n`.
+    pub fn fragment_of(&self, n: usize) -> Option<usize> {
+        Self::locate(&self.fragment_starts, n)
+    }
+
+    fn locate(starts: &[usize], n: usize) -> Option<usize> {
+        (n < starts[starts.len() - 1]).then(|| starts.partition_point(|&s| s <= n) - 1)
+    }
+
+    /// The size and checksum `part`'s file must have.
+    pub fn entry(&self, part: Part) -> Option<&PartEntry> {
+        match part {
+            Part::List(i) => self.lists.get(i),
+            Part::Fragment(j) => self.fragments.get(j),
+        }
+    }
+
+    /// The part `path` names.
+    pub fn part_at(&self, path: &str) -> Result<Part> {
+        Part::from_path(path, self.lists.len(), self.fragments.len()).ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "{path}: not a vector list or passage fragment of this index"
+            ))
+        })
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(
+            PARTS_HEADER + (self.lists.len() + self.fragments.len()) * ENTRY_BYTES,
+        );
+        out.extend_from_slice(PARTS_MAGIC);
+        out.extend_from_slice(&PARTS_VERSION.to_le_bytes());
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&(self.lists.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(self.fragments.len() as u32).to_le_bytes());
+        for e in self.lists.iter().chain(&self.fragments) {
+            out.extend_from_slice(&(e.count as u32).to_le_bytes());
+            out.extend_from_slice(&(e.file.bytes as u32).to_le_bytes());
+            // FileEntry holds 32 hex digits: the writer made them, so they parse.
+            let hash = u128::from_str_radix(&e.file.xxh3_128, 16).unwrap_or_default();
+            out.extend_from_slice(&hash.to_be_bytes());
+        }
+        out
+    }
+
+    /// Parses `parts.bin` of an index of `passages` passages (what the manifest says).
+    pub fn from_bytes(bytes: &[u8], passages: usize) -> Result<Self> {
+        let file = PARTS_FILE;
+        super::check_header_version(
+            file,
+            bytes,
+            PARTS_MAGIC,
+            PARTS_HEADER,
+            PARTS_VERSION,
+            "part table",
+        )?;
+        let lists = u32_at(bytes, 8) as usize;
+        let fragments = u32_at(bytes, 12) as usize;
+        let want = (lists + fragments)
+            .checked_mul(ENTRY_BYTES)
+            .and_then(|n| n.checked_add(PARTS_HEADER));
+        if want != Some(bytes.len()) {
+            return Err(corrupt(
+                file,
+                format!(
+                    "{} bytes, {lists} lists and {fragments} fragments need {}",
+                    bytes.len(),
+                    want.unwrap_or(usize::MAX)
+                ),
+            ));
+        }
+        let entry = |i: usize| {
+            let at = PARTS_HEADER + i * ENTRY_BYTES;
+            let mut hash = [0u8; 16];
+            hash.copy_from_slice(&bytes[at + 8..at + 24]);
+            PartEntry {
+                count: u32_at(bytes, at) as usize,
+                file: FileEntry {
+                    bytes: u32_at(bytes, at + 4) as u64,
+                    xxh3_128: format!("{:032x}", u128::from_be_bytes(hash)),
+                },
+            }
+        };
+        let table = PartTable::new(
+            (0..lists).map(entry).collect(),
+            (lists..lists + fragments).map(entry).collect(),
+        );
+        if lists == 0 || fragments == 0 {
+            return Err(corrupt(
+                file,
+                "an index has at least one list and one fragment",
+            ));
+        }
+        for (kind, total) in [
+            ("lists", table.list_starts[lists]),
+            ("fragments", table.fragment_starts[fragments]),
+        ] {
+            if total != passages {
+                return Err(corrupt(
+                    file,
+                    format!("{kind} hold {total} passages, the manifest says {passages}"),
+                ));
+            }
+        }
+        Ok(table)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> PartTable {
+        let e = |count, body: &[u8]| PartEntry {
+            count,
+            file: FileEntry::of(body),
+        };
+        PartTable::new(
+            vec![e(3, b"a"), e(0, b""), e(4, b"bc")],
+            vec![e(5, b"def"), e(2, b"g")],
+        )
+    }
+
+    #[test]
+    fn part_tables_round_trip_and_locate_passages() {
+        let t = table();
+        let back = PartTable::from_bytes(&t.to_bytes(), 7).unwrap();
+        assert_eq!(back, t);
+        assert_eq!(t.list_range(2), 3..7);
+        assert_eq!(t.list_of(2), Some(0));
+        // The empty list 1 holds nothing: passage 3 is list 2's first.
+        assert_eq!(t.list_of(3), Some(2));
+        assert_eq!(t.list_of(7), None);
+        assert_eq!(t.fragment_of(5), Some(1));
+        assert_eq!(t.part_at("vectors/00002.bin").unwrap(), Part::List(2));
+        assert_eq!(t.part_at("passages/00001.bin").unwrap(), Part::Fragment(1));
+        assert_eq!(Part::Fragment(1).path(), "passages/00001.bin");
+        for bad in [
+            "vectors/00003.bin",
+            "passages/2.bin",
+            "model/00000.bin",
+            "vectors/0000a.bin",
+        ] {
+            assert_eq!(
+                t.part_at(bad).unwrap_err().to_string(),
+                format!(
+                    "invalid input: {bad}: not a vector list or passage fragment of this index"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn damaged_part_tables_are_data_corruption() {
+        let bytes = table().to_bytes();
+        let err = |b: &[u8], n| PartTable::from_bytes(b, n).unwrap_err().to_string();
+        assert_eq!(
+            err(&bytes, 8),
+            "data corruption in parts.bin: lists hold 7 passages, the manifest says 8"
+        );
+        assert_eq!(
+            err(&bytes[..bytes.len() - 1], 7),
+            "data corruption in parts.bin: 135 bytes, 3 lists and 2 fragments need 136"
+        );
+        let mut huge = bytes.clone();
+        huge[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(
+            err(&huge, 7).starts_with("data corruption in parts.bin: 136 bytes, 4294967295 lists")
+        );
+        assert_eq!(
+            err(&bytes[..10], 7),
+            "data corruption in parts.bin: 10 bytes, shorter than the 16-byte header"
+        );
+    }
+}

@@ -1,0 +1,362 @@
+//! [`SearchIndex`]: an index whose parts arrive on demand. A query scores the lists whose
+//! centroids score highest (IVF), then decodes the records of the hits shown; each step
+//! first says which parts it needs ([`SearchIndex::missing_lists`],
+//! [`SearchIndex::missing_fragments`]), so the browser fetches only those. Natively every
+//! part is at hand and the same code runs.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::OnceLock;
+
+use super::dense::IndexVectors;
+use super::lexical::Bm25;
+use super::top_k::Hit;
+use crate::error::{Error, Result};
+#[cfg(doc)]
+use crate::index::LoadedIndex;
+use crate::index::{IndexManifest, Part, PartTable, PassageRecord, PassageShard, VectorShard};
+
+/// Re-ranked candidates (id, score; best first) and the ids the index does not know.
+pub type Reranked = (Vec<(String, f32)>, Vec<String>);
+
+/// How many lists a search scans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// The index's own depth (`layout.probe`), chosen by the indexer for its size.
+    Default,
+    /// This many lists (clamped to the index's list count).
+    Lists(usize),
+    /// Every list: the exact scan, for comparison.
+    Exact,
+}
+
+/// An index ready to search, holding the parts added so far.
+#[derive(Debug)]
+pub struct SearchIndex {
+    pub manifest: IndexManifest,
+    parts: PartTable,
+    /// One row per list; `None` for an index of one list.
+    centroids: Option<IndexVectors>,
+    vectors: IndexVectors,
+    lists_loaded: Vec<bool>,
+    fragments: Vec<Option<PassageShard>>,
+    /// Built on first lexical query, once every fragment is in.
+    lexical: OnceLock<Bm25>,
+    /// Passage id / document id / URL → passage numbers, built on first re-rank.
+    candidate_ids: OnceLock<HashMap<String, Vec<usize>>>,
+}
+
+impl SearchIndex {
+    /// Starts from a loaded index (see [`LoadedIndex`]) and adds the parts it came with,
+    /// each verified.
+    pub fn new(
+        manifest: IndexManifest,
+        parts: PartTable,
+        centroids: Option<VectorShard>,
+        parts_at_hand: Vec<(Part, Vec<u8>)>,
+    ) -> Result<Self> {
+        let dims = manifest.model.dims;
+        let centroids = match centroids {
+            Some(shard) => Some(IndexVectors::new(dims, vec![(0, shard)])?),
+            None => None,
+        };
+        let mut index = SearchIndex {
+            vectors: IndexVectors::empty(dims),
+            lists_loaded: vec![false; parts.lists.len()],
+            fragments: vec![None; parts.fragments.len()],
+            manifest,
+            parts,
+            centroids,
+            lexical: OnceLock::new(),
+            candidate_ids: OnceLock::new(),
+        };
+        for (part, bytes) in parts_at_hand {
+            index.add(part, &bytes)?;
+        }
+        Ok(index)
+    }
+
+    pub fn len(&self) -> usize {
+        self.manifest.passage_count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds the part file `path` (as `missing_*` name it), verified against the part table.
+    pub fn add_part(&mut self, path: &str, bytes: &[u8]) -> Result<()> {
+        let part = self.parts.part_at(path)?;
+        self.add(part, bytes)
+    }
+
+    fn add(&mut self, part: Part, bytes: &[u8]) -> Result<()> {
+        let path = part.path();
+        let Some(entry) = self.parts.entry(part) else {
+            return Err(Error::InvalidInput(format!(
+                "{path}: not a part of this index"
+            )));
+        };
+        entry.file.verify(&path, bytes)?;
+        let count = entry.count;
+        let mismatch = |what: &str, found: usize| {
+            crate::index::corrupt(
+                &path,
+                format!("holds {found} {what}, the part table says {count}"),
+            )
+        };
+        match part {
+            Part::List(i) if !self.lists_loaded[i] => {
+                let shard = VectorShard::from_bytes(&path, bytes)?;
+                if shard.encoding != self.manifest.vector_encoding {
+                    return Err(crate::index::corrupt(
+                        &path,
+                        format!(
+                            "encoded as {:?}, manifest says {:?}",
+                            shard.encoding, self.manifest.vector_encoding
+                        ),
+                    ));
+                }
+                if shard.count != count {
+                    return Err(mismatch("vectors", shard.count));
+                }
+                self.vectors.insert(self.parts.list_range(i).start, shard)?;
+                self.lists_loaded[i] = true;
+            }
+            Part::Fragment(j) if self.fragments[j].is_none() => {
+                let shard = PassageShard::from_bytes(&path, bytes)?;
+                if shard.len() != count {
+                    return Err(mismatch("passages", shard.len()));
+                }
+                self.fragments[j] = Some(shard);
+            }
+            _ => {} // added before: the bytes were the same (verified above)
+        }
+        Ok(())
+    }
+
+    /// Parts every query reads, worth fetching with the index: the lists when a query scans
+    /// them all, the passages when they are one fragment.
+    pub fn parts_every_query_needs(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.manifest.layout.probe >= self.parts.lists.len() {
+            out.extend(self.missing((0..self.parts.lists.len()).map(Part::List)));
+        }
+        if self.parts.fragments.len() == 1 {
+            out.extend(self.missing([Part::Fragment(0)]));
+        }
+        out
+    }
+
+    /// The size of the part file `path`, as the part table records it.
+    pub fn part_bytes(&self, path: &str) -> Result<u64> {
+        let part = self.parts.part_at(path)?;
+        Ok(self.parts.entry(part).map_or(0, |e| e.file.bytes))
+    }
+
+    fn is_loaded(&self, part: Part) -> bool {
+        match part {
+            Part::List(i) => self.lists_loaded.get(i).copied().unwrap_or(false),
+            Part::Fragment(j) => self.fragments.get(j).is_some_and(Option::is_some),
+        }
+    }
+
+    /// The files of `parts` not added yet, each once, in order.
+    fn missing(&self, parts: impl IntoIterator<Item = Part>) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for part in parts {
+            if !self.is_loaded(part) && !out.contains(&part.path()) {
+                out.push(part.path());
+            }
+        }
+        out
+    }
+
+    /// The lists a search of `query` scans, best centroid first.
+    pub fn probed_lists(&self, query: &[f32], probe: Probe) -> Result<Vec<usize>> {
+        let lists = self.parts.lists.len();
+        let depth = match probe {
+            Probe::Default => self.manifest.layout.probe,
+            Probe::Lists(n) => n.max(1),
+            Probe::Exact => lists,
+        }
+        .min(lists);
+        match &self.centroids {
+            Some(centroids) if depth < lists => Ok(centroids
+                .search_ranges(query, depth, std::slice::from_ref(&(0..lists)))?
+                .into_iter()
+                .map(|h| h.passage)
+                .collect()),
+            _ => Ok((0..lists).collect()),
+        }
+    }
+
+    /// The list files a search of `query` needs that were not added yet.
+    pub fn missing_lists(&self, query: &[f32], probe: Probe) -> Result<Vec<String>> {
+        Ok(self.missing(self.probed_lists(query, probe)?.into_iter().map(Part::List)))
+    }
+
+    /// The passage ranges of `lists`, each checked to be loaded.
+    fn loaded_ranges(&self, lists: &[usize]) -> Result<Vec<Range<usize>>> {
+        lists
+            .iter()
+            .map(|&i| {
+                if !self.is_loaded(Part::List(i)) {
+                    return Err(Error::PartNotLoaded {
+                        file: Part::List(i).path(),
+                    });
+                }
+                Ok(self.parts.list_range(i))
+            })
+            .collect()
+    }
+
+    /// Top-k passages for a query vector among the lists `probe` selects.
+    pub fn search(&self, query: &[f32], k: usize, probe: Probe) -> Result<Vec<Hit>> {
+        let ranges = self.loaded_ranges(&self.probed_lists(query, probe)?)?;
+        self.vectors.search_ranges(query, k, &ranges)
+    }
+
+    /// Scores of every passage in the lists `probe` selects, as `visit(first passage, scores)`
+    /// runs (batch evaluation keeps a document's best passage).
+    pub fn score_probed(
+        &self,
+        query: &[f32],
+        probe: Probe,
+        visit: impl FnMut(usize, &[f32]),
+    ) -> Result<()> {
+        let ranges = self.loaded_ranges(&self.probed_lists(query, probe)?)?;
+        self.vectors.score_ranges(query, &ranges, visit)
+    }
+
+    /// The fragment files holding `passages` that were not added yet.
+    pub fn missing_fragments(&self, passages: &[usize]) -> Vec<String> {
+        self.missing(
+            passages
+                .iter()
+                .filter_map(|&n| self.parts.fragment_of(n))
+                .map(Part::Fragment),
+        )
+    }
+
+    /// Every fragment not added yet: what lexical search and re-ranking by id need.
+    pub fn missing_all_fragments(&self) -> Vec<String> {
+        self.missing((0..self.fragments.len()).map(Part::Fragment))
+    }
+
+    /// Decodes passage `n`'s record.
+    pub fn record(&self, n: usize) -> Result<PassageRecord> {
+        let j = self
+            .parts
+            .fragment_of(n)
+            .ok_or_else(|| Error::InvalidInput(format!("no passage {n}")))?;
+        match &self.fragments[j] {
+            Some(shard) => shard.record(n - self.parts.fragment_range(j).start),
+            None => Err(Error::PartNotLoaded {
+                file: Part::Fragment(j).path(),
+            }),
+        }
+    }
+
+    /// Every record, in passage order (for batch evaluation and id lookups).
+    pub fn records(&self) -> Result<Vec<PassageRecord>> {
+        (0..self.len()).map(|n| self.record(n)).collect()
+    }
+
+    /// BM25 top-k over the passages' text (title, heading and body): a built-in first
+    /// stage for re-ranking. Needs every fragment.
+    pub fn lexical_search(&self, query: &str, k: usize) -> Result<Vec<Hit>> {
+        if self.lexical.get().is_none() {
+            let texts: Vec<String> = self.records()?.iter().map(|r| r.encoded_text()).collect();
+            let _ = self
+                .lexical
+                .set(Bm25::new(texts.iter().map(String::as_str)));
+        }
+        Ok(self
+            .lexical
+            .get()
+            .map(|bm25| bm25.search(query, k))
+            .unwrap_or_default())
+    }
+
+    /// Passage id / document id / URL → passage numbers. Needs every fragment.
+    fn candidate_lookup(&self) -> Result<&HashMap<String, Vec<usize>>> {
+        if self.candidate_ids.get().is_none() {
+            let mut lookup: HashMap<String, Vec<usize>> = HashMap::new();
+            for (n, r) in self.records()?.into_iter().enumerate() {
+                if r.doc_id != r.id {
+                    lookup.entry(r.doc_id.clone()).or_default().push(n);
+                }
+                if !r.url.is_empty() && r.url != r.id && r.url != r.doc_id {
+                    lookup.entry(r.url.clone()).or_default().push(n);
+                }
+                lookup.entry(r.id).or_default().push(n);
+            }
+            let _ = self.candidate_ids.set(lookup);
+        }
+        self.candidate_ids
+            .get()
+            .ok_or_else(|| Error::InvalidInput("no candidate lookup".into()))
+    }
+
+    /// The parts re-ranking `candidates` needs that were not added yet: every fragment
+    /// first (ids are looked up in them), then the lists holding the candidates. Ask again
+    /// once those are in, until nothing is missing.
+    pub fn missing_for_rerank(&self, candidates: &[String]) -> Result<Vec<String>> {
+        let fragments = self.missing_all_fragments();
+        if !fragments.is_empty() {
+            return Ok(fragments);
+        }
+        let lookup = self.candidate_lookup()?;
+        Ok(self.missing(
+            candidates
+                .iter()
+                .filter_map(|id| lookup.get(id.as_str()))
+                .flatten()
+                .filter_map(|&n| self.parts.list_of(n))
+                .map(Part::List),
+        ))
+    }
+
+    /// Orders candidate ids (passage ids, document ids or URLs, e.g. a lexical engine's top
+    /// 100) by the query's score. A document id scores as its best passage. Unknown ids are
+    /// returned separately, in input order, so callers can keep or drop them.
+    pub fn rerank(&self, query: &[f32], candidates: &[String]) -> Result<Reranked> {
+        let lookup = self.candidate_lookup()?;
+        let passages: Vec<usize> = candidates
+            .iter()
+            .filter_map(|id| lookup.get(id.as_str()))
+            .flatten()
+            .copied()
+            .collect();
+        let lists: Vec<usize> = passages
+            .iter()
+            .filter_map(|&n| self.parts.list_of(n))
+            .collect();
+        self.loaded_ranges(&lists)?;
+        let mut scores = HashMap::with_capacity(passages.len());
+        let rows: Vec<Range<usize>> = passages.iter().map(|&n| n..n + 1).collect();
+        self.vectors.score_ranges(query, &rows, |n, s| {
+            scores.insert(n, s[0]);
+        })?;
+        let mut scored = Vec::new();
+        let mut unknown = Vec::new();
+        for (order, id) in candidates.iter().enumerate() {
+            match lookup.get(id.as_str()) {
+                Some(ns) => {
+                    let best = ns
+                        .iter()
+                        .filter_map(|n| scores.get(n).copied())
+                        .fold(f32::NEG_INFINITY, f32::max);
+                    scored.push((order, id.clone(), best));
+                }
+                None => unknown.push(id.clone()),
+            }
+        }
+        scored.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)));
+        Ok((
+            scored.into_iter().map(|(_, id, s)| (id, s)).collect(),
+            unknown,
+        ))
+    }
+}

@@ -1,0 +1,165 @@
+//! An index read as the browser reads it: the always-loaded files first, then only the
+//! parts each search step names — natively, through the same core the wasm build runs.
+//! Needs the prepared default model (`./build.sh test` does it).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use common::{bundle, fixture};
+use dotfind::build::index_writer::{build_index, IndexOptions};
+use dotfind::index::IndexLoader;
+use dotfind::search::{Probe, Searcher};
+
+/// The fixture corpus in 6 lists probed 2 at a time, in small fragments.
+fn lists_index(dir: &Path) -> std::path::PathBuf {
+    let out = dir.join("index");
+    let opts = IndexOptions {
+        lists: Some(6),
+        probe: Some(2),
+        fragment_bytes: 1024,
+        ..IndexOptions::default()
+    };
+    build_index(&bundle("query"), &fixture("corpus.jsonl"), &out, &opts).unwrap();
+    out
+}
+
+/// The searcher of `dir` built from its always-loaded files only (the manifest's list).
+fn open_lazily(dir: &Path) -> Searcher {
+    let read = |rel: &str| std::fs::read(dir.join(rel)).unwrap();
+    let mut loader = IndexLoader::new(&read("manifest.json")).unwrap();
+    let paths: Vec<String> = loader.files().map(|(p, _)| p.to_string()).collect();
+    assert!(paths
+        .iter()
+        .all(|p| !p.starts_with("vectors/0") && !p.starts_with("passages/")));
+    for path in paths {
+        loader.add_file(&path, read(&path)).unwrap();
+    }
+    let mut loaded = loader.finish().unwrap();
+    let spec = loaded.bundle.manifest.token_embeddings.clone().unwrap();
+    for chunk in 0..spec.chunk_count() {
+        let path = format!(
+            "model/{}",
+            dotfind::model::token_table::TokenTableSpec::chunk_path(chunk)
+        );
+        loaded.bundle.token_chunks.push((chunk, read(&path)));
+    }
+    Searcher::new(loaded).unwrap()
+}
+
+#[test]
+fn searches_fetch_only_the_parts_they_name_and_match_the_whole_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = lists_index(tmp.path());
+    let whole = Searcher::open(&dir).unwrap();
+    let mut lazy = open_lazily(&dir);
+    let manifest = &lazy.index().manifest;
+    assert_eq!((manifest.layout.lists, manifest.layout.probe), (6, 2));
+    assert!(manifest.layout.fragments > 2, "{:?}", manifest.layout);
+    assert!(lazy.index().parts_every_query_needs().is_empty());
+
+    let mut fetched = BTreeSet::new();
+    for query in [
+        "who walked on the moon",
+        "spawn a thread",
+        "blueberries and soil acidity",
+    ] {
+        let vector = lazy.encoder().encode_query(query).unwrap();
+        let lists = lazy.index().missing_lists(&vector, Probe::Default).unwrap();
+        assert!(lists.len() <= 2, "{lists:?}");
+        if let Some(first) = lists.first() {
+            assert_eq!(
+                lazy.index()
+                    .search(&vector, 5, Probe::Default)
+                    .unwrap_err()
+                    .to_string(),
+                format!(
+                    "{first}: not loaded (index parts are fetched on demand, as a query needs them)"
+                )
+            );
+        }
+        for path in lists {
+            lazy.index_mut()
+                .add_part(&path, &std::fs::read(dir.join(&path)).unwrap())
+                .unwrap();
+            fetched.insert(path);
+        }
+        let hits = lazy.index().search(&vector, 5, Probe::Default).unwrap();
+        assert_eq!(
+            hits,
+            whole.index().search(&vector, 5, Probe::Default).unwrap()
+        );
+        let passages: Vec<usize> = hits.iter().map(|h| h.passage).collect();
+        for path in lazy.index().missing_fragments(&passages) {
+            lazy.index_mut()
+                .add_part(&path, &std::fs::read(dir.join(&path)).unwrap())
+                .unwrap();
+            fetched.insert(path);
+        }
+        for h in &hits {
+            assert_eq!(lazy.result(h, 80).unwrap(), whole.result(h, 80).unwrap());
+        }
+        assert!(lazy.index().missing_fragments(&passages).is_empty());
+    }
+    let total = 6 + lazy.index().manifest.layout.fragments;
+    assert!(
+        fetched.len() < total,
+        "fetched {fetched:?} of {total} parts"
+    );
+
+    // The exact scan needs every list; re-ranking by id needs every fragment first.
+    let vector = lazy.encoder().encode_query("moon landing").unwrap();
+    let all_lists = lazy.index().missing_lists(&vector, Probe::Exact).unwrap();
+    assert_eq!(
+        all_lists.len() + fetched.iter().filter(|p| p.starts_with("vectors/")).count(),
+        6
+    );
+    let ids = vec!["doc-moon".to_string()];
+    let needed = lazy.index().missing_for_rerank(&ids).unwrap();
+    assert!(needed.iter().all(|p| p.starts_with("passages/")) && !needed.is_empty());
+}
+
+#[test]
+fn damaged_or_foreign_parts_are_refused_by_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = lists_index(tmp.path());
+    let mut lazy = open_lazily(&dir);
+    let bytes = std::fs::read(dir.join("vectors/00001.bin")).unwrap();
+    let index = lazy.index_mut();
+    assert_eq!(
+        index
+            .add_part("vectors/00001.bin", &bytes[..bytes.len() - 1])
+            .unwrap_err()
+            .to_string(),
+        format!(
+            "data corruption in vectors/00001.bin: {} bytes, manifest says {}",
+            bytes.len() - 1,
+            bytes.len()
+        )
+    );
+    // Another list's bytes under this list's name: the checksum tells them apart.
+    let other = std::fs::read(dir.join("vectors/00002.bin")).unwrap();
+    if other.len() == bytes.len() {
+        assert!(index.add_part("vectors/00001.bin", &other).is_err());
+    }
+    assert_eq!(
+        index
+            .add_part("vectors/00006.bin", &bytes)
+            .unwrap_err()
+            .to_string(),
+        "invalid input: vectors/00006.bin: not a vector list or passage fragment of this index"
+    );
+    assert_eq!(
+        index
+            .add_part("../vectors/00001.bin", &bytes)
+            .unwrap_err()
+            .to_string(),
+        "invalid input: ../vectors/00001.bin: not a vector list or passage fragment of this index"
+    );
+    index.add_part("vectors/00001.bin", &bytes).unwrap();
+    assert_eq!(
+        index.record(0).unwrap_err().to_string(),
+        "passages/00000.bin: not loaded (index parts are fetched on demand, as a query needs them)"
+    );
+}
