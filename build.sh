@@ -15,7 +15,10 @@
 #   ./build.sh wasm                       build the wasm and the npm package into dist/npm
 #   ./build.sh site                       build the demo site into target/demo-site without serving it
 #   ./build.sh bench-index                indexing speed vs Python onnxruntime -> BENCHMARKS.md (needs ../shared)
-#   ./build.sh bench-browser              browser start-up and search latency (10k/100k passages) -> BENCHMARKS.md
+#   ./build.sh bench-parts [--passages N] [--processes N]
+#                                         indexing in parts (--part i/N, --merge) vs one run: same bytes, passages/s -> BENCHMARKS.md
+#   ./build.sh bench-browser              the browser at scale (demo, synthetic 10k to 1M passages): bytes per
+#                                         query, search time, memory, recall vs exact -> BENCHMARKS.md
 #   ./build.sh bench-bytes                bytes on the wire before the demo's first result vs
 #                                         onnxruntime-web loading the same model -> BENCHMARKS.md
 #   ./build.sh bench-quality [--collections a,b] [--skip-retrieval x] [--reuse]
@@ -320,17 +323,39 @@ cmd_bench_index() {
   "$VENV/bin/python" bench/bench_index.py --model "$model" "$@"
 }
 
+cmd_bench_parts() {
+  local model; model="$(prepare_model)"
+  cargo build --release
+  python3 bench/bench_parts.py --dotfind target/release/dotfind --model "$model" "$@"
+}
+
 cmd_bench_browser() {
   local model; model="$(prepare_model)"
   ensure_chromium
   ensure_node_modules
   build_wasm
   build_demo_site "$model"
-  ensure_test_venv
-  for n in 10000 100000; do
-    "$TEST_VENV/bin/python" bench/synthetic_index.py --like target/demo-index --passages "$n" --out "target/synthetic-$n"
+  cargo build --release --example synthetic_index
+  # Synthetic vectors surround real ones: TREC-DL'19's 19k passages where ../shared has them
+  # (indexed once, then reused), else the demo's.
+  local trec=../shared/data/trec-dl-2019-passage like=target/demo-index queries base
+  if [ -f "$trec/corpus.jsonl" ]; then
+    log "indexing TREC-DL'19 passages (the synthetic indexes' base; vectors reused on later runs)"
+    target/release/dotfind index --model "$model/query" --passage-model "$model/f32" --input "$trec/corpus.jsonl" --out target/bench-browser/trec-dl
+    like=target/bench-browser/trec-dl queries="$trec/queries.jsonl" base="TREC-DL'19 passage vectors (19,383)"
+  else
+    log "../shared is absent: synthetic indexes surround the demo's 346 passage vectors, queries are the demo's"
+    mkdir -p target/bench-browser
+    printf '%s\n' '{"_id":"1","text":"how do I store key value pairs"}' '{"_id":"2","text":"spawn a thread"}' \
+      '{"_id":"3","text":"what is ownership"}' '{"_id":"4","text":"write a unit test"}' > target/bench-browser/demo-queries.jsonl
+    queries=target/bench-browser/demo-queries.jsonl base="the demo's 346 passage vectors (../shared absent)"
+  fi
+  local args=(demo=target/demo-index) n
+  for n in 10000 50000 100000 1000000; do
+    target/release/examples/synthetic_index --like "$like" --passages "$n" --out "target/bench-browser/synthetic-$n"
+    args+=("synthetic-$n=target/bench-browser/synthetic-$n")
   done
-  node bench/bench_browser.mjs target/synthetic-10000 target/synthetic-100000
+  node bench/bench_browser.mjs --queries "$queries" --base "$base" "${args[@]}"
 }
 
 cmd_bench_quality() {
@@ -395,6 +420,7 @@ main() {
     site) build_wasm; build_demo_site "$(prepare_model)" ;;
     bench-index) cmd_bench_index "$@" ;;
     bench-browser) cmd_bench_browser ;;
+    bench-parts) cmd_bench_parts "$@" ;;
     bench-quality) cmd_bench_quality "$@" ;;
     bench-encoders) cmd_bench_encoders "$@" ;;
     bench-bytes) cmd_bench_bytes "$@" ;;

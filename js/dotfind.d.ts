@@ -24,6 +24,12 @@ export interface LoadOptions {
    * "simd" (any browser with wasm SIMD), or "auto" (default: relaxed where supported).
    */
   wasm?: 'auto' | 'relaxed' | 'simd';
+  /**
+   * Most bytes of vector lists held in memory (default 128 MiB; null: no limit). Beyond it the
+   * lists probed longest ago are dropped, and fetched again (from the Cache API) when a query
+   * needs them: a long session on a large index keeps a bounded footprint.
+   */
+  maxVectorBytes?: number | null;
 }
 
 /**
@@ -102,6 +108,8 @@ export declare class Dotfind {
   rerank(query: string, candidates: Iterable<string>): Promise<Reranked>;
   /** The query vector. */
   encode(query: string): Promise<Float32Array>;
+  /** Memory the engine holds: the vector lists in memory, in bytes. */
+  stats(): Promise<{ listBytes: number }>;
   terminate(): void;
 }
 

@@ -25,9 +25,9 @@ export class Dotfind {
    * Fetches, verifies and caches the index at `indexUrl` (a folder with manifest.json;
    * relative URLs resolve against the page).
    * @param {string} indexUrl
-   * @param {{onProgress?: (p: {file: string, loaded: number, total: number, fileLoaded: number, fileTotal: number, fromCache: boolean}) => void, cache?: boolean, workerUrl?: string | URL, wasm?: 'auto' | 'relaxed' | 'simd'}} [options]
+   * @param {{onProgress?: (p: {file: string, loaded: number, total: number, fileLoaded: number, fileTotal: number, fromCache: boolean}) => void, cache?: boolean, workerUrl?: string | URL, wasm?: 'auto' | 'relaxed' | 'simd', maxVectorBytes?: number | null}} [options]
    */
-  static async load(indexUrl, { onProgress, cache = true, workerUrl, wasm = 'auto' } = {}) {
+  static async load(indexUrl, { onProgress, cache = true, workerUrl, wasm = 'auto', maxVectorBytes } = {}) {
     const base = globalThis.document?.baseURI ?? globalThis.location?.href;
     // The literal `new Worker(new URL('./…', import.meta.url))` form lets bundlers (Vite,
     // webpack) find and emit the worker and its wasm.
@@ -36,7 +36,7 @@ export class Dotfind {
       : new Worker(new URL('./search.worker.js', import.meta.url), { type: 'module' });
     const engine = new Dotfind(worker);
     try {
-      engine.info = await engine.#call('load', { indexUrl: new URL(indexUrl, base).href, cache, wasm }, onProgress);
+      engine.info = await engine.#call('load', { indexUrl: new URL(indexUrl, base).href, cache, wasm, maxVectorBytes }, onProgress);
     } catch (e) {
       engine.terminate();
       throw e;
@@ -78,6 +78,11 @@ export class Dotfind {
   /** The query's vector, for apps that score on their own. */
   encode(query) {
     return this.#call('encode', { query });
+  }
+
+  /** Memory the engine holds: `{listBytes}`, the vector lists in memory. */
+  stats() {
+    return this.#call('stats', {});
   }
 
   /** Stops the worker; the engine cannot be used afterwards. */

@@ -104,6 +104,11 @@ export async function fetchOnDemand(owner, paths, base, cache, add) {
       return inFlight.get(url);
     }));
   } catch (e) {
+    // A network failure (no HTTP status: offline, connection lost) on a file no earlier
+    // query fetched: say so, since "Failed to fetch" alone reads like a broken site.
+    if (e instanceof DotfindError && e.status === undefined && e.file !== undefined) {
+      throw new DotfindError(`dotfind: this query needs ${new URL(e.file).pathname.split('/').slice(-2).join('/')}, which is not cached and could not be fetched (offline?): ${e.message}`, { file: e.file, cause: e });
+    }
     throw DotfindError.from(e); // the wasm core's checks throw plain Errors
   }
 }

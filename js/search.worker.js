@@ -22,7 +22,13 @@ function probeArg(probe) {
   throw new DotfindError(`dotfind: probe must be "default", "exact" or a positive integer, not ${JSON.stringify(probe)}`);
 }
 
-async function load({ indexUrl, cache: useCache = true, wasm }, id) {
+/** Vector lists a tab holds by default: a long session on a large index stays within it. */
+const DEFAULT_MAX_VECTOR_BYTES = 128 * 1024 * 1024;
+
+async function load({ indexUrl, cache: useCache = true, wasm, maxVectorBytes = DEFAULT_MAX_VECTOR_BYTES }, id) {
+  if (maxVectorBytes !== null && !(Number.isInteger(maxVectorBytes) && maxVectorBytes > 0 && maxVectorBytes < 2 ** 32)) {
+    throw new DotfindError(`dotfind: maxVectorBytes must be a positive integer below 2^32 or null, not ${JSON.stringify(maxVectorBytes)}`);
+  }
   // The wasm compiles while manifest.json is fetched (awaited once the manifest is in).
   const starting = startRuntime(wasm, { cache: useCache });
   starting.catch(() => {}); // a failure is reported where it is awaited, not as unhandled
@@ -36,6 +42,7 @@ async function load({ indexUrl, cache: useCache = true, wasm }, id) {
   const report = (offset, total) => (p) => self.postMessage({ type: 'progress', id, ...p, loaded: offset + p.loaded, total });
   await fetchFiles(files, (path, bytes) => loader.addFile(path, bytes), base, cache, { onProgress: report(0, loadTotal) });
   engine = loader.finish();
+  engine.setListBudget(maxVectorBytes ?? undefined);
   indexBase = base;
   indexCache = cache;
   // An index small enough to scan whole comes in one piece with the model.
@@ -52,6 +59,11 @@ async function load({ indexUrl, cache: useCache = true, wasm }, id) {
     wasmBuild: runtime.build,
     layout,
   };
+}
+
+/** Memory held by the engine: `{listBytes}` (vector lists in memory). */
+function stats() {
+  return { listBytes: requireEngine().listBytesHeld };
 }
 
 /**
@@ -92,7 +104,14 @@ async function ensureParts(e, paths) {
  */
 async function searchVector(e, vector, k, probe) {
   const t0 = performance.now();
-  await ensureParts(e, e.missingLists(vector, probe));
+  // A search typed meanwhile may have pushed this one's lists out of the memory budget
+  // (maxVectorBytes) before they were scored: ask again, they come from the cache.
+  let missing = e.missingLists(vector, probe);
+  for (let round = 1; missing.length; round += 1) {
+    await ensureParts(e, missing);
+    missing = e.missingLists(vector, probe);
+    if (round === 3 && missing.length) throw new DotfindError(`dotfind: the memory budget (maxVectorBytes) cannot hold the lists this query probes: ${missing.join(', ')}`);
+  }
   const t1 = performance.now();
   const hits = e.searchHits(vector, k, probe);
   const { passages, scores } = hits;
@@ -105,6 +124,7 @@ async function searchVector(e, vector, k, probe) {
 
 const handlers = {
   load,
+  stats,
   async search({ query, k, probe }) {
     const probeLists = probeArg(probe);
     const t = performance.now();

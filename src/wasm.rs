@@ -236,6 +236,21 @@ impl SearchEngine {
             .map_err(js_error)
     }
 
+    /// Holds at most `bytes` of vector lists (`undefined`: no limit): adding one beyond it
+    /// drops those probed longest ago, never the current search's.
+    #[wasm_bindgen(js_name = setListBudget)]
+    pub fn set_list_budget(&mut self, bytes: Option<u32>) {
+        self.searcher
+            .index_mut()
+            .set_list_budget(bytes.map(u64::from));
+    }
+
+    /// Bytes of vector lists held now.
+    #[wasm_bindgen(getter, js_name = listBytesHeld)]
+    pub fn list_bytes_held(&self) -> f64 {
+        self.searcher.index().list_bytes_held() as f64
+    }
+
     /// The vector lists a search for `query` (a vector) scans that were not added yet.
     #[wasm_bindgen(js_name = missingLists)]
     pub fn missing_lists(

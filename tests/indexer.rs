@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use common::{bundle, fixture, run_cli, stderr};
+use common::{all_files, bundle, fixture, run_cli, stderr};
 use dotfind::build::html::{read_site, word_count};
 use dotfind::build::index_writer::{build_index, IndexOptions};
 use dotfind::index::loader::read_folder;
@@ -161,28 +161,6 @@ fn vectors_do_not_depend_on_other_passages() {
             "passage {i} changed with its neighbours"
         );
     }
-}
-
-fn all_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            for (name, bytes) in all_files(&path) {
-                out.push((
-                    format!("{}/{name}", path.file_name().unwrap().to_string_lossy()),
-                    bytes,
-                ));
-            }
-        } else {
-            out.push((
-                path.file_name().unwrap().to_string_lossy().into_owned(),
-                std::fs::read(&path).unwrap(),
-            ));
-        }
-    }
-    out.sort();
-    out
 }
 
 #[test]

@@ -108,12 +108,55 @@ fn searches_fetch_only_the_parts_they_name_and_match_the_whole_index() {
         "fetched {fetched:?} of {total} parts"
     );
 
+    // A memory budget of about two lists: older lists are dropped as new ones arrive (never
+    // those of the search under way), and searches stay right, fetching again what they need.
+    let list_bytes = (0..6)
+        .map(|i| {
+            std::fs::metadata(dir.join(format!("vectors/{i:05}.bin")))
+                .unwrap()
+                .len()
+        })
+        .max()
+        .unwrap();
+    lazy.index_mut().set_list_budget(Some(2 * list_bytes));
+    assert!(lazy.index().list_bytes_held() <= 2 * list_bytes);
+    let mut refetched = 0;
+    for query in [
+        "moon landing",
+        "spawn a thread",
+        "water the garden",
+        "who walked on the moon",
+    ] {
+        let vector = lazy.encoder().encode_query(query).unwrap();
+        for path in lazy.index().missing_lists(&vector, Probe::Default).unwrap() {
+            refetched += usize::from(fetched.contains(&path));
+            lazy.index_mut()
+                .add_part(&path, &std::fs::read(dir.join(&path)).unwrap())
+                .unwrap();
+        }
+        assert_eq!(
+            lazy.index().search(&vector, 5, Probe::Default).unwrap(),
+            whole.index().search(&vector, 5, Probe::Default).unwrap()
+        );
+        // Within the budget: two lists, the probe depth, always fit in it.
+        assert!(lazy.index().list_bytes_held() <= 2 * list_bytes, "{query}");
+    }
+    assert!(refetched > 0, "an evicted list was fetched again");
+
     // The exact scan needs every list; re-ranking by id needs every fragment first.
+    lazy.index_mut().set_list_budget(None);
     let vector = lazy.encoder().encode_query("moon landing").unwrap();
     let all_lists = lazy.index().missing_lists(&vector, Probe::Exact).unwrap();
+    // What the budget kept (two lists or more) is held, the rest missing.
+    assert!((1..=4).contains(&all_lists.len()), "{all_lists:?}");
+    for path in all_lists {
+        lazy.index_mut()
+            .add_part(&path, &std::fs::read(dir.join(&path)).unwrap())
+            .unwrap();
+    }
     assert_eq!(
-        all_lists.len() + fetched.iter().filter(|p| p.starts_with("vectors/")).count(),
-        6
+        lazy.index().search(&vector, 24, Probe::Exact).unwrap(),
+        whole.index().search(&vector, 24, Probe::Exact).unwrap()
     );
     let ids = vec!["doc-moon".to_string()];
     let needed = lazy.index().missing_for_rerank(&ids).unwrap();

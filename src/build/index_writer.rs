@@ -245,6 +245,106 @@ impl FolderWriter {
     }
 }
 
+/// What an indexing run starts from: the bundle to copy, the encoder of passages, and the
+/// corpus read into passage records.
+pub(crate) struct Inputs {
+    pub bundle: ModelBundle,
+    /// The passage encoder's bundle when it is not `bundle` (its f32 twin).
+    pub passage_sha256: Option<String>,
+    pub encoder: Encoder,
+    pub records: Vec<PassageRecord>,
+    pub skipped: Vec<String>,
+}
+
+impl Inputs {
+    /// Opens the bundles and reads the corpus, refusing duplicate passage ids.
+    pub fn read(model: &Path, input: &Path, opts: &IndexOptions) -> Result<Self> {
+        // The query model is copied into the index; passages may come from its f32 twin.
+        let bundle = ModelBundle::open(model)?;
+        let passage_bundle = match &opts.passage_model {
+            Some(dir) => {
+                let twin = ModelBundle::open(dir)?;
+                bundle.manifest.check_same_space(&twin.manifest)?;
+                Some(twin)
+            }
+            None => None,
+        };
+        let encoder = Encoder::new(passage_bundle.as_ref().unwrap_or(&bundle))?;
+        let passage_sha256 = passage_bundle
+            .as_ref()
+            .map(|b| b.bundle_sha256.clone())
+            .filter(|sha| *sha != bundle.bundle_sha256);
+        let (records, skipped) = super::corpus::read_corpus(input, opts.skip_empty)?;
+        let mut seen = HashSet::new();
+        if let Some(dup) = records.iter().find(|r| !seen.insert(r.id.as_str())) {
+            return Err(Error::InvalidInput(format!(
+                "{}: duplicate passage id {:?}",
+                input.display(),
+                dup.id
+            )));
+        }
+        Ok(Inputs {
+            bundle,
+            passage_sha256,
+            encoder,
+            records,
+            skipped,
+        })
+    }
+
+    /// The bundle whose outputs the stored vectors are.
+    pub fn encoded_by(&self) -> &str {
+        self.passage_sha256
+            .as_deref()
+            .unwrap_or(&self.bundle.bundle_sha256)
+    }
+
+    /// Vectors of `records[range]`: stored ones from the index at `reuse` (when built by the
+    /// same passage bundle, with the same encoding) where the text is unchanged, the others
+    /// encoded. Returns them and how many were encoded.
+    pub fn vectors(
+        &self,
+        range: std::ops::Range<usize>,
+        reuse: Option<&Path>,
+        opts: &IndexOptions,
+    ) -> Result<(Vec<EncodedRow>, usize)> {
+        let cache = reuse
+            .map(|dir| previous_vectors(dir, self.encoded_by(), opts.encoding))
+            .unwrap_or_default();
+        vectors_for(&self.encoder, &self.records[range], &cache, opts)
+    }
+
+    /// Writes the index of every record with `rows` into `out` (atomically; `tmp` is the
+    /// temp folder already made beside it), and reports the run.
+    pub fn write(
+        self,
+        tmp: &Path,
+        out: &Path,
+        rows: &[EncodedRow],
+        encoded: usize,
+        opts: &IndexOptions,
+    ) -> Result<IndexStats> {
+        let manifest = write_into(
+            tmp,
+            out,
+            &self.bundle,
+            self.passage_sha256,
+            &self.records,
+            rows,
+            opts,
+        )?;
+        Ok(IndexStats {
+            passages: self.records.len(),
+            documents: manifest.document_count,
+            encoded,
+            reused: self.records.len() - encoded,
+            skipped: self.skipped,
+            lists: manifest.layout.lists,
+            fragments: manifest.layout.fragments,
+        })
+    }
+}
+
 /// Builds an index of `input` (JSONL or HTML folder) with the bundle at `model` into `out`.
 /// The folder appears complete or not at all: everything is written to a sibling temp
 /// folder first and swapped in at the end.
@@ -254,56 +354,69 @@ pub fn build_index(
     out: &Path,
     opts: &IndexOptions,
 ) -> Result<IndexStats> {
-    // The query model is copied into the index; passages may come from its f32 twin.
-    let bundle = ModelBundle::open(model)?;
-    let passage_bundle = match &opts.passage_model {
-        Some(dir) => {
-            let twin = ModelBundle::open(dir)?;
-            bundle.manifest.check_same_space(&twin.manifest)?;
-            Some(twin)
-        }
-        None => None,
-    };
-    let encoder = Encoder::new(passage_bundle.as_ref().unwrap_or(&bundle))?;
-    let passage_sha256 = passage_bundle
-        .as_ref()
-        .map(|b| b.bundle_sha256.clone())
-        .filter(|sha| *sha != bundle.bundle_sha256);
-    let (records, skipped) = super::corpus::read_corpus(input, opts.skip_empty)?;
-    let mut seen = HashSet::new();
-    if let Some(dup) = records.iter().find(|r| !seen.insert(r.id.as_str())) {
+    let inputs = Inputs::read(model, input, opts)?;
+    let tmp = temp_folder_beside(out)?;
+    let (rows, encoded) = inputs
+        .vectors(0..inputs.records.len(), Some(out), opts)
+        .inspect_err(|_| {
+            let _ = std::fs::remove_dir_all(&tmp);
+        })?;
+    inputs.write(&tmp, out, &rows, encoded, opts)
+}
+
+/// Writes an index of `records` whose vectors are already encoded (`rows`, in `opts.encoding`,
+/// by the bundle `passage_bundle_sha256` names, else `bundle`): what `build_index` does once
+/// passages are encoded, and what benchmarks use to write synthetic indexes at scale. The
+/// folder appears complete or not at all.
+pub fn write_index_folder(
+    bundle: &ModelBundle,
+    passage_bundle_sha256: Option<String>,
+    records: &[PassageRecord],
+    rows: &[EncodedRow],
+    out: &Path,
+    opts: &IndexOptions,
+) -> Result<IndexManifest> {
+    if records.len() != rows.len() {
         return Err(Error::InvalidInput(format!(
-            "{}: duplicate passage id {:?}",
-            input.display(),
-            dup.id
+            "{} passages but {} vectors",
+            records.len(),
+            rows.len()
         )));
     }
     let tmp = temp_folder_beside(out)?;
-    let encoded_by = passage_sha256.as_deref().unwrap_or(&bundle.bundle_sha256);
-    let cache = previous_vectors(out, encoded_by, opts.encoding);
-    let result = vectors_for(&encoder, &records, &cache, opts).and_then(|(rows, encoded)| {
-        let manifest = write_index(&tmp, &bundle, passage_sha256, &records, &rows, opts)?;
-        swap_into_place(&tmp, out)?;
-        Ok((manifest, encoded))
-    });
-    let (manifest, encoded) = result.inspect_err(|_| {
-        let _ = std::fs::remove_dir_all(&tmp);
-    })?;
-    Ok(IndexStats {
-        passages: records.len(),
-        documents: manifest.document_count,
-        encoded,
-        reused: records.len() - encoded,
-        skipped,
-        lists: manifest.layout.lists,
-        fragments: manifest.layout.fragments,
-    })
+    write_into(
+        &tmp,
+        out,
+        bundle,
+        passage_bundle_sha256,
+        records,
+        rows,
+        opts,
+    )
+}
+
+/// Writes the index into the temp folder `tmp`, then swaps it in for `out`; on failure
+/// removes `tmp` and leaves `out` as it was.
+fn write_into(
+    tmp: &Path,
+    out: &Path,
+    bundle: &ModelBundle,
+    passage_bundle_sha256: Option<String>,
+    records: &[PassageRecord],
+    rows: &[EncodedRow],
+    opts: &IndexOptions,
+) -> Result<IndexManifest> {
+    write_index(tmp, bundle, passage_bundle_sha256, records, rows, opts)
+        .and_then(|manifest| swap_into_place(tmp, out).map(|()| manifest))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_dir_all(tmp);
+        })
 }
 
 /// A fresh temp folder beside `out`, to write the index into before it replaces `out`:
 /// created first, so that an unwritable destination fails in milliseconds, not after the
 /// whole corpus has been encoded. Refuses an `out` that holds something other than an index.
-fn temp_folder_beside(out: &Path) -> Result<PathBuf> {
+pub(crate) fn temp_folder_beside(out: &Path) -> Result<PathBuf> {
     if out.exists()
         && !out.join(INDEX_MANIFEST).is_file()
         && std::fs::read_dir(out)

@@ -1,11 +1,13 @@
 //! The offline side, native only: checkpoints into bundles ([`prepare`]; ONNX graphs:
 //! [`compile`]), corpora and built sites into passages ([`corpus`], [`html`]), passages
-//! into an index folder ([`index_writer`]), and TREC-style evaluation of runs ([`eval`]).
+//! into an index folder ([`index_writer`]; its lists and fragments: [`partition`]; on many
+//! machines: [`index_parts`]), and TREC-style evaluation of runs ([`eval`]).
 
 pub mod compile;
 pub mod corpus;
 pub mod eval;
 pub mod html;
+pub mod index_parts;
 pub mod index_writer;
 pub mod partition;
 pub mod prepare;

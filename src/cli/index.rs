@@ -4,7 +4,8 @@
 use std::path::Path;
 
 use anyhow::Result;
-use dotfind::build::index_writer::{build_index, IndexOptions};
+use dotfind::build::index_parts::{encode_part, merge_parts, PartSpec};
+use dotfind::build::index_writer::{build_index, IndexOptions, IndexStats};
 use dotfind::build::prepare::PrepareOptions;
 
 /// Prepares the bundles; with `check`, reports how the query bundle compares with the f32
@@ -50,6 +51,48 @@ pub fn compile(model: &Path) -> Result<()> {
 pub fn index(model: &Path, input: &Path, out: &Path, opts: &IndexOptions) -> Result<()> {
     let started = std::time::Instant::now();
     let stats = build_index(model, input, out, opts)?;
+    report(&stats, out, started)
+}
+
+/// `--part i/N`: one share of the corpus encoded into the parts folder `dir`.
+pub fn part(
+    model: &Path,
+    input: &Path,
+    dir: &Path,
+    spec: PartSpec,
+    reuse: Option<&Path>,
+    opts: &IndexOptions,
+) -> Result<()> {
+    let started = std::time::Instant::now();
+    let stats = encode_part(model, input, dir, spec, reuse, opts)?;
+    eprintln!(
+        "part {}/{}: passages {}..{} into {} ({} encoded, {} reused), {:.1} s",
+        spec.index,
+        spec.count,
+        stats.passages.start,
+        stats.passages.end,
+        stats.file.display(),
+        stats.encoded,
+        stats.passages.len() - stats.encoded,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `--merge DIR`: the parts in `dir` joined into the index at `out`.
+pub fn merge(
+    model: &Path,
+    input: &Path,
+    dir: &Path,
+    out: &Path,
+    opts: &IndexOptions,
+) -> Result<()> {
+    let started = std::time::Instant::now();
+    let stats = merge_parts(model, input, dir, out, opts)?;
+    report(&stats, out, started)
+}
+
+fn report(stats: &IndexStats, out: &Path, started: std::time::Instant) -> Result<()> {
     if !stats.skipped.is_empty() {
         eprintln!(
             "skipped {} empty documents: {}",

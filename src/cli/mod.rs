@@ -107,6 +107,17 @@ pub enum Command {
         /// Passage fragments (fetched for the results shown) are cut at about this size.
         #[arg(long, default_value_t = 16)]
         fragment_kib: usize,
+        /// Encode only share i of N of the corpus (0 ≤ i < N) into the folder --out, for
+        /// indexing on many machines; `--merge` joins the parts.
+        #[arg(long, value_name = "i/N", conflicts_with = "merge")]
+        part: Option<dotfind::build::index_parts::PartSpec>,
+        /// With --part: reuse the vectors of this index (the one deployed) for unchanged passages.
+        #[arg(long, requires = "part")]
+        reuse: Option<PathBuf>,
+        /// Join the parts in this folder (written by --part runs over the same corpus and
+        /// model) into the index at --out: the same bytes as one run.
+        #[arg(long, value_name = "PARTS_DIR")]
+        merge: Option<PathBuf>,
     },
     /// Search an index as the browser does, printing the top passages.
     Search {
@@ -280,6 +291,9 @@ pub fn run(cli: Cli) -> Result<()> {
             lists,
             probe,
             fragment_kib,
+            part,
+            reuse,
+            merge,
         } => {
             let opts = dotfind::build::index_writer::IndexOptions {
                 encoding: vectors,
@@ -291,7 +305,11 @@ pub fn run(cli: Cli) -> Result<()> {
                 probe,
                 fragment_bytes: fragment_kib.max(1) * 1024,
             };
-            index::index(&model, &input, &out, &opts)
+            match (part, merge) {
+                (Some(part), _) => index::part(&model, &input, &out, part, reuse.as_deref(), &opts),
+                (None, Some(parts)) => index::merge(&model, &input, &parts, &out, &opts),
+                (None, None) => index::index(&model, &input, &out, &opts),
+            }
         }
         Command::Search {
             index,

@@ -63,6 +63,21 @@ impl IndexVectors {
         Ok(())
     }
 
+    /// Drops the shard starting at passage `start`, if held.
+    pub fn remove(&mut self, start: usize) {
+        self.shards.retain(|(s, _)| *s != start);
+    }
+
+    /// Passage `n`'s stored vector, if a shard held holds it.
+    pub fn vector(&self, n: usize) -> Option<Vec<f32>> {
+        let at = self
+            .shards
+            .partition_point(|(s, _)| *s <= n)
+            .checked_sub(1)?;
+        let (start, shard) = &self.shards[at];
+        (n < start + shard.count).then(|| shard.vector(n - start))
+    }
+
     /// Exact top-k among passages `ranges` (passages not held are skipped: callers check
     /// that what they probe is loaded).
     pub fn search_ranges(

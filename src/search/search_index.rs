@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use super::dense::IndexVectors;
@@ -39,6 +40,12 @@ pub struct SearchIndex {
     centroids: Option<IndexVectors>,
     vectors: IndexVectors,
     lists_loaded: Vec<bool>,
+    /// When each list was last probed (a count of probes): what eviction goes by.
+    list_last_probed: Vec<AtomicU64>,
+    probes: AtomicU64,
+    /// Bytes of list files held, and the most to hold (`None`: no limit, as natively).
+    list_bytes_held: u64,
+    list_budget: Option<u64>,
     fragments: Vec<Option<PassageShard>>,
     /// Built on first lexical query, once every fragment is in.
     lexical: OnceLock<Bm25>,
@@ -63,6 +70,10 @@ impl SearchIndex {
         let mut index = SearchIndex {
             vectors: IndexVectors::empty(dims),
             lists_loaded: vec![false; parts.lists.len()],
+            list_last_probed: (0..parts.lists.len()).map(|_| AtomicU64::new(0)).collect(),
+            probes: AtomicU64::new(0),
+            list_bytes_held: 0,
+            list_budget: None,
             fragments: vec![None; parts.fragments.len()],
             manifest,
             parts,
@@ -122,6 +133,8 @@ impl SearchIndex {
                 }
                 self.vectors.insert(self.parts.list_range(i).start, shard)?;
                 self.lists_loaded[i] = true;
+                self.list_bytes_held += entry.file.bytes;
+                self.evict_lists();
             }
             Part::Fragment(j) if self.fragments[j].is_none() => {
                 let shard = PassageShard::from_bytes(&path, bytes)?;
@@ -133,6 +146,45 @@ impl SearchIndex {
             _ => {} // added before: the bytes were the same (verified above)
         }
         Ok(())
+    }
+
+    /// Holds at most `bytes` of vector lists: beyond it, adding a list drops the lists probed
+    /// longest ago (never those of the current search), to be fetched again — from the
+    /// browser's cache — when a query needs them. Bounds a long session's memory on an index
+    /// larger than a tab should hold.
+    pub fn set_list_budget(&mut self, bytes: Option<u64>) {
+        self.list_budget = bytes;
+        self.evict_lists();
+    }
+
+    /// Bytes of vector lists held now.
+    pub fn list_bytes_held(&self) -> u64 {
+        self.list_bytes_held
+    }
+
+    fn evict_lists(&mut self) {
+        let Some(budget) = self.list_budget else {
+            return;
+        };
+        if self.list_bytes_held <= budget {
+            return;
+        }
+        let now = self.probes.load(Ordering::Relaxed);
+        let mut candidates: Vec<(u64, usize)> = (0..self.lists_loaded.len())
+            .filter(|&i| self.lists_loaded[i])
+            .map(|i| (self.list_last_probed[i].load(Ordering::Relaxed), i))
+            .filter(|&(last, _)| last < now)
+            .collect();
+        candidates.sort_unstable();
+        for (_, i) in candidates {
+            if self.list_bytes_held <= budget {
+                break;
+            }
+            self.vectors.remove(self.parts.list_range(i).start);
+            self.lists_loaded[i] = false;
+            let bytes = self.parts.lists[i].file.bytes;
+            self.list_bytes_held = self.list_bytes_held.saturating_sub(bytes);
+        }
     }
 
     /// Parts every query reads, worth fetching with the index: the lists when a query scans
@@ -191,9 +243,15 @@ impl SearchIndex {
         }
     }
 
-    /// The list files a search of `query` needs that were not added yet.
+    /// The list files a search of `query` needs that were not added yet. Marks the lists
+    /// probed, so that adding the missing ones never evicts these.
     pub fn missing_lists(&self, query: &[f32], probe: Probe) -> Result<Vec<String>> {
-        Ok(self.missing(self.probed_lists(query, probe)?.into_iter().map(Part::List)))
+        let lists = self.probed_lists(query, probe)?;
+        let now = self.probes.fetch_add(1, Ordering::Relaxed) + 1;
+        for &i in &lists {
+            self.list_last_probed[i].store(now, Ordering::Relaxed);
+        }
+        Ok(self.missing(lists.into_iter().map(Part::List)))
     }
 
     /// The passage ranges of `lists`, each checked to be loaded.
@@ -227,6 +285,18 @@ impl SearchIndex {
     ) -> Result<()> {
         let ranges = self.loaded_ranges(&self.probed_lists(query, probe)?)?;
         self.vectors.score_ranges(query, &ranges, visit)
+    }
+
+    /// Passage `n`'s stored vector (its list must be loaded).
+    pub fn vector(&self, n: usize) -> Result<Vec<f32>> {
+        let list = self
+            .parts
+            .list_of(n)
+            .ok_or_else(|| Error::InvalidInput(format!("no passage {n}")))?;
+        self.loaded_ranges(&[list])?;
+        self.vectors
+            .vector(n)
+            .ok_or_else(|| Error::InvalidInput(format!("no passage {n}")))
     }
 
     /// The fragment files holding `passages` that were not added yet.
@@ -308,14 +378,17 @@ impl SearchIndex {
             return Ok(fragments);
         }
         let lookup = self.candidate_lookup()?;
-        Ok(self.missing(
-            candidates
-                .iter()
-                .filter_map(|id| lookup.get(id.as_str()))
-                .flatten()
-                .filter_map(|&n| self.parts.list_of(n))
-                .map(Part::List),
-        ))
+        let lists: Vec<usize> = candidates
+            .iter()
+            .filter_map(|id| lookup.get(id.as_str()))
+            .flatten()
+            .filter_map(|&n| self.parts.list_of(n))
+            .collect();
+        let now = self.probes.fetch_add(1, Ordering::Relaxed) + 1;
+        for &i in &lists {
+            self.list_last_probed[i].store(now, Ordering::Relaxed);
+        }
+        Ok(self.missing(lists.into_iter().map(Part::List)))
     }
 
     /// Orders candidate ids (passage ids, document ids or URLs, e.g. a lexical engine's top

@@ -214,6 +214,13 @@ test('reload with the network off still searches', async () => {
     await page.waitForSelector('#q:not([disabled])', { timeout: 120_000 });
     const hits = await results('how do I store key value pairs');
     assert.match(hits[0].href, /ch08-03-hash-maps\.html/);
+    // A query needing parts no earlier query fetched says so, naming the part.
+    await page.fill('#q', 'zebras giraffes and elephants on the savanna');
+    await page.waitForSelector('#results li.error', { timeout: 30_000 });
+    assert.match(
+      await page.textContent('#results li.error'),
+      /^dotfind: this query needs (token-embeddings|passages|vectors)\/\d+\.bin, which is not cached and could not be fetched \(offline\?\): dotfind: cannot fetch http:\/\/127\.0\.0\.1:\d+\/dotfind-index\/\S+: /,
+    );
   } finally {
     await context.setOffline(false);
   }

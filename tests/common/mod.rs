@@ -240,3 +240,26 @@ pub fn random_distilbert(config: &serde_json::Value) -> Vec<(String, Vec<usize>,
         })
         .collect()
 }
+
+/// Every file under `dir` (relative path, bytes), sorted: to compare folders byte for byte.
+pub fn all_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            for (name, bytes) in all_files(&path) {
+                out.push((
+                    format!("{}/{name}", path.file_name().unwrap().to_string_lossy()),
+                    bytes,
+                ));
+            }
+        } else {
+            out.push((
+                path.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&path).unwrap(),
+            ));
+        }
+    }
+    out.sort();
+    out
+}
