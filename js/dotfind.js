@@ -1,10 +1,16 @@
 // dotfind: semantic search in the browser. The heavy work (download, verification, model
 // inference, scoring) runs in a Web Worker this module starts; every method returns a
 // Promise and rejects with a DotfindError whose message names the file or input at fault.
-import { DotfindError } from './errors.js';
+import { DotfindError, requireText as text } from './errors.js';
 import { WorkerClient } from './messages.js';
 
 export { DotfindError };
+
+/** `k` if it is a positive integer. */
+function count(k) {
+  if (!Number.isInteger(k) || k < 1) throw new DotfindError(`dotfind: k must be a positive integer, not ${JSON.stringify(k)}`);
+  return k;
+}
 
 /** A loaded index, ready to search. Create with `await Dotfind.load(url)`. */
 export class Dotfind {
@@ -49,39 +55,39 @@ export class Dotfind {
    * how many vector lists to scan — 'default' (the index's depth), a number, or 'exact'.
    */
   async search(query, { k = 10, probe = 'default' } = {}) {
-    const { results, timings } = await this.#call('search', { query, k, probe });
+    const { results, timings } = await this.#call('search', { query: text(query), k: count(k), probe });
     results.timings = timings;
     return results;
   }
 
   /** Top-k passages for a vector of your own (same shape as `search`). */
-  searchVector(vector, { k = 10, probe = 'default' } = {}) {
-    return this.#call('searchVector', { vector: Float32Array.from(vector), k, probe });
+  async searchVector(vector, { k = 10, probe = 'default' } = {}) {
+    return this.#call('searchVector', { vector: Float32Array.from(vector), k: count(k), probe });
   }
 
   /**
    * BM25 top-k over passage text (no model involved): a lexical first stage to re-rank.
    * Reads every passage fragment (fetched on first use).
    */
-  lexicalSearch(query, { k = 100 } = {}) {
-    return this.#call('lexicalSearch', { query, k });
+  async lexicalSearch(query, { k = 100 } = {}) {
+    return this.#call('lexicalSearch', { query: text(query), k: count(k) });
   }
 
   /**
    * Orders candidate ids (passage ids, document ids or URLs, e.g. a lexical engine's top
    * 100) by BERT_Dot score: {results: [{id, score}], unknown: [ids not in the index]}.
    */
-  rerank(query, candidates) {
-    return this.#call('rerank', { query, candidates: Array.from(candidates, String) });
+  async rerank(query, candidates) {
+    return this.#call('rerank', { query: text(query), candidates: Array.from(candidates, String) });
   }
 
   /** The query's vector, for apps that score on their own. */
-  encode(query) {
-    return this.#call('encode', { query });
+  async encode(query) {
+    return this.#call('encode', { query: text(query) });
   }
 
   /** Memory the engine holds: `{listBytes}`, the vector lists in memory. */
-  stats() {
+  async stats() {
     return this.#call('stats', {});
   }
 

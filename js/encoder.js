@@ -4,7 +4,7 @@
 // apart (dotfind-model.json's `token_embeddings`) fetch the chunk files a text needs before
 // encoding it, verified and kept in the Cache API. Every failure is a DotfindError naming the
 // URL or file at fault.
-import { DotfindError } from './errors.js';
+import { DotfindError, requireText } from './errors.js';
 import { fetchBytes } from './fetch.js';
 import { fetchTokenChunks, openIndexCache } from './index-files.js';
 import { startRuntime } from './runtime.js';
@@ -95,19 +95,21 @@ export class QueryEncoder {
 
   /** The query's vector (`dims` floats). */
   async encode(query) {
+    requireText(query);
     await this.#fetchChunks(this.#wasm(() => this.#inner.missingTokenChunks(query)));
     return this.#wasm(() => this.#inner.encode(query));
   }
 
   /** The passages' vectors, `passages.length × dims` floats, row-major. */
   async encodePassages(passages) {
+    passages = Array.from(passages, (p) => requireText(p, 'each passage'));
     await this.#fetchChunks(this.#wasm(() => this.#inner.missingPassageTokenChunks(passages)));
     return this.#wasm(() => this.#inner.encodePassages(passages));
   }
 
   /** Token ids of a query as the model sees them. */
   tokenize(query) {
-    return this.#wasm(() => this.#inner.tokenize(query));
+    return this.#wasm(() => this.#inner.tokenize(requireText(query)));
   }
 
   get dims() {

@@ -30,3 +30,12 @@ export class DotfindError extends Error {
     return new DotfindError(String(value));
   }
 }
+
+/** `value` if it is a string; anything else is named here, before it reaches wasm (which
+ * would read it as garbage). */
+export function requireText(value, what = 'the query') {
+  if (typeof value !== 'string') {
+    throw new DotfindError(`dotfind: ${what} must be a string, not ${value === null ? 'null' : typeof value}`);
+  }
+  return value;
+}

@@ -871,3 +871,17 @@ fn query_bundles_ship_their_token_chunks_beside_the_index() {
         "{err}"
     );
 }
+
+#[test]
+fn missing_parent_folders_of_the_output_are_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("site/search/index");
+    build_index(
+        &bundle("int8"),
+        &fixture("corpus.jsonl"),
+        &out,
+        &options(VectorEncoding::Int8),
+    )
+    .unwrap();
+    assert!(out.join("manifest.json").is_file());
+}

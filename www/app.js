@@ -69,7 +69,9 @@ async function search(query) {
   }
   if ($('q').value !== query || mode() !== currentMode) return; // a newer query is on its way
   $('timing').textContent = `${timing} · ${hits.length} results`;
-  list.dataset.query = query; // which query the list answers (tests and benchmarks wait on it)
+  // Which query and mode the list answers (tests and benchmarks wait on them).
+  list.dataset.query = query;
+  list.dataset.searchMode = currentMode;
   list.replaceChildren(
     ...hits.map((h) =>
       el(

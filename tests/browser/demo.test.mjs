@@ -36,14 +36,18 @@ after(async () => {
   server?.close();
 });
 
+/** The results the page shows for `query`, once it shows them (in the mode checked now). */
 async function results(query) {
   await page.fill('#q', query);
   await page.waitForFunction(
-    (q) => document.getElementById('q').value === q && /results$/.test(document.getElementById('timing').textContent),
+    (q) => {
+      const list = document.getElementById('results');
+      const mode = document.querySelector('input[name=mode]:checked').value;
+      return list.dataset.query === q && list.dataset.searchMode === mode && /results$/.test(document.getElementById('timing').textContent);
+    },
     query,
+    { timeout: 30_000 },
   );
-  await page.waitForTimeout(250);
-  await page.waitForFunction(() => /results$/.test(document.getElementById('timing').textContent));
   return page.$$eval('#results li', (lis) =>
     lis.map((li) => ({ href: li.querySelector('a')?.getAttribute('href'), title: li.querySelector('a')?.textContent, snippet: li.querySelector('.snippet')?.textContent })),
   );

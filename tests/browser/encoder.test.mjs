@@ -230,6 +230,9 @@ test('bad queries reject with Errors', async () => {
     message: 'invalid input: query is 100000 bytes, the limit is 65536',
   });
   assert.equal(await err('word '.repeat(10000)), null, 'long queries are truncated, not refused');
+  // Not a string: named in JS (wasm would read an object as garbage).
+  assert.deepEqual(await err({ text: 'x' }), { isError: true, name: 'DotfindError', message: 'dotfind: the query must be a string, not object' });
+  assert.deepEqual(await err(null), { isError: true, name: 'DotfindError', message: 'dotfind: the query must be a string, not null' });
 });
 
 test('token-embedding chunks: fetched as a query needs them; a damaged or missing one is an Error naming it', async () => {

@@ -27,7 +27,9 @@ try {
   const ranked = await engine.rerank('how do I store key value pairs', hits.map((h) => h.id).reverse());
   const vector = await engine.encode('how do I store key value pairs');
   const again = await engine.searchVector(vector, { k: 3 });
-  out.textContent = JSON.stringify({ url: hits[0].url, n: hits.length, reranked: ranked.results[0].id === hits[0].id, dims: vector.length, isF32: vector instanceof Float32Array, sameByVector: again.map((h) => h.id).join() === hits.map((h) => h.id).join() });
+  const notText = await engine.search({ text: 'x' }).then(() => 'searched', (e) => e.name + ': ' + e.message);
+  const badK = await engine.search('x', { k: 0 }).then(() => 'searched', (e) => e.message);
+  out.textContent = JSON.stringify({ url: hits[0].url, n: hits.length, reranked: ranked.results[0].id === hits[0].id, dims: vector.length, isF32: vector instanceof Float32Array, sameByVector: again.map((h) => h.id).join() === hits.map((h) => h.id).join(), notText, badK });
 } catch (e) {
   out.textContent = 'error: ' + e.message;
 }
@@ -65,7 +67,11 @@ async function searchPage(root) {
   }
 }
 
-const EXPECTED = { n: 3, reranked: true, dims: 384, isF32: true, sameByVector: true };
+const EXPECTED = {
+  n: 3, reranked: true, dims: 384, isF32: true, sameByVector: true,
+  notText: 'DotfindError: dotfind: the query must be a string, not object',
+  badK: 'dotfind: k must be a positive integer, not 0',
+};
 
 test('the tarball holds the documented files', () => {
   const list = execFileSync('tar', ['tzf', tarball], { encoding: 'utf8' }).split('\n').filter(Boolean).sort();
