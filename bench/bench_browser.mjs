@@ -141,10 +141,10 @@ for (const { name, dir } of indexes) {
   const warm = [];
   for (const text of texts) warm.push(await page.evaluate((q) => window.bench.search(q), text));
   const rss = rendererRss();
-  const { listBytes } = await page.evaluate(() => window.bench.stats());
+  const { listBytes, wasmBytes } = await page.evaluate(() => window.bench.stats());
   await context.close();
   const recall = info.layout.lists > 1 ? nativeRecall(dir, texts) : 1;
-  results.push({ name, info, loadBytes, loadIndexBytes, perQuery, warm, rss, listBytes, recall });
+  results.push({ name, info, loadBytes, loadIndexBytes, perQuery, warm, rss, listBytes, wasmBytes, recall });
 }
 const chromium = browser.version();
 await browser.close();
@@ -159,12 +159,12 @@ const lines = [
   '',
   `Demo start to first result (wasm build "${results[0]?.info.wasmBuild}"): cold ${fmt(median(starts.cold))} ms (${starts.cold.map(fmt).join(', ')}), warm (Cache API) ${fmt(median(starts.warm))} ms (${starts.warm.map(fmt).join(', ')}).`,
   '',
-  '| index | passages | lists / probe / fragments | loaded (ready) | first query | index bytes before the first result | later queries: median / max | fetch median | search median / p90 (in memory) | renderer memory (vector lists held) | recall@10 vs exact |',
-  '|---|---|---|---|---|---|---|---|---|---|---|',
-  ...results.map(({ name, info, loadBytes, loadIndexBytes, perQuery, warm, rss, listBytes, recall }) => {
+  '| index | passages | lists / probe / fragments | loaded (ready) | first query | index bytes before the first result | later queries: median / max | fetch median | search median / p90 (in memory) | wasm memory (vector lists held) | renderer processes RSS | recall@10 vs exact |',
+  '|---|---|---|---|---|---|---|---|---|---|---|---|',
+  ...results.map(({ name, info, loadBytes, loadIndexBytes, perQuery, warm, rss, listBytes, wasmBytes, recall }) => {
     const later = perQuery.slice(1).map((q) => q.bytes);
     const search = warm.map((w) => w.timings.searchMs);
-    return `| ${name} | ${info.passageCount} | ${info.layout.lists} / ${info.layout.probe} / ${info.layout.fragments} | ${mb(loadBytes)} | ${mb(perQuery[0].bytes)} | ${mb(loadIndexBytes + perQuery[0].indexBytes)} | ${mb(median(later))} / ${mb(Math.max(...later))} | ${fmt(median(perQuery.map((q) => q.timings.fetchMs)))} ms | ${fmt(median(search))} / ${fmt(p90(search))} ms | ${mb(rss)} (${mb(listBytes)}) | ${recall.toFixed(3)} |`;
+    return `| ${name} | ${info.passageCount} | ${info.layout.lists} / ${info.layout.probe} / ${info.layout.fragments} | ${mb(loadBytes)} | ${mb(perQuery[0].bytes)} | ${mb(loadIndexBytes + perQuery[0].indexBytes)} | ${mb(median(later))} / ${mb(Math.max(...later))} | ${fmt(median(perQuery.map((q) => q.timings.fetchMs)))} ms | ${fmt(median(search))} / ${fmt(p90(search))} ms | ${mb(wasmBytes)} (${mb(listBytes)}) | ${mb(rss)} | ${recall.toFixed(3)} |`;
   }),
   '',
   'Goals (issue 19): 1M × 384 — ≤ 1 MB per query after the first (≤ 2 MB for the first), search ≤ 30 ms, recall@10 ≥ 0.95, page memory ≤ 300 MB; a 50k-passage index ≤ 1 MB of index bytes before the first result (the model\'s files excluded, every other file of the index counted). "loaded" and "first query" count every byte, the model and its token-embedding chunks included.',

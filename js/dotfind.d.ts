@@ -108,8 +108,8 @@ export declare class Dotfind {
   rerank(query: string, candidates: Iterable<string>): Promise<Reranked>;
   /** The query vector. */
   encode(query: string): Promise<Float32Array>;
-  /** Memory the engine holds: the vector lists in memory, in bytes. */
-  stats(): Promise<{ listBytes: number }>;
+  /** Memory the engine holds, in bytes: the vector lists, and the whole wasm memory (model included). */
+  stats(): Promise<{ listBytes: number; wasmBytes: number }>;
   terminate(): void;
 }
 

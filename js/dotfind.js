@@ -86,7 +86,7 @@ export class Dotfind {
     return this.#call('encode', { query: text(query) });
   }
 
-  /** Memory the engine holds: `{listBytes}`, the vector lists in memory. */
+  /** Memory the engine holds: `{listBytes, wasmBytes}` (vector lists; the whole wasm memory). */
   async stats() {
     return this.#call('stats', {});
   }

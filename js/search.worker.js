@@ -10,6 +10,8 @@ import { serve } from './messages.js';
 import { startRuntime } from './runtime.js';
 
 let engine = null;
+/** The wasm instance's memory size, once the runtime started. */
+let wasmMemoryBytes = () => 0;
 /** Where the index is and its cache: parts are fetched from there as queries need them. */
 let indexBase = null;
 let indexCache = null;
@@ -36,6 +38,7 @@ async function load({ indexUrl, cache: useCache = true, wasm, maxVectorBytes = D
   const cache = await openIndexCache(useCache);
   const manifest = await fetchManifest(base, cache);
   const runtime = await starting;
+  wasmMemoryBytes = () => runtime.glue.wasmMemoryBytes();
   const loader = new runtime.glue.IndexLoader(manifest);
   const files = loader.fileList();
   const loadTotal = files.reduce((s, f) => s + f.bytes, 0);
@@ -61,9 +64,9 @@ async function load({ indexUrl, cache: useCache = true, wasm, maxVectorBytes = D
   };
 }
 
-/** Memory held by the engine: `{listBytes}` (vector lists in memory). */
+/** Memory held by the engine: `{listBytes, wasmBytes}` (vector lists; the wasm instance's memory). */
 function stats() {
-  return { listBytes: requireEngine().listBytesHeld };
+  return { listBytes: requireEngine().listBytesHeld, wasmBytes: wasmMemoryBytes() };
 }
 
 /**
@@ -74,7 +77,11 @@ function stats() {
  */
 async function warmUp() {
   try {
-    await handlers.search({ query: 'warm up', k: 1 });
+    // Encoding, and scoring where the lists came with the load; nothing else is fetched for
+    // it (on a large index a search's lists are megabytes).
+    const e = await engineFor('warm up');
+    const vector = e.encode('warm up');
+    if (!e.missingLists(vector, undefined).length) e.searchHits(vector, 1, undefined).free();
   } catch {
     // nothing to do: see above
   }

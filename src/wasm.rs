@@ -28,6 +28,13 @@ pub fn start() {
     console_error_panic_hook::set_once();
 }
 
+/// Bytes of the wasm instance's linear memory: what the engine holds (it never shrinks, so
+/// this is the high-water mark), for `stats()` and benchmarks.
+#[wasm_bindgen(js_name = wasmMemoryBytes)]
+pub fn wasm_memory_bytes() -> f64 {
+    (core::arch::wasm32::memory_size(0) * 65536) as f64
+}
+
 fn js_error(e: crate::Error) -> JsError {
     JsError::new(&e.to_string())
 }
