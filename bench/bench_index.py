@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from sections import replace_section
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,17 +91,6 @@ def dotfind_index(binary: Path, bundle: Path, corpus: Path, out: Path, vectors: 
     subprocess.run([str(binary), "index", "--model", str(bundle), "--input", str(corpus), "--out", str(out),
                     "--vectors", vectors, *extra], check=True, stderr=subprocess.DEVNULL)
     return time.perf_counter() - start
-
-
-def replace_section(path: Path, title: str, body: str) -> None:
-    start, end = f"<!-- bench:{title} -->", f"<!-- /bench:{title} -->"
-    text = path.read_text() if path.exists() else "# dotfind benchmarks\n\nEvery figure below was printed by the command shown with it, on this project's 2-core build machine.\n"
-    block = f"{start}\n{body}\n{end}"
-    if start in text:
-        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
 
 
 def refresh_encoders_goal_row(path: Path, rows: list[tuple[str, str, str, float]]) -> None:

@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from sections import replace_section
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -110,12 +112,7 @@ def main() -> None:
     ]
     body = "\n".join(lines)
     print(body)
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else "# dotfind benchmarks\n"
-    start, end = "<!-- bench:parts -->", "<!-- /bench:parts -->"
-    block = f"{start}\n{body}\n{end}"
-    text = text[: text.index(start)] + block + text[text.index(end) + len(end):] if start in text else text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
+    replace_section(ROOT / "BENCHMARKS.md", "parts", body)
     if not same:
         sys.exit("the merged index differs from the single run")
 

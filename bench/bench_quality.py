@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from sections import replace_section
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -379,12 +380,7 @@ def main() -> None:
                   "| collection | run | nDCG@10 | published | |", "|---|---|---|---|---|"] + checks
     body = "\n".join(lines)
     print(body)
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else "# dotfind benchmarks\n"
-    start, end = "<!-- bench:quality -->", "<!-- /bench:quality -->"
-    block = f"{start}\n{body}\n{end}"
-    text = text[: text.index(start)] + block + text[text.index(end) + len(end):] if start in text else text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
+    replace_section(ROOT / "BENCHMARKS.md", "quality", body)
 
 
 if __name__ == "__main__":
