@@ -196,6 +196,7 @@ fn indexing_is_deterministic_and_incremental() {
     assert_eq!(
         names,
         vec![
+            "ids/00000.bin",
             "manifest.json",
             "parts.bin",
             "passages/00000.bin",

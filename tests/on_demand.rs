@@ -158,9 +158,37 @@ fn searches_fetch_only_the_parts_they_name_and_match_the_whole_index() {
         lazy.index().search(&vector, 24, Probe::Exact).unwrap(),
         whole.index().search(&vector, 24, Probe::Exact).unwrap()
     );
-    let ids = vec!["doc-moon".to_string()];
+
+    // Re-ranking by id: the candidates' id buckets (no passage fragment), then their lists
+    // (all held by now).
+    let ids: Vec<String> = ["astro-1", "no-such-id", "astro-2"]
+        .map(String::from)
+        .into();
     let needed = lazy.index().missing_for_rerank(&ids).unwrap();
-    assert!(needed.iter().all(|p| p.starts_with("passages/")) && !needed.is_empty());
+    assert!(
+        !needed.is_empty() && needed.iter().all(|p| p.starts_with("ids/")),
+        "{needed:?}"
+    );
+    assert_eq!(
+        lazy.index().rerank(&vector, &ids).unwrap_err().to_string(),
+        format!(
+            "{}: not loaded (index parts are fetched on demand, as a query needs them)",
+            needed[0]
+        )
+    );
+    for path in needed {
+        lazy.index_mut()
+            .add_part(&path, &std::fs::read(dir.join(&path)).unwrap())
+            .unwrap();
+    }
+    assert_eq!(
+        lazy.index().missing_for_rerank(&ids).unwrap(),
+        Vec::<String>::new()
+    );
+    let reranked = lazy.index().rerank(&vector, &ids).unwrap();
+    assert_eq!(reranked, whole.index().rerank(&vector, &ids).unwrap());
+    assert_eq!(reranked.0.len(), 2);
+    assert_eq!(reranked.1, vec!["no-such-id".to_string()]);
 }
 
 #[test]

@@ -17,6 +17,7 @@ use rayon::prelude::*;
 use super::partition::{default_layout, default_probe, partition, plan_fragments, FRAGMENT_BYTES};
 use crate::checksum::{sha256_hex, FileEntry};
 use crate::error::{Error, Result};
+use crate::index::ids;
 use crate::index::manifest::{
     descriptor_path, graph_part_paths, tokenizer_path, IndexLayout, DEFAULT_MAX_FILE_BYTES,
     INDEX_FORMAT, INDEX_MANIFEST, MODEL_DIR,
@@ -521,7 +522,7 @@ fn write_index(
 
 /// Partitions the vectors into lists (by their stored values, so a re-index that reuses
 /// every vector partitions identically), orders passages list by list, and writes the lists,
-/// their centroids and the passage fragments.
+/// their centroids, the passage fragments and the id directory.
 fn write_parts(
     w: &mut FolderWriter,
     dims: usize,
@@ -545,8 +546,49 @@ fn write_parts(
     };
     let mut order: Vec<usize> = (0..records.len()).collect();
     order.sort_by_key(|&i| p.assignment[i]); // stable: input order within a list
+    let list_entries = write_lists(w, dims, rows, &p, &order, opts)?;
 
-    let mut list_entries = Vec::with_capacity(lists);
+    let ordered: Vec<PassageRecord> = order.iter().map(|&i| records[i].clone()).collect();
+    let sizes: Vec<usize> = ordered.iter().map(PassageRecord::stored_size).collect();
+    let mut fragment_entries = Vec::new();
+    for (j, range) in plan_fragments(&sizes, opts.fragment_bytes, opts.max_file_bytes)
+        .into_iter()
+        .enumerate()
+    {
+        let bytes = PassageShard::to_bytes(&ordered[range.clone()]);
+        fragment_entries.push(write_part(w, Part::Fragment(j), &bytes, range.len())?);
+    }
+    let mut id_entries = Vec::new();
+    for (b, (bytes, keys)) in ids::write_buckets(&ordered, ids::bucket_count(&ordered))
+        .into_iter()
+        .enumerate()
+    {
+        id_entries.push(write_part(w, Part::Ids(b), &bytes, keys)?);
+    }
+    let layout = IndexLayout {
+        lists,
+        probe,
+        fragments: fragment_entries.len(),
+        id_buckets: id_entries.len(),
+    };
+    Ok((
+        layout,
+        PartTable::new(list_entries, fragment_entries, id_entries),
+    ))
+}
+
+/// Writes each list's rows (passages in `order`, list by list) and, for several lists, the
+/// centroids.
+fn write_lists(
+    w: &mut FolderWriter,
+    dims: usize,
+    rows: &[EncodedRow],
+    p: &super::partition::Partitioning,
+    order: &[usize],
+    opts: &IndexOptions,
+) -> Result<Vec<PartEntry>> {
+    let lists = p.centroids.len();
+    let mut entries = Vec::with_capacity(lists);
     let mut at = 0;
     for list in 0..lists {
         let members: Vec<EncodedRow> = order[at..]
@@ -563,7 +605,7 @@ fn write_parts(
                 opts.max_file_bytes
             )));
         }
-        list_entries.push(write_part(w, Part::List(list), &bytes, members.len())?);
+        entries.push(write_part(w, Part::List(list), &bytes, members.len())?);
     }
     if lists > 1 {
         let centroids: Vec<EncodedRow> = p
@@ -576,23 +618,7 @@ fn write_parts(
             &VectorShard::to_bytes(VectorEncoding::Int8, dims, &centroids),
         )?;
     }
-
-    let ordered: Vec<PassageRecord> = order.iter().map(|&i| records[i].clone()).collect();
-    let sizes: Vec<usize> = ordered.iter().map(PassageRecord::stored_size).collect();
-    let mut fragment_entries = Vec::new();
-    for (j, range) in plan_fragments(&sizes, opts.fragment_bytes, opts.max_file_bytes)
-        .into_iter()
-        .enumerate()
-    {
-        let bytes = PassageShard::to_bytes(&ordered[range.clone()]);
-        fragment_entries.push(write_part(w, Part::Fragment(j), &bytes, range.len())?);
-    }
-    let layout = IndexLayout {
-        lists,
-        probe,
-        fragments: fragment_entries.len(),
-    };
-    Ok((layout, PartTable::new(list_entries, fragment_entries)))
+    Ok(entries)
 }
 
 /// Writes a part (recorded in the part table, not the manifest).

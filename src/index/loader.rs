@@ -69,15 +69,13 @@ impl IndexLoader {
         let (table, _) = self.take(PARTS_FILE)?;
         let parts = PartTable::from_bytes(&table, self.manifest.passage_count)?;
         let layout = self.manifest.layout;
-        if parts.lists.len() != layout.lists || parts.fragments.len() != layout.fragments {
+        let counts = (parts.lists.len(), parts.fragments.len(), parts.ids.len());
+        if counts != (layout.lists, layout.fragments, layout.id_buckets) {
             return Err(super::corrupt(
                 PARTS_FILE,
                 format!(
-                    "{} lists and {} fragments, the manifest says {} and {}",
-                    parts.lists.len(),
-                    parts.fragments.len(),
-                    layout.lists,
-                    layout.fragments
+                    "(lists, fragments, id buckets) = {counts:?}, the manifest says {:?}",
+                    (layout.lists, layout.fragments, layout.id_buckets)
                 ),
             ));
         }
@@ -162,7 +160,8 @@ pub fn read_folder(dir: &std::path::Path) -> Result<LoadedIndex> {
     let mut index = loader.finish()?;
     let parts = (0..index.parts.lists.len())
         .map(Part::List)
-        .chain((0..index.parts.fragments.len()).map(Part::Fragment));
+        .chain((0..index.parts.fragments.len()).map(Part::Fragment))
+        .chain((0..index.parts.ids.len()).map(Part::Ids));
     for part in parts {
         index.parts_at_hand.push((part, read(&part.path())?));
     }

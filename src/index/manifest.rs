@@ -58,6 +58,8 @@ pub struct IndexLayout {
     pub probe: usize,
     /// Passage fragments.
     pub fragments: usize,
+    /// Buckets of the id directory (candidate ids → passages, for re-ranking).
+    pub id_buckets: usize,
 }
 
 /// The contents of `manifest.json`.
@@ -90,9 +92,14 @@ impl IndexManifest {
             )));
         }
         let l = m.layout;
-        if l.lists == 0 || l.fragments == 0 || l.probe == 0 || l.probe > l.lists {
+        if l.lists == 0
+            || l.fragments == 0
+            || l.id_buckets == 0
+            || l.probe == 0
+            || l.probe > l.lists
+        {
             return Err(invalid(format!(
-                "layout needs at least one list and fragment and 1 ≤ probe ≤ lists, not {l:?}"
+                "layout needs at least one list, fragment and id bucket and 1 ≤ probe ≤ lists, not {l:?}"
             )));
         }
         let mut required = vec![descriptor_path(), tokenizer_path(), PARTS_FILE.to_string()];

@@ -5,6 +5,7 @@
 //! [`Error::DataCorruption`] naming the file. The layout is specified in `docs/format.md`;
 //! change both together.
 
+pub mod ids;
 pub mod loader;
 pub mod manifest;
 pub mod parts;

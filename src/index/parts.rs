@@ -1,6 +1,7 @@
 //! The parts an index is cut into, fetched on demand: vector *lists* (one IVF partition
-//! each: the passages nearest one centroid, in passage order) and passage *fragments* (the
-//! records of a run of passages). `parts.bin` records each part's passage count, size and
+//! each: the passages nearest one centroid, in passage order), passage *fragments* (the
+//! records of a run of passages) and id buckets (`super::ids`: which passages a candidate id
+//! names). `parts.bin` records each part's count, size and
 //! checksum: 24 bytes a part, so a million-passage index stays a small table to load first,
 //! where a JSON manifest listing every file would not.
 
@@ -16,7 +17,7 @@ pub const PARTS_FILE: &str = "parts.bin";
 pub const CENTROIDS_FILE: &str = "vectors/centroids.bin";
 const PARTS_MAGIC: &[u8; 4] = b"DFPT";
 const PARTS_VERSION: u16 = 1;
-const PARTS_HEADER: usize = 16;
+const PARTS_HEADER: usize = 20;
 const ENTRY_BYTES: usize = 24;
 
 /// Which part of an index a file is.
@@ -24,6 +25,8 @@ const ENTRY_BYTES: usize = 24;
 pub enum Part {
     List(usize),
     Fragment(usize),
+    /// A bucket of the id directory (`super::ids`).
+    Ids(usize),
 }
 
 impl Part {
@@ -32,12 +35,18 @@ impl Part {
         match self {
             Part::List(i) => format!("vectors/{i:05}.bin"),
             Part::Fragment(i) => format!("passages/{i:05}.bin"),
+            Part::Ids(i) => format!("ids/{i:05}.bin"),
         }
     }
 
     /// The part a file name denotes, if it names one of an index of `lists` lists and
-    /// `fragments` fragments.
-    pub fn from_path(path: &str, lists: usize, fragments: usize) -> Option<Part> {
+    /// `fragments` fragments and `id_buckets` id buckets.
+    pub fn from_path(
+        path: &str,
+        lists: usize,
+        fragments: usize,
+        id_buckets: usize,
+    ) -> Option<Part> {
         let (dir, file) = path.split_once('/')?;
         let digits = file.strip_suffix(".bin")?;
         if digits.len() != 5 || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -47,6 +56,7 @@ impl Part {
         match dir {
             "vectors" if i < lists => Some(Part::List(i)),
             "passages" if i < fragments => Some(Part::Fragment(i)),
+            "ids" if i < id_buckets => Some(Part::Ids(i)),
             _ => None,
         }
     }
@@ -65,6 +75,8 @@ pub struct PartEntry {
 pub struct PartTable {
     pub lists: Vec<PartEntry>,
     pub fragments: Vec<PartEntry>,
+    /// The id directory's buckets (`count`: the keys a bucket holds).
+    pub ids: Vec<PartEntry>,
     list_starts: Vec<usize>,
     fragment_starts: Vec<usize>,
 }
@@ -79,12 +91,13 @@ fn starts(entries: &[PartEntry]) -> Vec<usize> {
 }
 
 impl PartTable {
-    pub fn new(lists: Vec<PartEntry>, fragments: Vec<PartEntry>) -> Self {
+    pub fn new(lists: Vec<PartEntry>, fragments: Vec<PartEntry>, ids: Vec<PartEntry>) -> Self {
         PartTable {
             list_starts: starts(&lists),
             fragment_starts: starts(&fragments),
             lists,
             fragments,
+            ids,
         }
     }
 
@@ -115,28 +128,32 @@ impl PartTable {
         match part {
             Part::List(i) => self.lists.get(i),
             Part::Fragment(j) => self.fragments.get(j),
+            Part::Ids(b) => self.ids.get(b),
         }
     }
 
     /// The part `path` names.
     pub fn part_at(&self, path: &str) -> Result<Part> {
-        Part::from_path(path, self.lists.len(), self.fragments.len()).ok_or_else(|| {
-            Error::InvalidInput(format!(
-                "{path}: not a vector list or passage fragment of this index"
-            ))
-        })
+        Part::from_path(path, self.lists.len(), self.fragments.len(), self.ids.len()).ok_or_else(
+            || {
+                Error::InvalidInput(format!(
+                    "{path}: not a vector list or passage fragment of this index"
+                ))
+            },
+        )
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(
-            PARTS_HEADER + (self.lists.len() + self.fragments.len()) * ENTRY_BYTES,
+            PARTS_HEADER + (self.lists.len() + self.fragments.len() + self.ids.len()) * ENTRY_BYTES,
         );
         out.extend_from_slice(PARTS_MAGIC);
         out.extend_from_slice(&PARTS_VERSION.to_le_bytes());
         out.extend_from_slice(&[0, 0]);
         out.extend_from_slice(&(self.lists.len() as u32).to_le_bytes());
         out.extend_from_slice(&(self.fragments.len() as u32).to_le_bytes());
-        for e in self.lists.iter().chain(&self.fragments) {
+        out.extend_from_slice(&(self.ids.len() as u32).to_le_bytes());
+        for e in self.lists.iter().chain(&self.fragments).chain(&self.ids) {
             out.extend_from_slice(&(e.count as u32).to_le_bytes());
             out.extend_from_slice(&(e.file.bytes as u32).to_le_bytes());
             // FileEntry holds 32 hex digits: the writer made them, so they parse.
@@ -159,14 +176,17 @@ impl PartTable {
         )?;
         let lists = u32_at(bytes, 8) as usize;
         let fragments = u32_at(bytes, 12) as usize;
-        let want = (lists + fragments)
-            .checked_mul(ENTRY_BYTES)
+        let id_buckets = u32_at(bytes, 16) as usize;
+        let want = lists
+            .checked_add(fragments)
+            .and_then(|n| n.checked_add(id_buckets))
+            .and_then(|n| n.checked_mul(ENTRY_BYTES))
             .and_then(|n| n.checked_add(PARTS_HEADER));
         if want != Some(bytes.len()) {
             return Err(corrupt(
                 file,
                 format!(
-                    "{} bytes, {lists} lists and {fragments} fragments need {}",
+                    "{} bytes, {lists} lists, {fragments} fragments and {id_buckets} id buckets need {}",
                     bytes.len(),
                     want.unwrap_or(usize::MAX)
                 ),
@@ -187,6 +207,9 @@ impl PartTable {
         let table = PartTable::new(
             (0..lists).map(entry).collect(),
             (lists..lists + fragments).map(entry).collect(),
+            (lists + fragments..lists + fragments + id_buckets)
+                .map(entry)
+                .collect(),
         );
         if lists == 0 || fragments == 0 {
             return Err(corrupt(
@@ -221,6 +244,7 @@ mod tests {
         PartTable::new(
             vec![e(3, b"a"), e(0, b""), e(4, b"bc")],
             vec![e(5, b"def"), e(2, b"g")],
+            vec![e(9, b"hi")],
         )
     }
 
@@ -238,11 +262,13 @@ mod tests {
         assert_eq!(t.part_at("vectors/00002.bin").unwrap(), Part::List(2));
         assert_eq!(t.part_at("passages/00001.bin").unwrap(), Part::Fragment(1));
         assert_eq!(Part::Fragment(1).path(), "passages/00001.bin");
+        assert_eq!(t.part_at("ids/00000.bin").unwrap(), Part::Ids(0));
         for bad in [
             "vectors/00003.bin",
             "passages/2.bin",
             "model/00000.bin",
             "vectors/0000a.bin",
+            "ids/00001.bin",
         ] {
             assert_eq!(
                 t.part_at(bad).unwrap_err().to_string(),
@@ -263,16 +289,16 @@ mod tests {
         );
         assert_eq!(
             err(&bytes[..bytes.len() - 1], 7),
-            "data corruption in parts.bin: 135 bytes, 3 lists and 2 fragments need 136"
+            "data corruption in parts.bin: 163 bytes, 3 lists, 2 fragments and 1 id buckets need 164"
         );
         let mut huge = bytes.clone();
         huge[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(
-            err(&huge, 7).starts_with("data corruption in parts.bin: 136 bytes, 4294967295 lists")
+            err(&huge, 7).starts_with("data corruption in parts.bin: 164 bytes, 4294967295 lists")
         );
         assert_eq!(
             err(&bytes[..10], 7),
-            "data corruption in parts.bin: 10 bytes, shorter than the 16-byte header"
+            "data corruption in parts.bin: 10 bytes, shorter than the 20-byte header"
         );
     }
 }

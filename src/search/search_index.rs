@@ -49,8 +49,9 @@ pub struct SearchIndex {
     fragments: Vec<Option<PassageShard>>,
     /// Built on first lexical query, once every fragment is in.
     lexical: OnceLock<Bm25>,
-    /// Passage id / document id / URL → passage numbers, built on first re-rank.
-    candidate_ids: OnceLock<HashMap<String, Vec<usize>>>,
+    /// Passage id / document id / URL → passage numbers, from the id buckets added.
+    ids: HashMap<String, Vec<usize>>,
+    ids_loaded: Vec<bool>,
 }
 
 impl SearchIndex {
@@ -67,6 +68,7 @@ impl SearchIndex {
             Some(shard) => Some(IndexVectors::new(dims, vec![(0, shard)])?),
             None => None,
         };
+        let id_buckets = parts.ids.len();
         let mut index = SearchIndex {
             vectors: IndexVectors::empty(dims),
             lists_loaded: vec![false; parts.lists.len()],
@@ -79,7 +81,8 @@ impl SearchIndex {
             parts,
             centroids,
             lexical: OnceLock::new(),
-            candidate_ids: OnceLock::new(),
+            ids: HashMap::new(),
+            ids_loaded: vec![false; id_buckets],
         };
         for (part, bytes) in parts_at_hand {
             index.add(part, &bytes)?;
@@ -142,6 +145,14 @@ impl SearchIndex {
                     return Err(mismatch("passages", shard.len()));
                 }
                 self.fragments[j] = Some(shard);
+            }
+            Part::Ids(b) if !self.ids_loaded[b] => {
+                let before = self.ids.len();
+                crate::index::ids::read_bucket(&path, bytes, self.len(), &mut self.ids)?;
+                if self.ids.len() - before != count {
+                    return Err(mismatch("keys", self.ids.len() - before));
+                }
+                self.ids_loaded[b] = true;
             }
             _ => {} // added before: the bytes were the same (verified above)
         }
@@ -210,6 +221,7 @@ impl SearchIndex {
         match part {
             Part::List(i) => self.lists_loaded.get(i).copied().unwrap_or(false),
             Part::Fragment(j) => self.fragments.get(j).is_some_and(Option::is_some),
+            Part::Ids(b) => self.ids_loaded.get(b).copied().unwrap_or(false),
         }
     }
 
@@ -349,38 +361,26 @@ impl SearchIndex {
             .unwrap_or_default())
     }
 
-    /// Passage id / document id / URL → passage numbers. Needs every fragment.
-    fn candidate_lookup(&self) -> Result<&HashMap<String, Vec<usize>>> {
-        if self.candidate_ids.get().is_none() {
-            let mut lookup: HashMap<String, Vec<usize>> = HashMap::new();
-            for (n, r) in self.records()?.into_iter().enumerate() {
-                if r.doc_id != r.id {
-                    lookup.entry(r.doc_id.clone()).or_default().push(n);
-                }
-                if !r.url.is_empty() && r.url != r.id && r.url != r.doc_id {
-                    lookup.entry(r.url.clone()).or_default().push(n);
-                }
-                lookup.entry(r.id).or_default().push(n);
-            }
-            let _ = self.candidate_ids.set(lookup);
-        }
-        self.candidate_ids
-            .get()
-            .ok_or_else(|| Error::InvalidInput("no candidate lookup".into()))
+    /// The id bucket each candidate's key sits in.
+    fn buckets_of(&self, candidates: &[String]) -> Vec<Part> {
+        let buckets = self.ids_loaded.len();
+        candidates
+            .iter()
+            .map(|id| Part::Ids(crate::index::ids::bucket_of(id, buckets)))
+            .collect()
     }
 
-    /// The parts re-ranking `candidates` needs that were not added yet: every fragment
-    /// first (ids are looked up in them), then the lists holding the candidates. Ask again
-    /// once those are in, until nothing is missing.
+    /// The parts re-ranking `candidates` needs that were not added yet: the id buckets
+    /// naming them first, then the lists holding their passages. Ask again once those are
+    /// in, until nothing is missing.
     pub fn missing_for_rerank(&self, candidates: &[String]) -> Result<Vec<String>> {
-        let fragments = self.missing_all_fragments();
-        if !fragments.is_empty() {
-            return Ok(fragments);
+        let buckets = self.missing(self.buckets_of(candidates));
+        if !buckets.is_empty() {
+            return Ok(buckets);
         }
-        let lookup = self.candidate_lookup()?;
         let lists: Vec<usize> = candidates
             .iter()
-            .filter_map(|id| lookup.get(id.as_str()))
+            .filter_map(|id| self.ids.get(id.as_str()))
             .flatten()
             .filter_map(|&n| self.parts.list_of(n))
             .collect();
@@ -395,7 +395,14 @@ impl SearchIndex {
     /// 100) by the query's score. A document id scores as its best passage. Unknown ids are
     /// returned separately, in input order, so callers can keep or drop them.
     pub fn rerank(&self, query: &[f32], candidates: &[String]) -> Result<Reranked> {
-        let lookup = self.candidate_lookup()?;
+        if let Some(&part) = self
+            .buckets_of(candidates)
+            .iter()
+            .find(|&&p| !self.is_loaded(p))
+        {
+            return Err(Error::PartNotLoaded { file: part.path() });
+        }
+        let lookup = &self.ids;
         let passages: Vec<usize> = candidates
             .iter()
             .filter_map(|id| lookup.get(id.as_str()))

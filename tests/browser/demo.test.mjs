@@ -149,7 +149,7 @@ test('an index in lists fetches only the parts each query needs; its exact searc
   const fresh = await browser.newContext();
   const parts = [];
   fresh.on('request', (r) => {
-    const m = new URL(r.url()).pathname.match(/^\/dotfind-index-lists\/((vectors\/\d+|passages\/\d+)\.bin)$/);
+    const m = new URL(r.url()).pathname.match(/^\/dotfind-index-lists\/((vectors\/\d+|passages\/\d+|ids\/\d+)\.bin)$/);
     if (m) parts.push(m[1]);
   });
   try {
@@ -187,6 +187,18 @@ test('an index in lists fetches only the parts each query needs; its exact searc
       });
     }
     assert.ok(overlap / queries.length >= 0.8, `top-5 overlap of the probed search with the exact one: ${overlap / queries.length}`);
+    // Re-ranking candidates by id reads the id directory and their lists, no passage text.
+    const before = parts.length;
+    const candidates = await p.evaluate(() => window.whole.search('what is ownership', { k: 20 }).then((hits) => hits.map((h) => h.id)));
+    const [ranked, direct] = await p.evaluate((ids) => Promise.all([
+      window.lists.rerank('what is ownership', [...ids, 'no-such-passage']),
+      window.whole.rerank('what is ownership', [...ids, 'no-such-passage']),
+    ]), candidates);
+    assert.deepEqual(ranked, direct);
+    assert.deepEqual(ranked.unknown, ['no-such-passage']);
+    const reread = parts.slice(before);
+    assert.ok(reread.some((f) => f.startsWith('ids/')), `id buckets fetched: ${reread}`);
+    assert.ok(!reread.some((f) => f.startsWith('passages/')), `no fragment fetched to re-rank: ${reread}`);
     const message = await p.evaluate(() => window.lists.search('x', { probe: 0 }).then(() => 'searched', (e) => `${e.name}: ${e.message}`));
     assert.equal(message, 'DotfindError: dotfind: probe must be "default", "exact" or a positive integer, not 0');
   } finally {
