@@ -19,7 +19,7 @@ export CARGO_HOME="$work/cargo-home" DOTFIND_CACHE="$work/cache"
 export npm_config_cache="$work/npm-cache" PIP_CACHE_DIR="$work/pip-cache"
 # The toolchain's proxies only: a fresh machine's cargo home has no wasm-bindgen-cli yet.
 mkdir -p "$work/bin" "$CARGO_HOME/bin"
-for tool in cargo rustc rustup rustfmt cargo-fmt cargo-clippy clippy-driver; do
+for tool in cargo rustc rustdoc rustup rustfmt cargo-fmt cargo-clippy clippy-driver; do
   ln -s "$(command -v "$tool")" "$work/bin/$tool"
 done
 export PATH="$CARGO_HOME/bin:$work/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
