@@ -220,16 +220,13 @@ impl SearchEngine {
             path: String,
             bytes: u64,
         }
-        let index = self.searcher.index();
-        let files = index
+        let files: Vec<File> = self
+            .searcher
+            .index()
             .parts_every_query_needs()
             .into_iter()
-            .map(|path| {
-                let bytes = index.part_bytes(&path)?;
-                Ok(File { path, bytes })
-            })
-            .collect::<crate::Result<Vec<File>>>()
-            .map_err(js_error)?;
+            .map(|(path, bytes)| File { path, bytes })
+            .collect();
         to_js(&files)
     }
 

@@ -29,6 +29,7 @@ use crate::index::{
 };
 use crate::model::token_table::{TokenTableSpec, CHECKSUMS_FILE};
 use crate::model::{Encoder, ModelBundle};
+use crate::search::SearchIndex;
 
 /// How an index is written.
 #[derive(Debug, Clone)]
@@ -103,37 +104,23 @@ fn previous_vectors(
     {
         return cache;
     }
-    let n = index.manifest.passage_count;
-    let (mut rows, mut keys) = (vec![None; n], vec![None; n]);
-    for (part, bytes) in &index.parts_at_hand {
-        let path = part.path();
-        let verified = index
-            .parts
-            .entry(*part)
-            .is_some_and(|e| e.file.verify(&path, bytes).is_ok());
-        match part {
-            Part::List(i) if verified => {
-                let Ok(shard) = VectorShard::from_bytes(&path, bytes) else {
-                    continue;
-                };
-                for (k, n) in index.parts.list_range(*i).enumerate().take(shard.count) {
-                    rows[n] = Some(shard.row(k));
-                }
-            }
-            Part::Fragment(j) if verified => {
-                let Ok(shard) = PassageShard::from_bytes(&path, bytes) else {
-                    continue;
-                };
-                for (k, n) in index.parts.fragment_range(*j).enumerate() {
-                    keys[n] = shard.record(k).ok().map(|r| text_key(&r.encoded_text()));
-                }
-            }
-            _ => {}
-        }
+    let crate::index::LoadedIndex {
+        manifest,
+        parts,
+        centroids,
+        parts_at_hand,
+        ..
+    } = index;
+    let Ok(mut stored) = SearchIndex::new(manifest, parts, centroids, Vec::new()) else {
+        return cache;
+    };
+    // A damaged part only loses its own passages' vectors.
+    for (part, bytes) in &parts_at_hand {
+        let _ = stored.add_part(&part.path(), bytes);
     }
-    for (key, row) in keys.into_iter().zip(rows) {
-        if let (Some(key), Some(row)) = (key, row) {
-            cache.insert(key, row);
+    for n in 0..stored.len() {
+        if let (Ok(record), Ok(row)) = (stored.record(n), stored.stored_row(n)) {
+            cache.insert(text_key(&record.encoded_text()), row);
         }
     }
     cache

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use super::{check_header_version, corrupt, u32_at, PassageRecord};
+use super::{check_header_version, corrupt, push_varint, read_varint, u32_at, PassageRecord};
 use crate::error::Result;
 
 const IDS_MAGIC: &[u8; 4] = b"DFID";
@@ -76,28 +76,6 @@ pub fn write_buckets(records: &[PassageRecord], buckets: usize) -> Vec<(Vec<u8>,
             (out, keys)
         })
         .collect()
-}
-
-fn push_varint(out: &mut Vec<u8>, mut n: usize) {
-    while n >= 0x80 {
-        out.push((n as u8 & 0x7f) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-}
-
-/// Reads a varint at `*at`, advancing it; `None` past the end or beyond 64 bits.
-fn read_varint(bytes: &[u8], at: &mut usize) -> Option<usize> {
-    let mut n: u64 = 0;
-    for shift in (0..64).step_by(7) {
-        let b = *bytes.get(*at)?;
-        *at += 1;
-        n |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return usize::try_from(n).ok();
-        }
-    }
-    None
 }
 
 /// Parses bucket file `file` of an index of `passages` passages into `into` (key → passages).

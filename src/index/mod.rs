@@ -75,3 +75,27 @@ fn check_header_version(
 fn u32_at(bytes: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
 }
+
+/// Appends `n` as unsigned LEB128: how passage and id files store lengths and numbers.
+fn push_varint(out: &mut Vec<u8>, mut n: usize) {
+    while n >= 0x80 {
+        out.push((n as u8 & 0x7f) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// Reads an unsigned LEB128 at `*at` and advances past it: `None` when it runs past `bytes`
+/// or does not fit in 32 bits (every length and number these files store does).
+fn read_varint(bytes: &[u8], at: &mut usize) -> Option<usize> {
+    let mut n: u64 = 0;
+    for shift in (0..35).step_by(7) {
+        let b = *bytes.get(*at)?;
+        *at += 1;
+        n |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return u32::try_from(n).ok().map(|n| n as usize);
+        }
+    }
+    None
+}

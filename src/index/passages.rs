@@ -1,7 +1,7 @@
 //! Passage shards: an offset table plus length-prefixed UTF-8 fields per passage, so a
 //! reader decodes only the records it shows instead of parsing the corpus.
 
-use super::{check_header, corrupt, u32_at, SHARD_FORMAT_VERSION};
+use super::{check_header, corrupt, push_varint, read_varint, u32_at, SHARD_FORMAT_VERSION};
 use crate::error::Result;
 
 const PASSAGE_MAGIC: &[u8; 4] = b"DFPS";
@@ -65,14 +65,6 @@ fn varint_len(mut n: usize) -> usize {
         len += 1;
     }
     len
-}
-
-fn push_varint(out: &mut Vec<u8>, mut n: usize) {
-    while n >= 0x80 {
-        out.push((n as u8 & 0x7f) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
 }
 
 /// Passage metadata shard: an offset table plus length-prefixed UTF-8 fields, so the
@@ -161,28 +153,15 @@ impl PassageShard {
         let mut at = self.offsets[i] as usize;
         let end = self.offsets[i + 1] as usize;
         let mut fields: [String; 6] = Default::default();
+        // The record's bytes: fields read past them are damage, not the next record.
+        let record = self.blob.get(..end).unwrap_or_default();
         for field in fields.iter_mut() {
-            let mut len = 0usize;
-            let mut shift = 0;
-            loop {
-                let byte = *self
-                    .blob
-                    .get(at)
-                    .filter(|_| at < end && shift < 35)
-                    .ok_or_else(|| {
-                        corrupt(&self.file, format!("passage {i}: truncated field length"))
-                    })?;
-                at += 1;
-                len |= usize::from(byte & 0x7f) << shift;
-                shift += 7;
-                if byte & 0x80 == 0 {
-                    break;
-                }
-            }
-            let bytes = self
-                .blob
-                .get(at..at + len)
-                .filter(|_| at + len <= end)
+            let len = read_varint(record, &mut at).ok_or_else(|| {
+                corrupt(&self.file, format!("passage {i}: truncated field length"))
+            })?;
+            let bytes = at
+                .checked_add(len)
+                .and_then(|field_end| record.get(at..field_end))
                 .ok_or_else(|| {
                     corrupt(
                         &self.file,

@@ -5,7 +5,7 @@ use std::ops::Range;
 
 use super::top_k::{Hit, TopK};
 use crate::error::{Error, Result};
-use crate::index::VectorShard;
+use crate::index::{EncodedRow, VectorShard};
 use crate::kernels::score::QuantizedQuery;
 
 /// The vector shards held of an index (its lists loaded so far), by first passage number.
@@ -68,14 +68,14 @@ impl IndexVectors {
         self.shards.retain(|(s, _)| *s != start);
     }
 
-    /// Passage `n`'s stored vector, if a shard held holds it.
-    pub fn vector(&self, n: usize) -> Option<Vec<f32>> {
+    /// Passage `n`'s row as stored (for copying into a new index), if a shard held holds it.
+    pub fn row(&self, n: usize) -> Option<EncodedRow> {
         let at = self
             .shards
             .partition_point(|(s, _)| *s <= n)
             .checked_sub(1)?;
         let (start, shard) = &self.shards[at];
-        (n < start + shard.count).then(|| shard.vector(n - start))
+        (n < start + shard.count).then(|| shard.row(n - start))
     }
 
     /// Exact top-k among passages `ranges` (passages not held are skipped: callers check

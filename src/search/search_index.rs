@@ -15,7 +15,9 @@ use super::top_k::Hit;
 use crate::error::{Error, Result};
 #[cfg(doc)]
 use crate::index::LoadedIndex;
-use crate::index::{IndexManifest, Part, PartTable, PassageRecord, PassageShard, VectorShard};
+use crate::index::{
+    EncodedRow, IndexManifest, Part, PartTable, PassageRecord, PassageShard, VectorShard,
+};
 
 /// Re-ranked candidates (id, score; best first) and the ids the index does not know.
 pub type Reranked = (Vec<(String, f32)>, Vec<String>);
@@ -199,22 +201,20 @@ impl SearchIndex {
     }
 
     /// Parts every query reads, worth fetching with the index: the lists when a query scans
-    /// them all, the passages when they are one fragment.
-    pub fn parts_every_query_needs(&self) -> Vec<String> {
-        let mut out = Vec::new();
+    /// them all, the passages when they are one fragment. Each with its size, for progress.
+    pub fn parts_every_query_needs(&self) -> Vec<(String, u64)> {
+        let mut parts = Vec::new();
         if self.manifest.layout.probe >= self.parts.lists.len() {
-            out.extend(self.missing((0..self.parts.lists.len()).map(Part::List)));
+            parts.extend((0..self.parts.lists.len()).map(Part::List));
         }
         if self.parts.fragments.len() == 1 {
-            out.extend(self.missing([Part::Fragment(0)]));
+            parts.push(Part::Fragment(0));
         }
-        out
-    }
-
-    /// The size of the part file `path`, as the part table records it.
-    pub fn part_bytes(&self, path: &str) -> Result<u64> {
-        let part = self.parts.part_at(path)?;
-        Ok(self.parts.entry(part).map_or(0, |e| e.file.bytes))
+        parts
+            .into_iter()
+            .filter(|&p| !self.is_loaded(p))
+            .map(|p| (p.path(), self.parts.entry(p).map_or(0, |e| e.file.bytes)))
+            .collect()
     }
 
     fn is_loaded(&self, part: Part) -> bool {
@@ -227,13 +227,21 @@ impl SearchIndex {
 
     /// The files of `parts` not added yet, each once, in order.
     fn missing(&self, parts: impl IntoIterator<Item = Part>) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        for part in parts {
-            if !self.is_loaded(part) && !out.contains(&part.path()) {
-                out.push(part.path());
-            }
+        let mut seen = std::collections::HashSet::new();
+        parts
+            .into_iter()
+            .filter(|&part| !self.is_loaded(part) && seen.insert(part))
+            .map(Part::path)
+            .collect()
+    }
+
+    /// Marks `lists` as probed by the step under way, so that adding the missing ones never
+    /// evicts these (see `set_list_budget`).
+    fn mark_probed(&self, lists: &[usize]) {
+        let now = self.probes.fetch_add(1, Ordering::Relaxed) + 1;
+        for &i in lists {
+            self.list_last_probed[i].store(now, Ordering::Relaxed);
         }
-        out
     }
 
     /// The lists a search of `query` scans, best centroid first.
@@ -259,10 +267,7 @@ impl SearchIndex {
     /// probed, so that adding the missing ones never evicts these.
     pub fn missing_lists(&self, query: &[f32], probe: Probe) -> Result<Vec<String>> {
         let lists = self.probed_lists(query, probe)?;
-        let now = self.probes.fetch_add(1, Ordering::Relaxed) + 1;
-        for &i in &lists {
-            self.list_last_probed[i].store(now, Ordering::Relaxed);
-        }
+        self.mark_probed(&lists);
         Ok(self.missing(lists.into_iter().map(Part::List)))
     }
 
@@ -299,16 +304,21 @@ impl SearchIndex {
         self.vectors.score_ranges(query, &ranges, visit)
     }
 
-    /// Passage `n`'s stored vector (its list must be loaded).
-    pub fn vector(&self, n: usize) -> Result<Vec<f32>> {
+    /// Passage `n`'s row as stored (its list must be loaded): what a re-index copies.
+    pub fn stored_row(&self, n: usize) -> Result<EncodedRow> {
         let list = self
             .parts
             .list_of(n)
             .ok_or_else(|| Error::InvalidInput(format!("no passage {n}")))?;
         self.loaded_ranges(&[list])?;
         self.vectors
-            .vector(n)
+            .row(n)
             .ok_or_else(|| Error::InvalidInput(format!("no passage {n}")))
+    }
+
+    /// Passage `n`'s stored vector (its list must be loaded).
+    pub fn vector(&self, n: usize) -> Result<Vec<f32>> {
+        Ok(self.stored_row(n)?.decode(self.manifest.vector_encoding))
     }
 
     /// The fragment files holding `passages` that were not added yet.
@@ -321,7 +331,7 @@ impl SearchIndex {
         )
     }
 
-    /// Every fragment not added yet: what lexical search and re-ranking by id need.
+    /// Every fragment not added yet: what lexical search needs.
     pub fn missing_all_fragments(&self) -> Vec<String> {
         self.missing((0..self.fragments.len()).map(Part::Fragment))
     }
@@ -378,17 +388,27 @@ impl SearchIndex {
         if !buckets.is_empty() {
             return Ok(buckets);
         }
-        let lists: Vec<usize> = candidates
+        let lists = self.lists_of(&self.candidate_passages(candidates));
+        self.mark_probed(&lists);
+        Ok(self.missing(lists.into_iter().map(Part::List)))
+    }
+
+    /// The passages the known candidates name (their id buckets must be added).
+    fn candidate_passages(&self, candidates: &[String]) -> Vec<usize> {
+        candidates
             .iter()
             .filter_map(|id| self.ids.get(id.as_str()))
             .flatten()
+            .copied()
+            .collect()
+    }
+
+    /// The list holding each of `passages`.
+    fn lists_of(&self, passages: &[usize]) -> Vec<usize> {
+        passages
+            .iter()
             .filter_map(|&n| self.parts.list_of(n))
-            .collect();
-        let now = self.probes.fetch_add(1, Ordering::Relaxed) + 1;
-        for &i in &lists {
-            self.list_last_probed[i].store(now, Ordering::Relaxed);
-        }
-        Ok(self.missing(lists.into_iter().map(Part::List)))
+            .collect()
     }
 
     /// Orders candidate ids (passage ids, document ids or URLs, e.g. a lexical engine's top
@@ -402,18 +422,8 @@ impl SearchIndex {
         {
             return Err(Error::PartNotLoaded { file: part.path() });
         }
-        let lookup = &self.ids;
-        let passages: Vec<usize> = candidates
-            .iter()
-            .filter_map(|id| lookup.get(id.as_str()))
-            .flatten()
-            .copied()
-            .collect();
-        let lists: Vec<usize> = passages
-            .iter()
-            .filter_map(|&n| self.parts.list_of(n))
-            .collect();
-        self.loaded_ranges(&lists)?;
+        let passages = self.candidate_passages(candidates);
+        self.loaded_ranges(&self.lists_of(&passages))?;
         let mut scores = HashMap::with_capacity(passages.len());
         let rows: Vec<Range<usize>> = passages.iter().map(|&n| n..n + 1).collect();
         self.vectors.score_ranges(query, &rows, |n, s| {
@@ -422,7 +432,7 @@ impl SearchIndex {
         let mut scored = Vec::new();
         let mut unknown = Vec::new();
         for (order, id) in candidates.iter().enumerate() {
-            match lookup.get(id.as_str()) {
+            match self.ids.get(id.as_str()) {
                 Some(ns) => {
                     let best = ns
                         .iter()
