@@ -107,7 +107,8 @@ async function ensureParts(e, paths) {
 
 /**
  * Top-k for a query vector: the lists its centroids select, then the fragments of the hits.
- * Returns `{results, partsMs}` (partsMs: time spent fetching parts).
+ * Returns `{results, partsMs, scoreMs}`: time spent fetching parts, and the rest (probing,
+ * scoring, decoding results).
  */
 async function searchVector(e, vector, k, probe) {
   const t0 = performance.now();
@@ -154,7 +155,7 @@ const handlers = {
   },
   async rerank({ query, candidates }) {
     const e = await engineFor(query);
-    // Fragments first (ids are looked up in them), then the candidates' lists.
+    // The id buckets naming the candidates first, then the lists holding them.
     for (let round = 0; round < 3; round += 1) {
       const missing = e.missingForRerank(candidates);
       if (!missing.length) break;
