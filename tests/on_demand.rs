@@ -234,3 +234,32 @@ fn damaged_or_foreign_parts_are_refused_by_name() {
         "passages/00000.bin: not loaded (index parts are fetched on demand, as a query needs them)"
     );
 }
+
+#[test]
+fn centroids_that_do_not_match_the_layout_are_refused_by_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = lists_index(tmp.path());
+    // Five valid centroids where the layout has six lists, recorded with a matching checksum:
+    // the loader's own check names the mismatch.
+    let rows: Vec<_> = (0..5)
+        .map(|i| {
+            dotfind::index::EncodedRow::encode(
+                dotfind::index::VectorEncoding::Int8,
+                &[i as f32; 384],
+            )
+        })
+        .collect();
+    let bytes =
+        dotfind::index::VectorShard::to_bytes(dotfind::index::VectorEncoding::Int8, 384, &rows);
+    std::fs::write(dir.join("vectors/centroids.bin"), &bytes).unwrap();
+    let manifest_path = dir.join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    manifest["files"]["vectors/centroids.bin"] =
+        serde_json::to_value(dotfind::checksum::FileEntry::of(&bytes)).unwrap();
+    std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    assert_eq!(
+        Searcher::open(&dir).unwrap_err().to_string(),
+        "data corruption in vectors/centroids.bin: 5 centroids of 384 dimensions, the index has 6 lists of 384"
+    );
+}

@@ -201,6 +201,9 @@ test('an index in lists fetches only the parts each query needs; its exact searc
     assert.ok(!reread.some((f) => f.startsWith('passages/')), `no fragment fetched to re-rank: ${reread}`);
     const message = await p.evaluate(() => window.lists.search('x', { probe: 0 }).then(() => 'searched', (e) => `${e.name}: ${e.message}`));
     assert.equal(message, 'DotfindError: dotfind: probe must be "default", "exact" or a positive integer, not 0');
+    const budget = await p.evaluate(() => import('/dotfind/dotfind.js').then(({ Dotfind }) => Dotfind.load('/dotfind-index-lists/', { maxVectorBytes: -1, cache: false }))
+      .then(() => 'loaded', (e) => `${e.name}: ${e.message}`));
+    assert.equal(budget, 'DotfindError: dotfind: maxVectorBytes must be a positive integer below 2^32 or null, not -1');
   } finally {
     await fresh.close();
   }
