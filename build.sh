@@ -26,6 +26,9 @@
 #   ./build.sh bench-encoders             query encoding: dotfind vs onnxruntime-web vs transformers.js in
 #                                         Chromium, native tract vs Python onnxruntime -> BENCHMARKS.md
 #   ./build.sh bench-setup                a newcomer's first ./build.sh demo, timed from a fresh clone -> BENCHMARKS.md
+#   ./build.sh fuzz [--seconds N] [--jobs J] [--targets a,b] [--record]
+#                                         fuzz every reader of fetched bytes (fuzz/; nightly + cargo-fuzz,
+#                                         installed here) for N s per target; --record -> BENCHMARKS.md
 #   ./build.sh deps                       install the toolchain pieces only
 #
 # Environment: DOTFIND_CACHE (default ~/.cache/dotfind) holds the Python venvs, the stand-in's
@@ -62,6 +65,29 @@ ensure_wasm_bindgen() {
     log "installing wasm-bindgen-cli $want (matches the crate)"
     cargo install wasm-bindgen-cli --version "$want"
   fi
+}
+
+# Fuzzing only: libFuzzer needs a nightly toolchain (the product builds on stable) and
+# cargo-fuzz, pinned.
+CARGO_FUZZ_VERSION=0.13.2
+ensure_fuzz_tools() {
+  if ! rustup toolchain list | grep -q '^nightly'; then
+    log "installing the nightly toolchain (for cargo-fuzz only)"
+    rustup toolchain install nightly --profile minimal
+  fi
+  if [ "$(cargo fuzz --version 2>/dev/null | awk '{print $2}')" != "$CARGO_FUZZ_VERSION" ]; then
+    log "installing cargo-fuzz $CARGO_FUZZ_VERSION"
+    cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked
+  fi
+}
+
+# cmd_fuzz [bench/fuzz.py options]: builds the targets (release, debug assertions on, no
+# sanitizer: safe Rust needs none, and it builds in half the time) and runs them.
+cmd_fuzz() {
+  ensure_fuzz_tools
+  log "building the fuzz targets"
+  cargo +nightly fuzz build --fuzz-dir fuzz --target-dir target/fuzz --sanitizer none --debug-assertions --release
+  python3 bench/fuzz.py "$@"
 }
 
 ensure_node_modules() {
@@ -277,6 +303,8 @@ cmd_test() {
     cargo clippy --lib --target "$WASM_TARGET" --profile wasm --target-dir "$RELAXED_TARGET_DIR" -- -D warnings
   log "cargo test (unit + integration, release)"
   cargo test --release
+  log "fuzz: every reader of fetched bytes, 5 s each (fuzz/README.md)"
+  cmd_fuzz --seconds 5 --jobs 2
   # The wasm-only code (SIMD kernels, weight packing, scoring) tested in wasm itself, in
   # headless Chromium (wasm-bindgen's runner drives it through chromedriver; it adds headless
   # and no-sandbox, tests/wasm-webdriver.json the rest), in both builds. Not node: node 20's
@@ -426,6 +454,7 @@ main() {
     bench-bytes) cmd_bench_bytes "$@" ;;
     bench-setup) bench/bench_setup.sh ;;
     parity) cmd_parity "$@" ;;
+    fuzz) local model; model="$(prepare_model)"; DOTFIND_MODEL_DIR="$model" cmd_fuzz "$@" ;;
     deps) ensure_wasm_target; ensure_wasm_bindgen; ensure_node_modules; ensure_chromium; ensure_test_venv; standin_wheel >/dev/null ;;
     *) sed -n '2,27p' "$0"; [ -z "$cmd" ] || die "unknown command: $cmd" ;;
   esac

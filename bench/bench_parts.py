@@ -21,23 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from sections import replace_section
+from sections import cpu_line, replace_section
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def cpu_line() -> str:
-    model, flags = "unknown CPU", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model == "unknown CPU":
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    simd = [f for f in ["avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8"] if f in flags]
-    return f"CPU: {model}, {os.cpu_count()} cores, SIMD: {' '.join(simd) or 'none'}"
 
 
 def tree(d: Path) -> dict[str, bytes]:

@@ -1,6 +1,8 @@
-"""The one way a Python benchmark writes its section of BENCHMARKS.md: between the markers
-`<!-- bench:NAME -->` and `<!-- /bench:NAME -->`, replaced in place, or appended."""
+"""What Python benchmarks share: the one way one writes its section of BENCHMARKS.md (between
+the markers `<!-- bench:NAME -->` and `<!-- /bench:NAME -->`, replaced in place, or
+appended), and the machine line printed with every figure."""
 
+import os
 from pathlib import Path
 
 
@@ -13,3 +15,17 @@ def replace_section(path: Path, title: str, body: str) -> None:
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     path.write_text(text)
+
+
+def cpu_line() -> str:
+    model, flags = "unknown CPU", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and model == "unknown CPU":
+                model = line.split(":", 1)[1].strip()
+            if line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    simd = [f for f in ["avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8"] if f in flags]
+    return f"CPU: {model}, {os.cpu_count()} cores, SIMD: {' '.join(simd) or 'none'}"

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::{check_header, corrupt, u32_at, SHARD_FORMAT_VERSION};
 use crate::error::Result;
 use crate::kernels::score::{QuantizedQuery, RowSums};
+use crate::model::MAX_DIMS;
 
 const VECTOR_MAGIC: &[u8; 4] = b"DFVC";
 const VECTOR_HEADER: usize = 16;
@@ -176,8 +177,8 @@ impl VectorShard {
             .ok_or_else(|| corrupt(file, format!("unknown vector encoding code {}", bytes[6])))?;
         let dims = u32_at(bytes, 8) as usize;
         let count = u32_at(bytes, 12) as usize;
-        if dims == 0 {
-            return Err(corrupt(file, "dims is 0"));
+        if dims == 0 || dims > MAX_DIMS {
+            return Err(corrupt(file, format!("dims is {dims}")));
         }
         let expected = (count as u128) * (encoding.row_bytes(dims) as u128) + VECTOR_HEADER as u128;
         if bytes.len() as u128 != expected {
@@ -380,5 +381,18 @@ mod tests {
         let mut bad = good;
         bad[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(err(&bad).contains("header promises"));
+        // An empty shard of absurd width: refused before anything is sized by it (`fuzz/`,
+        // target vector_shard, allocated gigabytes for it).
+        let empty_wide = [
+            &VECTOR_MAGIC[..],
+            &[1, 0, 2, 0],
+            &u32::MAX.to_le_bytes(),
+            &[0; 4],
+        ]
+        .concat();
+        assert_eq!(
+            err(&empty_wide),
+            "data corruption in vectors-000.bin: dims is 4294967295"
+        );
     }
 }

@@ -42,7 +42,10 @@ impl TokenTableSpec {
                 "token_embeddings: vocab_size, dims and rows_per_chunk must be positive".into(),
             );
         }
-        if self.vocab_size > 1 << 24 || self.rows_per_chunk > 1 << 20 || self.dims > 1 << 16 {
+        if self.vocab_size > 1 << 24
+            || self.rows_per_chunk > 1 << 20
+            || self.dims > crate::model::MAX_DIMS
+        {
             return Err("token_embeddings: sizes beyond any BERT vocabulary".into());
         }
         match self.encoding.encoded_len(self.dims) {

@@ -2,8 +2,6 @@
 //! while V8 still runs most code baseline-compiled, so it copies whole tiles (and, with
 //! wasm SIMD, transposes them with shuffles) rather than scattering single weights.
 
-use tract_core::internal::*;
-
 use super::*;
 
 /// Per column of a row-major `[k, n]` matrix: the sum of its weights, and `−min` if the

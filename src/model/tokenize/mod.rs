@@ -57,7 +57,10 @@ impl TextTokenizer {
         }
         let parsed = match wordpiece_tokenizer(bytes) {
             Some(tokenizer) => Ok(tokenizer),
-            None => Tokenizer::from_bytes(bytes),
+            None => {
+                refuse_what_tokenizers_panics_on(bytes)?;
+                Tokenizer::from_bytes(bytes)
+            }
         };
         let mut inner = parsed.map_err(|e| {
             Error::InvalidTokenizer(format!("not a valid tokenizer definition: {e}"))
@@ -113,6 +116,79 @@ impl TextTokenizer {
             ids,
             attention_mask,
         })
+    }
+}
+
+/// The `tokenizers` crate panics, rather than failing, on some input a fetched file can hold
+/// (found by fuzzing, `fuzz/`): malformed JSON inside a `decoder`, and the sections
+/// [`what_tokenizers_panics_on`] names. A panic in wasm kills the worker, so these are
+/// refused here, by name, before the crate sees them.
+fn refuse_what_tokenizers_panics_on(bytes: &[u8]) -> Result<()> {
+    let json: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| Error::InvalidTokenizer(format!("not valid JSON: {e}")))?;
+    match what_tokenizers_panics_on(json.get("normalizer"), json.get("post_processor")) {
+        Some(reason) => Err(Error::InvalidTokenizer(reason)),
+        None => Ok(()),
+    }
+}
+
+/// Why `tokenizers` would panic on these sections, if it would: a `Precompiled` normalizer
+/// (SentencePiece's, never BERT's) whose map may not parse; a template naming a special
+/// token it does not define, or a second sequence in the single-text template.
+fn what_tokenizers_panics_on(
+    normalizer: Option<&serde_json::Value>,
+    post_processor: Option<&serde_json::Value>,
+) -> Option<String> {
+    let precompiled =
+        |o: &serde_json::Map<_, _>| o.get("type").and_then(|t| t.as_str()) == Some("Precompiled");
+    if normalizer.is_some_and(|n| !objects_where(n, &precompiled).is_empty()) {
+        return Some("normalizer Precompiled (SentencePiece) is not supported: dotfind runs WordPiece tokenizers".into());
+    }
+    // Any object shaped like a template: `tokenizers` reads post-processors by shape too,
+    // whatever their `type` says.
+    let templates = post_processor.map_or(vec![], |p| {
+        objects_where(p, &|o| o.contains_key("single") || o.contains_key("pair"))
+    });
+    for template in templates {
+        let defined = template.get("special_tokens").and_then(|t| t.as_object());
+        for (which, pieces) in ["single", "pair"]
+            .iter()
+            .filter_map(|w| Some((*w, template.get(*w)?.as_array()?)))
+        {
+            for piece in pieces {
+                if let Some(id) = piece.pointer("/SpecialToken/id").and_then(|id| id.as_str()) {
+                    if !defined.is_some_and(|d| d.contains_key(id)) {
+                        return Some(format!("post_processor: template {which} uses special token {id:?}, which special_tokens does not define"));
+                    }
+                }
+                if which == "single"
+                    && piece.pointer("/Sequence/id").and_then(|id| id.as_str()) == Some("B")
+                {
+                    return Some("post_processor: the single-text template uses sequence B".into());
+                }
+            }
+        }
+    }
+    None
+}
+
+/// The objects `keep` accepts, at any depth (sequences nest them).
+fn objects_where<'a>(
+    value: &'a serde_json::Value,
+    keep: &dyn Fn(&serde_json::Map<String, serde_json::Value>) -> bool,
+) -> Vec<&'a serde_json::Map<String, serde_json::Value>> {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut found: Vec<_> = map.values().flat_map(|v| objects_where(v, keep)).collect();
+            if keep(map) {
+                found.push(map);
+            }
+            found
+        }
+        serde_json::Value::Array(items) => {
+            items.iter().flat_map(|v| objects_where(v, keep)).collect()
+        }
+        _ => vec![],
     }
 }
 
@@ -277,6 +353,66 @@ mod tests {
         assert!(
             err.starts_with("tokenizer.json: not a valid tokenizer definition:"),
             "{err}"
+        );
+    }
+
+    /// Inputs on which the `tokenizers` crate panics (found by `fuzz/`, target
+    /// tokenizer_json): refused by name before they reach it.
+    #[test]
+    fn what_tokenizers_panics_on_is_refused_by_name() {
+        let base: serde_json::Value = serde_json::from_str(&tiny_bert_tokenizer_json()).unwrap();
+        let broken_decoder =
+            base.to_string()
+                .replacen("\"decoder\":", "\"decoder\": full, \"x\":", 1);
+        assert!(broken_decoder.contains("full"), "the fixture has a decoder");
+        let err = TextTokenizer::from_json(broken_decoder.as_bytes(), 8).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "tokenizer.json: not valid JSON: expected ident at line 1 column 13".replace(
+                "13",
+                &(broken_decoder.find("full").unwrap() + 2).to_string()
+            )
+        );
+        let mut precompiled = base.clone();
+        precompiled["normalizer"] = serde_json::json!({"type": "Sequence", "normalizers": [
+            {"type": "Precompiled", "precompiled_charsmap": "AAAA"}
+        ]});
+        assert_eq!(
+            TextTokenizer::from_json(precompiled.to_string().as_bytes(), 8)
+                .unwrap_err()
+                .to_string(),
+            "tokenizer.json: normalizer Precompiled (SentencePiece) is not supported: dotfind runs WordPiece tokenizers"
+        );
+        let error_of = |json: serde_json::Value| {
+            TextTokenizer::from_json(json.to_string().as_bytes(), 8)
+                .unwrap_err()
+                .to_string()
+        };
+        let mut undefined = base.clone();
+        undefined["post_processor"]["single"][0]["SpecialToken"]["id"] = "[$LS]".into();
+        assert_eq!(
+            error_of(undefined),
+            "tokenizer.json: post_processor: template single uses special token \"[$LS]\", which special_tokens does not define"
+        );
+        // `tokenizers` reads a template by its shape, whatever its type says.
+        let mut mistyped = base.clone();
+        mistyped["post_processor"]["type"] = "e TpmlateProce!sing".into();
+        mistyped["post_processor"]["special_tokens"]["[CLS]"]["id"] = "[cLS]".into();
+        let special = mistyped["post_processor"]["special_tokens"]["[CLS]"].take();
+        mistyped["post_processor"]["special_tokens"]["[cLS]"] = special;
+        mistyped["post_processor"]["special_tokens"]
+            .as_object_mut()
+            .unwrap()
+            .remove("[CLS]");
+        assert_eq!(
+            error_of(mistyped),
+            "tokenizer.json: post_processor: template single uses special token \"[CLS]\", which special_tokens does not define"
+        );
+        let mut second = base.clone();
+        second["post_processor"]["single"][1]["Sequence"]["id"] = "B".into();
+        assert_eq!(
+            error_of(second),
+            "tokenizer.json: post_processor: the single-text template uses sequence B"
         );
     }
 }

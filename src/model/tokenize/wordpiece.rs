@@ -122,6 +122,12 @@ pub(super) fn wordpiece_tokenizer(bytes: &[u8]) -> Option<Tokenizer> {
             return None;
         }
     }
+    // What would panic `tokenizers` goes to the generic path, which refuses it by name.
+    let normalizer: serde_json::Value = section(file.normalizer)?;
+    let post_processor: serde_json::Value = section(file.post_processor)?;
+    if super::what_tokenizers_panics_on(Some(&normalizer), Some(&post_processor)).is_some() {
+        return None;
+    }
     let wordpiece = wordpiece_model(file.model)?;
     let added = added_tokens(file.added_tokens)?;
     let mut tokenizer = TokenizerBuilder::<
