@@ -445,6 +445,19 @@ fn bad_corpus_input_gets_named_errors_and_leaves_no_index() {
             write("latin1.jsonl", b"{\"_id\": \"a\", \"text\": \"caf\xe9\"}\n"),
             ":1: not valid UTF-8 (invalid utf-8 sequence of 1 bytes from index 25)".into(),
         ),
+        (
+            write(
+                "huge.jsonl",
+                format!(
+                    "{{\"_id\": \"a\", \"text\": \"x\"}}\n{{\"_id\": \"b\", \"text\": \"{}\"}}\n",
+                    "word ".repeat(2 << 20)
+                )
+                .as_bytes(),
+            ),
+            ":2: a line of 10.0 MiB; a document may take at most 1 MiB (the model reads only its \
+             first few hundred tokens: split long documents into several)"
+                .into(),
+        ),
     ];
     for (input, expected) in cases {
         let o = index_cli(&model, &input, &out);
@@ -521,6 +534,34 @@ fn bad_corpus_input_gets_named_errors_and_leaves_no_index() {
 }
 
 #[test]
+fn a_model_id_that_is_a_local_path_is_not_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("bundle");
+    std::fs::create_dir(&local).unwrap();
+    for f in ["model.graph", "tokenizer.json"] {
+        std::fs::copy(bundle("int8").join(f), local.join(f)).unwrap();
+    }
+    let mut descriptor: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle("int8").join("dotfind-model.json")).unwrap())
+            .unwrap();
+    descriptor["model_id"] = "/home/builder/models/my-bert".into();
+    std::fs::write(
+        local.join("dotfind-model.json"),
+        serde_json::to_vec(&descriptor).unwrap(),
+    )
+    .unwrap();
+    let out = dir.path().join("idx");
+    let o = index_cli(&local, &fixture("corpus.jsonl"), &out);
+    assert_eq!(
+        stderr(&o),
+        "dotfind: error: invalid input: the model bundle's model_id \"/home/builder/models/my-bert\" \
+         is a path on this machine, and an index is published: prepare the bundle again with \
+         `dotfind prepare --model-id NAME`\n"
+    );
+    assert!(!out.exists(), "no index left behind");
+}
+
+#[test]
 fn unwritable_output_fails_cleanly_and_keeps_the_previous_index() {
     let model = bundle("int8");
     // /sys refuses new entries even to root: a real write failure, like a full or read-only disk.
@@ -552,6 +593,41 @@ fn unwritable_output_fails_cleanly_and_keeps_the_previous_index() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(leftovers.len(), 2, "no temp folders left: {leftovers:?}");
+}
+
+#[test]
+fn a_full_disk_fails_by_name_and_keeps_the_previous_index() {
+    // RLIMIT_FSIZE makes every write past 1 MiB fail (EFBIG), as a full disk fails a write
+    // halfway through a file: the model copy (megabytes) is cut short mid-file. SIGXFSZ is
+    // ignored, so the write returns the error instead of killing the process.
+    let (_d, dir) = index_of(&fixture("corpus.jsonl"), VectorEncoding::Int8);
+    let before = all_files(&dir);
+    let o = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 2048; exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_dotfind"))
+        .args(["index", "--model"])
+        .arg(bundle("int8"))
+        .arg("--input")
+        .arg(fixture("corpus.jsonl"))
+        .arg("--out")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    let temp = format!(
+        "dotfind: error: {}/.index.tmp-",
+        dir.parent().unwrap().display()
+    );
+    assert!(err.starts_with(&temp), "{err}");
+    assert!(err.ends_with(": File too large (os error 27)\n"), "{err}");
+    assert_eq!(all_files(&dir), before, "the previous index is intact");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 1, "no temp folder left: {leftovers:?}");
 }
 
 #[test]

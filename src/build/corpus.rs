@@ -24,6 +24,11 @@ struct JsonlDoc {
     url: Option<String>,
 }
 
+/// The longest corpus line read: far beyond any passage the model reads (a few hundred
+/// tokens), yet small enough that a line that is really a whole dump fails at once, by name,
+/// instead of becoming a multi-megabyte fragment every visitor who sees it downloads.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
 fn at_line(file: &Path, line: usize, reason: impl std::fmt::Display) -> Error {
     Error::InvalidInput(format!("{}:{line}: {reason}", file.display()))
 }
@@ -38,6 +43,18 @@ pub fn read_jsonl(path: &Path, skip_empty: bool) -> Result<(Vec<PassageRecord>, 
     let mut first_line: HashMap<String, usize> = HashMap::new();
     for (n, raw) in bytes.split(|&b| b == b'\n').enumerate() {
         let line = n + 1;
+        if raw.len() > MAX_LINE_BYTES {
+            return Err(at_line(
+                path,
+                line,
+                format!(
+                    "a line of {:.1} MiB; a document may take at most {} MiB (the model reads only \
+                     its first few hundred tokens: split long documents into several)",
+                    raw.len() as f64 / f64::from(1 << 20),
+                    MAX_LINE_BYTES >> 20
+                ),
+            ));
+        }
         let text = std::str::from_utf8(raw)
             .map_err(|e| at_line(path, line, format!("not valid UTF-8 ({e})")))?;
         let text = text.trim();

@@ -249,6 +249,7 @@ impl Inputs {
     pub fn read(model: &Path, input: &Path, opts: &IndexOptions) -> Result<Self> {
         // The query model is copied into the index; passages may come from its f32 twin.
         let bundle = ModelBundle::open(model)?;
+        check_publishable(&bundle.manifest.model_id)?;
         let passage_bundle = match &opts.passage_model {
             Some(dir) => {
                 let twin = ModelBundle::open(dir)?;
@@ -462,6 +463,24 @@ fn write_bundle_copy(
     Ok(graph_parts)
 }
 
+/// An index is published to the web, and carries its bundle's `model_id`: one that is a
+/// path on the builder's machine (what a bundle prepared from a local folder by other tools
+/// may hold) would publish that machine's layout, so it is refused before any encoding.
+fn check_publishable(model_id: &str) -> Result<()> {
+    let bytes = model_id.as_bytes();
+    let windows_drive = bytes.len() > 2
+        && bytes[0].is_ascii_alphabetic()
+        && bytes[1] == b':'
+        && matches!(bytes[2], b'\\' | b'/');
+    if model_id.starts_with(['/', '\\', '~']) || windows_drive {
+        return Err(Error::InvalidInput(format!(
+            "the model bundle's model_id {model_id:?} is a path on this machine, and an index is \
+             published: prepare the bundle again with `dotfind prepare --model-id NAME`"
+        )));
+    }
+    Ok(())
+}
+
 fn write_index(
     dir: &Path,
     bundle: &ModelBundle,
@@ -475,6 +494,7 @@ fn write_index(
         files: BTreeMap::new(),
     };
     let m = &bundle.manifest;
+    check_publishable(&m.model_id)?;
     let dims = m.hidden_size;
 
     let graph_parts = write_bundle_copy(&mut w, bundle, opts.max_file_bytes)?;
@@ -628,4 +648,30 @@ fn swap_into_place(tmp: &Path, out: &Path) -> Result<()> {
         std::fs::rename(tmp, out).map_err(|e| Error::io(out, e))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_publishable;
+
+    #[test]
+    fn model_ids_that_are_paths_on_this_machine_are_refused() {
+        for local in [
+            "/home/me/bert",
+            "~/bert",
+            "C:\\models\\bert",
+            "c:/bert",
+            "\\\\host\\share",
+        ] {
+            let err = check_publishable(local).unwrap_err().to_string();
+            assert!(err.contains("is a path on this machine"), "{local}: {err}");
+        }
+        for name in [
+            "sentence-transformers/all-MiniLM-L6-v2",
+            "my-bert",
+            "bert (local, v2)",
+        ] {
+            assert!(check_publishable(name).is_ok(), "{name}");
+        }
+    }
 }

