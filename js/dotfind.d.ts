@@ -30,6 +30,12 @@ export interface LoadOptions {
    * needs them: a long session on a large index keeps a bounded footprint.
    */
   maxVectorBytes?: number | null;
+  /**
+   * Milliseconds a download may go without a byte before it is abandoned as stalled (default
+   * 30000). Failures that may pass (no connection, HTTP 5xx, a body cut short, a stall) are
+   * tried once more before the call rejects.
+   */
+  stallTimeoutMs?: number;
 }
 
 /**

@@ -31,9 +31,9 @@ export class Dotfind {
    * Fetches, verifies and caches the index at `indexUrl` (a folder with manifest.json;
    * relative URLs resolve against the page).
    * @param {string} indexUrl
-   * @param {{onProgress?: (p: {file: string, loaded: number, total: number, fileLoaded: number, fileTotal: number, fromCache: boolean}) => void, cache?: boolean, workerUrl?: string | URL, wasm?: 'auto' | 'relaxed' | 'simd', maxVectorBytes?: number | null}} [options]
+   * @param {{onProgress?: (p: {file: string, loaded: number, total: number, fileLoaded: number, fileTotal: number, fromCache: boolean}) => void, cache?: boolean, workerUrl?: string | URL, wasm?: 'auto' | 'relaxed' | 'simd', maxVectorBytes?: number | null, stallTimeoutMs?: number}} [options]
    */
-  static async load(indexUrl, { onProgress, cache = true, workerUrl, wasm = 'auto', maxVectorBytes } = {}) {
+  static async load(indexUrl, { onProgress, cache = true, workerUrl, wasm = 'auto', maxVectorBytes, stallTimeoutMs } = {}) {
     const base = globalThis.document?.baseURI ?? globalThis.location?.href;
     // The literal `new Worker(new URL('./…', import.meta.url))` form lets bundlers (Vite,
     // webpack) find and emit the worker and its wasm.
@@ -42,7 +42,7 @@ export class Dotfind {
       : new Worker(new URL('./search.worker.js', import.meta.url), { type: 'module' });
     const engine = new Dotfind(worker);
     try {
-      engine.info = await engine.#call('load', { indexUrl: new URL(indexUrl, base).href, cache, wasm, maxVectorBytes }, onProgress);
+      engine.info = await engine.#call('load', { indexUrl: new URL(indexUrl, base).href, cache, wasm, maxVectorBytes, stallTimeoutMs }, onProgress);
     } catch (e) {
       engine.terminate();
       throw e;

@@ -7,7 +7,7 @@
 // not list — go the same way when a search step names them, checked against the part table
 // or the model's checksums file.
 import { DotfindError } from './errors.js';
-import { fetchBytes, openCache } from './fetch.js';
+import { cachePut, fetchBytes, openCache } from './fetch.js';
 
 const CACHE_NAME = 'dotfind-index-v1';
 const PARALLEL_FETCHES = 4;
@@ -22,7 +22,7 @@ export async function fetchManifest(base, cache) {
   const url = new URL('manifest.json', base).href;
   try {
     const bytes = await fetchBytes(url, { init: { cache: 'no-cache' } });
-    await cache?.put(url, new Response(bytes));
+    await cachePut(cache, url, bytes);
     return bytes;
   } catch (e) {
     const cached = await cache?.match(url);
@@ -49,7 +49,7 @@ async function getVerified(url, cache, add, onChunk) {
   }
   const bytes = await fetchBytes(url, { init: { cache: 'no-cache' }, onChunk });
   add(bytes);
-  await cache?.put(url, new Response(bytes));
+  await cachePut(cache, url, bytes);
   return false;
 }
 
@@ -104,9 +104,9 @@ export async function fetchOnDemand(owner, paths, base, cache, add) {
       return inFlight.get(url);
     }));
   } catch (e) {
-    // A network failure (no HTTP status: offline, connection lost) on a file no earlier
-    // query fetched: say so, since "Failed to fetch" alone reads like a broken site.
-    if (e instanceof DotfindError && e.status === undefined && e.file !== undefined) {
+    // No answer at all (offline, host down) for a file no earlier query fetched: say so,
+    // since "Failed to fetch" alone reads like a broken site.
+    if (e instanceof DotfindError && e.unreachable) {
       throw new DotfindError(`dotfind: this query needs ${new URL(e.file).pathname.split('/').slice(-2).join('/')}, which is not cached and could not be fetched (offline?): ${e.message}`, { file: e.file, cause: e });
     }
     throw DotfindError.from(e); // the wasm core's checks throw plain Errors

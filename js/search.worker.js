@@ -5,6 +5,7 @@
 // chunks of the query's words, the vector lists its centroids select, the passage fragments
 // of the hits shown — and fetches only those (Cache API first).
 import { DotfindError } from './errors.js';
+import { setFetchPolicy } from './fetch.js';
 import { fetchFiles, fetchManifest, fetchParts, fetchTokenChunks, openIndexCache } from './index-files.js';
 import { serve } from './messages.js';
 import { startRuntime } from './runtime.js';
@@ -27,7 +28,8 @@ function probeArg(probe) {
 /** Vector lists a tab holds by default: a long session on a large index stays within it. */
 const DEFAULT_MAX_VECTOR_BYTES = 128 * 1024 * 1024;
 
-async function load({ indexUrl, cache: useCache = true, wasm, maxVectorBytes = DEFAULT_MAX_VECTOR_BYTES }, id) {
+async function load({ indexUrl, cache: useCache = true, wasm, maxVectorBytes = DEFAULT_MAX_VECTOR_BYTES, stallTimeoutMs }, id) {
+  setFetchPolicy({ stallMs: stallTimeoutMs });
   if (maxVectorBytes !== null && !(Number.isInteger(maxVectorBytes) && maxVectorBytes > 0 && maxVectorBytes < 2 ** 32)) {
     throw new DotfindError(`dotfind: maxVectorBytes must be a positive integer below 2^32 or null, not ${JSON.stringify(maxVectorBytes)}`);
   }

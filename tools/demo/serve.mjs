@@ -71,13 +71,31 @@ function resolve(mounts, urlPath) {
   return null;
 }
 
+/** Answers with the misbehaviour `fault` describes (see startServer). */
+function answerFaultily(res, file, type, fault) {
+  if (fault.status) {
+    res.writeHead(fault.status, { 'content-type': 'text/plain', 'cache-control': 'no-cache' }).end(`fault ${fault.status}\n`);
+    return;
+  }
+  const bytes = fault.body ?? fs.readFileSync(file);
+  res.writeHead(200, { 'content-type': type, 'content-length': bytes.length, 'cache-control': 'no-cache' });
+  if (fault.body) res.end(bytes);
+  else if (fault.cutAfter !== undefined) res.write(bytes.subarray(0, fault.cutAfter), () => res.socket?.destroy());
+  else if (fault.stallAfter !== undefined) res.write(bytes.subarray(0, fault.stallAfter));
+}
+
 /**
  * Starts a server on 127.0.0.1. `mounts` maps URL prefixes to folders; the longest prefix
  * wins. Resolves to { server, url, traffic }: `traffic.requests` lists every response
  * ({path, status, encoding, bodyBytes}), `traffic.wireBytes()` counts every byte written to
  * every connection (headers included), for benchmarks of what a visit downloads.
+ *
+ * `fault(urlPath)`, for tests of a network that fails, may answer a request for an existing
+ * file with a misbehaving server instead: `{status}` (that HTTP status), `{cutAfter: n}`
+ * (the full Content-Length, then n bytes and a reset connection), `{body}` (other bytes: a
+ * truncated or damaged file) or `{stallAfter: n}` (n bytes, then silence).
  */
-export function startServer({ root, port = 0, mounts = {} }) {
+export function startServer({ root, port = 0, mounts = {}, fault = () => undefined }) {
   const sockets = new Set();
   const traffic = {
     requests: [],
@@ -106,6 +124,12 @@ export function startServer({ root, port = 0, mounts = {} }) {
     }
     const stat = fs.statSync(file);
     const type = MIME[path.extname(file)] ?? 'application/octet-stream';
+    const misbehave = fault(urlPath);
+    if (misbehave) {
+      traffic.requests.push({ path: urlPath, status: misbehave.status ?? 200, encoding: null, bodyBytes: 0, fault: misbehave });
+      answerFaultily(res, file, type, misbehave);
+      return;
+    }
     const encoding = chooseEncoding(type, req.headers['accept-encoding']);
     const body = encoding ? compressedBody(file, stat, encoding) : null;
     const bodyBytes = body ? body.length : stat.size;

@@ -1,0 +1,217 @@
+// A network that fails, met through the npm package (dist/npm) in headless Chromium: a real
+// static server (tools/demo/serve.mjs) answering with 404 and 500, resetting a connection
+// halfway, sending a truncated or damaged file, stalling, or going away mid-load, and a Cache
+// API with no quota. Each failure is a named error or a bounded retry, never a hang or a
+// wrong result, and nothing damaged is left in the cache: the next try recovers by itself.
+// The page runs under the strict policy `default-src 'self'; script-src 'self'
+// 'wasm-unsafe-eval'`.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { launchBrowser, repoRoot } from './support.mjs';
+import { startServer } from '../../tools/demo/serve.mjs';
+
+const INDEX = path.join(repoRoot, 'target/demo-index-lists');
+const QUERY = 'how do I store key value pairs';
+const LIST = /^\/idx\/vectors\/\d{5}\.bin$/;
+const GRAPH = '/idx/model/model.graph';
+let site, server, url, traffic, browser, expected;
+/** What the server does wrong now: (urlPath) => a fault (see startServer) or undefined. */
+let fault = () => undefined;
+
+before(async () => {
+  if (!fs.existsSync(path.join(INDEX, 'manifest.json'))) throw new Error('target/demo-index-lists missing: run ./build.sh test');
+  site = fs.mkdtempSync(path.join(os.tmpdir(), 'dotfind-net-'));
+  fs.writeFileSync(path.join(site, 'index.html'), `<!doctype html>
+<html><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'self'; script-src 'self' 'wasm-unsafe-eval'">
+<title>dotfind network test</title><script type="module" src="main.js"></script></head>
+<body><p id="out">loading</p></body></html>`);
+  fs.writeFileSync(path.join(site, 'main.js'), "import { Dotfind } from '/dotfind/dotfind.js';\nwindow.Dotfind = Dotfind;\ndocument.getElementById('out').textContent = 'ready';\n");
+  fs.writeFileSync(path.join(site, 'favicon.ico'), '');
+  ({ server, url, traffic } = await startServer({
+    root: site,
+    mounts: { '/dotfind': path.join(repoRoot, 'dist/npm'), '/idx': INDEX },
+    fault: (p) => fault(p),
+  }));
+  browser = await launchBrowser();
+  const { page, close } = await visit();
+  expected = await search(page);
+  await close();
+  assert.equal(expected.length, 5);
+});
+
+after(async () => {
+  await browser?.close();
+  server?.closeAllConnections();
+  server?.close();
+  if (site) fs.rmSync(site, { recursive: true, force: true });
+});
+
+/** A fresh browser context (empty caches) on the test page, ready to load. */
+async function visit() {
+  const context = await browser.newContext();
+  const errors = [];
+  const page = await context.newPage();
+  page.on('pageerror', (e) => errors.push(String(e)));
+  await page.goto(url);
+  await page.waitForFunction(() => document.getElementById('out').textContent === 'ready');
+  return { context, page, errors, close: () => context.close() };
+}
+
+/** Loads the index in the page (once per page) and searches; the result ids, or the error. */
+function search(page, { stallTimeoutMs, probe = 'exact' } = {}) {
+  return page.evaluate(async ({ query, stallTimeoutMs, probe }) => {
+    try {
+      window.engine ??= await window.Dotfind.load('/idx/', { stallTimeoutMs });
+      const hits = await window.engine.search(query, { k: 5, probe });
+      return hits.map((h) => h.id);
+    } catch (e) {
+      window.engine = undefined;
+      return { name: e.name, message: e.message };
+    }
+  }, { query: QUERY, stallTimeoutMs, probe });
+}
+
+/** Every file in the page's Cache API equals the server's copy (sha-256 of both). */
+async function assertCacheClean(page) {
+  const cached = await page.evaluate(async () => {
+    const out = {};
+    for (const name of await caches.keys()) {
+      const cache = await caches.open(name);
+      for (const request of await cache.keys()) {
+        const bytes = await (await cache.match(request)).arrayBuffer();
+        const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+        out[new URL(request.url).pathname] = Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
+      }
+    }
+    return out;
+  });
+  for (const [urlPath, sha] of Object.entries(cached)) {
+    const file = urlPath.startsWith('/idx/') ? path.join(INDEX, urlPath.slice(5)) : path.join(repoRoot, 'dist/npm', urlPath.slice(9));
+    assert.equal(sha, crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex'), `cached ${urlPath}`);
+  }
+  return Object.keys(cached);
+}
+
+/** Runs `failing` with `bad` as the server's fault, then the same search with the fault
+ * gone, in the same page: it must find the expected passages from a clean cache. */
+async function failThenRecover(bad, check, options = {}) {
+  const { page, errors, close } = await visit();
+  try {
+    fault = bad;
+    traffic.reset();
+    const failed = await search(page, options);
+    check(failed, traffic.requests);
+    fault = () => undefined;
+    await assertCacheClean(page);
+    assert.deepEqual(await search(page, options), expected, 'the next try recovers by itself');
+    assert.ok((await assertCacheClean(page)).includes(GRAPH), 'verified files are cached');
+    assert.deepEqual(errors, []);
+  } finally {
+    fault = () => undefined;
+    await close();
+  }
+}
+
+/** A failure must never hang: each test fails after this long. */
+const BOUNDED = { timeout: 120_000 };
+
+const requestsOf = (requests, re) => requests.filter((r) => re.test(r.path));
+
+test('a missing vector list (404) is named and not retried', BOUNDED, async () => {
+  await failThenRecover((p) => (LIST.test(p) ? { status: 404 } : undefined), (failed, requests) => {
+    assert.equal(failed.name, 'DotfindError');
+    assert.match(failed.message, /^dotfind: http:\/\/127\.0\.0\.1:\d+\/idx\/vectors\/\d{5}\.bin: HTTP 404 Not Found$/);
+    const lists = requestsOf(requests, LIST).map((r) => r.path);
+    assert.equal(new Set(lists).size, lists.length, `a 404 is not retried: ${lists}`);
+  });
+});
+
+test('a server error (500) is retried once: a passing one is absorbed, a lasting one is named', BOUNDED, async () => {
+  const seen = new Set();
+  await failThenRecover((p) => {
+    if (!LIST.test(p) || seen.has(p)) return undefined;
+    seen.add(p);
+    return { status: 500 };
+  }, (result, requests) => {
+    assert.deepEqual(result, expected, 'one 500 per file is absorbed by the retry');
+    assert.ok(requestsOf(requests, LIST).some((r) => r.status === 500));
+  });
+  await failThenRecover((p) => (LIST.test(p) ? { status: 500 } : undefined), (failed, requests) => {
+    assert.match(failed.message, /^dotfind: http:\/\/127\.0\.0\.1:\d+\/idx\/vectors\/\d{5}\.bin: HTTP 500 Internal Server Error$/);
+    const tries = new Map();
+    for (const r of requestsOf(requests, LIST)) tries.set(r.path, (tries.get(r.path) ?? 0) + 1);
+    assert.ok([...tries.values()].every((n) => n <= 2), `at most one retry per file: ${[...tries]}`);
+  });
+});
+
+test('a connection reset halfway through the model is named, and nothing of it is cached', BOUNDED, async () => {
+  await failThenRecover((p) => (p === GRAPH ? { cutAfter: 100_000 } : undefined), (failed, requests) => {
+    assert.match(failed.message, /^dotfind: http:\/\/127\.0\.0\.1:\d+\/idx\/model\/model\.graph: connection lost after \d+ bytes: /);
+    assert.equal(requestsOf(requests, /model\.graph$/).length, 2, 'tried twice');
+  });
+});
+
+test('a truncated or damaged vector list is a named size or checksum error', BOUNDED, async () => {
+  await failThenRecover((p) => (LIST.test(p) ? { body: fs.readFileSync(path.join(INDEX, p.slice(5))).subarray(0, 100) } : undefined), (failed) => {
+    assert.match(failed.message, /^data corruption in vectors\/\d{5}\.bin: 100 bytes, manifest says \d+$/);
+  });
+  await failThenRecover((p) => {
+    if (!LIST.test(p)) return undefined;
+    const body = Buffer.from(fs.readFileSync(path.join(INDEX, p.slice(5))));
+    body[body.length - 1] ^= 0xff;
+    return { body };
+  }, (failed) => {
+    assert.match(failed.message, /^vectors\/\d{5}\.bin: xxh3-128 mismatch: /);
+  });
+});
+
+test('a server that stalls mid-file is abandoned after stallTimeoutMs and tried once more', BOUNDED, async () => {
+  const t0 = Date.now();
+  await failThenRecover((p) => (LIST.test(p) ? { stallAfter: 20 } : undefined), (failed, requests) => {
+    assert.match(failed.message, /^dotfind: http:\/\/127\.0\.0\.1:\d+\/idx\/vectors\/\d{5}\.bin: the server sent nothing for 1\.5 s \(stalled after (0|20) bytes\)$/);
+    const elapsed = Date.now() - t0;
+    assert.ok(elapsed < 20_000, `bounded: ${elapsed} ms`);
+    assert.ok(requestsOf(requests, LIST).length >= 2);
+  }, { stallTimeoutMs: 1500 });
+});
+
+test('going offline during the first load is named; back online, the next load completes', BOUNDED, async () => {
+  const { context, page, close } = await visit();
+  try {
+    fault = (p) => {
+      if (p !== GRAPH) return undefined;
+      context.setOffline(true);
+      return { stallAfter: 1000 };
+    };
+    const failed = await search(page, { stallTimeoutMs: 1500 });
+    assert.equal(failed.name, 'DotfindError');
+    // Whichever file of the load meets the outage first names it.
+    assert.match(failed.message, /^dotfind: (cannot fetch )?http:\/\/127\.0\.0\.1:\d+\/idx\/\S+: /);
+    fault = () => undefined;
+    await context.setOffline(false);
+    await assertCacheClean(page);
+    assert.deepEqual(await search(page), expected);
+  } finally {
+    fault = () => undefined;
+    await close();
+  }
+});
+
+test('a Cache API without quota costs only caching: load and search still work', BOUNDED, async () => {
+  const { context, page, errors, close } = await visit();
+  try {
+    const cdp = await context.newCDPSession(page);
+    await cdp.send('Storage.overrideQuotaForOrigin', { origin: new URL(url).origin, quotaSize: 4096 });
+    assert.deepEqual(await search(page), expected);
+    const cached = await assertCacheClean(page);
+    assert.ok(!cached.includes(GRAPH), `nothing large was cached: ${cached}`);
+    assert.deepEqual(errors, []);
+  } finally {
+    await close();
+  }
+});
