@@ -17,17 +17,39 @@ export function openIndexCache(enabled) {
   return openCache(CACHE_NAME, enabled);
 }
 
-/** The bytes of manifest.json of the index at `base` (a URL ending in '/'). */
+/**
+ * manifest.json of the index at `base` (a URL ending in '/'): `{bytes, changed}`, where
+ * `changed` says a different manifest was cached before (the site was rebuilt since).
+ */
 export async function fetchManifest(base, cache) {
   const url = new URL('manifest.json', base).href;
+  const before = await cache?.match(url).then((r) => r?.arrayBuffer());
+  let bytes;
   try {
-    const bytes = await fetchBytes(url, { init: { cache: 'no-cache' } });
-    await cachePut(cache, url, bytes);
-    return bytes;
+    bytes = await fetchBytes(url, { init: { cache: 'no-cache' } });
   } catch (e) {
-    const cached = await cache?.match(url);
-    if (!cached) throw e;
-    return new Uint8Array(await cached.arrayBuffer());
+    if (!before) throw e;
+    return { bytes: new Uint8Array(before), changed: false }; // offline: the cached index
+  }
+  const changed = before !== undefined && !sameBytes(new Uint8Array(before), bytes);
+  await cachePut(cache, url, bytes);
+  return { bytes, changed };
+}
+
+export function sameBytes(a, b) {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/**
+ * Drops every cached file of the index at `base` but manifest.json and `keep` (paths the
+ * new manifest lists): after a rebuild, parts of the old one would only ever fail their
+ * checks, and would fill the cache.
+ */
+export async function dropStale(cache, base, keep) {
+  if (!cache) return;
+  const kept = new Set(['manifest.json', ...keep].map((p) => new URL(p, base).href));
+  for (const request of await cache.keys()) {
+    if (request.url.startsWith(base.href) && !kept.has(request.url)) await cache.delete(request);
   }
 }
 

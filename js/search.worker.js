@@ -5,8 +5,8 @@
 // chunks of the query's words, the vector lists its centroids select, the passage fragments
 // of the hits shown — and fetches only those (Cache API first).
 import { DotfindError } from './errors.js';
-import { setFetchPolicy } from './fetch.js';
-import { fetchFiles, fetchManifest, fetchParts, fetchTokenChunks, openIndexCache } from './index-files.js';
+import { fetchBytes, setFetchPolicy } from './fetch.js';
+import { dropStale, fetchFiles, fetchManifest, fetchParts, fetchTokenChunks, openIndexCache, sameBytes } from './index-files.js';
 import { serve } from './messages.js';
 import { startRuntime } from './runtime.js';
 
@@ -16,6 +16,9 @@ let wasmMemoryBytes = () => 0;
 /** Where the index is and its cache: parts are fetched from there as queries need them. */
 let indexBase = null;
 let indexCache = null;
+/** What the index was loaded from (`load`'s arguments, manifest.json's bytes): a search
+ * failing on a part that is not what that manifest promised checks it against the server's. */
+let loadedFrom = null;
 
 /** `probe` as the core takes it: undefined (the index's depth), a list count, or every list. */
 function probeArg(probe) {
@@ -28,7 +31,8 @@ function probeArg(probe) {
 /** Vector lists a tab holds by default: a long session on a large index stays within it. */
 const DEFAULT_MAX_VECTOR_BYTES = 128 * 1024 * 1024;
 
-async function load({ indexUrl, cache: useCache = true, wasm, maxVectorBytes = DEFAULT_MAX_VECTOR_BYTES, stallTimeoutMs }, id) {
+async function load(args, id) {
+  const { indexUrl, cache: useCache = true, wasm, maxVectorBytes = DEFAULT_MAX_VECTOR_BYTES, stallTimeoutMs } = args;
   setFetchPolicy({ stallMs: stallTimeoutMs });
   if (maxVectorBytes !== null && !(Number.isInteger(maxVectorBytes) && maxVectorBytes > 0 && maxVectorBytes < 2 ** 32)) {
     throw new DotfindError(`dotfind: maxVectorBytes must be a positive integer below 2^32 or null, not ${JSON.stringify(maxVectorBytes)}`);
@@ -38,18 +42,22 @@ async function load({ indexUrl, cache: useCache = true, wasm, maxVectorBytes = D
   starting.catch(() => {}); // a failure is reported where it is awaited, not as unhandled
   const base = new URL(indexUrl.endsWith('/') ? indexUrl : `${indexUrl}/`);
   const cache = await openIndexCache(useCache);
-  const manifest = await fetchManifest(base, cache);
+  const { bytes: manifest, changed } = await fetchManifest(base, cache);
   const runtime = await starting;
   wasmMemoryBytes = () => runtime.glue.wasmMemoryBytes();
   const loader = new runtime.glue.IndexLoader(manifest);
   const files = loader.fileList();
+  if (changed) await dropStale(cache, base, files.map((f) => f.path));
   const loadTotal = files.reduce((s, f) => s + f.bytes, 0);
   const report = (offset, total) => (p) => self.postMessage({ type: 'progress', id, ...p, loaded: offset + p.loaded, total });
   await fetchFiles(files, (path, bytes) => loader.addFile(path, bytes), base, cache, { onProgress: report(0, loadTotal) });
+  // A replaced engine is not freed: a search still running on it would fail on a freed
+  // object; the garbage collector takes it once that search is done.
   engine = loader.finish();
   engine.setListBudget(maxVectorBytes ?? undefined);
   indexBase = base;
   indexCache = cache;
+  loadedFrom = { args, manifest };
   // An index small enough to scan whole comes in one piece with the model.
   const parts = engine.partsEveryQueryNeeds();
   const partsTotal = parts.reduce((s, f) => s + f.bytes, 0);
@@ -132,6 +140,43 @@ async function searchVector(e, vector, k, probe) {
   return { results: e.results(passages, scores), partsMs: t1 - t0 + (t3 - t2), scoreMs: t2 - t1 + (performance.now() - t3) };
 }
 
+/** Whether manifest.json on the server is no longer the one loaded: the site was rebuilt. */
+async function indexReplaced() {
+  if (!loadedFrom) return false;
+  try {
+    const now = await fetchBytes(new URL('manifest.json', indexBase), { init: { cache: 'no-cache' } });
+    return !sameBytes(now, loadedFrom.manifest);
+  } catch {
+    return false; // offline or unreachable: the failure stands as it is
+  }
+}
+
+/** One reload at a time, shared by the searches that met the rebuild. */
+let reloading = null;
+
+/**
+ * `handler`, following a rebuild of the site: every file is checked against the manifest it
+ * was loaded with, so a search after a redeploy fails on the first part that changed (or is
+ * gone) — then, if manifest.json changed on the server, the new index is loaded (cached files
+ * it still lists are kept once they verify, the rest dropped) and the search runs again on
+ * it. Files of two builds never meet in one engine.
+ */
+function followingRebuilds(handler) {
+  return async (args, id) => {
+    try {
+      return await handler(args, id);
+    } catch (e) {
+      if (!reloading) {
+        reloading = indexReplaced()
+          .then((replaced) => replaced && load(loadedFrom.args, id).then(() => true))
+          .finally(() => { reloading = null; });
+      }
+      if (!(await reloading)) throw e;
+      return handler(args, id);
+    }
+  };
+}
+
 const handlers = {
   load,
   stats,
@@ -169,5 +214,9 @@ const handlers = {
     return (await engineFor(query)).encode(query);
   },
 };
+
+for (const type of ['search', 'searchVector', 'lexicalSearch', 'rerank', 'encode']) {
+  handlers[type] = followingRebuilds(handlers[type]);
+}
 
 serve('dotfind search worker', handlers);

@@ -15,10 +15,12 @@ import { launchBrowser, repoRoot } from './support.mjs';
 import { startServer } from '../../tools/demo/serve.mjs';
 
 const INDEX = path.join(repoRoot, 'target/demo-index-lists');
+/** The same corpus and model as one list: another build of the index, for redeploys. */
+const REBUILT = path.join(repoRoot, 'target/demo-index');
 const QUERY = 'how do I store key value pairs';
 const LIST = /^\/idx\/vectors\/\d{5}\.bin$/;
 const GRAPH = '/idx/model/model.graph';
-let site, server, url, traffic, browser, expected;
+let site, swap, server, url, traffic, browser, expected;
 /** What the server does wrong now: (urlPath) => a fault (see startServer) or undefined. */
 let fault = () => undefined;
 
@@ -32,9 +34,10 @@ before(async () => {
 <body><p id="out">loading</p></body></html>`);
   fs.writeFileSync(path.join(site, 'main.js'), "import { Dotfind } from '/dotfind/dotfind.js';\nwindow.Dotfind = Dotfind;\ndocument.getElementById('out').textContent = 'ready';\n");
   fs.writeFileSync(path.join(site, 'favicon.ico'), '');
+  swap = path.join(site, 'swap');
   ({ server, url, traffic } = await startServer({
     root: site,
-    mounts: { '/dotfind': path.join(repoRoot, 'dist/npm'), '/idx': INDEX },
+    mounts: { '/dotfind': path.join(repoRoot, 'dist/npm'), '/idx': INDEX, '/swap': swap },
     fault: (p) => fault(p),
   }));
   browser = await launchBrowser();
@@ -63,21 +66,22 @@ async function visit() {
 }
 
 /** Loads the index in the page (once per page) and searches; the result ids, or the error. */
-function search(page, { stallTimeoutMs, probe = 'exact' } = {}) {
-  return page.evaluate(async ({ query, stallTimeoutMs, probe }) => {
+function search(page, { stallTimeoutMs, probe = 'exact', index = '/idx/', query = QUERY } = {}) {
+  return page.evaluate(async ({ query, stallTimeoutMs, probe, index }) => {
     try {
-      window.engine ??= await window.Dotfind.load('/idx/', { stallTimeoutMs });
+      window.engine ??= await window.Dotfind.load(index, { stallTimeoutMs });
       const hits = await window.engine.search(query, { k: 5, probe });
       return hits.map((h) => h.id);
     } catch (e) {
       window.engine = undefined;
       return { name: e.name, message: e.message };
     }
-  }, { query: QUERY, stallTimeoutMs, probe });
+  }, { query, stallTimeoutMs, probe, index });
 }
 
-/** Every file in the page's Cache API equals the server's copy (sha-256 of both). */
-async function assertCacheClean(page) {
+/** Every file in the page's Cache API equals the server's copy (sha-256 of both); returns
+ * their URL paths. */
+async function assertCacheClean(page, { indexDir = INDEX, prefix = '/idx/' } = {}) {
   const cached = await page.evaluate(async () => {
     const out = {};
     for (const name of await caches.keys()) {
@@ -91,7 +95,8 @@ async function assertCacheClean(page) {
     return out;
   });
   for (const [urlPath, sha] of Object.entries(cached)) {
-    const file = urlPath.startsWith('/idx/') ? path.join(INDEX, urlPath.slice(5)) : path.join(repoRoot, 'dist/npm', urlPath.slice(9));
+    const file = urlPath.startsWith(prefix) ? path.join(indexDir, urlPath.slice(prefix.length)) : path.join(repoRoot, 'dist/npm', urlPath.slice(9));
+    assert.ok(fs.existsSync(file), `cached ${urlPath}, which the server no longer has`);
     assert.equal(sha, crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex'), `cached ${urlPath}`);
   }
   return Object.keys(cached);
@@ -213,5 +218,32 @@ test('a Cache API without quota costs only caching: load and search still work',
     assert.deepEqual(errors, []);
   } finally {
     await close();
+  }
+});
+
+test('a site rebuilt mid-visit: the next search loads the new index, never mixing builds, and drops the old parts', BOUNDED, async () => {
+  const other = 'what is ownership';
+  fs.cpSync(REBUILT, swap, { recursive: true });
+  const fresh = await visit();
+  const rebuiltResults = await search(fresh.page, { index: '/swap/', query: other });
+  await fresh.close();
+  fs.rmSync(swap, { recursive: true });
+
+  fs.cpSync(INDEX, swap, { recursive: true });
+  const { page, errors, close } = await visit();
+  try {
+    assert.deepEqual(await search(page, { index: '/swap/', probe: 'default' }), await search(page, { index: '/swap/', probe: 'default' }));
+    const before = await assertCacheClean(page, { indexDir: swap, prefix: '/swap/' });
+    assert.ok(before.some((p) => /\/swap\/vectors\/000(0[1-9]|1\d)\.bin$/.test(p)), `lists of the first build cached: ${before}`);
+    // The redeploy: every file replaced, the old build's lists gone.
+    fs.rmSync(swap, { recursive: true });
+    fs.cpSync(REBUILT, swap, { recursive: true });
+    assert.deepEqual(await search(page, { index: '/swap/', query: other, probe: 'default' }), rebuiltResults);
+    const after = await assertCacheClean(page, { indexDir: swap, prefix: '/swap/' });
+    assert.ok(after.includes('/swap/vectors/00000.bin'), `the new build is cached: ${after}`);
+    assert.deepEqual(errors, []);
+  } finally {
+    await close();
+    fs.rmSync(swap, { recursive: true, force: true });
   }
 });
