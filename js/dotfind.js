@@ -6,6 +6,8 @@ import { WorkerClient } from './messages.js';
 
 export { DotfindError };
 
+const TERMINATED = 'dotfind: engine terminated';
+
 /** `k` if it is a positive integer. */
 function count(k) {
   if (!Number.isInteger(k) || k < 1) throw new DotfindError(`dotfind: k must be a positive integer, not ${JSON.stringify(k)}`);
@@ -15,15 +17,42 @@ function count(k) {
 /** A loaded index, ready to search. Create with `await Dotfind.load(url)`. */
 export class Dotfind {
   #client;
+  #startWorker;
+  #loadArgs;
+  /** The restart under way after the worker failed, shared by the calls waiting for it. */
+  #restarting = null;
 
-  constructor(worker) {
-    this.#client = new WorkerClient(
-      worker,
-      (event) => new DotfindError(`dotfind: search.worker.js failed: ${event.message ?? 'could not start (check the worker URL and CSP)'}`),
-    );
+  constructor(startWorker, loadArgs) {
+    this.#startWorker = startWorker;
+    this.#loadArgs = loadArgs;
   }
 
-  #call(type, args, onProgress) {
+  /** A fresh worker with the index loaded (the Cache API makes a restart quick). */
+  async #connect(onProgress) {
+    const client = new WorkerClient(
+      this.#startWorker(),
+      (event) => new DotfindError(`dotfind: search.worker.js failed: ${event.message ?? 'could not start (check the worker URL and CSP)'}`),
+    );
+    try {
+      this.info = await client.call('load', this.#loadArgs, onProgress);
+    } catch (e) {
+      client.terminate(e);
+      throw e;
+    }
+    this.#client = client;
+  }
+
+  /**
+   * A request to the worker. A worker that failed (its calls then rejected with the reason)
+   * is replaced by a fresh one before the next request: never left hanging, never reused.
+   */
+  async #call(type, args, onProgress) {
+    if (this.#client.failure && this.#client.failure.message !== TERMINATED) {
+      this.#restarting ??= this.#connect().finally(() => {
+        this.#restarting = null;
+      });
+      await this.#restarting;
+    }
     return this.#client.call(type, args, onProgress);
   }
 
@@ -37,16 +66,11 @@ export class Dotfind {
     const base = globalThis.document?.baseURI ?? globalThis.location?.href;
     // The literal `new Worker(new URL('./…', import.meta.url))` form lets bundlers (Vite,
     // webpack) find and emit the worker and its wasm.
-    const worker = workerUrl
+    const startWorker = () => (workerUrl
       ? new Worker(new URL(workerUrl, base), { type: 'module' })
-      : new Worker(new URL('./search.worker.js', import.meta.url), { type: 'module' });
-    const engine = new Dotfind(worker);
-    try {
-      engine.info = await engine.#call('load', { indexUrl: new URL(indexUrl, base).href, cache, wasm, maxVectorBytes, stallTimeoutMs }, onProgress);
-    } catch (e) {
-      engine.terminate();
-      throw e;
-    }
+      : new Worker(new URL('./search.worker.js', import.meta.url), { type: 'module' }));
+    const engine = new Dotfind(startWorker, { indexUrl: new URL(indexUrl, base).href, cache, wasm, maxVectorBytes, stallTimeoutMs });
+    await engine.#connect(onProgress);
     return engine;
   }
 
@@ -93,7 +117,7 @@ export class Dotfind {
 
   /** Stops the worker; the engine cannot be used afterwards. */
   terminate() {
-    this.#client.terminate(new DotfindError('dotfind: engine terminated'));
+    this.#client.terminate(new DotfindError(TERMINATED));
   }
 }
 

@@ -27,11 +27,18 @@ export class WorkerClient {
       if (data.ok) pending.resolve(data.result);
       else pending.reject(DotfindError.from(data.error));
     };
-    worker.onerror = (event) => this.#fail(failure(event));
+    worker.onerror = (event) => {
+      this.#worker.terminate(); // failed once, never answers again (see serve)
+      this.#fail(failure(event));
+    };
   }
+
+  /** The error the worker failed with, once it failed (calls then reject with it at once). */
+  failure = null;
 
   /** Sends a request; `onProgress` receives the worker's progress messages for it. */
   call(type, args, onProgress) {
+    if (this.failure) return Promise.reject(this.failure);
     const id = this.#next++;
     return new Promise((resolve, reject) => {
       this.#pending.set(id, { resolve, reject, onProgress });
@@ -46,6 +53,7 @@ export class WorkerClient {
   }
 
   #fail(error) {
+    this.failure ??= error;
     for (const p of this.#pending.values()) p.reject(error);
     this.#pending.clear();
   }
@@ -66,6 +74,15 @@ export function serve(name, handlers, transfer = () => []) {
       self.postMessage({ id, ok: true, result }, transfer(result));
     } catch (e) {
       self.postMessage({ id, ok: false, error: DotfindError.from(e).toJSON() });
+      // A wasm trap (a Rust panic) may leave the instance's state half-changed: this worker
+      // must not answer again. Thrown outside the handler, it fails the worker, which the
+      // page's WorkerClient reports, and the page starts a fresh one.
+      if (e instanceof WebAssembly.RuntimeError) {
+        self.onmessage = null;
+        setTimeout(() => {
+          throw e;
+        });
+      }
     }
   };
 }

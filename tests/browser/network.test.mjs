@@ -11,8 +11,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { launchBrowser, repoRoot } from './support.mjs';
-import { startServer } from '../../tools/demo/serve.mjs';
+import { launchBrowser, openPackagePage, repoRoot, startPackageSite } from './support.mjs';
 
 const INDEX = path.join(repoRoot, 'target/demo-index-lists');
 /** The same corpus and model as one list: another build of the index, for redeploys. */
@@ -20,26 +19,16 @@ const REBUILT = path.join(repoRoot, 'target/demo-index');
 const QUERY = 'how do I store key value pairs';
 const LIST = /^\/idx\/vectors\/\d{5}\.bin$/;
 const GRAPH = '/idx/model/model.graph';
-let site, swap, server, url, traffic, browser, expected;
+let served, swap, url, traffic, browser, expected;
 /** What the server does wrong now: (urlPath) => a fault (see startServer) or undefined. */
 let fault = () => undefined;
 
 before(async () => {
   if (!fs.existsSync(path.join(INDEX, 'manifest.json'))) throw new Error('target/demo-index-lists missing: run ./build.sh test');
-  site = fs.mkdtempSync(path.join(os.tmpdir(), 'dotfind-net-'));
-  fs.writeFileSync(path.join(site, 'index.html'), `<!doctype html>
-<html><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'self'; script-src 'self' 'wasm-unsafe-eval'">
-<title>dotfind network test</title><script type="module" src="main.js"></script></head>
-<body><p id="out">loading</p></body></html>`);
-  fs.writeFileSync(path.join(site, 'main.js'), "import { Dotfind } from '/dotfind/dotfind.js';\nwindow.Dotfind = Dotfind;\ndocument.getElementById('out').textContent = 'ready';\n");
-  fs.writeFileSync(path.join(site, 'favicon.ico'), '');
-  swap = path.join(site, 'swap');
-  ({ server, url, traffic } = await startServer({
-    root: site,
-    mounts: { '/dotfind': path.join(repoRoot, 'dist/npm'), '/idx': INDEX, '/swap': swap },
-    fault: (p) => fault(p),
-  }));
+  swap = fs.mkdtempSync(path.join(os.tmpdir(), 'dotfind-swap-'));
+  fs.rmSync(swap, { recursive: true });
+  served = await startPackageSite({ mounts: { '/idx': INDEX, '/swap': swap }, fault: (p) => fault(p) });
+  ({ url, traffic } = served);
   browser = await launchBrowser();
   const { page, close } = await visit();
   expected = await search(page);
@@ -49,21 +38,11 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  server?.closeAllConnections();
-  server?.close();
-  if (site) fs.rmSync(site, { recursive: true, force: true });
+  served?.close();
 });
 
 /** A fresh browser context (empty caches) on the test page, ready to load. */
-async function visit() {
-  const context = await browser.newContext();
-  const errors = [];
-  const page = await context.newPage();
-  page.on('pageerror', (e) => errors.push(String(e)));
-  await page.goto(url);
-  await page.waitForFunction(() => document.getElementById('out').textContent === 'ready');
-  return { context, page, errors, close: () => context.close() };
-}
+const visit = () => openPackagePage(browser, url);
 
 /** Loads the index in the page (once per page) and searches; the result ids, or the error. */
 function search(page, { stallTimeoutMs, probe = 'exact', index = '/idx/', query = QUERY } = {}) {

@@ -1,10 +1,12 @@
 // Shared pieces of the browser tests: the Chromium launch the environment requires, the
 // prepared model's location and small numeric helpers mirrored from tests/common.
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { xxhash128 } from 'hash-wasm';
+import { startServer } from '../../tools/demo/serve.mjs';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -51,4 +53,41 @@ export function int8Floor(item) {
 /** A file entry as dotfind records it: size and xxh3-128 (lower-case hex). */
 export async function fileEntry(bytes) {
   return { bytes: bytes.length, xxh3_128: await xxhash128(bytes) };
+}
+
+/**
+ * A page that imports the npm package (dist/npm, at /dotfind/) under the strict policy
+ * `default-src 'self'; script-src 'self' 'wasm-unsafe-eval'` and exposes `window.Dotfind`,
+ * served by a real server with `mounts` (URL prefix → folder) and `fault` (see startServer).
+ * Resolves to `{url, server, traffic, site, close}`.
+ */
+export async function startPackageSite({ mounts = {}, fault } = {}) {
+  const site = fs.mkdtempSync(path.join(os.tmpdir(), 'dotfind-pkg-site-'));
+  fs.writeFileSync(path.join(site, 'index.html'), `<!doctype html>
+<html><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'self'; script-src 'self' 'wasm-unsafe-eval'">
+<title>dotfind package page</title><script type="module" src="main.js"></script></head>
+<body><p id="out">loading</p></body></html>`);
+  fs.writeFileSync(path.join(site, 'main.js'), "import { Dotfind } from '/dotfind/dotfind.js';\nwindow.Dotfind = Dotfind;\ndocument.getElementById('out').textContent = 'ready';\n");
+  fs.writeFileSync(path.join(site, 'favicon.ico'), '');
+  const { server, url, traffic } = await startServer({ root: site, mounts: { '/dotfind': path.join(repoRoot, 'dist/npm'), ...mounts }, fault });
+  return {
+    url, server, traffic, site,
+    close() {
+      server.closeAllConnections();
+      server.close();
+      fs.rmSync(site, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A fresh browser context (empty caches) on a package page at `url`, ready to load. */
+export async function openPackagePage(browser, url) {
+  const context = await browser.newContext();
+  const errors = [];
+  const page = await context.newPage();
+  page.on('pageerror', (e) => errors.push(String(e)));
+  await page.goto(url);
+  await page.waitForFunction(() => document.getElementById('out').textContent === 'ready');
+  return { context, page, errors, close: () => context.close() };
 }
