@@ -23,6 +23,7 @@
 #                                         onnxruntime-web loading the same model -> BENCHMARKS.md
 #   ./build.sh bench-quality [--collections a,b] [--skip-retrieval x] [--reuse]
 #                                         PyTorch f32 vs dotfind f32/int8/query bundle on ../shared/data -> BENCHMARKS.md
+#   ./build.sh bench-hybrid               dense vs lexical vs hybrid (fused) nDCG@10 on ../shared/data -> BENCHMARKS.md
 #   ./build.sh bench-encoders             query encoding: dotfind vs onnxruntime-web vs transformers.js in
 #                                         Chromium, native tract vs Python onnxruntime -> BENCHMARKS.md
 #   ./build.sh bench-setup                a newcomer's first ./build.sh demo, timed from a fresh clone -> BENCHMARKS.md
@@ -449,6 +450,7 @@ main() {
     bench-index) cmd_bench_index "$@" ;;
     bench-browser) cmd_bench_browser ;;
     bench-parts) cmd_bench_parts "$@" ;;
+    bench-hybrid) cargo build --release; python3 bench/bench_hybrid.py --dotfind target/release/dotfind --model "$(prepare_model)" ;;
     bench-quality) cmd_bench_quality "$@" ;;
     bench-encoders) cmd_bench_encoders "$@" ;;
     bench-bytes) cmd_bench_bytes "$@" ;;

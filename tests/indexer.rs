@@ -387,6 +387,77 @@ fn cli_index_search_and_run() {
 }
 
 #[test]
+fn run_modes_rank_by_the_model_by_bm25_or_by_both_fused() {
+    use dotfind::build::eval::{read_queries, retrieve_in, Mode};
+    use dotfind::search::Fusion;
+    let (_d, dir) = index_of(&fixture("corpus.jsonl"), VectorEncoding::Int8);
+    let searcher = Searcher::open(&dir).unwrap();
+    let texts = read_queries(&fixture("queries.jsonl")).unwrap();
+    let run = |mode| retrieve_in(&searcher, &texts, 10, Probe::Exact, mode).unwrap();
+    let (dense, lexical, hybrid) = (
+        run(Mode::Dense),
+        run(Mode::Lexical),
+        run(Mode::Hybrid(Fusion::Rrf)),
+    );
+    let first = |run: &dotfind::build::eval::Run, q: &str| {
+        run.iter()
+            .find(|(id, _)| id == q)
+            .and_then(|(_, docs)| docs.first().cloned())
+    };
+    for (qid, _, expected) in queries() {
+        // Fused, the model's answer stays in the first page, even where BM25 matches only
+        // "of" elsewhere (q10, "capital of Japan", answered in Japanese); where both
+        // rankings agree on the first document, so does the fusion.
+        let (_, docs) = hybrid.iter().find(|(id, _)| *id == qid).unwrap();
+        assert!(
+            docs.iter().any(|(d, _)| *d == expected),
+            "{qid}: hybrid {docs:?}"
+        );
+        let (d, l) = (
+            first(&dense, &qid).unwrap().0,
+            first(&lexical, &qid).map(|f| f.0),
+        );
+        if Some(&d) == l.as_ref() {
+            assert_eq!(docs[0].0, d, "{qid}");
+        }
+        // RRF scores: a document both lists rank first scores 2/61, no document more.
+        let (_, score) = first(&hybrid, &qid).unwrap();
+        assert!(score > 0.0 && score <= 2.0 / 61.0 + 1e-7, "{qid}: {score}");
+    }
+    // BM25 ranks only documents sharing a word with the query, by its own scores.
+    let (_, moon) = lexical.iter().find(|(id, _)| id == "q1").unwrap();
+    assert_eq!(moon[0].0, "astro-1");
+    assert!(moon.len() < 24 && moon[0].1 > 1.0, "{moon:?}");
+    assert_ne!(dense, lexical);
+
+    let out = dir.parent().unwrap().join("hybrid.trec");
+    let cli = |fusion: &str| {
+        run_cli(&[
+            "run",
+            "--index",
+            dir.to_str().unwrap(),
+            "--queries",
+            fixture("queries.jsonl").to_str().unwrap(),
+            "-k",
+            "5",
+            "--out",
+            out.to_str().unwrap(),
+            "--mode",
+            "hybrid",
+            "--fusion",
+            fusion,
+        ])
+    };
+    let o = cli("convex:0.5");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.starts_with("q1 Q0 astro-1 1 "), "{text}");
+    let o = cli("convex:1.5");
+    assert!(stderr(&o)
+        .contains("unknown fusion \"convex:1.5\" (expected rrf, or convex:W with W from 0 to 1)"));
+}
+
+#[test]
 fn run_scores_split_documents_by_their_best_passage() {
     let (_d, dir) = index_of(&fixture("site"), VectorEncoding::Int8);
     let searcher = Searcher::open(&dir).unwrap();

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::search::{top_k, Hit, Probe, Searcher};
+use crate::search::{top_k, Fusion, Hit, Probe, Searcher};
 
 /// One query of a `queries.jsonl` file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +50,60 @@ pub fn read_queries(path: &Path) -> Result<Vec<Query>> {
         out.push(Query { id, text: q.text });
     }
     Ok(out)
+}
+
+/// Which ranking a run holds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Mode {
+    /// The model's (BERT_Dot).
+    Dense,
+    /// BM25's.
+    Lexical,
+    /// Both, fused.
+    Hybrid(Fusion),
+}
+
+/// The `k` best documents per query in `mode`: dense scores every passage of the lists
+/// `probe` selects (every list: the exact scan); lexical and hybrid rank passages first (the
+/// `k` best), then documents by their best passage.
+pub fn retrieve_in(
+    searcher: &Searcher,
+    queries: &[Query],
+    k: usize,
+    probe: Probe,
+    mode: Mode,
+) -> Result<Run> {
+    if mode == Mode::Dense {
+        return retrieve(searcher, queries, k, probe);
+    }
+    // BM25's index is built on first use: once, before the queries run in parallel.
+    searcher.index().lexical_search("", 1)?;
+    let passages = queries
+        .par_iter()
+        .map(|q| {
+            let hits = match mode {
+                Mode::Hybrid(fusion) => searcher.hybrid_search(&q.text, k, probe, fusion),
+                _ => searcher.index().lexical_search(&q.text, k),
+            };
+            hits.map_err(|e| Error::InvalidInput(format!("query {}: {e}", q.id)))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let records = searcher.index().records()?;
+    Ok(queries
+        .iter()
+        .zip(passages)
+        .map(|(q, hits)| {
+            let mut best: Vec<(String, f32)> = Vec::new();
+            let mut seen = std::collections::HashSet::new();
+            for hit in hits {
+                let doc = &records[hit.passage].doc_id;
+                if seen.insert(doc.as_str()) {
+                    best.push((doc.clone(), hit.score));
+                }
+            }
+            (q.id.clone(), best)
+        })
+        .collect())
 }
 
 /// Scores every query against the lists `probe` selects (every list: the exact scan) and

@@ -6,11 +6,13 @@ mod index;
 mod search;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+use dotfind::build::eval::Mode;
 use dotfind::index::VectorEncoding;
 use dotfind::model::storage::ValueEncoding;
+use dotfind::search::Fusion;
 use dotfind::{Pooling, Similarity};
 
 #[derive(Parser)]
@@ -22,6 +24,14 @@ use dotfind::{Pooling, Similarity};
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// `dotfind run --mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RunMode {
+    Dense,
+    Lexical,
+    Hybrid,
 }
 
 /// How many vector lists a search scans.
@@ -148,6 +158,13 @@ pub enum Command {
         tag: String,
         #[command(flatten)]
         probe: ProbeArgs,
+        /// Which ranking: the model's (dense), BM25's (lexical), or both fused (hybrid).
+        #[arg(long, value_enum, default_value_t = RunMode::Dense)]
+        mode: RunMode,
+        /// How hybrid fuses: rrf (reciprocal rank fusion), or convex:W (W × dense + (1 − W) ×
+        /// lexical, scores min–max normalised per list).
+        #[arg(long, default_value = "rrf")]
+        fusion: Fusion,
     },
     /// Re-rank a first-stage TREC run (e.g. BM25) with the model: the re-ranking mode.
     Rerank {
@@ -325,7 +342,16 @@ pub fn run(cli: Cli) -> Result<()> {
             out,
             tag,
             probe,
-        } => search::run(&index, &queries, k, &out, &tag, probe.probe()),
+            mode,
+            fusion,
+        } => {
+            let mode = match mode {
+                RunMode::Dense => Mode::Dense,
+                RunMode::Lexical => Mode::Lexical,
+                RunMode::Hybrid => Mode::Hybrid(fusion),
+            };
+            search::run(&index, &queries, k, &out, &tag, probe.probe(), mode)
+        }
         Command::Rerank {
             index,
             run,

@@ -39,10 +39,11 @@ pub fn run(
     out: &Path,
     tag: &str,
     probe: Probe,
+    mode: eval::Mode,
 ) -> Result<()> {
     let searcher = Searcher::open(index)?;
     let queries = eval::read_queries(queries)?;
-    let run = eval::retrieve(&searcher, &queries, k, probe)?;
+    let run = eval::retrieve_in(&searcher, &queries, k, probe, mode)?;
     eval::write_run(out, &run, tag)?;
     eprintln!("wrote {} queries to {}", queries.len(), out.display());
     Ok(())

@@ -3,12 +3,17 @@
 
 use serde::Serialize;
 
+use super::hybrid::{fuse, Fusion};
 use super::search_index::{Probe, Reranked, SearchIndex};
 use super::text::snippet;
 use super::top_k::Hit;
 use crate::error::Result;
 use crate::index::LoadedIndex;
 use crate::model::Encoder;
+
+/// How deep each side of a hybrid search goes: past the first page, so a passage one side
+/// ranks 40th and the other 3rd can still come first.
+pub const HYBRID_DEPTH: usize = 100;
 
 /// A search result as every front end shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -67,6 +72,21 @@ impl Searcher {
     pub fn search(&self, query: &str, k: usize, probe: Probe) -> Result<Vec<Hit>> {
         let vector = self.encoder.encode_query(query)?;
         self.index.search(&vector, k, probe)
+    }
+
+    /// Top-k passages by BM25 and by the model, fused (`fusion`): each side's best
+    /// `max(k, HYBRID_DEPTH)` passages enter the fusion.
+    pub fn hybrid_search(
+        &self,
+        query: &str,
+        k: usize,
+        probe: Probe,
+        fusion: Fusion,
+    ) -> Result<Vec<Hit>> {
+        let depth = k.max(HYBRID_DEPTH);
+        let dense = self.search(query, depth, probe)?;
+        let lexical = self.index.lexical_search(query, depth)?;
+        Ok(fuse(&dense, &lexical, fusion, k))
     }
 
     /// Candidates (passage ids, document ids or URLs) ordered by the query's score: the

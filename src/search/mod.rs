@@ -1,9 +1,10 @@
 //! Search over an index whose parts arrive on demand ([`search_index`]): exact top-k
-//! ([`top_k`]), dense scoring ([`dense`]), BM25
-//! ([`lexical`]), text helpers ([`text`]), and the [`Searcher`] front ends use.
+//! ([`top_k`]), dense scoring ([`dense`]), BM25 ([`lexical`]), the two fused
+//! ([`hybrid`]), text helpers ([`text`]), and the [`Searcher`] front ends use.
 
 pub mod dense;
 pub mod engine;
+pub mod hybrid;
 pub mod lexical;
 pub mod search_index;
 pub mod text;
@@ -11,5 +12,6 @@ pub mod top_k;
 
 pub use dense::IndexVectors;
 pub use engine::{SearchResult, Searcher};
+pub use hybrid::Fusion;
 pub use search_index::{Probe, Reranked, SearchIndex};
 pub use top_k::{top_k, Hit};
