@@ -115,5 +115,8 @@ test('10,000 queries in one page: wasm memory and renderer memory stay flat', BO
   for (const s of samples) t.diagnostic(`after ${s.queries} queries: wasm ${s.wasmMb.toFixed(1)} MB (lists ${s.listMb.toFixed(2)} MB), renderer RSS ${s.rssMb.toFixed(0)} MB`);
   const [first, last] = [samples[0], samples.at(-1)];
   assert.equal(last.wasmMb, first.wasmMb, 'wasm memory does not grow after the first 1,000 queries');
-  assert.ok(last.rssMb - first.rssMb < 64, `renderer RSS grew ${(last.rssMb - first.rssMb).toFixed(0)} MB`);
+  // RSS moves with the garbage collector's rhythm: compare the medians of each half.
+  const median = (xs) => xs.map((x) => x.rssMb).sort((a, b) => a - b)[xs.length >> 1];
+  const growth = median(samples.slice(5)) - median(samples.slice(0, 5));
+  assert.ok(growth < 64, `renderer RSS grew ${growth.toFixed(0)} MB from the first 5,000 queries to the last`);
 });
