@@ -388,8 +388,8 @@ fn cli_index_search_and_run() {
 
 #[test]
 fn run_modes_rank_by_the_model_by_bm25_or_by_both_fused() {
-    use dotfind::build::eval::{read_queries, retrieve_in, Mode};
-    use dotfind::search::Fusion;
+    use dotfind::build::eval::{read_queries, retrieve_in};
+    use dotfind::search::{Fusion, Mode};
     let (_d, dir) = index_of(&fixture("corpus.jsonl"), VectorEncoding::Int8);
     let searcher = Searcher::open(&dir).unwrap();
     let texts = read_queries(&fixture("queries.jsonl")).unwrap();
@@ -452,6 +452,23 @@ fn run_modes_rank_by_the_model_by_bm25_or_by_both_fused() {
     assert!(o.status.success(), "{}", stderr(&o));
     let text = std::fs::read_to_string(&out).unwrap();
     assert!(text.starts_with("q1 Q0 astro-1 1 "), "{text}");
+    let o = run_cli(&[
+        "search",
+        "--index",
+        dir.to_str().unwrap(),
+        "--json",
+        "-k",
+        "2",
+        "--mode",
+        "lexical",
+        "capital of Japan",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let hits: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        hits[0]["id"], "sport-2",
+        "BM25 matches only \"of\" in English text"
+    );
     let o = cli("convex:1.5");
     assert!(stderr(&o)
         .contains("unknown fusion \"convex:1.5\" (expected rrf, or convex:W with W from 0 to 1)"));

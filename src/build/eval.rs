@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::search::{top_k, Fusion, Hit, Probe, Searcher};
+use crate::search::{top_k, Hit, Mode, Probe, Searcher};
 
 /// One query of a `queries.jsonl` file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,17 +52,6 @@ pub fn read_queries(path: &Path) -> Result<Vec<Query>> {
     Ok(out)
 }
 
-/// Which ranking a run holds.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Mode {
-    /// The model's (BERT_Dot).
-    Dense,
-    /// BM25's.
-    Lexical,
-    /// Both, fused.
-    Hybrid(Fusion),
-}
-
 /// The `k` best documents per query in `mode`: dense scores every passage of the lists
 /// `probe` selects (every list: the exact scan); lexical and hybrid rank passages first (the
 /// `k` best), then documents by their best passage.
@@ -81,11 +70,9 @@ pub fn retrieve_in(
     let passages = queries
         .par_iter()
         .map(|q| {
-            let hits = match mode {
-                Mode::Hybrid(fusion) => searcher.hybrid_search(&q.text, k, probe, fusion),
-                _ => searcher.index().lexical_search(&q.text, k),
-            };
-            hits.map_err(|e| Error::InvalidInput(format!("query {}: {e}", q.id)))
+            searcher
+                .search_in(&q.text, k, probe, mode)
+                .map_err(|e| Error::InvalidInput(format!("query {}: {e}", q.id)))
         })
         .collect::<Result<Vec<_>>>()?;
     let records = searcher.index().records()?;

@@ -9,10 +9,9 @@ use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
-use dotfind::build::eval::Mode;
 use dotfind::index::VectorEncoding;
 use dotfind::model::storage::ValueEncoding;
-use dotfind::search::Fusion;
+use dotfind::search::{Fusion, Mode};
 use dotfind::{Pooling, Similarity};
 
 #[derive(Parser)]
@@ -26,12 +25,34 @@ pub struct Cli {
     command: Command,
 }
 
-/// `dotfind run --mode`.
+/// `--mode`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum RunMode {
+pub enum ModeName {
     Dense,
     Lexical,
     Hybrid,
+}
+
+/// `--mode` and `--fusion` of `search` and `run`.
+#[derive(clap::Args, Debug)]
+pub struct ModeArgs {
+    /// Which ranking: the model's (dense), BM25's (lexical), or both fused (hybrid).
+    #[arg(long, value_enum, default_value_t = ModeName::Dense)]
+    mode: ModeName,
+    /// How hybrid fuses: rrf (reciprocal rank fusion), or convex:W (W × dense + (1 − W) ×
+    /// lexical, scores min–max normalised per list).
+    #[arg(long, default_value = "rrf")]
+    fusion: Fusion,
+}
+
+impl ModeArgs {
+    fn mode(&self) -> Mode {
+        match self.mode {
+            ModeName::Dense => Mode::Dense,
+            ModeName::Lexical => Mode::Lexical,
+            ModeName::Hybrid => Mode::Hybrid(self.fusion),
+        }
+    }
 }
 
 /// How many vector lists a search scans.
@@ -140,6 +161,8 @@ pub enum Command {
         json: bool,
         #[command(flatten)]
         probe: ProbeArgs,
+        #[command(flatten)]
+        mode: ModeArgs,
         query: String,
     },
     /// Batch retrieval into a TREC run file (one line per query and document, best passage per document).
@@ -158,13 +181,8 @@ pub enum Command {
         tag: String,
         #[command(flatten)]
         probe: ProbeArgs,
-        /// Which ranking: the model's (dense), BM25's (lexical), or both fused (hybrid).
-        #[arg(long, value_enum, default_value_t = RunMode::Dense)]
-        mode: RunMode,
-        /// How hybrid fuses: rrf (reciprocal rank fusion), or convex:W (W × dense + (1 − W) ×
-        /// lexical, scores min–max normalised per list).
-        #[arg(long, default_value = "rrf")]
-        fusion: Fusion,
+        #[command(flatten)]
+        mode: ModeArgs,
     },
     /// Re-rank a first-stage TREC run (e.g. BM25) with the model: the re-ranking mode.
     Rerank {
@@ -333,8 +351,9 @@ pub fn run(cli: Cli) -> Result<()> {
             k,
             json,
             probe,
+            mode,
             query,
-        } => search::search(&index, k, json, probe.probe(), &query),
+        } => search::search(&index, k, json, probe.probe(), mode.mode(), &query),
         Command::Run {
             index,
             queries,
@@ -343,15 +362,7 @@ pub fn run(cli: Cli) -> Result<()> {
             tag,
             probe,
             mode,
-            fusion,
-        } => {
-            let mode = match mode {
-                RunMode::Dense => Mode::Dense,
-                RunMode::Lexical => Mode::Lexical,
-                RunMode::Hybrid => Mode::Hybrid(fusion),
-            };
-            search::run(&index, &queries, k, &out, &tag, probe.probe(), mode)
-        }
+        } => search::run(&index, &queries, k, &out, &tag, probe.probe(), mode.mode()),
         Command::Rerank {
             index,
             run,

@@ -5,15 +5,22 @@ use std::path::Path;
 
 use anyhow::Result;
 use dotfind::build::eval;
-use dotfind::search::{Probe, Searcher};
+use dotfind::search::{Mode, Probe, Searcher};
 
 /// Characters of passage text printed per result.
 const SNIPPET_CHARS: usize = 100;
 
-pub fn search(index: &Path, k: usize, json: bool, probe: Probe, query: &str) -> Result<()> {
+pub fn search(
+    index: &Path,
+    k: usize,
+    json: bool,
+    probe: Probe,
+    mode: Mode,
+    query: &str,
+) -> Result<()> {
     let searcher = Searcher::open(index)?;
     let mut results = Vec::new();
-    for hit in searcher.search(query, k, probe)? {
+    for hit in searcher.search_in(query, k, probe, mode)? {
         results.push(searcher.result(&hit, SNIPPET_CHARS)?);
     }
     let mut out = super::stdout();
@@ -39,7 +46,7 @@ pub fn run(
     out: &Path,
     tag: &str,
     probe: Probe,
-    mode: eval::Mode,
+    mode: Mode,
 ) -> Result<()> {
     let searcher = Searcher::open(index)?;
     let queries = eval::read_queries(queries)?;

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::hybrid::{fuse, Fusion};
+use super::hybrid::{fuse, Fusion, Mode};
 use super::search_index::{Probe, Reranked, SearchIndex};
 use super::text::snippet;
 use super::top_k::Hit;
@@ -72,6 +72,15 @@ impl Searcher {
     pub fn search(&self, query: &str, k: usize, probe: Probe) -> Result<Vec<Hit>> {
         let vector = self.encoder.encode_query(query)?;
         self.index.search(&vector, k, probe)
+    }
+
+    /// Top-k passages in `mode`: the model's, BM25's or both fused.
+    pub fn search_in(&self, query: &str, k: usize, probe: Probe, mode: Mode) -> Result<Vec<Hit>> {
+        match mode {
+            Mode::Dense => self.search(query, k, probe),
+            Mode::Lexical => self.index.lexical_search(query, k),
+            Mode::Hybrid(fusion) => self.hybrid_search(query, k, probe, fusion),
+        }
     }
 
     /// Top-k passages by BM25 and by the model, fused (`fusion`): each side's best

@@ -7,6 +7,17 @@ use std::collections::HashMap;
 
 use super::top_k::{top_k, Hit};
 
+/// Which ranking a search returns.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Mode {
+    /// The model's (BERT_Dot).
+    Dense,
+    /// BM25's.
+    Lexical,
+    /// Both, fused.
+    Hybrid(Fusion),
+}
+
 /// How two rankings become one.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Fusion {

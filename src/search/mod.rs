@@ -12,6 +12,6 @@ pub mod top_k;
 
 pub use dense::IndexVectors;
 pub use engine::{SearchResult, Searcher};
-pub use hybrid::Fusion;
+pub use hybrid::{Fusion, Mode};
 pub use search_index::{Probe, Reranked, SearchIndex};
 pub use top_k::{top_k, Hit};
