@@ -41,7 +41,7 @@ pub struct ModeArgs {
     mode: ModeName,
     /// How hybrid fuses: rrf (reciprocal rank fusion), or convex:W (W × dense + (1 − W) ×
     /// lexical, scores min–max normalised per list).
-    #[arg(long, default_value = "rrf")]
+    #[arg(long, default_value_t = Fusion::default())]
     fusion: Fusion,
 }
 
