@@ -8,11 +8,17 @@ Each target starts from fuzz/seeds/TARGET (committed, real files) and the corpus
 grew in target/fuzz/corpus/TARGET. Limits every input is held to: 10 s, 2 GB of memory,
 no single allocation over 512 MB (a length field read from a file must be checked against
 the file's size before anything is sized by it).
+
+Runs add up: target/fuzz/ledger.json keeps, per build of the targets (the sha-256 of their
+binaries), each target's CPU time, inputs and findings over every run; --record reports those
+totals, so several shorter runs of the same build count as one long one.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import re
 import subprocess
@@ -25,6 +31,29 @@ from sections import cpu_line, replace_section
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / "target/fuzz/x86_64-unknown-linux-gnu/release"
 LIMITS = ["-timeout=10", "-rss_limit_mb=2048", "-malloc_limit_mb=512"]
+
+
+def build_digest(names: list[str]) -> str:
+    """What the ledger is kept per: the targets' binaries, so code changes start afresh."""
+    h = hashlib.sha256()
+    for name in sorted(names):
+        h.update((BIN / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def add_to_ledger(digest: str, results: dict) -> dict:
+    """This run's figures added to the ledger of build `digest`; returns that build's totals."""
+    path = ROOT / "target/fuzz/ledger.json"
+    ledger = json.loads(path.read_text()) if path.exists() else {}
+    totals = ledger.setdefault(digest, {})
+    for name, r in results.items():
+        t = totals.setdefault(name, {"cpu": 0.0, "runs": 0, "findings": 0, "sessions": 0})
+        t["cpu"] += r["cpu"]
+        t["runs"] += r["runs"]
+        t["findings"] += 0 if r["ok"] else 1
+        t["sessions"] += 1
+    path.write_text(json.dumps(ledger, indent=1))
+    return totals
 
 
 def targets() -> list[str]:
@@ -85,19 +114,25 @@ def main() -> int:
     failed = [n for n, r in results.items() if not r["ok"]]
     print(f"fuzz: {len(results)} targets, {total / 60:.1f} CPU-minutes in {(time.time() - began) / 60:.1f} min, "
           f"{len(failed)} with findings", flush=True)
+    digest = build_digest(targets())
+    totals = add_to_ledger(digest, results)
+    all_cpu = sum(t["cpu"] for t in totals.values())
+    print(f"fuzz: build {digest}: {all_cpu / 3600:.2f} CPU-hours over all runs, "
+          f"{sum(t['findings'] for t in totals.values())} findings", flush=True)
     if args.record:
-        rows = [f"| {n} | {r['runs']:,} | {r['cpu']:.0f} | {'none' if r['ok'] else r['finding']} |" for n, r in results.items()]
+        rows = [f"| {n} | {t['sessions']} | {t['runs']:,} | {t['cpu']:.0f} | {t['findings']} |" for n, t in sorted(totals.items())]
         replace_section(ROOT / "BENCHMARKS.md", "fuzz", "\n".join([
             "## Reliability: fuzzing every reader of fetched bytes",
             "",
-            f"Command: `./build.sh fuzz --seconds {args.seconds} --jobs {args.jobs} --record` — libFuzzer "
-            f"(cargo-fuzz, nightly, debug assertions on), each target from its committed seeds plus the "
-            f"corpus earlier runs grew; every input held to {' '.join(LIMITS)}. {cpu_line()}.",
+            f"Command: `./build.sh fuzz --seconds {args.seconds} --jobs {args.jobs} --record` (and earlier runs of the same "
+            f"build of the targets, `{digest}`, which add up) — libFuzzer (cargo-fuzz, nightly, debug assertions on), "
+            f"each target from its committed seeds plus the corpus earlier runs grew; every input held to {' '.join(LIMITS)}. {cpu_line()}.",
             "",
-            "| target | inputs run | CPU seconds | findings |",
-            "|---|---|---|---|",
+            "| target | runs | inputs | CPU seconds | findings |",
+            "|---|---|---|---|---|",
             *rows,
-            f"| **all** | {sum(r['runs'] for r in results.values()):,} | {total:.0f} ({total / 3600:.2f} CPU-hours) | {len(failed)} |",
+            f"| **all** | | {sum(t['runs'] for t in totals.values()):,} | {all_cpu:.0f} ({all_cpu / 3600:.2f} CPU-hours) | "
+            f"{sum(t['findings'] for t in totals.values())} |",
             "",
             "Every finding is listed, with its fix and regression test, in `fuzz/README.md`.",
         ]))
