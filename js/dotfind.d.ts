@@ -101,8 +101,13 @@ export declare class Dotfind {
   /** Fetches, verifies (sizes and checksums) and caches the index at `indexUrl`, in a Web Worker. */
   static load(indexUrl: string | URL, options?: LoadOptions): Promise<Dotfind>;
   readonly info: IndexInfo;
-  /** Top-k passages by the model's similarity, among the vector lists `probe` selects. */
-  search(query: string, options?: { k?: number; probe?: Probe }): Promise<SearchResults>;
+  /**
+   * Top-k passages: by the model's similarity among the vector lists `probe` selects
+   * (`mode: 'dense'`, the default), by BM25 (`'lexical'`, no model involved), or both
+   * rankings fused (`'hybrid'`; `fusion`: `'convex:W'`, W the dense side's weight, default
+   * `'convex:0.7'`, or `'rrf'`). Lexical and hybrid read every passage fragment.
+   */
+  search(query: string, options?: { k?: number; probe?: Probe; mode?: 'dense' | 'lexical' | 'hybrid'; fusion?: string }): Promise<SearchResults>;
   /** Top-k passages for a vector of your own (as long as the model's). */
   searchVector(vector: ArrayLike<number>, options?: { k?: number; probe?: Probe }): Promise<SearchHit[]>;
   /**

@@ -7,6 +7,7 @@ import { WorkerClient } from './messages.js';
 export { DotfindError };
 
 const TERMINATED = 'dotfind: engine terminated';
+const MODES = ['dense', 'lexical', 'hybrid'];
 
 /** `k` if it is a positive integer. */
 function count(k) {
@@ -77,9 +78,13 @@ export class Dotfind {
   /**
    * Top-k passages: [{id, url, title, heading, snippet, score}], with `.timings`. `probe`:
    * how many vector lists to scan — 'default' (the index's depth), a number, or 'exact'.
+   * `mode`: 'dense' (the model's ranking), 'lexical' (BM25, no model involved) or 'hybrid'
+   * (both fused; `fusion`: 'convex:W', W the dense side's weight, default 'convex:0.7', or 'rrf'). Lexical and
+   * hybrid read every passage fragment (fetched on first use).
    */
-  async search(query, { k = 10, probe = 'default' } = {}) {
-    const { results, timings } = await this.#call('search', { query: text(query), k: count(k), probe });
+  async search(query, { k = 10, probe = 'default', mode = 'dense', fusion } = {}) {
+    if (!MODES.includes(mode)) throw new DotfindError(`dotfind: mode must be one of ${MODES.join(', ')}, not ${JSON.stringify(mode)}`);
+    const { results, timings } = await this.#call('search', { query: text(query), k: count(k), probe, mode, fusion });
     results.timings = timings;
     return results;
   }

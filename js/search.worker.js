@@ -115,6 +115,30 @@ async function ensureParts(e, paths) {
   if (paths.length) await fetchParts(e, paths, indexBase, indexCache);
 }
 
+/** BM25's top-k (every fragment first; no model involved), with timings as `search` has them. */
+async function lexical(query, k) {
+  const e = requireEngine();
+  const t0 = performance.now();
+  await ensureParts(e, e.missingAllFragments());
+  const t1 = performance.now();
+  const results = e.lexicalSearch(query, k);
+  return { results, timings: { fetchMs: t1 - t0, encodeMs: 0, searchMs: performance.now() - t1 } };
+}
+
+/**
+ * The lists a search for `vector` probes, fetched until all are held: a search typed
+ * meanwhile may have pushed some out of the memory budget (maxVectorBytes) before they were
+ * scored; asked again, they come from the cache.
+ */
+async function ensureLists(e, vector, probe) {
+  let missing = e.missingLists(vector, probe);
+  for (let round = 1; missing.length; round += 1) {
+    await ensureParts(e, missing);
+    missing = e.missingLists(vector, probe);
+    if (round === 3 && missing.length) throw new DotfindError(`dotfind: the memory budget (maxVectorBytes) cannot hold the lists this query probes: ${missing.join(', ')}`);
+  }
+}
+
 /**
  * Top-k for a query vector: the lists its centroids select, then the fragments of the hits.
  * Returns `{results, partsMs, scoreMs}`: time spent fetching parts, and the rest (probing,
@@ -122,14 +146,7 @@ async function ensureParts(e, paths) {
  */
 async function searchVector(e, vector, k, probe) {
   const t0 = performance.now();
-  // A search typed meanwhile may have pushed this one's lists out of the memory budget
-  // (maxVectorBytes) before they were scored: ask again, they come from the cache.
-  let missing = e.missingLists(vector, probe);
-  for (let round = 1; missing.length; round += 1) {
-    await ensureParts(e, missing);
-    missing = e.missingLists(vector, probe);
-    if (round === 3 && missing.length) throw new DotfindError(`dotfind: the memory budget (maxVectorBytes) cannot hold the lists this query probes: ${missing.join(', ')}`);
-  }
+  await ensureLists(e, vector, probe);
   const t1 = performance.now();
   const hits = e.searchHits(vector, k, probe);
   const { passages, scores } = hits;
@@ -180,14 +197,22 @@ function followingRebuilds(handler) {
 const handlers = {
   load,
   stats,
-  async search({ query, k, probe }) {
+  async search({ query, k, probe, mode = 'dense', fusion }) {
     const probeLists = probeArg(probe);
+    if (mode === 'lexical') return lexical(query, k);
     const t = performance.now();
     const e = await engineFor(query);
     const chunksMs = performance.now() - t;
     const t0 = performance.now();
     const vector = e.encode(query);
     const t1 = performance.now();
+    if (mode === 'hybrid') {
+      await ensureLists(e, vector, probeLists);
+      await ensureParts(e, e.missingAllFragments());
+      const t2 = performance.now();
+      const results = e.hybridSearch(vector, query, k, probeLists, fusion);
+      return { results, timings: { fetchMs: chunksMs + t2 - t1, encodeMs: t1 - t0, searchMs: performance.now() - t2 } };
+    }
     const { results, partsMs, scoreMs } = await searchVector(e, vector, k, probeLists);
     return { results, timings: { fetchMs: chunksMs + partsMs, encodeMs: t1 - t0, searchMs: scoreMs } };
   },
@@ -196,9 +221,7 @@ const handlers = {
     return (await searchVector(e, vector, k, probeArg(probe))).results;
   },
   async lexicalSearch({ query, k }) {
-    const e = requireEngine();
-    await ensureParts(e, e.missingAllFragments());
-    return e.lexicalSearch(query, k);
+    return (await lexical(query, k)).results;
   },
   async rerank({ query, candidates }) {
     const e = await engineFor(query);

@@ -11,7 +11,7 @@ use wasm_bindgen::prelude::*;
 use crate::index::manifest::MODEL_DIR;
 use crate::index::IndexLoader as CoreLoader;
 use crate::model::{Encoder, ModelBundle};
-use crate::search::{Hit, Probe, SearchResult, Searcher};
+use crate::search::{Fusion, Hit, Probe, SearchResult, Searcher};
 
 extern "C" {
     /// Static constructors emitted by wasm-ld. tract registers its kernels in them, and
@@ -327,6 +327,32 @@ impl SearchEngine {
             .searcher
             .index()
             .lexical_search(query, k)
+            .map_err(js_error)?;
+        self.results_of(&hits)
+    }
+
+    /// Top-k passages by the query vector and by BM25 on `text`, fused (`fusion`: "rrf" or
+    /// "convex:W"; absent: the default), same result shape as `search`. Needs the lists
+    /// `missingLists` names and every fragment (`missingAllFragments`).
+    #[wasm_bindgen(js_name = hybridSearch)]
+    pub fn hybrid_search(
+        &self,
+        vector: &[f32],
+        text: &str,
+        k: usize,
+        probe: Option<usize>,
+        fusion: Option<String>,
+    ) -> Result<JsValue, JsError> {
+        let fusion = match fusion {
+            Some(name) => name
+                .parse()
+                .map_err(|e: String| JsError::new(&format!("dotfind: {e}")))?,
+            None => Fusion::default(),
+        };
+        let hits = self
+            .searcher
+            .index()
+            .hybrid_search(vector, text, k, probe_of(probe), fusion)
             .map_err(js_error)?;
         self.results_of(&hits)
     }

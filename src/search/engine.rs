@@ -3,17 +3,13 @@
 
 use serde::Serialize;
 
-use super::hybrid::{fuse, Fusion, Mode};
+use super::hybrid::{Fusion, Mode};
 use super::search_index::{Probe, Reranked, SearchIndex};
 use super::text::snippet;
 use super::top_k::Hit;
 use crate::error::Result;
 use crate::index::LoadedIndex;
 use crate::model::Encoder;
-
-/// How deep each side of a hybrid search goes: past the first page, so a passage one side
-/// ranks 40th and the other 3rd can still come first.
-pub const HYBRID_DEPTH: usize = 100;
 
 /// A search result as every front end shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -83,8 +79,7 @@ impl Searcher {
         }
     }
 
-    /// Top-k passages by BM25 and by the model, fused (`fusion`): each side's best
-    /// `max(k, HYBRID_DEPTH)` passages enter the fusion.
+    /// Top-k passages by BM25 and by the model, fused (`fusion`).
     pub fn hybrid_search(
         &self,
         query: &str,
@@ -92,10 +87,8 @@ impl Searcher {
         probe: Probe,
         fusion: Fusion,
     ) -> Result<Vec<Hit>> {
-        let depth = k.max(HYBRID_DEPTH);
-        let dense = self.search(query, depth, probe)?;
-        let lexical = self.index.lexical_search(query, depth)?;
-        Ok(fuse(&dense, &lexical, fusion, k))
+        let vector = self.encoder.encode_query(query)?;
+        self.index.hybrid_search(&vector, query, k, probe, fusion)
     }
 
     /// Candidates (passage ids, document ids or URLs) ordered by the query's score: the

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use super::dense::IndexVectors;
+use super::hybrid::{fuse, Fusion, HYBRID_DEPTH};
 use super::lexical::Bm25;
 use super::top_k::Hit;
 use crate::error::{Error, Result};
@@ -369,6 +370,23 @@ impl SearchIndex {
             .get()
             .map(|bm25| bm25.search(query, k))
             .unwrap_or_default())
+    }
+
+    /// Top-k passages by the query vector and by BM25 on the query text, fused: each side's
+    /// best `max(k, HYBRID_DEPTH)` passages enter the fusion. Needs the lists the vector
+    /// probes and every fragment.
+    pub fn hybrid_search(
+        &self,
+        vector: &[f32],
+        text: &str,
+        k: usize,
+        probe: Probe,
+        fusion: Fusion,
+    ) -> Result<Vec<Hit>> {
+        let depth = k.max(HYBRID_DEPTH);
+        let dense = self.search(vector, depth, probe)?;
+        let lexical = self.lexical_search(text, depth)?;
+        Ok(fuse(&dense, &lexical, fusion, k))
     }
 
     /// The id bucket each candidate's key sits in.
