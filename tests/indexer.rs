@@ -35,6 +35,34 @@ fn index_cli_with(model: &Path, input: &Path, out: &Path, extra: &[&str]) -> std
     run_cli(&args)
 }
 
+/// `dotfind search --index INDEX --json EXTRA… QUERY` through the CLI: the hits it prints.
+fn search_json(index: &Path, extra: &[&str], query: &str) -> Vec<serde_json::Value> {
+    let mut args = vec!["search", "--index", index.to_str().unwrap(), "--json"];
+    args.extend_from_slice(extra);
+    args.push(query);
+    let o = run_cli(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// `dotfind run` of the fixture queries against `index` into `out` (top 5), with `extra`.
+fn run_fixture_queries(index: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let queries = fixture("queries.jsonl");
+    let mut args = vec![
+        "run",
+        "--index",
+        index.to_str().unwrap(),
+        "--queries",
+        queries.to_str().unwrap(),
+        "-k",
+        "5",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    run_cli(&args)
+}
+
 fn options(encoding: VectorEncoding) -> IndexOptions {
     IndexOptions {
         encoding,
@@ -345,17 +373,7 @@ fn cli_index_search_and_run() {
         "plain progress lines off a terminal"
     );
 
-    let o = run_cli(&[
-        "search",
-        "--index",
-        out.to_str().unwrap(),
-        "-k",
-        "3",
-        "--json",
-        "who walked on the moon",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let hits: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let hits = search_json(&out, &["-k", "3"], "who walked on the moon");
     assert_eq!(hits.len(), 3);
     assert_eq!(hits[0]["id"], "astro-1");
     assert_eq!(hits[0]["title"], "Moon landing");
@@ -363,17 +381,7 @@ fn cli_index_search_and_run() {
     assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
 
     let run = dir.path().join("run.trec");
-    let o = run_cli(&[
-        "run",
-        "--index",
-        out.to_str().unwrap(),
-        "--queries",
-        fixture("queries.jsonl").to_str().unwrap(),
-        "-k",
-        "5",
-        "--out",
-        run.to_str().unwrap(),
-    ]);
+    let o = run_fixture_queries(&out, &run, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = std::fs::read_to_string(&run).unwrap();
     let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split(' ').collect()).collect();
@@ -431,40 +439,13 @@ fn run_modes_rank_by_the_model_by_bm25_or_by_both_fused() {
     assert_ne!(dense, lexical);
 
     let out = dir.parent().unwrap().join("hybrid.trec");
-    let cli = |fusion: &str| {
-        run_cli(&[
-            "run",
-            "--index",
-            dir.to_str().unwrap(),
-            "--queries",
-            fixture("queries.jsonl").to_str().unwrap(),
-            "-k",
-            "5",
-            "--out",
-            out.to_str().unwrap(),
-            "--mode",
-            "hybrid",
-            "--fusion",
-            fusion,
-        ])
-    };
+    let cli =
+        |fusion: &str| run_fixture_queries(&dir, &out, &["--mode", "hybrid", "--fusion", fusion]);
     let o = cli("convex:0.5");
     assert!(o.status.success(), "{}", stderr(&o));
     let text = std::fs::read_to_string(&out).unwrap();
     assert!(text.starts_with("q1 Q0 astro-1 1 "), "{text}");
-    let o = run_cli(&[
-        "search",
-        "--index",
-        dir.to_str().unwrap(),
-        "--json",
-        "-k",
-        "2",
-        "--mode",
-        "lexical",
-        "capital of Japan",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let hits: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let hits = search_json(&dir, &["-k", "2", "--mode", "lexical"], "capital of Japan");
     assert_eq!(
         hits[0]["id"], "sport-2",
         "BM25 matches only \"of\" in English text"

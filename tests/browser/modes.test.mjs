@@ -4,29 +4,17 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import fs from 'node:fs';
 import path from 'node:path';
-import { launchBrowser, openPackagePage, repoRoot, startPackageSite } from './support.mjs';
+import { LISTS_INDEX as INDEX, openLoadedListsIndex, repoRoot } from './support.mjs';
 
-const INDEX = path.join(repoRoot, 'target/demo-index-lists');
 const QUERIES = ['how do I store key value pairs', 'HashMap entry or_insert', 'what is ownership'];
-let served, browser, page, close;
+let page, close;
 
 before(async () => {
-  if (!fs.existsSync(path.join(INDEX, 'manifest.json'))) throw new Error('target/demo-index-lists missing: run ./build.sh test');
-  served = await startPackageSite({ mounts: { '/idx': INDEX } });
-  browser = await launchBrowser();
-  ({ page, close } = await openPackagePage(browser, served.url));
-  await page.evaluate(async () => {
-    window.engine = await window.Dotfind.load('/idx/');
-  });
+  ({ page, close } = await openLoadedListsIndex());
 });
 
-after(async () => {
-  await close?.();
-  await browser?.close();
-  served?.close();
-});
+after(() => close?.());
 
 /** `dotfind search --json` natively: the ids, best first. */
 function nativeIds(query, mode, extra = []) {

@@ -4,11 +4,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import fs from 'node:fs';
-import path from 'node:path';
-import { launchBrowser, openPackagePage, repoRoot, startPackageSite } from './support.mjs';
+import { openLoadedListsIndex, openPackagePage } from './support.mjs';
 
-const INDEX = path.join(repoRoot, 'target/demo-index-lists');
 const BOUNDED = { timeout: 300_000 };
 /** Words the long session's queries are drawn from: Rust book topics and everyday English. */
 const WORDS = `ownership borrow lifetime trait generic closure iterator vector string slice hash map
@@ -22,23 +19,12 @@ number letter color animal friend school doctor market winter summer language co
 let served, browser, page, close, stall = false;
 
 before(async () => {
-  if (!fs.existsSync(path.join(INDEX, 'manifest.json'))) throw new Error('target/demo-index-lists missing: run ./build.sh test');
-  served = await startPackageSite({
-    mounts: { '/idx': INDEX },
+  ({ served, browser, page, close } = await openLoadedListsIndex({
     fault: (p) => (stall && /^\/idx\/(vectors|passages)\/\d{5}\.bin$/.test(p) ? { stallAfter: 0 } : undefined),
-  });
-  browser = await launchBrowser();
-  ({ page, close } = await openPackagePage(browser, served.url));
-  await page.evaluate(async () => {
-    window.engine = await window.Dotfind.load('/idx/');
-  });
+  }));
 });
 
-after(async () => {
-  await close?.();
-  await browser?.close();
-  served?.close();
-});
+after(() => close?.());
 
 /** `n` distinct queries of three words, the same on every run. */
 function queries(n) {

@@ -91,3 +91,29 @@ export async function openPackagePage(browser, url) {
   await page.waitForFunction(() => document.getElementById('out').textContent === 'ready');
   return { context, page, errors, close: () => context.close() };
 }
+
+/** The demo corpus cut into lists (built by ./build.sh test): parts fetched on demand. */
+export const LISTS_INDEX = path.join(repoRoot, 'target/demo-index-lists');
+
+/**
+ * A browser on a package page with LISTS_INDEX (at /idx/) loaded as `window.engine`, served
+ * with `fault` (see startServer). Resolves to `{served, browser, page, close}`; `close()`
+ * ends all three.
+ */
+export async function openLoadedListsIndex({ fault } = {}) {
+  if (!fs.existsSync(path.join(LISTS_INDEX, 'manifest.json'))) throw new Error('target/demo-index-lists missing: run ./build.sh test');
+  const served = await startPackageSite({ mounts: { '/idx': LISTS_INDEX }, fault });
+  const browser = await launchBrowser();
+  const { page, close } = await openPackagePage(browser, served.url);
+  await page.evaluate(async () => {
+    window.engine = await window.Dotfind.load('/idx/');
+  });
+  return {
+    served, browser, page,
+    async close() {
+      await close();
+      await browser.close();
+      served.close();
+    },
+  };
+}
