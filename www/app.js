@@ -1,6 +1,6 @@
 // The demo search page: loads the index with visible progress, searches as you type,
-// and shows dense retrieval or BM25 top-100 re-ranked by the model. Corpus text is only
-// ever inserted as text nodes.
+// and shows dense retrieval, BM25 and the model fused (hybrid), or BM25 top-100 re-ranked
+// by the model. Corpus text is only ever inserted as text nodes.
 import { Dotfind } from './dotfind/dotfind.js';
 
 const $ = (id) => document.getElementById(id);
@@ -52,8 +52,8 @@ async function search(query) {
   let hits;
   let timing;
   try {
-    if (currentMode === 'dense') {
-      hits = await engine.search(query, { k: 10 });
+    if (currentMode === 'dense' || currentMode === 'hybrid') {
+      hits = await engine.search(query, { k: 10, mode: currentMode });
       timing = `encode ${hits.timings.encodeMs.toFixed(1)} ms · search ${hits.timings.searchMs.toFixed(1)} ms`;
     } else {
       const lexical = await engine.lexicalSearch(query, { k: 100 });
@@ -72,6 +72,8 @@ async function search(query) {
   // Which query and mode the list answers (tests and benchmarks wait on them).
   list.dataset.query = query;
   list.dataset.searchMode = currentMode;
+  // Which ranking the list shows: the model's alone, or fused with BM25's.
+  list.dataset.mode = currentMode === 'hybrid' ? 'hybrid' : 'semantic';
   list.replaceChildren(
     ...hits.map((h) =>
       el(

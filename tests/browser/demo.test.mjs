@@ -1,6 +1,6 @@
 // The demo site (target/demo-site, built by ./build.sh test) as a visitor meets it, in
 // headless Chromium against a real static server: search as you type, progress while
-// loading, re-ranking mode, offline reload, and a tampered shard surfacing in the page.
+// loading, hybrid and re-ranking modes, offline reload, and a tampered shard surfacing in the page.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -91,6 +91,17 @@ test('re-ranking mode re-scores the BM25 top 100 with the model', async () => {
   assert.match(hits[0].href, /ch08-03-hash-maps\.html/);
   assert.match(await page.textContent('#timing'), /^BM25 top \d+ re-ranked by BERT_Dot in [\d.]+ ms · 10 results$/);
   await page.check('input[value=dense]');
+});
+
+test('hybrid mode fuses the model\'s ranking with BM25\'s, and the list says which it shows', async () => {
+  await page.check('input[value=hybrid]');
+  const hits = await results('HashMap entry or_insert');
+  assert.equal(hits.length, 10);
+  assert.match(hits[0].href, /ch08-03-hash-maps\.html/);
+  assert.equal(await page.getAttribute('#results', 'data-mode'), 'hybrid');
+  await page.check('input[value=dense]');
+  await results('HashMap entry or_insert');
+  assert.equal(await page.getAttribute('#results', 'data-mode'), 'semantic');
 });
 
 test('snippets are text, never HTML', async () => {
