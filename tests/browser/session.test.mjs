@@ -3,7 +3,7 @@
 // replaced before the next; 10,000 queries in one page keep memory flat (printed).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
 import { openLoadedListsIndex, openPackagePage } from './support.mjs';
 
 const BOUNDED = { timeout: 300_000 };
@@ -82,10 +82,18 @@ test('a worker that fails is reported to the calls it held, and replaced before 
   }
 });
 
-/** Resident memory of Chromium's renderer processes, MB. */
+/** Resident memory of Chromium's renderer processes, MB (from /proc: no `ps` needed). */
 function rendererRssMb() {
-  const out = execFileSync('ps', ['-eo', 'rss=,args='], { encoding: 'utf8' });
-  return out.split('\n').filter((l) => l.includes('--type=renderer')).reduce((s, l) => s + Number(l.trim().split(/\s+/)[0]), 0) / 1024;
+  let kb = 0;
+  for (const pid of fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      if (!fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('--type=renderer')) continue;
+      kb += Number(/^VmRSS:\s+(\d+) kB$/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  return kb / 1024;
 }
 
 test('10,000 queries in one page: wasm memory and renderer memory stay flat', BOUNDED, async (t) => {
