@@ -6,7 +6,6 @@ import { WorkerClient } from './messages.js';
 
 export { DotfindError };
 
-const TERMINATED = 'dotfind: engine terminated';
 const MODES = ['dense', 'lexical', 'hybrid'];
 
 /** `k` if it is a positive integer. */
@@ -22,6 +21,8 @@ export class Dotfind {
   #loadArgs;
   /** The restart under way after the worker failed, shared by the calls waiting for it. */
   #restarting = null;
+  /** Set by `terminate`: a stopped engine is never restarted. */
+  #terminated = false;
 
   constructor(startWorker, loadArgs) {
     this.#startWorker = startWorker;
@@ -48,7 +49,7 @@ export class Dotfind {
    * is replaced by a fresh one before the next request: never left hanging, never reused.
    */
   async #call(type, args, onProgress) {
-    if (this.#client.failure && this.#client.failure.message !== TERMINATED) {
+    if (this.#client.failure && !this.#terminated) {
       this.#restarting ??= this.#connect().finally(() => {
         this.#restarting = null;
       });
@@ -122,7 +123,8 @@ export class Dotfind {
 
   /** Stops the worker; the engine cannot be used afterwards. */
   terminate() {
-    this.#client.terminate(new DotfindError(TERMINATED));
+    this.#terminated = true;
+    this.#client.terminate(new DotfindError('dotfind: engine terminated'));
   }
 }
 

@@ -27,7 +27,7 @@ export async function fetchOk(url, init) {
  * many times a transient failure (no connection, HTTP 5xx, a body cut short, a stall) is
  * tried again. 404s and other 4xx are not retried: the file is not there.
  */
-export const fetchPolicy = { stallMs: 30_000, retries: 1, retryDelayMs: 300 };
+const fetchPolicy = { stallMs: 30_000, retries: 1, retryDelayMs: 300 };
 
 /** `fetchPolicy` changed for this realm (the worker takes the page's options at load). */
 export function setFetchPolicy({ stallMs } = {}) {
@@ -80,17 +80,15 @@ async function fetchOnce(url, init, onChunk) {
   );
   watch();
   try {
-    const response = await fetchOk(url, { ...init, signal: controller.signal }).catch((e) => {
-      throw stalled ? stallError() : e;
-    });
+    const response = await fetchOk(url, { ...init, signal: controller.signal });
     watch();
     return await readBody(response, url, (n) => {
       size += n;
       watch();
       onChunk(n);
-    }).catch((e) => {
-      throw stalled ? stallError() : e;
     });
+  } catch (e) {
+    throw stalled ? stallError() : e;
   } finally {
     clearTimeout(timer);
   }

@@ -36,6 +36,7 @@ export async function fetchManifest(base, cache) {
   return { bytes, changed };
 }
 
+/** Whether two byte arrays hold the same bytes. */
 export function sameBytes(a, b) {
   return a.length === b.length && a.every((x, i) => x === b[i]);
 }

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::hybrid::{Fusion, Mode};
+use super::hybrid::Mode;
 use super::search_index::{Probe, Reranked, SearchIndex};
 use super::text::snippet;
 use super::top_k::Hit;
@@ -75,20 +75,11 @@ impl Searcher {
         match mode {
             Mode::Dense => self.search(query, k, probe),
             Mode::Lexical => self.index.lexical_search(query, k),
-            Mode::Hybrid(fusion) => self.hybrid_search(query, k, probe, fusion),
+            Mode::Hybrid(fusion) => {
+                let vector = self.encoder.encode_query(query)?;
+                self.index.hybrid_search(&vector, query, k, probe, fusion)
+            }
         }
-    }
-
-    /// Top-k passages by BM25 and by the model, fused (`fusion`).
-    pub fn hybrid_search(
-        &self,
-        query: &str,
-        k: usize,
-        probe: Probe,
-        fusion: Fusion,
-    ) -> Result<Vec<Hit>> {
-        let vector = self.encoder.encode_query(query)?;
-        self.index.hybrid_search(&vector, query, k, probe, fusion)
     }
 
     /// Candidates (passage ids, document ids or URLs) ordered by the query's score: the

@@ -7,6 +7,14 @@ use std::collections::HashMap;
 
 use super::top_k::{top_k, Hit};
 
+/// How deep each side of a hybrid search goes: past the first page, so a passage one side
+/// ranks 40th and the other 3rd can still come first.
+pub const HYBRID_DEPTH: usize = 100;
+
+/// The constant of reciprocal rank fusion: the value its authors found robust across TREC
+/// collections, and the one every implementation uses.
+pub const RRF_K: f32 = 60.0;
+
 /// Which ranking a search returns.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Mode {
@@ -48,14 +56,6 @@ impl std::fmt::Display for Fusion {
         }
     }
 }
-
-/// How deep each side of a hybrid search goes: past the first page, so a passage one side
-/// ranks 40th and the other 3rd can still come first.
-pub const HYBRID_DEPTH: usize = 100;
-
-/// The constant of reciprocal rank fusion: the value its authors found robust across TREC
-/// collections, and the one every implementation uses.
-pub const RRF_K: f32 = 60.0;
 
 impl std::str::FromStr for Fusion {
     type Err = String;

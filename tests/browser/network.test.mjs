@@ -154,6 +154,16 @@ test('a truncated or damaged vector list is a named size or checksum error', BOU
   });
 });
 
+test('a stall timeout that is not a positive integer is a named error', BOUNDED, async () => {
+  const { page, close } = await visit();
+  try {
+    const message = await page.evaluate(() => window.Dotfind.load('/idx/', { stallTimeoutMs: 0 }).then(() => 'loaded', (e) => `${e.name}: ${e.message}`));
+    assert.equal(message, 'DotfindError: dotfind: stallTimeoutMs must be a positive integer, not 0');
+  } finally {
+    await close();
+  }
+});
+
 test('a server that stalls mid-file is abandoned after stallTimeoutMs and tried once more', BOUNDED, async () => {
   const t0 = Date.now();
   await failThenRecover((p) => (LIST.test(p) ? { stallAfter: 20 } : undefined), (failed, requests) => {
