@@ -219,6 +219,10 @@ prepare_onnx_model() {
 # builds into its own target dir so both stay cached.
 RELAXED_RUSTFLAGS='-C target-feature=+simd128,+relaxed-simd --cfg getrandom_backend="wasm_js"'
 RELAXED_TARGET_DIR=target/relaxed
+# The lexical module (no model: BM25 only, ~0.1 MB on the wire) answers a visit's first
+# queries while the full module and the model load; it builds without the `encoder` feature,
+# so without tract and tokenizers, in its own target dir.
+LEXICAL_TARGET_DIR=target/lexical
 
 # One wasm build -> wasm-bindgen into $pkg (skipped when the raw wasm is unchanged). Function
 # names and the producers section are dropped (smaller download; DOTFIND_WASM_NAMES=1 keeps
@@ -236,9 +240,9 @@ bindgen_wasm() {
   echo "$stamp" > "$pkg/.dotfind-stamp"
 }
 
-# Builds the wasm and assembles the npm package in dist/npm (publishable as-is). Two builds
-# ship: plain SIMD (every browser with wasm SIMD) and relaxed SIMD (fused multiply-add, int8
-# dot products); js/runtime.js picks one per browser.
+# Builds the wasm and assembles the npm package in dist/npm (publishable as-is). Two full
+# builds ship: plain SIMD (every browser with wasm SIMD) and relaxed SIMD (fused multiply-add,
+# int8 dot products); js/runtime.js picks one per browser. And the lexical module.
 build_wasm() {
   ensure_wasm_target
   ensure_wasm_bindgen
@@ -246,21 +250,23 @@ build_wasm() {
   cargo build --lib --target "$WASM_TARGET" --profile wasm
   CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="$RELAXED_RUSTFLAGS" \
     cargo build --lib --target "$WASM_TARGET" --profile wasm --target-dir "$RELAXED_TARGET_DIR"
-  log "wasm-bindgen (both builds)"
+  cargo build --lib --target "$WASM_TARGET" --profile wasm --no-default-features --target-dir "$LEXICAL_TARGET_DIR"
+  log "wasm-bindgen (three builds)"
   bindgen_wasm "target/$WASM_TARGET/wasm/dotfind.wasm" target/pkg
   bindgen_wasm "$RELAXED_TARGET_DIR/$WASM_TARGET/wasm/dotfind.wasm" target/pkg-relaxed
-  rm -rf dist/npm; mkdir -p dist/npm/pkg dist/npm/pkg-relaxed
+  bindgen_wasm "$LEXICAL_TARGET_DIR/$WASM_TARGET/wasm/dotfind.wasm" target/pkg-lexical
+  rm -rf dist/npm; mkdir -p dist/npm/pkg dist/npm/pkg-relaxed dist/npm/pkg-lexical
   # js/package.json's `files` is the one list of what the package holds: its own files from
   # js/, the wasm-bindgen output from target/.
   cp js/package.json dist/npm/
   local f
   for f in $(node -p 'require("./js/package.json").files.join("\n")'); do
     case "$f" in
-      pkg/*|pkg-relaxed/*) cp "target/$f" "dist/npm/$f" ;;
+      pkg/*|pkg-relaxed/*|pkg-lexical/*) cp "target/$f" "dist/npm/$f" ;;
       *) cp "js/$f" "dist/npm/$f" ;;
     esac
   done
-  log "dist/npm ready; dotfind_bg.wasm is $(stat -c %s dist/npm/pkg/dotfind_bg.wasm) bytes (relaxed: $(stat -c %s dist/npm/pkg-relaxed/dotfind_bg.wasm))"
+  log "dist/npm ready; dotfind_bg.wasm is $(stat -c %s dist/npm/pkg/dotfind_bg.wasm) bytes (relaxed: $(stat -c %s dist/npm/pkg-relaxed/dotfind_bg.wasm), lexical: $(stat -c %s dist/npm/pkg-lexical/dotfind_bg.wasm))"
 }
 
 # The demo site: search page (www/), the embedded corpus (demo/site: Rust Book excerpts),
@@ -302,6 +308,7 @@ cmd_test() {
   cargo clippy --lib --target "$WASM_TARGET" --profile wasm -- -D warnings
   CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="$RELAXED_RUSTFLAGS" \
     cargo clippy --lib --target "$WASM_TARGET" --profile wasm --target-dir "$RELAXED_TARGET_DIR" -- -D warnings
+  cargo clippy --lib --target "$WASM_TARGET" --profile wasm --no-default-features --target-dir "$LEXICAL_TARGET_DIR" -- -D warnings
   log "cargo test (unit + integration, release)"
   cargo test --release
   log "fuzz: every reader of fetched bytes, 5 s each (fuzz/README.md)"
@@ -328,7 +335,7 @@ cmd_test() {
   # with the demo index, whose vectors it reuses).
   [ -d target/demo-index-lists ] || cp -r target/demo-index target/demo-index-lists
   target/release/dotfind index --model "$model/query" --passage-model "$model/f32" --input demo/site \
-    --out target/demo-index-lists --lists 16 --probe 4 --fragment-kib 8
+    --out target/demo-index-lists --lists 16 --probe 4 --fragment-kib 8 --term-bucket-kib 4
   cp -r target/demo-index-lists target/demo-site/dotfind-index-lists
   log "browser tests (headless Chromium)"
   ensure_node_modules

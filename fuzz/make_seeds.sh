@@ -23,6 +23,7 @@ done
 for f in "$index"/passages/0000[0-2].bin; do seed passage_shard "$(basename "$f")" < "$f"; done
 { u32 "$passages"; cat "$index/parts.bin"; } | seed part_table parts.bin
 for f in "$index"/ids/*.bin; do { u32 "$passages"; cat "$f"; } | seed id_bucket "$(basename "$f")"; done
+for f in "$index"/terms/0000[0-2].bin; do { u32 "$passages"; cat "$f"; } | seed term_bucket "$(basename "$f")"; done
 
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 for kind in f32 int8; do

@@ -80,8 +80,8 @@ export interface IndexInfo {
   manifest: Record<string, unknown>;
   /** The wasm build that was loaded. */
   wasmBuild: 'relaxed' | 'simd';
-  /** How the index is cut: vector lists, lists a search probes by default, passage fragments. */
-  layout: { lists: number; probe: number; fragments: number };
+  /** How the index is cut: vector lists, lists a search probes by default, passage fragments, id and term buckets. */
+  layout: { lists: number; probe: number; fragments: number; id_buckets: number; term_buckets: number };
 }
 
 /**
@@ -100,19 +100,28 @@ export declare class DotfindError extends Error {
 export declare class Dotfind {
   /** Fetches, verifies (sizes and checksums) and caches the index at `indexUrl`, in a Web Worker. */
   static load(indexUrl: string | URL, options?: LoadOptions): Promise<Dotfind>;
+  /**
+   * Resolves as soon as lexical search answers (a small wasm module and the part table, no
+   * model: a few hundred KB); the model loads behind it. `search(q, { mode: 'lexical' })`
+   * works at once; other calls wait for `ready` by themselves.
+   */
+  static open(indexUrl: string | URL, options?: LoadOptions): Promise<Dotfind>;
+  /** Resolves to the full `info` once the model is loaded (at once after `load`). */
+  readonly ready: Promise<IndexInfo>;
+  /** After `open` and before `ready`: `passageCount` and `manifest` only. */
   readonly info: IndexInfo;
   /**
    * Top-k passages: by the model's similarity among the vector lists `probe` selects
    * (`mode: 'dense'`, the default), by BM25 (`'lexical'`, no model involved), or both
    * rankings fused (`'hybrid'`; `fusion`: `'convex:W'`, W the dense side's weight, default
-   * `'convex:0.7'`, or `'rrf'`). Lexical and hybrid read every passage fragment.
+   * `'convex:0.7'`, or `'rrf'`). Lexical and hybrid fetch the index's term buckets of the
+   * query's words.
    */
   search(query: string, options?: { k?: number; probe?: Probe; mode?: 'dense' | 'lexical' | 'hybrid'; fusion?: string }): Promise<SearchResults>;
   /** Top-k passages for a vector of your own (as long as the model's). */
   searchVector(vector: ArrayLike<number>, options?: { k?: number; probe?: Probe }): Promise<SearchHit[]>;
   /**
    * BM25 top-k over the passages' text: a built-in lexical first stage (no model involved).
-   * Reads every passage fragment, fetched on first use.
    */
   lexicalSearch(query: string, options?: { k?: number }): Promise<SearchHit[]>;
   /** Orders candidate ids (e.g. a lexical engine's top 100) by the BERT_Dot score. */

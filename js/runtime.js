@@ -43,17 +43,24 @@ export function chooseBuild(choice = 'auto') {
 const started = new Map();
 const CACHE_NAME = 'dotfind-runtime-v1';
 
-/** The build's wasm-bindgen glue (literal `import()`s, so bundlers find both builds). */
+/** The build's wasm-bindgen glue (literal `import()`s, so bundlers find every build). */
 function importGlue(build) {
+  if (build === 'lexical') return import('./pkg-lexical/dotfind.js');
   return build === 'relaxed' ? import('./pkg-relaxed/dotfind.js') : import('./pkg/dotfind.js');
+}
+
+/** Where each build's wasm is (literal `new URL`s, for bundlers too). */
+function wasmUrl(build) {
+  if (build === 'lexical') return new URL('./pkg-lexical/dotfind_bg.wasm', import.meta.url);
+  return build === 'relaxed'
+    ? new URL('./pkg-relaxed/dotfind_bg.wasm', import.meta.url)
+    : new URL('./pkg/dotfind_bg.wasm', import.meta.url);
 }
 
 /** The build's wasm: from the network (the browser's HTTP cache applies), kept in the Cache
  * API when `cache` is on; from that copy when the network fails. */
 async function wasmResponse(build, cache) {
-  const url = build === 'relaxed'
-    ? new URL('./pkg-relaxed/dotfind_bg.wasm', import.meta.url)
-    : new URL('./pkg/dotfind_bg.wasm', import.meta.url);
+  const url = wasmUrl(build);
   const store = await openCache(CACHE_NAME, cache);
   try {
     const response = await fetchOk(url);
@@ -81,7 +88,19 @@ async function compileWasm(build, cache) {
  * again ({@link attachRuntime}). `cache`: keep the wasm in the Cache API (default true).
  */
 export function startRuntime(choice = 'auto', { cache = true } = {}) {
-  const build = chooseBuild(choice);
+  return start(chooseBuild(choice), cache);
+}
+
+/**
+ * The lexical module (BM25 over the index's parts, no model; about a tenth of the full
+ * module's bytes): what answers a visit's first queries while the full module and the model
+ * are on their way. Same shape as {@link startRuntime}'s.
+ */
+export function startLexicalRuntime({ cache = true } = {}) {
+  return start('lexical', cache);
+}
+
+function start(build, cache) {
   if (!started.has(build)) {
     started.set(build, (async () => {
       const [glue, module] = await Promise.all([importGlue(build), compileWasm(build, cache)]);

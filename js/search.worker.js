@@ -1,16 +1,31 @@
-// dotfind's search worker (the entry point Dotfind.load starts): loads an index into the
-// wasm core, then answers search / rerank / encode requests off the main thread. The index
-// arrives in parts: at load the model and the part table (and the parts every query reads);
-// then each search step first asks the core which parts it needs — the token-embedding
-// chunks of the query's words, the vector lists its centroids select, the passage fragments
-// of the hits shown — and fetches only those (Cache API first).
+// dotfind's search worker (the entry point Dotfind.load and Dotfind.open start): loads an
+// index into the wasm core, then answers search / rerank / encode requests off the main
+// thread. The index arrives in parts. `openLexical` loads the lexical module and the part
+// table only, so BM25 answers within a few hundred KB; `load` loads the full module and the
+// model. Then each search step first asks the core which parts it needs — the term buckets
+// of the query's words, the token-embedding chunks, the vector lists its centroids select,
+// the passage fragments of the hits shown — and fetches only those (Cache API first).
 import { DotfindError } from './errors.js';
 import { fetchBytes, setFetchPolicy } from './fetch.js';
 import { dropStale, fetchFiles, fetchManifest, fetchParts, fetchTokenChunks, openIndexCache, sameBytes } from './index-files.js';
 import { serve } from './messages.js';
-import { startRuntime } from './runtime.js';
+import { startLexicalRuntime, startRuntime } from './runtime.js';
 
 let engine = null;
+/** The lexical module's index: answers lexical queries until `engine` is loaded. */
+let lexicalIndex = null;
+/** What `openLexical` fetched, for `load` to go on from: `{indexUrl, manifest}`. */
+let opened = null;
+/** The full module's glue, once loaded. */
+let glue = null;
+/** Lexical searches under way, and who waits for none to be (see `lexicalIdle`). */
+let lexicalBusy = 0;
+let lexicalWaiters = [];
+
+/** Resolves once no lexical search is under way: a visit's first keyword queries go before the model's download. */
+function lexicalIdle() {
+  return lexicalBusy ? new Promise((resolve) => lexicalWaiters.push(resolve)) : Promise.resolve();
+}
 /** The wasm instance's memory size, once the runtime started. */
 let wasmMemoryBytes = () => 0;
 /** Where the index is and its cache: parts are fetched from there as queries need them. */
@@ -34,16 +49,22 @@ const DEFAULT_MAX_VECTOR_BYTES = 128 * 1024 * 1024;
 async function load(args, id) {
   const { indexUrl, cache: useCache = true, wasm, maxVectorBytes = DEFAULT_MAX_VECTOR_BYTES, stallTimeoutMs } = args;
   setFetchPolicy({ stallMs: stallTimeoutMs });
+  await lexicalIdle();
   if (maxVectorBytes !== null && !(Number.isInteger(maxVectorBytes) && maxVectorBytes > 0 && maxVectorBytes < 2 ** 32)) {
     throw new DotfindError(`dotfind: maxVectorBytes must be a positive integer below 2^32 or null, not ${JSON.stringify(maxVectorBytes)}`);
   }
   // The wasm compiles while manifest.json is fetched (awaited once the manifest is in).
   const starting = startRuntime(wasm, { cache: useCache });
   starting.catch(() => {}); // a failure is reported where it is awaited, not as unhandled
-  const base = new URL(indexUrl.endsWith('/') ? indexUrl : `${indexUrl}/`);
+  const base = baseOf(indexUrl);
   const cache = await openIndexCache(useCache);
-  const { bytes: manifest, changed } = await fetchManifest(base, cache);
+  // After `openLexical`, the manifest it fetched (and checked for a rebuild) is the one.
+  const { bytes: manifest, changed } = opened?.indexUrl === indexUrl
+    ? { bytes: opened.manifest, changed: false }
+    : await fetchManifest(base, cache);
+  opened = null;
   const runtime = await starting;
+  glue = runtime.glue;
   wasmMemoryBytes = () => runtime.glue.wasmMemoryBytes();
   const loader = new runtime.glue.IndexLoader(manifest);
   const files = loader.fileList();
@@ -55,6 +76,8 @@ async function load(args, id) {
   // object; the garbage collector takes it once that search is done.
   engine = loader.finish();
   engine.setListBudget(maxVectorBytes ?? undefined);
+  lexicalIndex?.free();
+  lexicalIndex = null;
   indexBase = base;
   indexCache = cache;
   loadedFrom = { args, manifest };
@@ -72,6 +95,34 @@ async function load(args, id) {
     wasmBuild: runtime.build,
     layout,
   };
+}
+
+function baseOf(indexUrl) {
+  return new URL(indexUrl.endsWith('/') ? indexUrl : `${indexUrl}/`);
+}
+
+/**
+ * The lexical module and the part table, nothing else: BM25 answers from here on, each
+ * query fetching its terms' buckets and its hits' fragments, while `load` brings the model.
+ */
+async function openLexical(args) {
+  const { indexUrl, cache: useCache = true, stallTimeoutMs } = args;
+  setFetchPolicy({ stallMs: stallTimeoutMs });
+  const starting = startLexicalRuntime({ cache: useCache });
+  starting.catch(() => {});
+  const base = baseOf(indexUrl);
+  const cache = await openIndexCache(useCache);
+  const { bytes: manifest, changed } = await fetchManifest(base, cache);
+  const runtime = await starting;
+  const index = new runtime.glue.LexicalIndex(manifest);
+  if (changed) await dropStale(cache, base, index.indexFiles());
+  await fetchFiles(index.fileList(), (path, bytes) => index.addFile(path, bytes), base, cache);
+  index.finish();
+  indexBase = base;
+  indexCache = cache;
+  opened = { indexUrl, manifest };
+  if (!engine) lexicalIndex = index;
+  return { passageCount: index.passageCount, manifest: index.manifest };
 }
 
 /** Memory held by the engine: `{listBytes, wasmBytes}` (vector lists; the wasm instance's memory). */
@@ -115,14 +166,47 @@ async function ensureParts(e, paths) {
   if (paths.length) await fetchParts(e, paths, indexBase, indexCache);
 }
 
-/** BM25's top-k (every fragment first; no model involved), with timings as `search` has them. */
+/** The index lexical search runs on: the engine once loaded, else the lexical module's. */
+function lexicalTarget() {
+  if (engine) return engine;
+  if (lexicalIndex) return lexicalIndex;
+  throw new DotfindError('dotfind: the index is not loaded yet');
+}
+
+/** BM25's top-k hits of `index` (its terms' buckets fetched first): `{passages, scores}`. */
+async function lexicalHits(index, query, k) {
+  await ensureParts(index, index.missingTermBuckets(query));
+  const hits = index.lexicalHits(query, k);
+  const { passages, scores } = hits;
+  hits.free();
+  return { passages, scores };
+}
+
+/** Hits as results, their fragments fetched first. */
+async function resultsOf(index, { passages, scores }) {
+  await ensureParts(index, index.missingFragments(passages));
+  return index.results(passages, scores);
+}
+
+/** BM25's top-k (no model involved), with timings as `search` has them. */
 async function lexical(query, k) {
-  const e = requireEngine();
+  lexicalBusy += 1;
+  try {
+    return await lexicalOn(lexicalTarget(), query, k);
+  } finally {
+    lexicalBusy -= 1;
+    if (!lexicalBusy) for (const resolve of lexicalWaiters.splice(0)) resolve();
+  }
+}
+
+async function lexicalOn(index, query, k) {
   const t0 = performance.now();
-  await ensureParts(e, e.missingAllFragments());
+  await ensureParts(index, index.missingTermBuckets(query));
   const t1 = performance.now();
-  const results = e.lexicalSearch(query, k);
-  return { results, timings: { fetchMs: t1 - t0, encodeMs: 0, searchMs: performance.now() - t1 } };
+  const hits = await lexicalHits(index, query, k);
+  const t2 = performance.now();
+  const results = await resultsOf(index, hits);
+  return { results, timings: { fetchMs: t1 - t0 + (performance.now() - t2), encodeMs: 0, searchMs: t2 - t1 } };
 }
 
 /**
@@ -195,6 +279,7 @@ function followingRebuilds(handler) {
 }
 
 const handlers = {
+  openLexical,
   load,
   stats,
   async search({ query, k, probe, mode = 'dense', fusion }) {
@@ -207,11 +292,16 @@ const handlers = {
     const vector = e.encode(query);
     const t1 = performance.now();
     if (mode === 'hybrid') {
+      await ensureParts(e, e.missingTermBuckets(query));
       await ensureLists(e, vector, probeLists);
-      await ensureParts(e, e.missingAllFragments());
       const t2 = performance.now();
-      const results = e.hybridSearch(vector, query, k, probeLists, fusion);
-      return { results, timings: { fetchMs: chunksMs + t2 - t1, encodeMs: t1 - t0, searchMs: performance.now() - t2 } };
+      const lexicalSide = await lexicalHits(e, query, glue.hybridDepth(k));
+      const hits = e.hybridHits(vector, lexicalSide.passages, lexicalSide.scores, k, probeLists, fusion);
+      const fused = { passages: hits.passages, scores: hits.scores };
+      hits.free();
+      const t3 = performance.now();
+      const results = await resultsOf(e, fused);
+      return { results, timings: { fetchMs: chunksMs + (t2 - t1) + (performance.now() - t3), encodeMs: t1 - t0, searchMs: t3 - t2 } };
     }
     const { results, partsMs, scoreMs } = await searchVector(e, vector, k, probeLists);
     return { results, timings: { fetchMs: chunksMs + partsMs, encodeMs: t1 - t0, searchMs: scoreMs } };

@@ -9,6 +9,7 @@ pub mod error;
 pub mod index;
 pub mod kernels;
 pub mod model;
+#[cfg(feature = "encoder")]
 pub mod ops;
 pub mod search;
 
@@ -19,4 +20,6 @@ pub mod build;
 mod wasm;
 
 pub use error::{Error, Result};
-pub use model::{BundleManifest, Encoder, ModelBundle, Pooling, Similarity};
+#[cfg(feature = "encoder")]
+pub use model::Encoder;
+pub use model::{BundleManifest, ModelBundle, Pooling, Similarity};

@@ -228,6 +228,7 @@ fn indexing_is_deterministic_and_incremental() {
             "manifest.json",
             "parts.bin",
             "passages/00000.bin",
+            "terms/00000.bin",
             "vectors/00000.bin"
         ]
     );

@@ -12,13 +12,14 @@ use dotfind::build::index_writer::{build_index, IndexOptions};
 use dotfind::index::IndexLoader;
 use dotfind::search::{Probe, Searcher};
 
-/// The fixture corpus in 6 lists probed 2 at a time, in small fragments.
+/// The fixture corpus in 6 lists probed 2 at a time, in small fragments and term buckets.
 fn lists_index(dir: &Path) -> std::path::PathBuf {
     let out = dir.join("index");
     let opts = IndexOptions {
         lists: Some(6),
         probe: Some(2),
         fragment_bytes: 1024,
+        term_bucket_bytes: 512,
         ..IndexOptions::default()
     };
     build_index(&bundle("query"), &fixture("corpus.jsonl"), &out, &opts).unwrap();
@@ -192,6 +193,55 @@ fn searches_fetch_only_the_parts_they_name_and_match_the_whole_index() {
 }
 
 #[test]
+fn lexical_searches_fetch_their_terms_buckets_only_and_match_the_whole_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = lists_index(tmp.path());
+    let whole = Searcher::open(&dir).unwrap();
+    let mut lazy = open_lazily(&dir);
+    let buckets = lazy.index().manifest.layout.term_buckets;
+    assert!(buckets > 4, "{:?}", lazy.index().manifest.layout);
+    let mut fetched = BTreeSet::new();
+    for query in [
+        "moon landing",
+        "Spawn a THREAD",
+        "bread flour yeast",
+        "zzzz",
+    ] {
+        let needed = lazy.index().missing_term_buckets(query);
+        assert!(
+            needed.iter().all(|p| p.starts_with("terms/")) && needed.len() <= 3,
+            "{query}: {needed:?}"
+        );
+        if let Some(first) = needed.first() {
+            assert_eq!(
+                lazy.index()
+                    .lexical_search(query, 5)
+                    .unwrap_err()
+                    .to_string(),
+                format!(
+                    "{first}: not loaded (index parts are fetched on demand, as a query needs them)"
+                )
+            );
+        }
+        for path in needed {
+            lazy.index_mut()
+                .add_part(&path, &std::fs::read(dir.join(&path)).unwrap())
+                .unwrap();
+            fetched.insert(path);
+        }
+        let hits = lazy.index().lexical_search(query, 5).unwrap();
+        assert_eq!(
+            hits,
+            whole.index().lexical_search(query, 5).unwrap(),
+            "{query}"
+        );
+        assert_eq!(hits.is_empty(), query == "zzzz", "{query}: {hits:?}");
+    }
+    // Nine words, a fraction of the buckets.
+    assert!(fetched.len() < buckets, "{fetched:?} of {buckets}");
+}
+
+#[test]
 fn damaged_or_foreign_parts_are_refused_by_name() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = lists_index(tmp.path());
@@ -219,14 +269,14 @@ fn damaged_or_foreign_parts_are_refused_by_name() {
             .add_part("vectors/00006.bin", &bytes)
             .unwrap_err()
             .to_string(),
-        "invalid input: vectors/00006.bin: not a vector list or passage fragment of this index"
+        "invalid input: vectors/00006.bin: not a part of this index"
     );
     assert_eq!(
         index
             .add_part("../vectors/00001.bin", &bytes)
             .unwrap_err()
             .to_string(),
-        "invalid input: ../vectors/00001.bin: not a vector list or passage fragment of this index"
+        "invalid input: ../vectors/00001.bin: not a part of this index"
     );
     index.add_part("vectors/00001.bin", &bytes).unwrap();
     assert_eq!(

@@ -12,7 +12,10 @@ fn encoder() -> &'static Encoder {
         let dir = match std::env::var_os("DOTFIND_MODEL_DIR") {
             Some(models) => std::path::PathBuf::from(models).join("query"),
             None => {
-                let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/tiny-onnx/f32");
+                let fixture = concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../tests/fixtures/tiny-onnx/f32"
+                );
                 let dir = std::env::temp_dir().join(format!("dotfind-fuzz-{}", std::process::id()));
                 std::fs::create_dir_all(&dir).expect("temp dir");
                 for f in ["dotfind-model.json", "model.onnx", "tokenizer.json"] {

@@ -18,7 +18,12 @@ fuzz_target!(|data: &[u8]| {
         },
     };
     // As many values as the bytes could hold, and one more (a length that must be refused).
-    for len in [bytes.len() * 2, bytes.len() / 2, bytes.len() / 4, 1 + bytes.len() / 4] {
+    for len in [
+        bytes.len() * 2,
+        bytes.len() / 2,
+        bytes.len() / 4,
+        1 + bytes.len() / 4,
+    ] {
         let mut xs = vec![0f32; len.min(1 << 16)];
         if encoding.decode_into(bytes, &mut xs).is_ok() {
             assert_eq!(encoding.encoded_len(xs.len()), Some(bytes.len()));

@@ -7,7 +7,12 @@ fuzz_target!(|data: &[u8]| {
     let Ok(tokenizer) = TextTokenizer::from_json(data, 64) else {
         return;
     };
-    for text in ["", "what is rust ownership?", "東京の天気 🙂 naïve café", "a\u{0}b\u{200b}c"] {
+    for text in [
+        "",
+        "what is rust ownership?",
+        "東京の天気 🙂 naïve café",
+        "a\u{0}b\u{200b}c",
+    ] {
         if let Ok(tokens) = tokenizer.tokenize(text) {
             assert!(tokens.len() <= 64);
         }

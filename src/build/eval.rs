@@ -65,8 +65,6 @@ pub fn retrieve_in(
     if mode == Mode::Dense {
         return retrieve(searcher, queries, k, probe);
     }
-    // BM25's index is built on first use: once, before the queries run in parallel.
-    searcher.index().lexical_search("", 1)?;
     let passages = queries
         .par_iter()
         .map(|q| {

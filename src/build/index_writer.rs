@@ -17,18 +17,19 @@ use rayon::prelude::*;
 use super::partition::{default_layout, default_probe, partition, plan_fragments, FRAGMENT_BYTES};
 use crate::checksum::{sha256_hex, FileEntry};
 use crate::error::{Error, Result};
-use crate::index::ids;
 use crate::index::manifest::{
     descriptor_path, graph_part_paths, tokenizer_path, IndexLayout, DEFAULT_MAX_FILE_BYTES,
     INDEX_FORMAT, INDEX_MANIFEST, MODEL_DIR,
 };
 use crate::index::parts::{CENTROIDS_FILE, PARTS_FILE};
+use crate::index::{ids, terms};
 use crate::index::{
     EncodedRow, IndexManifest, IndexModel, Part, PartEntry, PartTable, PassageRecord, PassageShard,
     VectorEncoding, VectorShard,
 };
 use crate::model::token_table::{TokenTableSpec, CHECKSUMS_FILE};
 use crate::model::{Encoder, ModelBundle};
+use crate::search::lexical::Bm25;
 use crate::search::SearchIndex;
 
 /// How an index is written.
@@ -50,6 +51,8 @@ pub struct IndexOptions {
     pub probe: Option<usize>,
     /// Passage fragments are cut at about this size (`partition::FRAGMENT_BYTES`).
     pub fragment_bytes: usize,
+    /// Term buckets of the lexical index are cut at about this size (`terms::BUCKET_BYTES`).
+    pub term_bucket_bytes: usize,
 }
 
 impl Default for IndexOptions {
@@ -63,6 +66,7 @@ impl Default for IndexOptions {
             lists: None,
             probe: None,
             fragment_bytes: FRAGMENT_BYTES,
+            term_bucket_bytes: terms::BUCKET_BYTES,
         }
     }
 }
@@ -529,7 +533,7 @@ fn write_index(
 
 /// Partitions the vectors into lists (by their stored values, so a re-index that reuses
 /// every vector partitions identically), orders passages list by list, and writes the lists,
-/// their centroids, the passage fragments and the id directory.
+/// their centroids, the passage fragments, the id directory and the lexical index.
 fn write_parts(
     w: &mut FolderWriter,
     dims: usize,
@@ -572,16 +576,35 @@ fn write_parts(
     {
         id_entries.push(write_part(w, Part::Ids(b), &bytes, keys)?);
     }
+    let term_entries = write_term_buckets(w, &ordered, opts.term_bucket_bytes)?;
     let layout = IndexLayout {
         lists,
         probe,
         fragments: fragment_entries.len(),
         id_buckets: id_entries.len(),
+        term_buckets: term_entries.len(),
     };
     Ok((
         layout,
-        PartTable::new(list_entries, fragment_entries, id_entries),
+        PartTable::new(list_entries, fragment_entries, id_entries, term_entries),
     ))
+}
+
+/// The lexical index of `records` (in passage order): BM25 impacts over what each passage
+/// embeds (title, heading, text), in term buckets.
+fn write_term_buckets(
+    w: &mut FolderWriter,
+    records: &[PassageRecord],
+    bucket_bytes: usize,
+) -> Result<Vec<PartEntry>> {
+    let texts: Vec<String> = records.iter().map(PassageRecord::encoded_text).collect();
+    let impacts = Bm25::new(texts.iter().map(String::as_str)).impacts();
+    let buckets = terms::bucket_count(impacts.iter().map(|(_, p)| p), bucket_bytes);
+    terms::write_buckets(&impacts, buckets)
+        .into_iter()
+        .enumerate()
+        .map(|(b, (bytes, count))| write_part(w, Part::Terms(b), &bytes, count))
+        .collect()
 }
 
 /// Writes each list's rows (passages in `order`, list by list) and, for several lists, the

@@ -138,6 +138,10 @@ pub enum Command {
         /// Passage fragments (fetched for the results shown) are cut at about this size.
         #[arg(long, default_value_t = 16)]
         fragment_kib: usize,
+        /// Term buckets of the lexical index (a query fetches one per word) are cut at about
+        /// this size.
+        #[arg(long, default_value_t = 16)]
+        term_bucket_kib: usize,
         /// Encode only share i of N of the corpus (0 ≤ i < N) into the folder --out, for
         /// indexing on many machines; `--merge` joins the parts.
         #[arg(long, value_name = "i/N", conflicts_with = "merge")]
@@ -326,6 +330,7 @@ pub fn run(cli: Cli) -> Result<()> {
             lists,
             probe,
             fragment_kib,
+            term_bucket_kib,
             part,
             reuse,
             merge,
@@ -339,6 +344,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 lists,
                 probe,
                 fragment_bytes: fragment_kib.max(1) * 1024,
+                term_bucket_bytes: term_bucket_kib.max(1) * 1024,
             };
             match (part, merge) {
                 (Some(part), _) => index::part(&model, &input, &out, part, reuse.as_deref(), &opts),

@@ -54,6 +54,19 @@ impl IndexLoader {
         self.manifest.files.iter().map(|(p, e)| (p.as_str(), e))
     }
 
+    /// The files a lexical search needs before its first query — the part table only, no
+    /// model: what a visit loads first to answer by BM25 while the model is on its way.
+    pub fn lexical_files(&self) -> impl Iterator<Item = (&str, &FileEntry)> {
+        self.files().filter(|(p, _)| *p == PARTS_FILE)
+    }
+
+    /// The manifest and the parsed part table (`parts.bin` added): all a lexical search
+    /// starts from.
+    pub fn finish_lexical(mut self) -> Result<(IndexManifest, PartTable)> {
+        let parts = self.take_part_table()?;
+        Ok((self.manifest, parts))
+    }
+
     /// Checks one file's size and checksum and keeps it.
     pub fn add_file(&mut self, path: &str, bytes: Vec<u8>) -> Result<()> {
         let computed = self.manifest.entry(path)?.verify(path, &bytes)?;
@@ -66,19 +79,8 @@ impl IndexLoader {
     pub fn finish(mut self) -> Result<LoadedIndex> {
         let bundle = self.take_bundle()?;
         self.manifest.check_bundle(&bundle)?;
-        let (table, _) = self.take(PARTS_FILE)?;
-        let parts = PartTable::from_bytes(&table, self.manifest.passage_count)?;
+        let parts = self.take_part_table()?;
         let layout = self.manifest.layout;
-        let counts = (parts.lists.len(), parts.fragments.len(), parts.ids.len());
-        if counts != (layout.lists, layout.fragments, layout.id_buckets) {
-            return Err(super::corrupt(
-                PARTS_FILE,
-                format!(
-                    "(lists, fragments, id buckets) = {counts:?}, the manifest says {:?}",
-                    (layout.lists, layout.fragments, layout.id_buckets)
-                ),
-            ));
-        }
         let centroids = if layout.lists > 1 {
             let (bytes, _) = self.take(CENTROIDS_FILE)?;
             let shard = VectorShard::from_bytes(CENTROIDS_FILE, &bytes)?;
@@ -102,6 +104,34 @@ impl IndexLoader {
             parts_at_hand: Vec::new(),
             bundle,
         })
+    }
+
+    /// `parts.bin`, parsed and checked against the manifest's layout.
+    fn take_part_table(&mut self) -> Result<PartTable> {
+        let (table, _) = self.take(PARTS_FILE)?;
+        let parts = PartTable::from_bytes(&table, self.manifest.passage_count)?;
+        let layout = self.manifest.layout;
+        let counts = (
+            parts.lists.len(),
+            parts.fragments.len(),
+            parts.ids.len(),
+            parts.terms.len(),
+        );
+        let declared = (
+            layout.lists,
+            layout.fragments,
+            layout.id_buckets,
+            layout.term_buckets,
+        );
+        if counts != declared {
+            return Err(super::corrupt(
+                PARTS_FILE,
+                format!(
+                    "(lists, fragments, id buckets, term buckets) = {counts:?}, the manifest says {declared:?}"
+                ),
+            ));
+        }
+        Ok(parts)
     }
 
     /// The bundle copy: its descriptor, tokenizer and graph (its parts concatenated),
@@ -161,7 +191,8 @@ pub fn read_folder(dir: &std::path::Path) -> Result<LoadedIndex> {
     let parts = (0..index.parts.lists.len())
         .map(Part::List)
         .chain((0..index.parts.fragments.len()).map(Part::Fragment))
-        .chain((0..index.parts.ids.len()).map(Part::Ids));
+        .chain((0..index.parts.ids.len()).map(Part::Ids))
+        .chain((0..index.parts.terms.len()).map(Part::Terms));
     for part in parts {
         index.parts_at_hand.push((part, read(&part.path())?));
     }

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::model::{ModelBundle, Pooling, Similarity};
 
 /// Index format this build reads and writes.
-pub const INDEX_FORMAT: &str = "dotfind-index/3";
+pub const INDEX_FORMAT: &str = "dotfind-index/4";
 /// File name of the index manifest.
 pub const INDEX_MANIFEST: &str = "manifest.json";
 /// Largest file the indexer writes: under static hosts' per-file caps (Cloudflare Pages: 25 MiB).
@@ -60,6 +60,8 @@ pub struct IndexLayout {
     pub fragments: usize,
     /// Buckets of the id directory (candidate ids → passages, for re-ranking).
     pub id_buckets: usize,
+    /// Buckets of the lexical index (BM25 postings by term).
+    pub term_buckets: usize,
 }
 
 /// The contents of `manifest.json`.
@@ -95,11 +97,12 @@ impl IndexManifest {
         if l.lists == 0
             || l.fragments == 0
             || l.id_buckets == 0
+            || l.term_buckets == 0
             || l.probe == 0
             || l.probe > l.lists
         {
             return Err(invalid(format!(
-                "layout needs at least one list, fragment and id bucket and 1 ≤ probe ≤ lists, not {l:?}"
+                "layout needs at least one list, fragment, id bucket and term bucket and 1 ≤ probe ≤ lists, not {l:?}"
             )));
         }
         let mut required = vec![descriptor_path(), tokenizer_path(), PARTS_FILE.to_string()];

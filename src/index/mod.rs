@@ -10,6 +10,7 @@ pub mod loader;
 pub mod manifest;
 pub mod parts;
 pub mod passages;
+pub mod terms;
 pub mod vectors;
 
 pub use loader::{IndexLoader, LoadedIndex};

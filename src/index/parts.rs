@@ -1,7 +1,7 @@
 //! The parts an index is cut into, fetched on demand: vector *lists* (one IVF partition
 //! each: the passages nearest one centroid, in passage order), passage *fragments* (the
-//! records of a run of passages) and id buckets (`super::ids`: which passages a candidate id
-//! names). `parts.bin` records each part's count, size and
+//! records of a run of passages), id buckets (`super::ids`: which passages a candidate id
+//! names) and term buckets (`super::terms`: BM25 postings). `parts.bin` records each part's count, size and
 //! checksum: 24 bytes a part, so a million-passage index stays a small table to load first,
 //! where a JSON manifest listing every file would not.
 
@@ -16,8 +16,8 @@ pub const PARTS_FILE: &str = "parts.bin";
 /// File name of the centroids of an index of several lists (a vector shard, one row a list).
 pub const CENTROIDS_FILE: &str = "vectors/centroids.bin";
 const PARTS_MAGIC: &[u8; 4] = b"DFPT";
-const PARTS_VERSION: u16 = 1;
-const PARTS_HEADER: usize = 20;
+const PARTS_VERSION: u16 = 2;
+const PARTS_HEADER: usize = 24;
 const ENTRY_BYTES: usize = 24;
 
 /// Which part of an index a file is.
@@ -27,6 +27,8 @@ pub enum Part {
     Fragment(usize),
     /// A bucket of the id directory (`super::ids`).
     Ids(usize),
+    /// A bucket of the lexical index (`super::terms`).
+    Terms(usize),
 }
 
 impl Part {
@@ -36,29 +38,26 @@ impl Part {
             Part::List(i) => format!("vectors/{i:05}.bin"),
             Part::Fragment(i) => format!("passages/{i:05}.bin"),
             Part::Ids(i) => format!("ids/{i:05}.bin"),
+            Part::Terms(i) => format!("terms/{i:05}.bin"),
         }
     }
 
-    /// The part a file name denotes, if it names one of an index of `lists` lists and
-    /// `fragments` fragments and `id_buckets` id buckets.
-    pub fn from_path(
-        path: &str,
-        lists: usize,
-        fragments: usize,
-        id_buckets: usize,
-    ) -> Option<Part> {
+    /// The part a file name denotes, if it names one of `table`'s.
+    pub fn from_path(path: &str, table: &PartTable) -> Option<Part> {
         let (dir, file) = path.split_once('/')?;
         let digits = file.strip_suffix(".bin")?;
         if digits.len() != 5 || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
         let i: usize = digits.parse().ok()?;
-        match dir {
-            "vectors" if i < lists => Some(Part::List(i)),
-            "passages" if i < fragments => Some(Part::Fragment(i)),
-            "ids" if i < id_buckets => Some(Part::Ids(i)),
-            _ => None,
-        }
+        let part = match dir {
+            "vectors" => Part::List(i),
+            "passages" => Part::Fragment(i),
+            "ids" => Part::Ids(i),
+            "terms" => Part::Terms(i),
+            _ => return None,
+        };
+        table.entry(part).is_some().then_some(part)
     }
 }
 
@@ -77,6 +76,8 @@ pub struct PartTable {
     pub fragments: Vec<PartEntry>,
     /// The id directory's buckets (`count`: the keys a bucket holds).
     pub ids: Vec<PartEntry>,
+    /// The lexical index's buckets (`count`: the terms a bucket holds).
+    pub terms: Vec<PartEntry>,
     list_starts: Vec<usize>,
     fragment_starts: Vec<usize>,
 }
@@ -91,13 +92,19 @@ fn starts(entries: &[PartEntry]) -> Vec<usize> {
 }
 
 impl PartTable {
-    pub fn new(lists: Vec<PartEntry>, fragments: Vec<PartEntry>, ids: Vec<PartEntry>) -> Self {
+    pub fn new(
+        lists: Vec<PartEntry>,
+        fragments: Vec<PartEntry>,
+        ids: Vec<PartEntry>,
+        terms: Vec<PartEntry>,
+    ) -> Self {
         PartTable {
             list_starts: starts(&lists),
             fragment_starts: starts(&fragments),
             lists,
             fragments,
             ids,
+            terms,
         }
     }
 
@@ -129,23 +136,21 @@ impl PartTable {
             Part::List(i) => self.lists.get(i),
             Part::Fragment(j) => self.fragments.get(j),
             Part::Ids(b) => self.ids.get(b),
+            Part::Terms(b) => self.terms.get(b),
         }
     }
 
     /// The part `path` names.
     pub fn part_at(&self, path: &str) -> Result<Part> {
-        Part::from_path(path, self.lists.len(), self.fragments.len(), self.ids.len()).ok_or_else(
-            || {
-                Error::InvalidInput(format!(
-                    "{path}: not a vector list or passage fragment of this index"
-                ))
-            },
-        )
+        Part::from_path(path, self)
+            .ok_or_else(|| Error::InvalidInput(format!("{path}: not a part of this index")))
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(
-            PARTS_HEADER + (self.lists.len() + self.fragments.len() + self.ids.len()) * ENTRY_BYTES,
+            PARTS_HEADER
+                + (self.lists.len() + self.fragments.len() + self.ids.len() + self.terms.len())
+                    * ENTRY_BYTES,
         );
         out.extend_from_slice(PARTS_MAGIC);
         out.extend_from_slice(&PARTS_VERSION.to_le_bytes());
@@ -153,7 +158,9 @@ impl PartTable {
         out.extend_from_slice(&(self.lists.len() as u32).to_le_bytes());
         out.extend_from_slice(&(self.fragments.len() as u32).to_le_bytes());
         out.extend_from_slice(&(self.ids.len() as u32).to_le_bytes());
-        for e in self.lists.iter().chain(&self.fragments).chain(&self.ids) {
+        out.extend_from_slice(&(self.terms.len() as u32).to_le_bytes());
+        let entries = self.lists.iter().chain(&self.fragments).chain(&self.ids);
+        for e in entries.chain(&self.terms) {
             out.extend_from_slice(&(e.count as u32).to_le_bytes());
             out.extend_from_slice(&(e.file.bytes as u32).to_le_bytes());
             // FileEntry holds 32 hex digits: the writer made them, so they parse.
@@ -177,16 +184,18 @@ impl PartTable {
         let lists = u32_at(bytes, 8) as usize;
         let fragments = u32_at(bytes, 12) as usize;
         let id_buckets = u32_at(bytes, 16) as usize;
+        let term_buckets = u32_at(bytes, 20) as usize;
         let want = lists
             .checked_add(fragments)
             .and_then(|n| n.checked_add(id_buckets))
+            .and_then(|n| n.checked_add(term_buckets))
             .and_then(|n| n.checked_mul(ENTRY_BYTES))
             .and_then(|n| n.checked_add(PARTS_HEADER));
         if want != Some(bytes.len()) {
             return Err(corrupt(
                 file,
                 format!(
-                    "{} bytes, {lists} lists, {fragments} fragments and {id_buckets} id buckets need {}",
+                    "{} bytes, {lists} lists, {fragments} fragments, {id_buckets} id buckets and {term_buckets} term buckets need {}",
                     bytes.len(),
                     want.unwrap_or(usize::MAX)
                 ),
@@ -204,10 +213,13 @@ impl PartTable {
                 },
             }
         };
+        let ids_start = lists + fragments;
+        let terms_start = ids_start + id_buckets;
         let table = PartTable::new(
             (0..lists).map(entry).collect(),
-            (lists..lists + fragments).map(entry).collect(),
-            (lists + fragments..lists + fragments + id_buckets)
+            (lists..ids_start).map(entry).collect(),
+            (ids_start..terms_start).map(entry).collect(),
+            (terms_start..terms_start + term_buckets)
                 .map(entry)
                 .collect(),
         );
@@ -245,6 +257,7 @@ mod tests {
             vec![e(3, b"a"), e(0, b""), e(4, b"bc")],
             vec![e(5, b"def"), e(2, b"g")],
             vec![e(9, b"hi")],
+            vec![e(2, b"jk"), e(1, b"l")],
         )
     }
 
@@ -263,18 +276,18 @@ mod tests {
         assert_eq!(t.part_at("passages/00001.bin").unwrap(), Part::Fragment(1));
         assert_eq!(Part::Fragment(1).path(), "passages/00001.bin");
         assert_eq!(t.part_at("ids/00000.bin").unwrap(), Part::Ids(0));
+        assert_eq!(t.part_at("terms/00001.bin").unwrap(), Part::Terms(1));
         for bad in [
             "vectors/00003.bin",
             "passages/2.bin",
             "model/00000.bin",
             "vectors/0000a.bin",
             "ids/00001.bin",
+            "terms/00002.bin",
         ] {
             assert_eq!(
                 t.part_at(bad).unwrap_err().to_string(),
-                format!(
-                    "invalid input: {bad}: not a vector list or passage fragment of this index"
-                )
+                format!("invalid input: {bad}: not a part of this index")
             );
         }
     }
@@ -289,16 +302,16 @@ mod tests {
         );
         assert_eq!(
             err(&bytes[..bytes.len() - 1], 7),
-            "data corruption in parts.bin: 163 bytes, 3 lists, 2 fragments and 1 id buckets need 164"
+            "data corruption in parts.bin: 215 bytes, 3 lists, 2 fragments, 1 id buckets and 2 term buckets need 216"
         );
         let mut huge = bytes.clone();
         huge[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(
-            err(&huge, 7).starts_with("data corruption in parts.bin: 164 bytes, 4294967295 lists")
+            err(&huge, 7).starts_with("data corruption in parts.bin: 216 bytes, 4294967295 lists")
         );
         assert_eq!(
             err(&bytes[..10], 7),
-            "data corruption in parts.bin: 10 bytes, shorter than the 20-byte header"
+            "data corruption in parts.bin: 10 bytes, shorter than the 24-byte header"
         );
     }
 }

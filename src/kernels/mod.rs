@@ -3,10 +3,13 @@
 //! pays, wasm SIMD / relaxed SIMD or native AMX / AVX-512 versions chosen at build or run
 //! time.
 
+#[cfg(feature = "encoder")]
 pub mod amx;
 pub mod f16;
 pub mod groups;
+#[cfg(feature = "encoder")]
 pub mod int8_matmul;
+#[cfg(feature = "encoder")]
 pub mod quantize;
 pub mod score;
 

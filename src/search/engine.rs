@@ -1,27 +1,12 @@
 //! [`Searcher`]: a loaded index and the encoder of the bundle it was built with — what the
 //! CLI and the browser both search with, from query text to results.
 
-use serde::Serialize;
-
 use super::hybrid::Mode;
-use super::search_index::{Probe, Reranked, SearchIndex};
-use super::text::snippet;
+use super::search_index::{Probe, Reranked, SearchIndex, SearchResult};
 use super::top_k::Hit;
 use crate::error::Result;
 use crate::index::LoadedIndex;
 use crate::model::Encoder;
-
-/// A search result as every front end shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SearchResult {
-    pub id: String,
-    pub url: String,
-    pub title: String,
-    pub heading: String,
-    /// The passage text cut at a word boundary.
-    pub snippet: String,
-    pub score: f32,
-}
 
 /// An index ready to answer queries.
 #[derive(Debug)]
@@ -91,14 +76,6 @@ impl Searcher {
 
     /// What front ends show for `hit`, its snippet at most `snippet_chars` characters.
     pub fn result(&self, hit: &Hit, snippet_chars: usize) -> Result<SearchResult> {
-        let r = self.index.record(hit.passage)?;
-        Ok(SearchResult {
-            snippet: snippet(&r.text, snippet_chars),
-            id: r.id,
-            url: r.url,
-            title: r.title,
-            heading: r.heading,
-            score: hit.score,
-        })
+        self.index.result(hit, snippet_chars)
     }
 }

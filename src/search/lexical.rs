@@ -1,17 +1,22 @@
-//! BM25 over the index's passage texts: a built-in lexical first stage, so the reference
-//! model's re-ranking mode (lexical top-k, re-scored by BERT_Dot) works without another
-//! search engine. Deliberately plain: Unicode-aware lowercase word tokens, no stemming or
-//! stop words (CJK characters are single terms), Anserini's defaults k1 = 0.9, b = 0.4.
+//! BM25, the built-in lexical ranking: for hybrid search and as a first stage to re-rank.
+//! Deliberately plain: Unicode-aware lowercase word tokens, no stemming or stop words (CJK
+//! characters are single terms), Anserini's defaults k1 = 0.9, b = 0.4. The indexer computes
+//! every (term, passage) impact once ([`Bm25::impacts`], stored by `crate::index::terms`);
+//! a search sums the stored impacts of its terms ([`LexicalPostings`]), natively and in the
+//! browser alike, with only its terms' buckets fetched.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::text::terms;
 use super::top_k::{top_k, Hit};
+use crate::error::Result;
+use crate::index::terms::{read_bucket, term_key, Postings};
 
 const K1: f32 = 0.9;
 const B: f32 = 0.4;
 
-/// An inverted index of passage texts.
+/// An inverted index of passage texts with BM25's corpus statistics: what the indexer
+/// computes impacts from.
 #[derive(Debug, Default)]
 pub struct Bm25 {
     postings: HashMap<String, Vec<(u32, u32)>>,
@@ -38,26 +43,64 @@ impl Bm25 {
         index
     }
 
-    /// Top-k passages by BM25; passages sharing no term with the query are not returned.
-    pub fn search(&self, query: &str, k: usize) -> Vec<Hit> {
+    /// `term`'s BM25 contribution to each passage holding it (passages ascending).
+    fn term_impacts(&self, list: &[(u32, u32)]) -> Vec<(u32, f32)> {
         let n = self.lengths.len() as f32;
-        let mut scores: HashMap<u32, f32> = HashMap::new();
-        let mut seen = std::collections::HashSet::new();
-        for term in terms(query) {
-            if !seen.insert(term.clone()) {
-                continue;
-            }
-            let Some(list) = self.postings.get(&term) else {
-                continue;
-            };
-            let df = list.len() as f32;
-            let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
-            for &(p, tf) in list {
+        let df = list.len() as f32;
+        let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
+        list.iter()
+            .map(|&(p, tf)| {
                 let tf = tf as f32;
-                let norm = K1
-                    * (1.0 - B
-                        + B * self.lengths[p as usize] as f32 / self.average_length.max(1e-9));
-                *scores.entry(p).or_default() += idf * tf * (K1 + 1.0) / (tf + norm);
+                let length = self.lengths[p as usize] as f32 / self.average_length.max(1e-9);
+                let norm = K1 * (1.0 - B + B * length);
+                (p, idf * tf * (K1 + 1.0) / (tf + norm))
+            })
+            .collect()
+    }
+
+    /// Every term's impacts, quantized as the index stores them, ordered by term key (so
+    /// the bucket files are the same bytes on every run).
+    pub fn impacts(&self) -> Vec<(u64, Postings)> {
+        let mut out: Vec<(u64, Postings)> = self
+            .postings
+            .iter()
+            .map(|(term, list)| (term_key(term), Postings::quantize(&self.term_impacts(list))))
+            .collect();
+        out.sort_unstable_by_key(|(key, _)| *key);
+        out
+    }
+}
+
+/// The distinct terms of `query`, as term keys, in order of first appearance: a term
+/// repeated in a query counts once, as in Anserini's BM25.
+pub fn query_keys(query: &str) -> Vec<u64> {
+    let mut seen = HashSet::new();
+    terms(query)
+        .into_iter()
+        .map(|t| term_key(&t))
+        .filter(|&k| seen.insert(k))
+        .collect()
+}
+
+/// The postings of the term buckets added so far.
+#[derive(Debug, Default)]
+pub struct LexicalPostings {
+    terms: HashMap<u64, Postings>,
+}
+
+impl LexicalPostings {
+    /// Adds bucket file `file` of an index of `passages` passages; returns its term count.
+    pub fn add_bucket(&mut self, file: &str, bytes: &[u8], passages: usize) -> Result<usize> {
+        read_bucket(file, bytes, passages, &mut self.terms)
+    }
+
+    /// Top-k passages by the summed impacts of the query's terms (`keys`, distinct; their
+    /// buckets added); passages sharing no term with the query are not returned.
+    pub fn search(&self, keys: &[u64], k: usize) -> Vec<Hit> {
+        let mut scores: HashMap<u32, f32> = HashMap::new();
+        for postings in keys.iter().filter_map(|key| self.terms.get(key)) {
+            for (&p, &code) in postings.passages.iter().zip(&postings.codes) {
+                *scores.entry(p).or_default() += f32::from(code) * postings.scale;
             }
         }
         let hits = scores
@@ -74,27 +117,55 @@ impl Bm25 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::terms::write_buckets;
+
+    const TEXTS: [&str; 4] = [
+        "the cat sat on the mat",
+        "the dog chased the cat around the garden for a very long time",
+        "the the the",
+        "a hashmap stores key value pairs",
+    ];
+
+    /// The stored index, as a search reads it back.
+    fn stored(texts: &[&str]) -> LexicalPostings {
+        let mut postings = LexicalPostings::default();
+        let impacts = Bm25::new(texts.iter().copied()).impacts();
+        for (i, (bytes, _)) in write_buckets(&impacts, 2).iter().enumerate() {
+            postings
+                .add_bucket(&format!("terms/{i:05}.bin"), bytes, texts.len())
+                .unwrap();
+        }
+        postings
+    }
 
     #[test]
     fn bm25_prefers_rare_matching_terms_and_shorter_passages() {
-        let texts = [
-            "the cat sat on the mat",
-            "the dog chased the cat around the garden for a very long time",
-            "the the the",
-            "a hashmap stores key value pairs",
-        ];
-        let bm25 = Bm25::new(texts);
-        let hits = bm25.search("cat", 10);
+        let postings = stored(&TEXTS);
+        let hits = postings.search(&query_keys("cat"), 10);
         assert_eq!(
             hits.iter().map(|h| h.passage).collect::<Vec<_>>(),
             vec![0, 1]
         );
         assert!(hits[0].score > hits[1].score);
-        assert_eq!(bm25.search("key value", 10)[0].passage, 3);
-        assert!(bm25.search("zebra", 10).is_empty());
-        // Hand-computed: N=4, df(cat)=2 → idf = ln(1 + 2.5/2.5) = ln 2; passage 0: tf=1, |d|=6.
+        assert_eq!(postings.search(&query_keys("key value"), 10)[0].passage, 3);
+        assert!(postings.search(&query_keys("zebra"), 10).is_empty());
+        // Hand-computed: N=4, df(cat)=2 → idf = ln(1 + 2.5/2.5) = ln 2; passage 0: tf=1,
+        // |d|=6. Its impact is the term's largest, so stored exactly (code 255 × max/255).
         let avg = (6 + 13 + 3 + 6) as f32 / 4.0;
         let expected = 2f32.ln() * 1.9 / (1.0 + 0.9 * (0.6 + 0.4 * 6.0 / avg));
         assert!((hits[0].score - expected).abs() < 1e-6);
+        // Passage 1's impact is stored as an 8-bit code: within half a step of exact.
+        let exact = 2f32.ln() * 1.9 / (1.0 + 0.9 * (0.6 + 0.4 * 13.0 / avg));
+        assert!((hits[1].score - exact).abs() <= expected / 255.0 / 2.0 + 1e-6);
+    }
+
+    #[test]
+    fn repeated_query_terms_count_once() {
+        assert_eq!(query_keys("Cat cat CAT mat"), query_keys("cat mat"));
+        let postings = stored(&TEXTS);
+        assert_eq!(
+            postings.search(&query_keys("cat cat"), 10),
+            postings.search(&query_keys("cat"), 10)
+        );
     }
 }

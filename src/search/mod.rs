@@ -3,6 +3,7 @@
 //! ([`hybrid`]), text helpers ([`text`]), and the [`Searcher`] front ends use.
 
 pub mod dense;
+#[cfg(feature = "encoder")]
 pub mod engine;
 pub mod hybrid;
 pub mod lexical;
@@ -11,7 +12,8 @@ pub mod text;
 pub mod top_k;
 
 pub use dense::IndexVectors;
-pub use engine::{SearchResult, Searcher};
+#[cfg(feature = "encoder")]
+pub use engine::Searcher;
 pub use hybrid::{Fusion, Mode};
-pub use search_index::{Probe, Reranked, SearchIndex};
+pub use search_index::{Probe, Reranked, SearchIndex, SearchResult};
 pub use top_k::{top_k, Hit};

@@ -7,11 +7,13 @@
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+
+use serde::Serialize;
 
 use super::dense::IndexVectors;
 use super::hybrid::{fuse, Fusion, HYBRID_DEPTH};
-use super::lexical::Bm25;
+use super::lexical::{query_keys, LexicalPostings};
+use super::text::snippet;
 use super::top_k::Hit;
 use crate::error::{Error, Result};
 #[cfg(doc)]
@@ -19,6 +21,18 @@ use crate::index::LoadedIndex;
 use crate::index::{
     EncodedRow, IndexManifest, Part, PartTable, PassageRecord, PassageShard, VectorShard,
 };
+
+/// A search result as every front end shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SearchResult {
+    pub id: String,
+    pub url: String,
+    pub title: String,
+    pub heading: String,
+    /// The passage text cut at a word boundary.
+    pub snippet: String,
+    pub score: f32,
+}
 
 /// Re-ranked candidates (id, score; best first) and the ids the index does not know.
 pub type Reranked = (Vec<(String, f32)>, Vec<String>);
@@ -50,8 +64,9 @@ pub struct SearchIndex {
     list_bytes_held: u64,
     list_budget: Option<u64>,
     fragments: Vec<Option<PassageShard>>,
-    /// Built on first lexical query, once every fragment is in.
-    lexical: OnceLock<Bm25>,
+    /// The postings of the term buckets added.
+    lexical: LexicalPostings,
+    terms_loaded: Vec<bool>,
     /// Passage id / document id / URL → passage numbers, from the id buckets added.
     ids: HashMap<String, Vec<usize>>,
     ids_loaded: Vec<bool>,
@@ -72,6 +87,7 @@ impl SearchIndex {
             None => None,
         };
         let id_buckets = parts.ids.len();
+        let term_buckets = parts.terms.len();
         let mut index = SearchIndex {
             vectors: IndexVectors::empty(dims),
             lists_loaded: vec![false; parts.lists.len()],
@@ -83,7 +99,8 @@ impl SearchIndex {
             manifest,
             parts,
             centroids,
-            lexical: OnceLock::new(),
+            lexical: LexicalPostings::default(),
+            terms_loaded: vec![false; term_buckets],
             ids: HashMap::new(),
             ids_loaded: vec![false; id_buckets],
         };
@@ -157,6 +174,13 @@ impl SearchIndex {
                 }
                 self.ids_loaded[b] = true;
             }
+            Part::Terms(b) if !self.terms_loaded[b] => {
+                let terms = self.lexical.add_bucket(&path, bytes, self.len())?;
+                if terms != count {
+                    return Err(mismatch("terms", terms));
+                }
+                self.terms_loaded[b] = true;
+            }
             _ => {} // added before: the bytes were the same (verified above)
         }
         Ok(())
@@ -223,6 +247,7 @@ impl SearchIndex {
             Part::List(i) => self.lists_loaded.get(i).copied().unwrap_or(false),
             Part::Fragment(j) => self.fragments.get(j).is_some_and(Option::is_some),
             Part::Ids(b) => self.ids_loaded.get(b).copied().unwrap_or(false),
+            Part::Terms(b) => self.terms_loaded.get(b).copied().unwrap_or(false),
         }
     }
 
@@ -332,11 +357,6 @@ impl SearchIndex {
         )
     }
 
-    /// Every fragment not added yet: what lexical search needs.
-    pub fn missing_all_fragments(&self) -> Vec<String> {
-        self.missing((0..self.fragments.len()).map(Part::Fragment))
-    }
-
     /// Decodes passage `n`'s record.
     pub fn record(&self, n: usize) -> Result<PassageRecord> {
         let j = self
@@ -351,30 +371,56 @@ impl SearchIndex {
         }
     }
 
+    /// What front ends show for `hit` (its fragment added), its snippet at most
+    /// `snippet_chars` characters.
+    pub fn result(&self, hit: &Hit, snippet_chars: usize) -> Result<SearchResult> {
+        let r = self.record(hit.passage)?;
+        Ok(SearchResult {
+            snippet: snippet(&r.text, snippet_chars),
+            id: r.id,
+            url: r.url,
+            title: r.title,
+            heading: r.heading,
+            score: hit.score,
+        })
+    }
+
     /// Every record, in passage order (for batch evaluation and id lookups).
     pub fn records(&self) -> Result<Vec<PassageRecord>> {
         (0..self.len()).map(|n| self.record(n)).collect()
     }
 
-    /// BM25 top-k over the passages' text (title, heading and body): a built-in first
-    /// stage for re-ranking. Needs every fragment.
+    /// The term bucket of each of the query's distinct terms.
+    fn term_buckets_of(&self, keys: &[u64]) -> Vec<Part> {
+        let buckets = self.terms_loaded.len();
+        keys.iter()
+            .map(|&key| Part::Terms(crate::index::terms::bucket_of(key, buckets)))
+            .collect()
+    }
+
+    /// The term buckets a lexical search of `query` needs that were not added yet.
+    pub fn missing_term_buckets(&self, query: &str) -> Vec<String> {
+        self.missing(self.term_buckets_of(&query_keys(query)))
+    }
+
+    /// BM25 top-k over the passages' text (title, heading and body): the lexical side of
+    /// hybrid search, and a first stage for re-ranking. Needs the buckets of the query's
+    /// terms (`missing_term_buckets`), nothing else.
     pub fn lexical_search(&self, query: &str, k: usize) -> Result<Vec<Hit>> {
-        if self.lexical.get().is_none() {
-            let texts: Vec<String> = self.records()?.iter().map(|r| r.encoded_text()).collect();
-            let _ = self
-                .lexical
-                .set(Bm25::new(texts.iter().map(String::as_str)));
+        let keys = query_keys(query);
+        if let Some(&part) = self
+            .term_buckets_of(&keys)
+            .iter()
+            .find(|&&p| !self.is_loaded(p))
+        {
+            return Err(Error::PartNotLoaded { file: part.path() });
         }
-        Ok(self
-            .lexical
-            .get()
-            .map(|bm25| bm25.search(query, k))
-            .unwrap_or_default())
+        Ok(self.lexical.search(&keys, k))
     }
 
     /// Top-k passages by the query vector and by BM25 on the query text, fused: each side's
     /// best `max(k, HYBRID_DEPTH)` passages enter the fusion. Needs the lists the vector
-    /// probes and every fragment.
+    /// probes and the query's term buckets.
     pub fn hybrid_search(
         &self,
         vector: &[f32],

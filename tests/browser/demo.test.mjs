@@ -1,6 +1,7 @@
 // The demo site (target/demo-site, built by ./build.sh test) as a visitor meets it, in
 // headless Chromium against a real static server: search as you type, progress while
-// loading, hybrid and re-ranking modes, offline reload, and a tampered shard surfacing in the page.
+// loading, keyword results before the model (upgraded in place), hybrid and re-ranking modes,
+// offline reload, and a tampered shard surfacing in the page.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -27,7 +28,7 @@ before(async () => {
   page.on('console', (m) => m.type() === 'error' && consoleErrors.push(m.text()));
   page.on('pageerror', (e) => consoleErrors.push(String(e)));
   await page.goto(url);
-  await page.waitForSelector('#q:not([disabled])', { timeout: 120_000 });
+  await page.waitForSelector('#loading.done', { timeout: 120_000 });
   context.removeAllListeners('request');
 });
 
@@ -59,6 +60,7 @@ test('loading shows progress and then the index size', async () => {
 });
 
 test('typed questions find the right chapter and section', async () => {
+  await page.check('input[value=dense]');
   const expectations = [
     ['how do I store key value pairs', /^book\/ch08-03-hash-maps\.html#/],
     ['propagate errors with the question mark operator', /^book\/ch09-02-recoverable-errors-with-result\.html#/],
@@ -102,6 +104,56 @@ test('hybrid mode fuses the model\'s ranking with BM25\'s, and the list says whi
   await page.check('input[value=dense]');
   await results('HashMap entry or_insert');
   assert.equal(await page.getAttribute('#results', 'data-mode'), 'semantic');
+});
+
+test('keyword results come before the model, and are upgraded in place once it is in — not under the pointer', async () => {
+  // The model's graph is held back by the server until the test lets it go: meanwhile the
+  // page answers from the lexical module (BM25), with the model still on its way.
+  let release;
+  const held = new Promise((resolve) => { release = resolve; });
+  // The model and the full module are held back: what the first keyword result needs is
+  // exactly what the server sends before it.
+  const holdBack = (p) => /\/model\.graph|\/pkg(-relaxed)?\/dotfind_bg\.wasm$/.test(p);
+  const slow = await startServer({ root: SITE, fault: (p) => (holdBack(p) ? { hold: held } : undefined) });
+  const fresh = await browser.newContext();
+  try {
+    const p = await fresh.newPage();
+    // A linked search (?q=): it runs as soon as keyword search is ready.
+    await p.goto(`${slow.url}?q=${encodeURIComponent('HashMap entry or_insert')}`);
+    await p.waitForFunction(() => document.getElementById('results').dataset.query === 'HashMap entry or_insert', null, { timeout: 30_000 });
+    const firstResultMs = Number(await p.getAttribute('body', 'data-first-result-ms'));
+    assert.match(await p.textContent('#status'), /^Keyword search ready/);
+    assert.equal(await p.isChecked('input[value=hybrid]'), true, 'hybrid is the default ranking');
+    assert.equal(await p.getAttribute('#results', 'data-mode'), 'lexical');
+    assert.match(await p.textContent('#timing'), /^BM25 in [\d.]+ ms \(model loading\) · 10 results$/);
+    assert.match(await p.getAttribute('#results li:first-child a', 'href'), /ch08-03-hash-maps\.html/);
+    // Everything fetched so far (page, scripts, the lexical module, part table, term
+    // buckets, fragments): well under a megabyte, and no model byte.
+    const bytes = slow.traffic.wireBytes();
+    assert.ok(bytes < 1_000_000, `${bytes} bytes on the wire before the first keyword result`);
+    assert.ok(!slow.traffic.requests.some((r) => /model\.graph|pkg(-relaxed)?\/dotfind_bg\.wasm/.test(r.path)), 'no model or full module served yet');
+    console.log(`first keyword result: ${firstResultMs} ms after navigation, ${bytes} bytes on the wire`);
+    assert.ok(firstResultMs > 0);
+
+    // The pointer rests on the list when the model arrives: the list stays as it is...
+    const firstItem = await p.$('#results li:first-child');
+    await p.hover('#results li:nth-child(2)');
+    release();
+    await p.waitForSelector('#loading.done', { timeout: 120_000 });
+    await p.waitForTimeout(500);
+    assert.equal(await p.getAttribute('#results', 'data-mode'), 'lexical', 'no change under the pointer');
+    assert.equal(await firstItem.evaluate((li) => li.isConnected), true);
+    // ...and is upgraded, same query, once the pointer leaves it.
+    await p.mouse.move(5, 5);
+    await p.waitForFunction(() => document.getElementById('results').dataset.mode === 'hybrid', null, { timeout: 30_000 });
+    assert.equal(await p.getAttribute('#results', 'data-query'), 'HashMap entry or_insert');
+    assert.equal(await p.$$eval('#results li', (lis) => lis.length), 10);
+    assert.match(await p.textContent('#timing'), /^encode [\d.]+ ms · search [\d.]+ ms · 10 results$/);
+  } finally {
+    release();
+    await fresh.close();
+    slow.server.close();
+  }
 });
 
 test('snippets are text, never HTML', async () => {
@@ -160,7 +212,7 @@ test('an index in lists fetches only the parts each query needs; its exact searc
   const fresh = await browser.newContext();
   const parts = [];
   fresh.on('request', (r) => {
-    const m = new URL(r.url()).pathname.match(/^\/dotfind-index-lists\/((vectors\/\d+|passages\/\d+|ids\/\d+)\.bin)$/);
+    const m = new URL(r.url()).pathname.match(/^\/dotfind-index-lists\/((vectors\/\d+|passages\/\d+|ids\/\d+|terms\/\d+)\.bin)$/);
     if (m) parts.push(m[1]);
   });
   try {
@@ -198,6 +250,21 @@ test('an index in lists fetches only the parts each query needs; its exact searc
       });
     }
     assert.ok(overlap / queries.length >= 0.8, `top-5 overlap of the probed search with the exact one: ${overlap / queries.length}`);
+    // A keyword search reads its words' term buckets and its hits' fragments, no list; it
+    // ranks as the one-list index does.
+    const layoutTerms = await p.evaluate(() => window.lists.info.layout.term_buckets);
+    assert.ok(layoutTerms > 10, `${layoutTerms} term buckets`);
+    for (const q of ['HashMap entry', 'thread spawn move closure']) {
+      const before = parts.length;
+      const [lexical, whole] = await p.evaluate((q) => Promise.all([
+        window.lists.search(q, { k: 5, mode: 'lexical' }),
+        window.whole.search(q, { k: 5, mode: 'lexical' }),
+      ]).then((all) => all.map((hits) => hits.map((h) => [h.id, h.score]))), q);
+      assert.deepEqual(lexical, whole, q);
+      const fetched = parts.slice(before);
+      assert.ok(fetched.every((f) => /^(terms|passages)\//.test(f)), `"${q}" fetched ${fetched}`);
+      assert.ok(fetched.filter((f) => f.startsWith('terms/')).length <= q.split(' ').length, `"${q}" fetched ${fetched}`);
+    }
     // Re-ranking candidates by id reads the id directory and their lists, no passage text.
     const before = parts.length;
     const candidates = await p.evaluate(() => window.whole.search('what is ownership', { k: 20 }).then((hits) => hits.map((h) => h.id)));
@@ -224,9 +291,10 @@ test('no console errors on the happy path', () => {
   assert.deepEqual(consoleErrors, []);
 });
 
-test('a first visit downloads one wasm build, once, and no index file twice', () => {
+test('a first visit downloads the lexical module and one full wasm build, each once, and no index file twice', () => {
   const wasm = firstVisit.filter((u) => u.endsWith('.wasm'));
-  assert.equal(wasm.length, 1, `wasm requests: ${wasm}`);
+  assert.equal(wasm.length, 2, `wasm requests: ${wasm}`);
+  assert.equal(wasm.filter((u) => u.includes('/pkg-lexical/')).length, 1, `wasm requests: ${wasm}`);
   const index = firstVisit.filter((u) => u.includes('/dotfind-index/'));
   assert.ok(index.length > 3, `index requests: ${index}`);
   assert.equal(new Set(index).size, index.length, `an index file fetched twice: ${index}`);
@@ -236,11 +304,12 @@ test('reload with the network off still searches', async () => {
   await page.waitForFunction(() => navigator.serviceWorker.controller !== null || navigator.serviceWorker.ready, null, { timeout: 30_000 });
   await page.evaluate(() => navigator.serviceWorker.ready);
   await page.reload(); // now controlled by the service worker
-  await page.waitForSelector('#q:not([disabled])', { timeout: 120_000 });
+  await page.waitForSelector('#loading.done', { timeout: 120_000 });
   await context.setOffline(true);
   try {
     await page.reload();
-    await page.waitForSelector('#q:not([disabled])', { timeout: 120_000 });
+    await page.waitForSelector('#loading.done', { timeout: 120_000 });
+    await page.check('input[value=dense]'); // the model's ranking: its lists were fetched online
     const hits = await results('how do I store key value pairs');
     assert.match(hits[0].href, /ch08-03-hash-maps\.html/);
     // A query needing parts no earlier query fetched says so, naming the part.
@@ -248,7 +317,7 @@ test('reload with the network off still searches', async () => {
     await page.waitForSelector('#results li.error', { timeout: 30_000 });
     assert.match(
       await page.textContent('#results li.error'),
-      /^dotfind: this query needs (token-embeddings|passages|vectors)\/\d+\.bin, which is not cached and could not be fetched \(offline\?\): dotfind: cannot fetch http:\/\/127\.0\.0\.1:\d+\/dotfind-index\/\S+: /,
+      /^dotfind: this query needs (token-embeddings|passages|vectors|terms)\/\d+\.bin, which is not cached and could not be fetched \(offline\?\): dotfind: cannot fetch http:\/\/127\.0\.0\.1:\d+\/dotfind-index\/\S+: /,
     );
   } finally {
     await context.setOffline(false);
@@ -278,7 +347,6 @@ async function onChangedSite(change, visit) {
 function loadDamagedSite(damage) {
   return onChangedSite(damage, async (p) => {
     await p.waitForSelector('#status.error', { timeout: 120_000 });
-    assert.equal(await p.isDisabled('#q'), true);
     return p.textContent('#status');
   });
 }
@@ -316,10 +384,19 @@ async function swapGraphParts(site) {
 
 test('graph parts that do not add up to the graph the bundle names are a checksum error', async () => {
   const status = await loadDamagedSite(swapGraphParts);
-  assert.match(status, /^Could not load the search index: model\.graph: xxh3-128 mismatch: manifest says [0-9a-f]{32}, file has [0-9a-f]{32}$/);
+  assert.match(status, /^Keyword search only: semantic search could not load: model\.graph: xxh3-128 mismatch: manifest says [0-9a-f]{32}, file has [0-9a-f]{32}$/);
 });
 
 test('a tampered vector list on the server surfaces as a checksum error in the page', async () => {
   const status = await loadDamagedSite((site) => flipLastByte(path.join(site, 'dotfind-index/vectors/00000.bin')));
-  assert.match(status, /^Could not load the search index: vectors\/00000\.bin: xxh3-128 mismatch: manifest says [0-9a-f]{32}, file has [0-9a-f]{32}$/);
+  assert.match(status, /^Keyword search only: semantic search could not load: vectors\/00000\.bin: xxh3-128 mismatch: manifest says [0-9a-f]{32}, file has [0-9a-f]{32}$/);
+});
+
+test('a damaged part table stops the page before keyword search, with the field left disabled', async () => {
+  const status = await onChangedSite((site) => flipLastByte(path.join(site, 'dotfind-index/parts.bin')), async (p) => {
+    await p.waitForSelector('#status.error', { timeout: 120_000 });
+    assert.equal(await p.isDisabled('#q'), true);
+    return p.textContent('#status');
+  });
+  assert.match(status, /^Could not load the search index: parts\.bin: xxh3-128 mismatch: manifest says [0-9a-f]{32}, file has [0-9a-f]{32}$/);
 });

@@ -22,14 +22,17 @@ const PAGE_HTML = `<!doctype html>
 const MAIN_JS = (specifier) => `import { Dotfind } from '${specifier}';
 const out = document.getElementById('out');
 try {
-  const engine = await Dotfind.load('/dotfind-index/');
+  // Keyword search first (the lexical module), then every mode once the model is ready.
+  const engine = await Dotfind.open('/dotfind-index/');
+  const keyword = await engine.search('HashMap', { k: 3, mode: 'lexical' });
+  await engine.ready;
   const hits = await engine.search('how do I store key value pairs', { k: 3 });
   const ranked = await engine.rerank('how do I store key value pairs', hits.map((h) => h.id).reverse());
   const vector = await engine.encode('how do I store key value pairs');
   const again = await engine.searchVector(vector, { k: 3 });
   const notText = await engine.search({ text: 'x' }).then(() => 'searched', (e) => e.name + ': ' + e.message);
   const badK = await engine.search('x', { k: 0 }).then(() => 'searched', (e) => e.message);
-  out.textContent = JSON.stringify({ url: hits[0].url, n: hits.length, reranked: ranked.results[0].id === hits[0].id, dims: vector.length, isF32: vector instanceof Float32Array, sameByVector: again.map((h) => h.id).join() === hits.map((h) => h.id).join(), notText, badK });
+  out.textContent = JSON.stringify({ keyword: keyword.length, url: hits[0].url, n: hits.length, reranked: ranked.results[0].id === hits[0].id, dims: vector.length, isF32: vector instanceof Float32Array, sameByVector: again.map((h) => h.id).join() === hits.map((h) => h.id).join(), notText, badK });
 } catch (e) {
   out.textContent = 'error: ' + e.message;
 }
@@ -68,7 +71,7 @@ async function searchPage(root) {
 }
 
 const EXPECTED = {
-  n: 3, reranked: true, dims: 384, isF32: true, sameByVector: true,
+  keyword: 3, n: 3, reranked: true, dims: 384, isF32: true, sameByVector: true,
   notText: 'DotfindError: dotfind: the query must be a string, not object',
   badK: 'dotfind: k must be a positive integer, not 0',
 };
@@ -78,6 +81,7 @@ test('the tarball holds the documented files', () => {
   assert.deepEqual(list, [
     'package/README.md', 'package/dotfind.d.ts', 'package/dotfind.js', 'package/encoder.js', 'package/errors.js', 'package/fetch.js',
     'package/index-files.js', 'package/messages.js', 'package/package.json',
+    'package/pkg-lexical/dotfind.d.ts', 'package/pkg-lexical/dotfind.js', 'package/pkg-lexical/dotfind_bg.wasm',
     'package/pkg-relaxed/dotfind.d.ts', 'package/pkg-relaxed/dotfind.js', 'package/pkg-relaxed/dotfind_bg.wasm',
     'package/pkg/dotfind.d.ts', 'package/pkg/dotfind.js', 'package/pkg/dotfind_bg.wasm',
     'package/runtime.js', 'package/search.worker.js',

@@ -93,7 +93,8 @@ function answerFaultily(res, file, type, fault) {
  * `fault(urlPath)`, for tests of a network that fails, may answer a request for an existing
  * file with a misbehaving server instead: `{status}` (that HTTP status), `{cutAfter: n}`
  * (the full Content-Length, then n bytes and a reset connection), `{body}` (other bytes: a
- * truncated or damaged file) or `{stallAfter: n}` (n bytes, then silence).
+ * truncated or damaged file), `{stallAfter: n}` (n bytes, then silence) or `{hold: promise}`
+ * (the file as usual, once `promise` settles: a slow download the test ends when it wants).
  */
 export function startServer({ root, port = 0, mounts = {}, fault = () => undefined }) {
   const sockets = new Set();
@@ -122,14 +123,22 @@ export function startServer({ root, port = 0, mounts = {}, fault = () => undefin
       res.writeHead(404, { 'content-type': 'text/plain' }).end(`not found: ${urlPath}\n`);
       return;
     }
-    const stat = fs.statSync(file);
     const type = MIME[path.extname(file)] ?? 'application/octet-stream';
     const misbehave = fault(urlPath);
+    if (misbehave?.hold) {
+      misbehave.hold.finally(() => serveFile(req, res, file, urlPath));
+      return;
+    }
     if (misbehave) {
       traffic.requests.push({ path: urlPath, status: misbehave.status ?? 200, encoding: null, bodyBytes: 0, fault: misbehave });
       answerFaultily(res, file, type, misbehave);
       return;
     }
+    serveFile(req, res, file, urlPath);
+  });
+  function serveFile(req, res, file, urlPath) {
+    const stat = fs.statSync(file);
+    const type = MIME[path.extname(file)] ?? 'application/octet-stream';
     const encoding = chooseEncoding(type, req.headers['accept-encoding']);
     const body = encoding ? compressedBody(file, stat, encoding) : null;
     const bodyBytes = body ? body.length : stat.size;
@@ -152,7 +161,7 @@ export function startServer({ root, port = 0, mounts = {}, fault = () => undefin
     if (req.method === 'HEAD') res.end();
     else if (body) res.end(body);
     else fs.createReadStream(file).pipe(res);
-  });
+  }
   server.on('connection', (socket) => sockets.add(socket));
   return new Promise((ok, fail) => {
     server.once('error', fail);

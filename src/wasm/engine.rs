@@ -1,49 +1,16 @@
-//! WebAssembly bindings: the core exposed to JavaScript, and nothing else.
-//!
-//! JS does the fetching (it owns the network, caching and progress); Rust receives bytes,
-//! verifies them and encodes. Every failure crosses into JS as an `Error` whose message
-//! is the core's [`crate::Error`] text, so it names the file or input at fault.
+//! The full module's objects: the query encoder, the index loader, and the search engine
+//! (index + encoder: dense, lexical, hybrid and re-ranking).
 
 use js_sys::Float32Array;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
+use super::{hits_of, index_steps, js_error, to_js, Hits};
 use crate::index::manifest::MODEL_DIR;
 use crate::index::IndexLoader as CoreLoader;
 use crate::model::{Encoder, ModelBundle};
-use crate::search::{Fusion, Hit, Probe, SearchResult, Searcher};
-
-extern "C" {
-    /// Static constructors emitted by wasm-ld. tract registers its kernels in them, and
-    /// wasm-bindgen's generated start-up does not run them for us.
-    fn __wasm_call_ctors();
-}
-
-/// Runs once when the module is instantiated.
-#[wasm_bindgen(start)]
-pub fn start() {
-    // SAFETY: called exactly once, before any other export can run (wasm-bindgen calls the
-    // start function during instantiation), and no Rust code has touched statics yet.
-    unsafe { __wasm_call_ctors() };
-    console_error_panic_hook::set_once();
-}
-
-/// Bytes of the wasm instance's linear memory: what the engine holds (it never shrinks, so
-/// this is the high-water mark), for `stats()` and benchmarks.
-#[wasm_bindgen(js_name = wasmMemoryBytes)]
-pub fn wasm_memory_bytes() -> f64 {
-    (core::arch::wasm32::memory_size(0) * 65536) as f64
-}
-
-fn js_error(e: crate::Error) -> JsError {
-    JsError::new(&e.to_string())
-}
-
-fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
-    value
-        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(|e| JsError::new(&e.to_string()))
-}
+use crate::search::hybrid::fuse;
+use crate::search::{Fusion, Probe, SearchIndex, Searcher};
 
 /// A verified model bundle ready to embed text in the browser.
 #[wasm_bindgen]
@@ -188,9 +155,6 @@ pub struct SearchEngine {
     searcher: Searcher,
 }
 
-/// Characters of passage text returned as a result's snippet.
-const SNIPPET_CHARS: usize = 240;
-
 /// `undefined` → the index's own probe depth; a number → that many lists (clamped; a
 /// number ≥ the list count scans every list exactly).
 fn probe_of(lists: Option<usize>) -> Probe {
@@ -198,15 +162,22 @@ fn probe_of(lists: Option<usize>) -> Probe {
 }
 
 impl SearchEngine {
-    /// Hits as the `[{id, url, title, heading, snippet, score}]` every search method returns.
-    fn results_of(&self, hits: &[Hit]) -> Result<JsValue, JsError> {
-        let out = hits
-            .iter()
-            .map(|h| self.searcher.result(h, SNIPPET_CHARS))
-            .collect::<crate::Result<Vec<SearchResult>>>()
-            .map_err(js_error)?;
-        to_js(&out)
+    fn index(&self) -> &SearchIndex {
+        self.searcher.index()
     }
+
+    fn index_mut(&mut self) -> &mut SearchIndex {
+        self.searcher.index_mut()
+    }
+}
+
+index_steps!(SearchEngine);
+
+/// How deep each side of a hybrid search goes for `k` results: the lexical hits to pass
+/// `hybridHits`.
+#[wasm_bindgen(js_name = hybridDepth)]
+pub fn hybrid_depth(k: usize) -> usize {
+    k.max(crate::search::hybrid::HYBRID_DEPTH)
 }
 
 #[wasm_bindgen]
@@ -228,16 +199,6 @@ impl SearchEngine {
             .map(|(path, bytes)| File { path, bytes })
             .collect();
         to_js(&files)
-    }
-
-    /// Adds a vector list or passage fragment file (`path` as a `missing…` call named it),
-    /// verified against the index's part table.
-    #[wasm_bindgen(js_name = addPart)]
-    pub fn add_part(&mut self, path: &str, bytes: &[u8]) -> Result<(), JsError> {
-        self.searcher
-            .index_mut()
-            .add_part(path, bytes)
-            .map_err(js_error)
     }
 
     /// Holds at most `bytes` of vector lists (`undefined`: no limit): adding one beyond it
@@ -281,84 +242,39 @@ impl SearchEngine {
             .index()
             .search(query, k, probe_of(probe))
             .map_err(js_error)?;
-        Ok(Hits {
-            passages: hits.iter().map(|h| h.passage as u32).collect(),
-            scores: hits.iter().map(|h| h.score).collect(),
-        })
+        Ok(hits.into())
     }
 
-    /// The passage fragments holding `passages` that were not added yet.
-    #[wasm_bindgen(js_name = missingFragments)]
-    pub fn missing_fragments(&self, passages: Vec<u32>) -> Vec<String> {
-        let passages: Vec<usize> = passages.iter().map(|&p| p as usize).collect();
-        self.searcher.index().missing_fragments(&passages)
-    }
-
-    /// Hits (as `searchHits` returned them) as `[{id, url, title, heading, snippet, score}]`.
-    pub fn results(&self, passages: Vec<u32>, scores: Vec<f32>) -> Result<JsValue, JsError> {
-        if passages.len() != scores.len() {
-            return Err(JsError::new(&format!(
-                "invalid input: {} passages but {} scores",
-                passages.len(),
-                scores.len()
-            )));
-        }
-        let hits: Vec<Hit> = passages
-            .iter()
-            .zip(&scores)
-            .map(|(&p, &score)| Hit {
-                passage: p as usize,
-                score,
-            })
-            .collect();
-        self.results_of(&hits)
-    }
-
-    /// Every passage fragment not added yet: what `lexicalSearch` needs.
-    #[wasm_bindgen(js_name = missingAllFragments)]
-    pub fn missing_all_fragments(&self) -> Vec<String> {
-        self.searcher.index().missing_all_fragments()
-    }
-
-    /// BM25 top-k over passage text, same result shape as `search`: a lexical first stage.
-    #[wasm_bindgen(js_name = lexicalSearch)]
-    pub fn lexical_search(&self, query: &str, k: usize) -> Result<JsValue, JsError> {
-        let hits = self
-            .searcher
-            .index()
-            .lexical_search(query, k)
-            .map_err(js_error)?;
-        self.results_of(&hits)
-    }
-
-    /// Top-k passages by the query vector and by BM25 on `text`, fused (`fusion`: "rrf" or
-    /// "convex:W"; absent: the default), same result shape as `search`. Needs the lists
-    /// `missingLists` names and every fragment (`missingAllFragments`).
-    #[wasm_bindgen(js_name = hybridSearch)]
-    pub fn hybrid_search(
+    /// Top-k passages by the query vector and by a lexical ranking (`lexicalPassages`,
+    /// `lexicalScores`: best first, `hybridDepth(k)` of them — BM25's `lexicalHits`, or
+    /// another engine's mapped to passages), fused (`fusion`: "rrf" or "convex:W"; absent:
+    /// the default). Needs the lists `missingLists` names.
+    #[wasm_bindgen(js_name = hybridHits)]
+    pub fn hybrid_hits(
         &self,
         vector: &[f32],
-        text: &str,
+        lexical_passages: Vec<u32>,
+        lexical_scores: Vec<f32>,
         k: usize,
         probe: Option<usize>,
         fusion: Option<String>,
-    ) -> Result<JsValue, JsError> {
+    ) -> Result<Hits, JsError> {
         let fusion = match fusion {
             Some(name) => name
                 .parse()
                 .map_err(|e: String| JsError::new(&format!("dotfind: {e}")))?,
             None => Fusion::default(),
         };
-        let hits = self
-            .searcher
+        let lexical = hits_of(&lexical_passages, &lexical_scores)?;
+        let dense = self
             .index()
-            .hybrid_search(vector, text, k, probe_of(probe), fusion)
+            .search(vector, hybrid_depth(k), probe_of(probe))
             .map_err(js_error)?;
-        self.results_of(&hits)
+        Ok(fuse(&dense, &lexical, fusion, k).into())
     }
 
-    /// The parts re-ranking `candidates` needs that were not added yet (every fragment,
-    /// then the candidates' lists): ask again after adding them, until none are missing.
+    /// The parts re-ranking `candidates` needs that were not added yet (their id buckets,
+    /// then their lists): ask again after adding them, until none are missing.
     #[wasm_bindgen(js_name = missingForRerank)]
     pub fn missing_for_rerank(&self, candidates: Vec<String>) -> Result<Vec<String>, JsError> {
         self.searcher
@@ -430,39 +346,8 @@ impl SearchEngine {
         Ok(Float32Array::from(v.as_slice()))
     }
 
-    #[wasm_bindgen(getter, js_name = passageCount)]
-    pub fn passage_count(&self) -> usize {
-        self.searcher.index().len()
-    }
-
     #[wasm_bindgen(getter)]
     pub fn dims(&self) -> usize {
         self.searcher.encoder().dims()
-    }
-
-    /// `manifest.json` as a plain object.
-    #[wasm_bindgen(getter)]
-    pub fn manifest(&self) -> Result<JsValue, JsError> {
-        to_js(&self.searcher.index().manifest)
-    }
-}
-
-/// A search's top-k: passage numbers and their scores, best first.
-#[wasm_bindgen]
-pub struct Hits {
-    passages: Vec<u32>,
-    scores: Vec<f32>,
-}
-
-#[wasm_bindgen]
-impl Hits {
-    #[wasm_bindgen(getter)]
-    pub fn passages(&self) -> Vec<u32> {
-        self.passages.clone()
-    }
-
-    #[wasm_bindgen(getter)]
-    pub fn scores(&self) -> Vec<f32> {
-        self.scores.clone()
     }
 }
