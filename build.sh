@@ -94,7 +94,7 @@ cmd_fuzz() {
 ensure_node_modules() {
   command -v npm >/dev/null || die "node/npm not found (Node.js 20+ is required)"
   if ! cmp -s package-lock.json node_modules/.dotfind-lock 2>/dev/null; then
-    log "installing npm packages (tests and benchmarks: playwright-core, vite, hash-wasm, onnxruntime-web, transformers.js)"
+    log "installing npm packages (tests and benchmarks: playwright-core, vite, hash-wasm, onnxruntime-web, transformers.js, pagefind)"
     # transformers.js depends on onnxruntime-node, whose install script would fetch CUDA
     # binaries from nuget.org; nothing here runs it (the benchmark uses transformers.js in Chromium).
     ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error

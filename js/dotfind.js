@@ -3,6 +3,7 @@
 // Promise and rejects with a DotfindError whose message names the file or input at fault.
 import { DotfindError, requireText as text } from './errors.js';
 import { WorkerClient } from './messages.js';
+import { pagefindRanking } from './pagefind.js';
 
 export { DotfindError };
 
@@ -138,10 +139,17 @@ export class Dotfind {
    * `mode`: 'dense' (the model's ranking), 'lexical' (BM25, no model involved) or 'hybrid'
    * (both fused; `fusion`: 'convex:W', W the dense side's weight, default 'convex:0.7', or 'rrf'). Lexical and
    * hybrid fetch the term buckets of the query's words; lexical answers before `ready`.
+   * `lexical`: Pagefind's API (`await import('/pagefind/pagefind.js')`) to rank by Pagefind
+   * instead of dotfind's BM25 in those two modes: its results map to passages by URL and
+   * anchor (the id directory).
    */
-  async search(query, { k = 10, probe = 'default', mode = 'dense', fusion } = {}) {
+  async search(query, { k = 10, probe = 'default', mode = 'dense', fusion, lexical } = {}) {
     if (!MODES.includes(mode)) throw new DotfindError(`dotfind: mode must be one of ${MODES.join(', ')}, not ${JSON.stringify(mode)}`);
     const args = { query: text(query), k: count(k), probe, mode, fusion };
+    if (lexical !== undefined) {
+      if (mode === 'dense') throw new DotfindError('dotfind: the lexical option applies to modes lexical and hybrid, not dense');
+      args.lexicalCandidates = await pagefindRanking(lexical, query);
+    }
     const { results, timings } = mode === 'lexical' ? await this.#call('search', args) : await this.#callReady('search', args);
     results.timings = timings;
     return results;

@@ -182,28 +182,45 @@ async function lexicalHits(index, query, k) {
   return { passages, scores };
 }
 
+/**
+ * Another engine's ranking (`{keys, scores}`: ids or URLs, e.g. Pagefind's) as `index`'s top-k
+ * passage hits, the id buckets naming them fetched first: `{passages, scores}`.
+ */
+async function candidateHits(index, { keys, scores }, k) {
+  await ensureParts(index, index.missingIdBuckets(keys));
+  const hits = index.candidateHits(keys, Float32Array.from(scores), k);
+  const out = { passages: hits.passages, scores: hits.scores };
+  hits.free();
+  return out;
+}
+
+/** The lexical side's top-k: another engine's ranking when the page sent one, else BM25's. */
+function lexicalSide(index, query, k, candidates) {
+  return candidates ? candidateHits(index, candidates, k) : lexicalHits(index, query, k);
+}
+
 /** Hits as results, their fragments fetched first. */
 async function resultsOf(index, { passages, scores }) {
   await ensureParts(index, index.missingFragments(passages));
   return index.results(passages, scores);
 }
 
-/** BM25's top-k (no model involved), with timings as `search` has them. */
-async function lexical(query, k) {
+/** The lexical ranking's top-k (no model involved), with timings as `search` has them. */
+async function lexical(query, k, candidates) {
   lexicalBusy += 1;
   try {
-    return await lexicalOn(lexicalTarget(), query, k);
+    return await lexicalOn(lexicalTarget(), query, k, candidates);
   } finally {
     lexicalBusy -= 1;
     if (!lexicalBusy) for (const resolve of lexicalWaiters.splice(0)) resolve();
   }
 }
 
-async function lexicalOn(index, query, k) {
+async function lexicalOn(index, query, k, candidates) {
   const t0 = performance.now();
-  await ensureParts(index, index.missingTermBuckets(query));
+  await ensureParts(index, candidates ? index.missingIdBuckets(candidates.keys) : index.missingTermBuckets(query));
   const t1 = performance.now();
-  const hits = await lexicalHits(index, query, k);
+  const hits = await lexicalSide(index, query, k, candidates);
   const t2 = performance.now();
   const results = await resultsOf(index, hits);
   return { results, timings: { fetchMs: t1 - t0 + (performance.now() - t2), encodeMs: 0, searchMs: t2 - t1 } };
@@ -282,9 +299,9 @@ const handlers = {
   openLexical,
   load,
   stats,
-  async search({ query, k, probe, mode = 'dense', fusion }) {
+  async search({ query, k, probe, mode = 'dense', fusion, lexicalCandidates }) {
     const probeLists = probeArg(probe);
-    if (mode === 'lexical') return lexical(query, k);
+    if (mode === 'lexical') return lexical(query, k, lexicalCandidates);
     const t = performance.now();
     const e = await engineFor(query);
     const chunksMs = performance.now() - t;
@@ -292,11 +309,11 @@ const handlers = {
     const vector = e.encode(query);
     const t1 = performance.now();
     if (mode === 'hybrid') {
-      await ensureParts(e, e.missingTermBuckets(query));
+      await ensureParts(e, lexicalCandidates ? e.missingIdBuckets(lexicalCandidates.keys) : e.missingTermBuckets(query));
       await ensureLists(e, vector, probeLists);
       const t2 = performance.now();
-      const lexicalSide = await lexicalHits(e, query, glue.hybridDepth(k));
-      const hits = e.hybridHits(vector, lexicalSide.passages, lexicalSide.scores, k, probeLists, fusion);
+      const side = await lexicalSide(e, query, glue.hybridDepth(k), lexicalCandidates);
+      const hits = e.hybridHits(vector, side.passages, side.scores, k, probeLists, fusion);
       const fused = { passages: hits.passages, scores: hits.scores };
       hits.free();
       const t3 = performance.now();

@@ -239,6 +239,44 @@ fn lexical_searches_fetch_their_terms_buckets_only_and_match_the_whole_index() {
     }
     // Nine words, a fraction of the buckets.
     assert!(fetched.len() < buckets, "{fetched:?} of {buckets}");
+
+    // Another engine's ranking (ids or URLs, with its scores) as passage hits: what a
+    // site's own lexical search brings to a hybrid search.
+    let keys: Vec<String> = ["astro-2", "not-in-index", "astro-1"]
+        .map(String::from)
+        .into();
+    let scores = [3.0, 2.5, 1.0];
+    let needed = lazy.index().missing_id_buckets(&keys);
+    assert!(!needed.is_empty() && needed.iter().all(|p| p.starts_with("ids/")));
+    assert_eq!(
+        lazy.index()
+            .candidate_hits(&keys, &scores, 5)
+            .unwrap_err()
+            .to_string(),
+        format!(
+            "{}: not loaded (index parts are fetched on demand, as a query needs them)",
+            needed[0]
+        )
+    );
+    for path in needed {
+        lazy.index_mut()
+            .add_part(&path, &std::fs::read(dir.join(&path)).unwrap())
+            .unwrap();
+    }
+    let hits = lazy.index().candidate_hits(&keys, &scores, 5).unwrap();
+    let ids: Vec<String> = hits
+        .iter()
+        .map(|h| whole.index().record(h.passage).unwrap().id)
+        .collect();
+    assert_eq!(ids, ["astro-2", "astro-1"]);
+    assert_eq!(hits.iter().map(|h| h.score).collect::<Vec<_>>(), [3.0, 1.0]);
+    assert_eq!(
+        lazy.index()
+            .candidate_hits(&keys, &scores[..2], 5)
+            .unwrap_err()
+            .to_string(),
+        "invalid input: 3 candidates but 2 scores"
+    );
 }
 
 #[test]

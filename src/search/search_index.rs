@@ -444,11 +444,61 @@ impl SearchIndex {
             .collect()
     }
 
+    /// The id buckets naming `candidates` (passage ids, document ids or URLs) that were not
+    /// added yet.
+    pub fn missing_id_buckets(&self, candidates: &[String]) -> Vec<String> {
+        self.missing(self.buckets_of(candidates))
+    }
+
+    /// Another engine's ranking — `candidates` (passage ids, document ids or URLs, best
+    /// first) with its `scores` — as the `k` best passage hits: each passage a candidate
+    /// names scores as the best candidate naming it; unknown candidates are skipped. Lets a
+    /// site's own lexical search (Pagefind's results, by URL and anchor) be the lexical side
+    /// of a hybrid search. Needs the candidates' id buckets (`missing_id_buckets`).
+    pub fn candidate_hits(
+        &self,
+        candidates: &[String],
+        scores: &[f32],
+        k: usize,
+    ) -> Result<Vec<Hit>> {
+        if candidates.len() != scores.len() {
+            return Err(Error::InvalidInput(format!(
+                "{} candidates but {} scores",
+                candidates.len(),
+                scores.len()
+            )));
+        }
+        if let Some(&part) = self
+            .buckets_of(candidates)
+            .iter()
+            .find(|&&p| !self.is_loaded(p))
+        {
+            return Err(Error::PartNotLoaded { file: part.path() });
+        }
+        let mut best: HashMap<usize, f32> = HashMap::new();
+        for (key, &score) in candidates.iter().zip(scores) {
+            if !score.is_finite() {
+                return Err(Error::InvalidInput(format!(
+                    "candidate {key:?} has score {score}"
+                )));
+            }
+            for &n in self.ids.get(key.as_str()).into_iter().flatten() {
+                let entry = best.entry(n).or_insert(score);
+                *entry = entry.max(score);
+            }
+        }
+        let hits = best
+            .into_iter()
+            .map(|(passage, score)| Hit { passage, score })
+            .collect();
+        Ok(super::top_k::top_k(hits, k))
+    }
+
     /// The parts re-ranking `candidates` needs that were not added yet: the id buckets
     /// naming them first, then the lists holding their passages. Ask again once those are
     /// in, until nothing is missing.
     pub fn missing_for_rerank(&self, candidates: &[String]) -> Result<Vec<String>> {
-        let buckets = self.missing(self.buckets_of(candidates));
+        let buckets = self.missing_id_buckets(candidates);
         if !buckets.is_empty() {
             return Ok(buckets);
         }

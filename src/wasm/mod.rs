@@ -159,6 +159,29 @@ macro_rules! index_steps {
                     .map_err($crate::wasm::js_error)
             }
 
+            /// The id buckets naming `candidates` (passage ids, document ids or URLs) that
+            /// were not added yet: what `candidateHits` needs.
+            #[wasm_bindgen(js_name = missingIdBuckets)]
+            pub fn missing_id_buckets(&self, candidates: Vec<String>) -> Vec<String> {
+                self.index().missing_id_buckets(&candidates)
+            }
+
+            /// Another engine's ranking (`candidates`: ids or URLs, best first, with their
+            /// `scores`; e.g. Pagefind's results) as the `k` best passage hits, for fusion
+            /// (`hybridHits`) or to show as they are.
+            #[wasm_bindgen(js_name = candidateHits)]
+            pub fn candidate_hits(
+                &self,
+                candidates: Vec<String>,
+                scores: Vec<f32>,
+                k: usize,
+            ) -> Result<Hits, JsError> {
+                self.index()
+                    .candidate_hits(&candidates, &scores, k)
+                    .map(Hits::from)
+                    .map_err($crate::wasm::js_error)
+            }
+
             #[wasm_bindgen(getter, js_name = passageCount)]
             pub fn passage_count(&self) -> usize {
                 self.index().len()

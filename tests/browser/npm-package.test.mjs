@@ -80,7 +80,7 @@ test('the tarball holds the documented files', () => {
   const list = execFileSync('tar', ['tzf', tarball], { encoding: 'utf8' }).split('\n').filter(Boolean).sort();
   assert.deepEqual(list, [
     'package/README.md', 'package/dotfind.d.ts', 'package/dotfind.js', 'package/encoder.js', 'package/errors.js', 'package/fetch.js',
-    'package/index-files.js', 'package/messages.js', 'package/package.json',
+    'package/index-files.js', 'package/messages.js', 'package/package.json', 'package/pagefind.js',
     'package/pkg-lexical/dotfind.d.ts', 'package/pkg-lexical/dotfind.js', 'package/pkg-lexical/dotfind_bg.wasm',
     'package/pkg-relaxed/dotfind.d.ts', 'package/pkg-relaxed/dotfind.js', 'package/pkg-relaxed/dotfind_bg.wasm',
     'package/pkg/dotfind.d.ts', 'package/pkg/dotfind.js', 'package/pkg/dotfind_bg.wasm',
