@@ -24,6 +24,8 @@
 #   ./build.sh bench-quality [--collections a,b] [--skip-retrieval x] [--reuse]
 #                                         PyTorch f32 vs dotfind f32/int8/query bundle on ../shared/data -> BENCHMARKS.md
 #   ./build.sh bench-hybrid               dense vs lexical vs hybrid (fused) nDCG@10 on ../shared/data -> BENCHMARKS.md
+#   ./build.sh bench-lexical              the lexical stage: dotfind's term buckets vs Pagefind (first keyword result,
+#                                         nDCG@10 and bytes per query, hybrid vs dense latency at 50k) -> BENCHMARKS.md
 #   ./build.sh bench-encoders             query encoding: dotfind vs onnxruntime-web vs transformers.js in
 #                                         Chromium, native tract vs Python onnxruntime -> BENCHMARKS.md
 #   ./build.sh bench-setup                a newcomer's first ./build.sh demo, timed from a fresh clone -> BENCHMARKS.md
@@ -394,6 +396,35 @@ cmd_bench_browser() {
   node bench/bench_browser.mjs --queries "$queries" --base "$base" "${args[@]}"
 }
 
+# The lexical stage, dotfind's term buckets vs Pagefind (bench/bench_lexical.mjs): the
+# collections of ../shared/data indexed as bench-hybrid indexes them (kept between runs), a
+# 50k-passage synthetic index for hybrid vs dense latency.
+cmd_bench_lexical() {
+  local model; model="$(prepare_model)"
+  ensure_chromium
+  ensure_node_modules
+  build_wasm
+  build_demo_site "$model"
+  cargo build --release --example synthetic_index
+  local shared=../shared/data dir like=target/demo-index queries=target/bench-lexical/demo-queries.jsonl
+  mkdir -p target/bench-lexical target/bench-hybrid
+  printf '%s\n' '{"_id":"1","text":"how do I store key value pairs"}' '{"_id":"2","text":"spawn a thread"}' \
+    '{"_id":"3","text":"what is ownership"}' '{"_id":"4","text":"write a unit test"}' > "$queries"
+  if [ -d "$shared" ]; then
+    for dir in "$shared"/*/; do
+      [ -f "$dir/qrels.tsv" ] || continue
+      [ -f "target/bench-hybrid/$(basename "$dir")/manifest.json" ] || target/release/dotfind index --model "$model/query" \
+        --passage-model "$model/f32" --input "$dir/corpus.jsonl" --out "target/bench-hybrid/$(basename "$dir")" --skip-empty
+    done
+    like=target/bench-hybrid/trec-dl-2019-passage queries="$shared/trec-dl-2019-passage/queries.jsonl"
+  else
+    log "../shared is absent: no collection measured; the 50k index surrounds the demo's passages"
+  fi
+  target/release/examples/synthetic_index --like "$like" --passages 50000 --out target/bench-lexical/synthetic-50000
+  node bench/bench_lexical.mjs --indexes target/bench-hybrid --shared "$shared" \
+    --synthetic target/bench-lexical/synthetic-50000 --synthetic-queries "$queries"
+}
+
 cmd_bench_quality() {
   local model; model="$(prepare_onnx_model)"
   cargo build --release
@@ -457,6 +488,7 @@ main() {
     bench-index) cmd_bench_index "$@" ;;
     bench-browser) cmd_bench_browser ;;
     bench-parts) cmd_bench_parts "$@" ;;
+    bench-lexical) cmd_bench_lexical ;;
     bench-hybrid) cargo build --release; python3 bench/bench_hybrid.py --dotfind target/release/dotfind --model "$(prepare_model)" ;;
     bench-quality) cmd_bench_quality "$@" ;;
     bench-encoders) cmd_bench_encoders "$@" ;;
