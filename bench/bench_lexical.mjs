@@ -36,6 +36,7 @@ const work = path.join(root, 'target/bench-lexical');
 const dotfind = path.join(root, 'target/release/dotfind');
 const log = (m) => console.error(`[bench-lexical] ${m}`);
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const kb = (b) => `${(b / 1e3).toFixed(1)} KB`;
 const readJsonl = (f) => fs.readFileSync(f, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
 // What the server holds back so that only the lexical stage's bytes are counted: the model
@@ -126,14 +127,16 @@ async function collection(dir) {
   server.server.close();
   const level = name.includes('trec-dl') ? 2 : 1;
   const ndcg = {};
+  const answered = {};
   for (const engine of ['dotfind', 'pagefind']) {
     const run = path.join(work, `${name}-${engine}.run`);
     fs.writeFileSync(run, `${runs[engine].join('\n')}\n`);
-    const m = JSON.parse(execFileSync(dotfind, ['eval', '--qrels', path.join(dir, 'qrels.tsv'), '--run', run, '--rel-level', String(level), '--json'], { encoding: 'utf8' }));
+    const m = JSON.parse(execFileSync(dotfind, ['eval', '--qrels', path.join(dir, 'qrels.tsv'), '--run', run, '--rel-level', String(level), '--complete', '--json'], { encoding: 'utf8' }));
     ndcg[engine] = m['ndcg@10'];
+    answered[engine] = new Set(runs[engine].map((l) => l.split(' ')[0])).size;
   }
   log(`${name}: nDCG@10 dotfind ${ndcg.dotfind.toFixed(4)}, Pagefind ${ndcg.pagefind.toFixed(4)}`);
-  return { name, docs: docs.length, queries: queries.length, ndcg, bytes, openBytes };
+  return { name, docs: docs.length, queries: queries.length, ndcg, answered, bytes, openBytes };
 }
 const collections = [];
 if (fs.existsSync(shared)) {
@@ -181,11 +184,15 @@ const lines = [
 ];
 if (collections.length) {
   lines.push(
-    `**Quality and bytes per query** on the collections of ../shared/data: each engine's top 10 as its browser search returns them, scored by \`dotfind eval\` (nDCG@10; TREC-DL'19 relevance ≥ 2). dotfind: BM25 (k1 0.9, b 0.4, no stemming) from the index's term buckets (the index \`./build.sh bench-hybrid\` builds: default layout). Pagefind: every document added with \`addCustomRecord\` (title + text, language en: Pagefind stems English). "open": what each fetches before its first query (dotfind: lexical module, manifest, part table; Pagefind: its script, wasm, entry and metadata); "per query": bytes each query fetched (dotfind: term buckets and the fragments of its 10 hits; Pagefind: index chunks and the 10 pages' data), median / max.`,
+    `**Quality and bytes per query** on the collections of ../shared/data: each engine's top 10 as its browser search returns them, scored by \`dotfind eval --complete\` (nDCG@10, a judged query an engine returns nothing for counting 0; TREC-DL'19 relevance ≥ 2), queries in the collection's order, one page each. dotfind: BM25 (k1 0.9, b 0.4, no stemming) from the index's term buckets (the index \`./build.sh bench-hybrid\` builds: default layout). Pagefind: every document added with \`addCustomRecord\` (title + text, language en: Pagefind stems English). "open": what each fetches before its first query (dotfind: lexical module, manifest, part table; Pagefind: its script and entry file — its wasm and metadata come with the first query); "first query": what the first query then fetched; "later queries": bytes each later query fetched (dotfind: the term buckets and fragments of its 10 hits not fetched before; Pagefind: index chunks and the 10 pages' data not fetched before), mean / max; "all": every byte of the session.`,
     '',
-    '| collection | documents / queries | nDCG@10 dotfind | nDCG@10 Pagefind | open: dotfind / Pagefind | per query dotfind: median / max | per query Pagefind: median / max |',
-    '|---|---|---|---|---|---|---|',
-    ...collections.map((c) => `| ${c.name} | ${c.docs} / ${c.queries} | ${c.ndcg.dotfind.toFixed(4)} | ${c.ndcg.pagefind.toFixed(4)} | ${kb(c.openBytes.dotfind)} / ${kb(c.openBytes.pagefind)} | ${kb(median(c.bytes.dotfind))} / ${kb(Math.max(...c.bytes.dotfind))} | ${kb(median(c.bytes.pagefind))} / ${kb(Math.max(...c.bytes.pagefind))} |`),
+    '| collection | documents / queries | queries answered: dotfind / Pagefind | nDCG@10 dotfind / Pagefind | open: dotfind / Pagefind | first query: dotfind / Pagefind | later queries dotfind: mean / max | later queries Pagefind: mean / max | all: dotfind / Pagefind |',
+    '|---|---|---|---|---|---|---|---|---|',
+    ...collections.map((c) => {
+      const [d, p] = [c.bytes.dotfind, c.bytes.pagefind];
+      const all = (open, xs) => open + xs.reduce((a, b) => a + b, 0);
+      return `| ${c.name} | ${c.docs} / ${c.queries} | ${c.answered.dotfind} / ${c.answered.pagefind} | ${c.ndcg.dotfind.toFixed(4)} / ${c.ndcg.pagefind.toFixed(4)} | ${kb(c.openBytes.dotfind)} / ${kb(c.openBytes.pagefind)} | ${kb(d[0])} / ${kb(p[0])} | ${kb(mean(d.slice(1)))} / ${kb(Math.max(...d.slice(1)))} | ${kb(mean(p.slice(1)))} / ${kb(Math.max(...p.slice(1)))} | ${kb(all(c.openBytes.dotfind, d))} / ${kb(all(c.openBytes.pagefind, p))} |`;
+    }),
     '',
   );
 } else {
