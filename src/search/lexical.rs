@@ -198,13 +198,22 @@ mod tests {
             .collect();
         let postings = stored(&texts.iter().map(String::as_str).collect::<Vec<_>>());
         let rare = postings.search(&query_keys("zebra"), 10);
-        assert_eq!(rare.iter().map(|h| h.passage).collect::<Vec<_>>(), [7, 57, 107, 157]);
+        assert_eq!(
+            rare.iter().map(|h| h.passage).collect::<Vec<_>>(),
+            [7, 57, 107, 157]
+        );
         let both = postings.search(&query_keys("zebra passage"), 10);
-        assert_eq!(&both.iter().map(|h| h.passage).collect::<Vec<_>>()[..4], [7, 57, 107, 157]);
+        assert_eq!(
+            &both.iter().map(|h| h.passage).collect::<Vec<_>>()[..4],
+            [7, 57, 107, 157]
+        );
         let passage_only = postings.search(&query_keys("passage"), 300);
         assert_eq!(passage_only.len(), 200);
         for h in &both[..4] {
-            let alone = passage_only.iter().find(|o| o.passage == h.passage).unwrap();
+            let alone = passage_only
+                .iter()
+                .find(|o| o.passage == h.passage)
+                .unwrap();
             let zebra = rare.iter().find(|o| o.passage == h.passage).unwrap();
             assert!((h.score - (zebra.score + alone.score)).abs() < 1e-5);
         }
