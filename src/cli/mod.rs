@@ -105,55 +105,7 @@ pub enum Command {
         model: PathBuf,
     },
     /// Encode a corpus (BEIR JSONL or a folder of built HTML pages) into an index folder.
-    Index {
-        /// Model bundle folder; copied into the index so the folder deploys as-is.
-        #[arg(long)]
-        model: PathBuf,
-        /// corpus.jsonl ({"_id","title","text"[,"url"]} per line) or a static site's output folder.
-        #[arg(long)]
-        input: PathBuf,
-        /// Index folder to write (replaced atomically; its vectors are reused where unchanged).
-        #[arg(long)]
-        out: PathBuf,
-        /// Stored vector precision.
-        #[arg(long, default_value = "int8")]
-        vectors: VectorEncoding,
-        /// Largest file written, in MiB (static hosts cap file sizes: Cloudflare Pages at 25 MiB).
-        #[arg(long, default_value_t = 20)]
-        max_file_mib: usize,
-        /// Leave out JSONL documents with no title and no text (reported) instead of failing.
-        #[arg(long)]
-        skip_empty: bool,
-        /// Encode passages with this bundle (the f32 twin of an int8 --model): f32-quality
-        /// passage vectors, while browsers still download only --model for queries.
-        #[arg(long)]
-        passage_model: Option<PathBuf>,
-        /// Vector lists (IVF partitions) instead of the indexer's choice for the corpus size
-        /// (one list: every query scans every vector).
-        #[arg(long)]
-        lists: Option<usize>,
-        /// Lists a query scans by default instead of the indexer's choice.
-        #[arg(long)]
-        probe: Option<usize>,
-        /// Passage fragments (fetched for the results shown) are cut at about this size.
-        #[arg(long, default_value_t = 16)]
-        fragment_kib: usize,
-        /// Term buckets of the lexical index (a query fetches one per word) are cut at about
-        /// this size.
-        #[arg(long, default_value_t = 16)]
-        term_bucket_kib: usize,
-        /// Encode only share i of N of the corpus (0 ≤ i < N) into the folder --out, for
-        /// indexing on many machines; `--merge` joins the parts.
-        #[arg(long, value_name = "i/N", conflicts_with = "merge")]
-        part: Option<dotfind::build::index_parts::PartSpec>,
-        /// With --part: reuse the vectors of this index (the one deployed) for unchanged passages.
-        #[arg(long, requires = "part")]
-        reuse: Option<PathBuf>,
-        /// Join the parts in this folder (written by --part runs over the same corpus and
-        /// model) into the index at --out: the same bytes as one run.
-        #[arg(long, value_name = "PARTS_DIR")]
-        merge: Option<PathBuf>,
-    },
+    Index(IndexArgs),
     /// Search an index as the browser does, printing the top passages.
     Search {
         #[arg(long)]
@@ -229,6 +181,80 @@ pub enum Command {
         #[arg(long)]
         passages: bool,
     },
+}
+
+/// `dotfind index`'s options.
+#[derive(clap::Args)]
+pub struct IndexArgs {
+    /// Model bundle folder; copied into the index so the folder deploys as-is.
+    #[arg(long)]
+    model: PathBuf,
+    /// corpus.jsonl ({"_id","title","text"[,"url"]} per line) or a static site's output folder.
+    #[arg(long)]
+    input: PathBuf,
+    /// Index folder to write (replaced atomically; its vectors are reused where unchanged).
+    #[arg(long)]
+    out: PathBuf,
+    /// Stored vector precision.
+    #[arg(long, default_value = "int8")]
+    vectors: VectorEncoding,
+    /// Largest file written, in MiB (static hosts cap file sizes: Cloudflare Pages at 25 MiB).
+    #[arg(long, default_value_t = 20)]
+    max_file_mib: usize,
+    /// Leave out JSONL documents with no title and no text (reported) instead of failing.
+    #[arg(long)]
+    skip_empty: bool,
+    /// Encode passages with this bundle (the f32 twin of an int8 --model): f32-quality
+    /// passage vectors, while browsers still download only --model for queries.
+    #[arg(long)]
+    passage_model: Option<PathBuf>,
+    /// Vector lists (IVF partitions) instead of the indexer's choice for the corpus size
+    /// (one list: every query scans every vector).
+    #[arg(long)]
+    lists: Option<usize>,
+    /// Lists a query scans by default instead of the indexer's choice.
+    #[arg(long)]
+    probe: Option<usize>,
+    /// Passage fragments (fetched for the results shown) are cut at about this size.
+    #[arg(long, default_value_t = 16)]
+    fragment_kib: usize,
+    /// Term buckets of the lexical index (a query fetches one per word) are cut at about
+    /// this size.
+    #[arg(long, default_value_t = 16)]
+    term_bucket_kib: usize,
+    /// Encode only share i of N of the corpus (0 ≤ i < N) into the folder --out, for
+    /// indexing on many machines; `--merge` joins the parts.
+    #[arg(long, value_name = "i/N", conflicts_with = "merge")]
+    part: Option<dotfind::build::index_parts::PartSpec>,
+    /// With --part: reuse the vectors of this index (the one deployed) for unchanged passages.
+    #[arg(long, requires = "part")]
+    reuse: Option<PathBuf>,
+    /// Join the parts in this folder (written by --part runs over the same corpus and
+    /// model) into the index at --out: the same bytes as one run.
+    #[arg(long, value_name = "PARTS_DIR")]
+    merge: Option<PathBuf>,
+}
+
+impl IndexArgs {
+    fn run(self) -> Result<()> {
+        let opts = dotfind::build::index_writer::IndexOptions {
+            encoding: self.vectors,
+            max_file_bytes: self.max_file_mib.max(1) * 1024 * 1024,
+            progress: true,
+            skip_empty: self.skip_empty,
+            passage_model: self.passage_model,
+            lists: self.lists,
+            probe: self.probe,
+            fragment_bytes: self.fragment_kib.max(1) * 1024,
+            term_bucket_bytes: self.term_bucket_kib.max(1) * 1024,
+        };
+        let (model, input, out) = (&self.model, &self.input, &self.out);
+        match (self.part, self.merge) {
+            (Some(part), _) => index::part(model, input, out, part, self.reuse.as_deref(), &opts),
+            (None, Some(parts)) => index::merge(model, input, &parts, out, &opts),
+            (None, None) => index::index(model, input, out, &opts),
+        }
+    }
 }
 
 /// `dotfind prepare`'s options.
@@ -319,39 +345,7 @@ pub fn run(cli: Cli) -> Result<()> {
             args.check.as_deref(),
         ),
         Command::Compile { model } => index::compile(&model),
-        Command::Index {
-            model,
-            input,
-            out,
-            vectors,
-            max_file_mib,
-            skip_empty,
-            passage_model,
-            lists,
-            probe,
-            fragment_kib,
-            term_bucket_kib,
-            part,
-            reuse,
-            merge,
-        } => {
-            let opts = dotfind::build::index_writer::IndexOptions {
-                encoding: vectors,
-                max_file_bytes: max_file_mib.max(1) * 1024 * 1024,
-                progress: true,
-                skip_empty,
-                passage_model,
-                lists,
-                probe,
-                fragment_bytes: fragment_kib.max(1) * 1024,
-                term_bucket_bytes: term_bucket_kib.max(1) * 1024,
-            };
-            match (part, merge) {
-                (Some(part), _) => index::part(&model, &input, &out, part, reuse.as_deref(), &opts),
-                (None, Some(parts)) => index::merge(&model, &input, &parts, &out, &opts),
-                (None, None) => index::index(&model, &input, &out, &opts),
-            }
-        }
+        Command::Index(args) => args.run(),
         Command::Search {
             index,
             k,
