@@ -367,13 +367,20 @@ cmd_bench_parts() {
   python3 bench/bench_parts.py --dotfind target/release/dotfind --model "$model" "$@"
 }
 
-cmd_bench_browser() {
+# What the browser benchmarks start from: Chromium and the npm packages, the wasm, the demo
+# site, and the synthetic-index writer. Prints the prepared model's folder.
+bench_browser_prelude() {
   local model; model="$(prepare_model)"
-  ensure_chromium
-  ensure_node_modules
-  build_wasm
-  build_demo_site "$model"
-  cargo build --release --example synthetic_index
+  ensure_chromium >&2
+  ensure_node_modules >&2
+  build_wasm >&2
+  build_demo_site "$model" >&2
+  cargo build --release --example synthetic_index >&2
+  echo "$model"
+}
+
+cmd_bench_browser() {
+  local model; model="$(bench_browser_prelude)"
   # Synthetic vectors surround real ones: TREC-DL'19's 19k passages where ../shared has them
   # (indexed once, then reused), else the demo's.
   local trec=../shared/data/trec-dl-2019-passage like=target/demo-index queries base
@@ -400,12 +407,7 @@ cmd_bench_browser() {
 # collections of ../shared/data indexed as bench-hybrid indexes them (kept between runs), a
 # 50k-passage synthetic index for hybrid vs dense latency.
 cmd_bench_lexical() {
-  local model; model="$(prepare_model)"
-  ensure_chromium
-  ensure_node_modules
-  build_wasm
-  build_demo_site "$model"
-  cargo build --release --example synthetic_index
+  local model; model="$(bench_browser_prelude)"
   local shared=../shared/data dir like=target/demo-index queries=target/bench-lexical/demo-queries.jsonl
   mkdir -p target/bench-lexical target/bench-hybrid
   printf '%s\n' '{"_id":"1","text":"how do I store key value pairs"}' '{"_id":"2","text":"spawn a thread"}' \

@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { startServer } from '../tools/demo/serve.mjs';
 import { launchBrowser, readJson } from '../tests/browser/support.mjs';
 import { machineLine } from './machine.mjs';
+import { writeSection } from './sections.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const opts = { site: path.join(root, 'target/demo-site'), onnx: null, label: null, section: 'bytes' };
@@ -145,12 +146,5 @@ const lines = [
 ];
 const body = lines.join('\n');
 console.log(body);
-const benchFile = path.join(root, 'BENCHMARKS.md');
-let text = fs.existsSync(benchFile) ? fs.readFileSync(benchFile, 'utf8') : '# dotfind benchmarks\n';
-const [start, end] = [`<!-- bench:${opts.section} -->`, `<!-- /bench:${opts.section} -->`];
-const block = `${start}\n${body}\n${end}`;
-text = text.includes(start)
-  ? text.slice(0, text.indexOf(start)) + block + text.slice(text.indexOf(end) + end.length)
-  : `${text.trimEnd()}\n\n${block}\n`;
-fs.writeFileSync(benchFile, text);
+writeSection(opts.section, body);
 log(`wrote the ${opts.section} section of BENCHMARKS.md`);

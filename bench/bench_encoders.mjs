@@ -20,6 +20,7 @@ import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { startServer } from '../tools/demo/serve.mjs';
 import { launchBrowser, cosine, readJson } from '../tests/browser/support.mjs';
+import { readBenchmarks, writeSection } from './sections.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const opts = {
@@ -259,9 +260,7 @@ for (const precision of PRECISIONS) {
 fs.writeFileSync(sizeCacheFile, JSON.stringify(sizeCache, null, 1));
 
 // Goal 4 (passage encoding) is measured by `./build.sh bench-index`: read its section.
-const benchFile = path.join(root, 'BENCHMARKS.md');
-let benchText = fs.existsSync(benchFile) ? fs.readFileSync(benchFile, 'utf8') : '# dotfind benchmarks\n';
-const indexSection = /<!-- bench:index -->[\s\S]*?<!-- \/bench:index -->/.exec(benchText)?.[0] ?? '';
+const indexSection = /<!-- bench:index -->[\s\S]*?<!-- \/bench:index -->/.exec(readBenchmarks())?.[0] ?? '';
 const indexRows = [...indexSection.matchAll(/\n\| ([^|]+?) \| ([\d.]+) \/s \| ([\d.]+) \/s \| ([\d.]+)× \|/g)]
   .map(([, what, dotfind, ort, ratio]) => ({ what, dotfind, ort, ratio: Number(ratio) }));
 
@@ -313,10 +312,5 @@ const lines = [
 ];
 const body = lines.join('\n');
 console.log(body);
-const [start, end] = ['<!-- bench:encoders -->', '<!-- /bench:encoders -->'];
-const block = `${start}\n${body}\n${end}`;
-benchText = benchText.includes(start)
-  ? benchText.slice(0, benchText.indexOf(start)) + block + benchText.slice(benchText.indexOf(end) + end.length)
-  : `${benchText.trimEnd()}\n\n${block}\n`;
-fs.writeFileSync(benchFile, benchText);
-log(`wrote the Encoders section of ${path.relative(process.cwd(), benchFile)}`);
+writeSection('encoders', body);
+log('wrote the Encoders section of BENCHMARKS.md');

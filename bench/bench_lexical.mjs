@@ -20,6 +20,7 @@ import * as pagefindIndexer from 'pagefind';
 import { startServer } from '../tools/demo/serve.mjs';
 import { launchBrowser } from '../tests/browser/support.mjs';
 import { machineLine } from './machine.mjs';
+import { writeSection } from './sections.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const argv = process.argv.slice(2);
@@ -203,9 +204,4 @@ lines.push(
 );
 const body = lines.join('\n');
 console.log(body);
-const file = path.join(root, 'BENCHMARKS.md');
-let text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '# dotfind benchmarks\n';
-const [start, end] = ['<!-- bench:lexical -->', '<!-- /bench:lexical -->'];
-const block = `${start}\n${body}\n${end}`;
-text = text.includes(start) ? text.slice(0, text.indexOf(start)) + block + text.slice(text.indexOf(end) + end.length) : `${text.trimEnd()}\n\n${block}\n`;
-fs.writeFileSync(file, text);
+writeSection('lexical', body);

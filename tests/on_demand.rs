@@ -49,6 +49,22 @@ fn open_lazily(dir: &Path) -> Searcher {
     Searcher::new(loaded).unwrap()
 }
 
+/// Adds the parts `paths` of the index in `dir` to `lazy`, as the browser does once fetched,
+/// noting each in `fetched`.
+fn add_parts(lazy: &mut Searcher, dir: &Path, paths: Vec<String>, fetched: &mut BTreeSet<String>) {
+    for path in paths {
+        lazy.index_mut()
+            .add_part(&path, &std::fs::read(dir.join(&path)).unwrap())
+            .unwrap();
+        fetched.insert(path);
+    }
+}
+
+/// The message of a step run before the part `first` it needs was added.
+fn not_loaded(first: &str) -> String {
+    format!("{first}: not loaded (index parts are fetched on demand, as a query needs them)")
+}
+
 #[test]
 fn searches_fetch_only_the_parts_they_name_and_match_the_whole_index() {
     let tmp = tempfile::tempdir().unwrap();
@@ -75,29 +91,18 @@ fn searches_fetch_only_the_parts_they_name_and_match_the_whole_index() {
                     .search(&vector, 5, Probe::Default)
                     .unwrap_err()
                     .to_string(),
-                format!(
-                    "{first}: not loaded (index parts are fetched on demand, as a query needs them)"
-                )
+                not_loaded(first)
             );
         }
-        for path in lists {
-            lazy.index_mut()
-                .add_part(&path, &std::fs::read(dir.join(&path)).unwrap())
-                .unwrap();
-            fetched.insert(path);
-        }
+        add_parts(&mut lazy, &dir, lists, &mut fetched);
         let hits = lazy.index().search(&vector, 5, Probe::Default).unwrap();
         assert_eq!(
             hits,
             whole.index().search(&vector, 5, Probe::Default).unwrap()
         );
         let passages: Vec<usize> = hits.iter().map(|h| h.passage).collect();
-        for path in lazy.index().missing_fragments(&passages) {
-            lazy.index_mut()
-                .add_part(&path, &std::fs::read(dir.join(&path)).unwrap())
-                .unwrap();
-            fetched.insert(path);
-        }
+        let fragments = lazy.index().missing_fragments(&passages);
+        add_parts(&mut lazy, &dir, fragments, &mut fetched);
         for h in &hits {
             assert_eq!(lazy.result(h, 80).unwrap(), whole.result(h, 80).unwrap());
         }
@@ -129,12 +134,9 @@ fn searches_fetch_only_the_parts_they_name_and_match_the_whole_index() {
         "who walked on the moon",
     ] {
         let vector = lazy.encoder().encode_query(query).unwrap();
-        for path in lazy.index().missing_lists(&vector, Probe::Default).unwrap() {
-            refetched += usize::from(fetched.contains(&path));
-            lazy.index_mut()
-                .add_part(&path, &std::fs::read(dir.join(&path)).unwrap())
-                .unwrap();
-        }
+        let lists = lazy.index().missing_lists(&vector, Probe::Default).unwrap();
+        refetched += lists.iter().filter(|p| fetched.contains(*p)).count();
+        add_parts(&mut lazy, &dir, lists, &mut BTreeSet::new());
         assert_eq!(
             lazy.index().search(&vector, 5, Probe::Default).unwrap(),
             whole.index().search(&vector, 5, Probe::Default).unwrap()
@@ -150,11 +152,7 @@ fn searches_fetch_only_the_parts_they_name_and_match_the_whole_index() {
     let all_lists = lazy.index().missing_lists(&vector, Probe::Exact).unwrap();
     // What the budget kept (two lists or more) is held, the rest missing.
     assert!((1..=4).contains(&all_lists.len()), "{all_lists:?}");
-    for path in all_lists {
-        lazy.index_mut()
-            .add_part(&path, &std::fs::read(dir.join(&path)).unwrap())
-            .unwrap();
-    }
+    add_parts(&mut lazy, &dir, all_lists, &mut fetched);
     assert_eq!(
         lazy.index().search(&vector, 24, Probe::Exact).unwrap(),
         whole.index().search(&vector, 24, Probe::Exact).unwrap()
@@ -172,16 +170,9 @@ fn searches_fetch_only_the_parts_they_name_and_match_the_whole_index() {
     );
     assert_eq!(
         lazy.index().rerank(&vector, &ids).unwrap_err().to_string(),
-        format!(
-            "{}: not loaded (index parts are fetched on demand, as a query needs them)",
-            needed[0]
-        )
+        not_loaded(&needed[0])
     );
-    for path in needed {
-        lazy.index_mut()
-            .add_part(&path, &std::fs::read(dir.join(&path)).unwrap())
-            .unwrap();
-    }
+    add_parts(&mut lazy, &dir, needed, &mut fetched);
     assert_eq!(
         lazy.index().missing_for_rerank(&ids).unwrap(),
         Vec::<String>::new()
@@ -218,17 +209,10 @@ fn lexical_searches_fetch_their_terms_buckets_only_and_match_the_whole_index() {
                     .lexical_search(query, 5)
                     .unwrap_err()
                     .to_string(),
-                format!(
-                    "{first}: not loaded (index parts are fetched on demand, as a query needs them)"
-                )
+                not_loaded(first)
             );
         }
-        for path in needed {
-            lazy.index_mut()
-                .add_part(&path, &std::fs::read(dir.join(&path)).unwrap())
-                .unwrap();
-            fetched.insert(path);
-        }
+        add_parts(&mut lazy, &dir, needed, &mut fetched);
         let hits = lazy.index().lexical_search(query, 5).unwrap();
         assert_eq!(
             hits,
@@ -253,16 +237,9 @@ fn lexical_searches_fetch_their_terms_buckets_only_and_match_the_whole_index() {
             .candidate_hits(&keys, &scores, 5)
             .unwrap_err()
             .to_string(),
-        format!(
-            "{}: not loaded (index parts are fetched on demand, as a query needs them)",
-            needed[0]
-        )
+        not_loaded(&needed[0])
     );
-    for path in needed {
-        lazy.index_mut()
-            .add_part(&path, &std::fs::read(dir.join(&path)).unwrap())
-            .unwrap();
-    }
+    add_parts(&mut lazy, &dir, needed, &mut fetched);
     let hits = lazy.index().candidate_hits(&keys, &scores, 5).unwrap();
     let ids: Vec<String> = hits
         .iter()
