@@ -3,7 +3,6 @@
 // Promise and rejects with a DotfindError whose message names the file or input at fault.
 import { DotfindError, requireText as text } from './errors.js';
 import { WorkerClient } from './messages.js';
-import { pagefindRanking } from './pagefind.js';
 
 export { DotfindError };
 
@@ -148,6 +147,8 @@ export class Dotfind {
     const args = { query: text(query), k: count(k), probe, mode, fusion };
     if (lexical !== undefined) {
       if (mode === 'dense') throw new DotfindError('dotfind: the lexical option applies to modes lexical and hybrid, not dense');
+      // Imported on first use: pages without Pagefind never fetch it.
+      const { pagefindRanking } = await import('./pagefind.js');
       args.lexicalCandidates = await pagefindRanking(lexical, query);
     }
     const { results, timings } = mode === 'lexical' ? await this.#call('search', args) : await this.#callReady('search', args);
