@@ -245,17 +245,26 @@ bindgen_wasm() {
 # Builds the wasm and assembles the npm package in dist/npm (publishable as-is). Two full
 # builds ship: plain SIMD (every browser with wasm SIMD) and relaxed SIMD (fused multiply-add,
 # int8 dot products); js/runtime.js picks one per browser. And the lexical module.
+# `build_wasm demo` (the demo's set-up) builds the relaxed one only where its target dir is
+# already warm (a minute), not from scratch (several minutes, for speed alone): browsers then
+# run the plain build, and dist/npm/builds.js says so.
 build_wasm() {
+  local relaxed=1
+  if [ "${1:-}" = demo ] && ! compgen -G "$RELAXED_TARGET_DIR/$WASM_TARGET/wasm/deps/libtract_core-*.rlib" > /dev/null; then
+    relaxed=0
+  fi
   ensure_wasm_target
   ensure_wasm_bindgen
-  log "building wasm: plain SIMD, then relaxed SIMD (profile wasm)"
+  log "building wasm: plain SIMD$([ $relaxed = 1 ] && echo ', relaxed SIMD'), lexical (profile wasm)"
   cargo build --lib --target "$WASM_TARGET" --profile wasm
-  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="$RELAXED_RUSTFLAGS" \
-    cargo build --lib --target "$WASM_TARGET" --profile wasm --target-dir "$RELAXED_TARGET_DIR"
+  if [ $relaxed = 1 ]; then
+    CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="$RELAXED_RUSTFLAGS" \
+      cargo build --lib --target "$WASM_TARGET" --profile wasm --target-dir "$RELAXED_TARGET_DIR"
+  fi
   cargo build --lib --target "$WASM_TARGET" --profile wasm --no-default-features --target-dir "$LEXICAL_TARGET_DIR"
-  log "wasm-bindgen (three builds)"
+  log "wasm-bindgen"
   bindgen_wasm "target/$WASM_TARGET/wasm/dotfind.wasm" target/pkg
-  bindgen_wasm "$RELAXED_TARGET_DIR/$WASM_TARGET/wasm/dotfind.wasm" target/pkg-relaxed
+  if [ $relaxed = 1 ]; then bindgen_wasm "$RELAXED_TARGET_DIR/$WASM_TARGET/wasm/dotfind.wasm" target/pkg-relaxed; fi
   bindgen_wasm "$LEXICAL_TARGET_DIR/$WASM_TARGET/wasm/dotfind.wasm" target/pkg-lexical
   rm -rf dist/npm; mkdir -p dist/npm/pkg dist/npm/pkg-relaxed dist/npm/pkg-lexical
   # js/package.json's `files` is the one list of what the package holds: its own files from
@@ -264,11 +273,16 @@ build_wasm() {
   local f
   for f in $(node -p 'require("./js/package.json").files.join("\n")'); do
     case "$f" in
-      pkg/*|pkg-relaxed/*|pkg-lexical/*) cp "target/$f" "dist/npm/$f" ;;
+      pkg-relaxed/*) if [ $relaxed = 1 ]; then cp "target/$f" "dist/npm/$f"; fi ;;
+      pkg/*|pkg-lexical/*) cp "target/$f" "dist/npm/$f" ;;
       *) cp "js/$f" "dist/npm/$f" ;;
     esac
   done
-  log "dist/npm ready; dotfind_bg.wasm is $(stat -c %s dist/npm/pkg/dotfind_bg.wasm) bytes (relaxed: $(stat -c %s dist/npm/pkg-relaxed/dotfind_bg.wasm), lexical: $(stat -c %s dist/npm/pkg-lexical/dotfind_bg.wasm))"
+  if [ $relaxed = 0 ]; then
+    rmdir dist/npm/pkg-relaxed
+    sed -i "s/^export const FULL_BUILDS = .*/export const FULL_BUILDS = ['simd'];/" dist/npm/builds.js
+  fi
+  log "dist/npm ready; dotfind_bg.wasm is $(stat -c %s dist/npm/pkg/dotfind_bg.wasm) bytes (relaxed: $(stat -c %s dist/npm/pkg-relaxed/dotfind_bg.wasm 2>/dev/null || echo 'not built'), lexical: $(stat -c %s dist/npm/pkg-lexical/dotfind_bg.wasm))"
 }
 
 # The demo site: search page (www/), the embedded corpus (demo/site: Rust Book excerpts),
@@ -346,7 +360,7 @@ cmd_test() {
 
 cmd_demo() {
   local model; model="$(prepare_model)"
-  build_wasm
+  build_wasm demo
   build_demo_site "$model"
   local query="how do I store key value pairs"
   log "native check: dotfind search --index target/demo-index '$query'"

@@ -4,6 +4,7 @@
 // module using it outright, so the choice happens here, by running a 92-byte probe module,
 // before anything is fetched. The wasm is kept in the Cache API, so that an offline visit
 // starts from it.
+import { FULL_BUILDS } from './builds.js';
 import { DotfindError } from './errors.js';
 import { fetchOk, openCache } from './fetch.js';
 
@@ -32,12 +33,14 @@ export function hasRelaxedSimd() {
  */
 export function chooseBuild(choice = 'auto') {
   if (choice === 'simd') return 'simd';
+  const relaxedShipped = FULL_BUILDS.includes('relaxed');
   if (choice === 'relaxed') {
+    if (!relaxedShipped) throw new DotfindError('dotfind: this copy of the package was built without the relaxed SIMD build; use wasm: "simd" or "auto"');
     if (!hasRelaxedSimd()) throw new DotfindError('dotfind: this browser has no relaxed SIMD; use wasm: "simd" or "auto"');
     return 'relaxed';
   }
   if (choice !== 'auto') throw new DotfindError(`dotfind: unknown wasm build "${choice}" (use "auto", "relaxed" or "simd")`);
-  return hasRelaxedSimd() ? 'relaxed' : 'simd';
+  return relaxedShipped && hasRelaxedSimd() ? 'relaxed' : 'simd';
 }
 
 const started = new Map();

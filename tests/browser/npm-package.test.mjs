@@ -79,7 +79,7 @@ const EXPECTED = {
 test('the tarball holds the documented files', () => {
   const list = execFileSync('tar', ['tzf', tarball], { encoding: 'utf8' }).split('\n').filter(Boolean).sort();
   assert.deepEqual(list, [
-    'package/README.md', 'package/dotfind.d.ts', 'package/dotfind.js', 'package/encoder.js', 'package/errors.js', 'package/fetch.js',
+    'package/README.md', 'package/builds.js', 'package/dotfind.d.ts', 'package/dotfind.js', 'package/encoder.js', 'package/errors.js', 'package/fetch.js',
     'package/index-files.js', 'package/messages.js', 'package/package.json', 'package/pagefind.js',
     'package/pkg-lexical/dotfind.d.ts', 'package/pkg-lexical/dotfind.js', 'package/pkg-lexical/dotfind_bg.wasm',
     'package/pkg-relaxed/dotfind.d.ts', 'package/pkg-relaxed/dotfind.js', 'package/pkg-relaxed/dotfind_bg.wasm',
@@ -97,6 +97,28 @@ test('a plain <script type="module"> page searches with the unpacked package', a
   const result = await searchPage(site);
   assert.match(result.url, /^\/book\/ch08-03-hash-maps\.html#/);
   assert.deepEqual({ ...result, url: undefined }, { ...EXPECTED, url: undefined });
+});
+
+test('a package built without the relaxed SIMD build (./build.sh demo on a fresh machine) runs the plain one', async () => {
+  const site = path.join(work, 'plain-only');
+  fs.mkdirSync(site);
+  execFileSync('tar', ['xzf', tarball, '-C', site]);
+  const pkg = path.join(site, 'package');
+  fs.rmSync(path.join(pkg, 'pkg-relaxed'), { recursive: true });
+  fs.writeFileSync(path.join(pkg, 'builds.js'), "export const FULL_BUILDS = ['simd'];\n");
+  fs.renameSync(pkg, path.join(site, 'dotfind'));
+  fs.writeFileSync(path.join(site, 'index.html'), PAGE_HTML.replace('MAIN', 'main.js'));
+  fs.writeFileSync(path.join(site, 'main.js'), `import { Dotfind } from './dotfind/dotfind.js';
+const out = document.getElementById('out');
+const engine = await Dotfind.load('/dotfind-index/');
+const hits = await engine.search('how do I store key value pairs', { k: 3 });
+const forced = await Dotfind.load('/dotfind-index/', { wasm: 'relaxed' }).then(() => 'loaded', (e) => e.message);
+out.textContent = JSON.stringify({ wasmBuild: engine.info.wasmBuild, url: hits[0].url, forced });
+`);
+  const result = await searchPage(site);
+  assert.equal(result.wasmBuild, 'simd');
+  assert.match(result.url, /^\/book\/ch08-03-hash-maps\.html#/);
+  assert.equal(result.forced, 'dotfind: this copy of the package was built without the relaxed SIMD build; use wasm: "simd" or "auto"');
 });
 
 test('a fresh Vite app installs the tarball, builds and searches', async () => {
