@@ -21,6 +21,11 @@ pub const BUCKET_BYTES: usize = 16 << 10;
 /// the index stays under static hosts' 20,000-file cap.
 pub const MAX_BUCKETS: usize = 1_000;
 
+/// The largest impact a bucket may store (code 255 × its scale). A BM25 impact is at most
+/// idf × (k1 + 1), under 50 for any index of up to 2³² passages; a scale beyond this is
+/// damage, and would let a sum of impacts overflow to infinity.
+pub const MAX_IMPACT: f32 = 10_000.0;
+
 /// A term's key in the buckets: its 64-bit hash (terms themselves are never stored; at a
 /// few million distinct terms a collision is a one-in-millions event, and costs one
 /// passage a wrong contribution, not an error).
@@ -131,8 +136,11 @@ pub fn read_bucket(
         let head = bytes.get(at..at + 12).ok_or_else(|| bad("term"))?;
         let key = u64::from_le_bytes(head[..8].try_into().unwrap_or_default());
         let scale = f32::from_le_bytes(head[8..].try_into().unwrap_or_default());
-        if !scale.is_finite() || scale < 0.0 {
-            return Err(corrupt(file, format!("a term's impact scale is {scale}")));
+        if !(0.0..=MAX_IMPACT / 255.0).contains(&scale) {
+            return Err(corrupt(
+                file,
+                format!("a term's impact scale is {scale} (impacts go from 0 to {MAX_IMPACT})"),
+            ));
         }
         at += 12;
         let count = read_varint(bytes, &mut at).ok_or_else(|| bad("posting count"))?;
@@ -238,7 +246,13 @@ mod tests {
         nan[20..24].copy_from_slice(&f32::NAN.to_le_bytes());
         assert_eq!(
             err(&nan, 201),
-            "data corruption in terms/00000.bin: a term's impact scale is NaN"
+            "data corruption in terms/00000.bin: a term's impact scale is NaN (impacts go from 0 to 10000)"
         );
+        // Found by fuzzing: a huge scale made a sum of impacts infinite.
+        let mut huge = file.clone();
+        huge[20..24].copy_from_slice(&f32::MAX.to_le_bytes());
+        assert!(err(&huge, 201).starts_with(
+            "data corruption in terms/00000.bin: a term's impact scale is 340282350000000000000000000000000000000"
+        ));
     }
 }
