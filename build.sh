@@ -422,16 +422,12 @@ cmd_bench_browser() {
 # 50k-passage synthetic index for hybrid vs dense latency.
 cmd_bench_lexical() {
   local model; model="$(bench_browser_prelude)"
-  local shared=../shared/data dir like=target/demo-index queries=target/bench-lexical/demo-queries.jsonl
-  mkdir -p target/bench-lexical target/bench-hybrid
+  local shared=../shared/data like=target/demo-index queries=target/bench-lexical/demo-queries.jsonl
+  mkdir -p target/bench-lexical
   printf '%s\n' '{"_id":"1","text":"how do I store key value pairs"}' '{"_id":"2","text":"spawn a thread"}' \
     '{"_id":"3","text":"what is ownership"}' '{"_id":"4","text":"write a unit test"}' > "$queries"
   if [ -d "$shared" ]; then
-    for dir in "$shared"/*/; do
-      [ -f "$dir/qrels.tsv" ] || continue
-      [ -f "target/bench-hybrid/$(basename "$dir")/manifest.json" ] || target/release/dotfind index --model "$model/query" \
-        --passage-model "$model/f32" --input "$dir/corpus.jsonl" --out "target/bench-hybrid/$(basename "$dir")" --skip-empty
-    done
+    python3 bench/bench_hybrid.py --dotfind target/release/dotfind --model "$model" --shared "$shared" --index-only
     like=target/bench-hybrid/trec-dl-2019-passage queries="$shared/trec-dl-2019-passage/queries.jsonl"
   else
     log "../shared is absent: no collection measured; the 50k index surrounds the demo's passages"

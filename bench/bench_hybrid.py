@@ -63,15 +63,20 @@ def main() -> int:
     parser.add_argument("--dotfind", type=Path, required=True)
     parser.add_argument("--model", type=Path, required=True, help="prepared bundles (f32/, query/)")
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared/data")
+    parser.add_argument("--index-only", action="store_true",
+                        help="only index the collections (what bench-lexical searches too)")
     args = parser.parse_args()
     if not args.shared.is_dir():
         print(f"bench-hybrid: {args.shared} is absent; the benchmark needs ../shared/data", file=sys.stderr)
         return 1
     work = ROOT / "target/bench-hybrid"
     work.mkdir(parents=True, exist_ok=True)
+    collections = sorted(p for p in args.shared.iterdir() if (p / "qrels.tsv").exists())
+    indexes = [index_of(args.dotfind, args.model, c, work / c.name) for c in collections]
+    if args.index_only:
+        return 0
     results = {}
-    for collection in sorted(p for p in args.shared.iterdir() if (p / "qrels.tsv").exists()):
-        index = index_of(args.dotfind, args.model, collection, work / collection.name)
+    for collection, index in zip(collections, indexes):
         r = {name: ndcg_of(args.dotfind, index, collection, flags, work) for name, flags in MODES}
         for w in WEIGHTS:
             r[w] = ndcg_of(args.dotfind, index, collection, ["--mode", "hybrid", "--fusion", f"convex:{w}"], work)

@@ -173,30 +173,27 @@ function lexicalTarget() {
   throw new DotfindError('dotfind: the index is not loaded yet');
 }
 
-/** BM25's top-k hits of `index` (its terms' buckets fetched first): `{passages, scores}`. */
-async function lexicalHits(index, query, k) {
-  await ensureParts(index, index.missingTermBuckets(query));
-  const hits = index.lexicalHits(query, k);
+/** A wasm `Hits` as plain `{passages, scores}`, the wasm object freed. */
+function plainHits(hits) {
   const { passages, scores } = hits;
   hits.free();
   return { passages, scores };
 }
 
 /**
- * Another engine's ranking (`{keys, scores}`: ids or URLs, e.g. Pagefind's) as `index`'s top-k
- * passage hits, the id buckets naming them fetched first: `{passages, scores}`.
+ * The parts the lexical side needs: the id buckets naming another engine's `candidates`
+ * (`{keys, scores}`: ids or URLs, e.g. Pagefind's) when the page sent them, else the term
+ * buckets of the query's words.
  */
-async function candidateHits(index, { keys, scores }, k) {
-  await ensureParts(index, index.missingIdBuckets(keys));
-  const hits = index.candidateHits(keys, Float32Array.from(scores), k);
-  const out = { passages: hits.passages, scores: hits.scores };
-  hits.free();
-  return out;
+function lexicalParts(index, query, candidates) {
+  return ensureParts(index, candidates ? index.missingIdBuckets(candidates.keys) : index.missingTermBuckets(query));
 }
 
-/** The lexical side's top-k: another engine's ranking when the page sent one, else BM25's. */
+/** The lexical side's top-k hits (its parts added): the candidates', else BM25's. */
 function lexicalSide(index, query, k, candidates) {
-  return candidates ? candidateHits(index, candidates, k) : lexicalHits(index, query, k);
+  return plainHits(candidates
+    ? index.candidateHits(candidates.keys, Float32Array.from(candidates.scores), k)
+    : index.lexicalHits(query, k));
 }
 
 /** Hits as results, their fragments fetched first. */
@@ -218,9 +215,9 @@ async function lexical(query, k, candidates) {
 
 async function lexicalOn(index, query, k, candidates) {
   const t0 = performance.now();
-  await ensureParts(index, candidates ? index.missingIdBuckets(candidates.keys) : index.missingTermBuckets(query));
+  await lexicalParts(index, query, candidates);
   const t1 = performance.now();
-  const hits = await lexicalSide(index, query, k, candidates);
+  const hits = lexicalSide(index, query, k, candidates);
   const t2 = performance.now();
   const results = await resultsOf(index, hits);
   return { results, timings: { fetchMs: t1 - t0 + (performance.now() - t2), encodeMs: 0, searchMs: t2 - t1 } };
@@ -249,9 +246,7 @@ async function searchVector(e, vector, k, probe) {
   const t0 = performance.now();
   await ensureLists(e, vector, probe);
   const t1 = performance.now();
-  const hits = e.searchHits(vector, k, probe);
-  const { passages, scores } = hits;
-  hits.free();
+  const { passages, scores } = plainHits(e.searchHits(vector, k, probe));
   const t2 = performance.now();
   await ensureParts(e, e.missingFragments(passages));
   const t3 = performance.now();
@@ -309,13 +304,11 @@ const handlers = {
     const vector = e.encode(query);
     const t1 = performance.now();
     if (mode === 'hybrid') {
-      await ensureParts(e, lexicalCandidates ? e.missingIdBuckets(lexicalCandidates.keys) : e.missingTermBuckets(query));
+      await lexicalParts(e, query, lexicalCandidates);
       await ensureLists(e, vector, probeLists);
       const t2 = performance.now();
-      const side = await lexicalSide(e, query, glue.hybridDepth(k), lexicalCandidates);
-      const hits = e.hybridHits(vector, side.passages, side.scores, k, probeLists, fusion);
-      const fused = { passages: hits.passages, scores: hits.scores };
-      hits.free();
+      const side = lexicalSide(e, query, glue.hybridDepth(k), lexicalCandidates);
+      const fused = plainHits(e.hybridHits(vector, side.passages, side.scores, k, probeLists, fusion));
       const t3 = performance.now();
       const results = await resultsOf(e, fused);
       return { results, timings: { fetchMs: chunksMs + (t2 - t1) + (performance.now() - t3), encodeMs: t1 - t0, searchMs: t3 - t2 } };

@@ -8,11 +8,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let passages = (u32::from_le_bytes(*count) % (1 << 21)) as usize;
-    let mut postings = dotfind::search::lexical::LexicalPostings::default();
-    if postings
-        .add_bucket("terms/00000.bin", file, passages)
-        .is_ok()
-    {
+    let mut postings = dotfind::search::lexical::LexicalPostings::new(passages);
+    if postings.add_bucket("terms/00000.bin", file).is_ok() {
         let keys: Vec<u64> = file
             .chunks(8)
             .filter_map(|c| c.try_into().ok())

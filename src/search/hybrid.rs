@@ -11,6 +11,11 @@ use super::top_k::{top_k, Hit};
 /// ranks 40th and the other 3rd can still come first.
 pub const HYBRID_DEPTH: usize = 100;
 
+/// How deep each side of a hybrid search for `k` results goes.
+pub fn hybrid_depth(k: usize) -> usize {
+    k.max(HYBRID_DEPTH)
+}
+
 /// The constant of reciprocal rank fusion: the value its authors found robust across TREC
 /// collections, and the one every implementation uses.
 pub const RRF_K: f32 = 60.0;

@@ -83,18 +83,25 @@ pub fn query_keys(query: &str) -> Vec<u64> {
 }
 
 /// The postings of the term buckets added so far.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LexicalPostings {
     terms: HashMap<u64, Postings>,
-    /// The index's passage count (what a dense score array spans).
+    /// The index's passage count: what a posting may name, and what a dense score array spans.
     passages: usize,
 }
 
 impl LexicalPostings {
-    /// Adds bucket file `file` of an index of `passages` passages; returns its term count.
-    pub fn add_bucket(&mut self, file: &str, bytes: &[u8], passages: usize) -> Result<usize> {
-        self.passages = passages;
-        read_bucket(file, bytes, passages, &mut self.terms)
+    /// No postings yet, for an index of `passages` passages.
+    pub fn new(passages: usize) -> Self {
+        LexicalPostings {
+            terms: HashMap::new(),
+            passages,
+        }
+    }
+
+    /// Adds bucket file `file`; returns its term count.
+    pub fn add_bucket(&mut self, file: &str, bytes: &[u8]) -> Result<usize> {
+        read_bucket(file, bytes, self.passages, &mut self.terms)
     }
 
     /// Top-k passages by the summed impacts of the query's terms (`keys`, distinct; their
@@ -155,11 +162,11 @@ mod tests {
 
     /// The stored index, as a search reads it back.
     fn stored(texts: &[&str]) -> LexicalPostings {
-        let mut postings = LexicalPostings::default();
+        let mut postings = LexicalPostings::new(texts.len());
         let impacts = Bm25::new(texts.iter().copied()).impacts();
         for (i, (bytes, _)) in write_buckets(&impacts, 2).iter().enumerate() {
             postings
-                .add_bucket(&format!("terms/{i:05}.bin"), bytes, texts.len())
+                .add_bucket(&format!("terms/{i:05}.bin"), bytes)
                 .unwrap();
         }
         postings

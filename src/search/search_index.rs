@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::Serialize;
 
 use super::dense::IndexVectors;
-use super::hybrid::{fuse, Fusion, HYBRID_DEPTH};
+use super::hybrid::{fuse, hybrid_depth, Fusion};
 use super::lexical::{query_keys, LexicalPostings};
 use super::text::snippet;
 use super::top_k::Hit;
@@ -88,6 +88,7 @@ impl SearchIndex {
         };
         let id_buckets = parts.ids.len();
         let term_buckets = parts.terms.len();
+        let lexical = LexicalPostings::new(manifest.passage_count);
         let mut index = SearchIndex {
             vectors: IndexVectors::empty(dims),
             lists_loaded: vec![false; parts.lists.len()],
@@ -99,7 +100,7 @@ impl SearchIndex {
             manifest,
             parts,
             centroids,
-            lexical: LexicalPostings::default(),
+            lexical,
             terms_loaded: vec![false; term_buckets],
             ids: HashMap::new(),
             ids_loaded: vec![false; id_buckets],
@@ -175,7 +176,7 @@ impl SearchIndex {
                 self.ids_loaded[b] = true;
             }
             Part::Terms(b) if !self.terms_loaded[b] => {
-                let terms = self.lexical.add_bucket(&path, bytes, self.len())?;
+                let terms = self.lexical.add_bucket(&path, bytes)?;
                 if terms != count {
                     return Err(mismatch("terms", terms));
                 }
@@ -251,6 +252,14 @@ impl SearchIndex {
         }
     }
 
+    /// An error naming the first of `parts` not added yet, if one is not.
+    fn require_loaded(&self, parts: &[Part]) -> Result<()> {
+        match parts.iter().find(|&&p| !self.is_loaded(p)) {
+            Some(part) => Err(Error::PartNotLoaded { file: part.path() }),
+            None => Ok(()),
+        }
+    }
+
     /// The files of `parts` not added yet, each once, in order.
     fn missing(&self, parts: impl IntoIterator<Item = Part>) -> Vec<String> {
         let mut seen = std::collections::HashSet::new();
@@ -299,17 +308,8 @@ impl SearchIndex {
 
     /// The passage ranges of `lists`, each checked to be loaded.
     fn loaded_ranges(&self, lists: &[usize]) -> Result<Vec<Range<usize>>> {
-        lists
-            .iter()
-            .map(|&i| {
-                if !self.is_loaded(Part::List(i)) {
-                    return Err(Error::PartNotLoaded {
-                        file: Part::List(i).path(),
-                    });
-                }
-                Ok(self.parts.list_range(i))
-            })
-            .collect()
+        self.require_loaded(&lists.iter().map(|&i| Part::List(i)).collect::<Vec<_>>())?;
+        Ok(lists.iter().map(|&i| self.parts.list_range(i)).collect())
     }
 
     /// Top-k passages for a query vector among the lists `probe` selects.
@@ -408,19 +408,13 @@ impl SearchIndex {
     /// terms (`missing_term_buckets`), nothing else.
     pub fn lexical_search(&self, query: &str, k: usize) -> Result<Vec<Hit>> {
         let keys = query_keys(query);
-        if let Some(&part) = self
-            .term_buckets_of(&keys)
-            .iter()
-            .find(|&&p| !self.is_loaded(p))
-        {
-            return Err(Error::PartNotLoaded { file: part.path() });
-        }
+        self.require_loaded(&self.term_buckets_of(&keys))?;
         Ok(self.lexical.search(&keys, k))
     }
 
     /// Top-k passages by the query vector and by BM25 on the query text, fused: each side's
-    /// best `max(k, HYBRID_DEPTH)` passages enter the fusion. Needs the lists the vector
-    /// probes and the query's term buckets.
+    /// best `hybrid_depth(k)` passages enter the fusion. Needs the lists the vector probes
+    /// and the query's term buckets.
     pub fn hybrid_search(
         &self,
         vector: &[f32],
@@ -429,10 +423,23 @@ impl SearchIndex {
         probe: Probe,
         fusion: Fusion,
     ) -> Result<Vec<Hit>> {
-        let depth = k.max(HYBRID_DEPTH);
-        let dense = self.search(vector, depth, probe)?;
-        let lexical = self.lexical_search(text, depth)?;
-        Ok(fuse(&dense, &lexical, fusion, k))
+        let lexical = self.lexical_search(text, hybrid_depth(k))?;
+        self.fuse_with(vector, &lexical, k, probe, fusion)
+    }
+
+    /// Top-k passages by the query vector and a lexical ranking given (`hybrid_depth(k)`
+    /// hits, best first: BM25's, or another engine's as `candidate_hits` maps it), fused.
+    /// Needs the lists the vector probes.
+    pub fn fuse_with(
+        &self,
+        vector: &[f32],
+        lexical: &[Hit],
+        k: usize,
+        probe: Probe,
+        fusion: Fusion,
+    ) -> Result<Vec<Hit>> {
+        let dense = self.search(vector, hybrid_depth(k), probe)?;
+        Ok(fuse(&dense, lexical, fusion, k))
     }
 
     /// The id bucket each candidate's key sits in.
@@ -468,13 +475,7 @@ impl SearchIndex {
                 scores.len()
             )));
         }
-        if let Some(&part) = self
-            .buckets_of(candidates)
-            .iter()
-            .find(|&&p| !self.is_loaded(p))
-        {
-            return Err(Error::PartNotLoaded { file: part.path() });
-        }
+        self.require_loaded(&self.buckets_of(candidates))?;
         let mut best: HashMap<usize, f32> = HashMap::new();
         for (key, &score) in candidates.iter().zip(scores) {
             if !score.is_finite() {
@@ -529,13 +530,7 @@ impl SearchIndex {
     /// 100) by the query's score. A document id scores as its best passage. Unknown ids are
     /// returned separately, in input order, so callers can keep or drop them.
     pub fn rerank(&self, query: &[f32], candidates: &[String]) -> Result<Reranked> {
-        if let Some(&part) = self
-            .buckets_of(candidates)
-            .iter()
-            .find(|&&p| !self.is_loaded(p))
-        {
-            return Err(Error::PartNotLoaded { file: part.path() });
-        }
+        self.require_loaded(&self.buckets_of(candidates))?;
         let passages = self.candidate_passages(candidates);
         self.loaded_ranges(&self.lists_of(&passages))?;
         let mut scores = HashMap::with_capacity(passages.len());

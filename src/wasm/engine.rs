@@ -5,11 +5,10 @@ use js_sys::Float32Array;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
-use super::{hits_of, index_steps, js_error, to_js, Hits};
+use super::{file_list, hits_of, index_steps, js_error, to_js, Hits};
 use crate::index::manifest::MODEL_DIR;
 use crate::index::IndexLoader as CoreLoader;
 use crate::model::{Encoder, ModelBundle};
-use crate::search::hybrid::fuse;
 use crate::search::{Fusion, Probe, SearchIndex, Searcher};
 
 /// A verified model bundle ready to embed text in the browser.
@@ -117,20 +116,7 @@ impl IndexLoader {
     /// Every file to fetch before the first query, as `[{path, bytes}]`.
     #[wasm_bindgen(js_name = fileList)]
     pub fn file_list(&self) -> Result<JsValue, JsError> {
-        #[derive(Serialize)]
-        struct File<'a> {
-            path: &'a str,
-            bytes: u64,
-        }
-        let files: Vec<File> = self
-            .inner
-            .files()
-            .map(|(path, entry)| File {
-                path,
-                bytes: entry.bytes,
-            })
-            .collect();
-        to_js(&files)
+        file_list(self.inner.files().map(|(path, entry)| (path, entry.bytes)))
     }
 
     /// Checks one file's size and checksum and keeps it.
@@ -177,7 +163,7 @@ index_steps!(SearchEngine);
 /// `hybridHits`.
 #[wasm_bindgen(js_name = hybridDepth)]
 pub fn hybrid_depth(k: usize) -> usize {
-    k.max(crate::search::hybrid::HYBRID_DEPTH)
+    crate::search::hybrid::hybrid_depth(k)
 }
 
 #[wasm_bindgen]
@@ -186,19 +172,8 @@ impl SearchEngine {
     /// worth fetching with the index, as `[{path, bytes}]` like `IndexLoader.fileList`.
     #[wasm_bindgen(js_name = partsEveryQueryNeeds)]
     pub fn parts_every_query_needs(&self) -> Result<JsValue, JsError> {
-        #[derive(Serialize)]
-        struct File {
-            path: String,
-            bytes: u64,
-        }
-        let files: Vec<File> = self
-            .searcher
-            .index()
-            .parts_every_query_needs()
-            .into_iter()
-            .map(|(path, bytes)| File { path, bytes })
-            .collect();
-        to_js(&files)
+        let parts = self.index().parts_every_query_needs();
+        file_list(parts.iter().map(|(path, bytes)| (path.as_str(), *bytes)))
     }
 
     /// Holds at most `bytes` of vector lists (`undefined`: no limit): adding one beyond it
@@ -266,11 +241,10 @@ impl SearchEngine {
             None => Fusion::default(),
         };
         let lexical = hits_of(&lexical_passages, &lexical_scores)?;
-        let dense = self
-            .index()
-            .search(vector, hybrid_depth(k), probe_of(probe))
-            .map_err(js_error)?;
-        Ok(fuse(&dense, &lexical, fusion, k).into())
+        self.index()
+            .fuse_with(vector, &lexical, k, probe_of(probe), fusion)
+            .map(Hits::from)
+            .map_err(js_error)
     }
 
     /// The parts re-ranking `candidates` needs that were not added yet (their id buckets,

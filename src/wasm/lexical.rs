@@ -5,7 +5,7 @@
 
 use wasm_bindgen::prelude::*;
 
-use super::{index_steps, js_error, to_js, Hits};
+use super::{file_list, index_steps, js_error, Hits};
 use crate::index::IndexLoader;
 use crate::search::SearchIndex;
 
@@ -54,20 +54,8 @@ impl LexicalIndex {
     /// The files to fetch before the first query (the part table), as `[{path, bytes}]`.
     #[wasm_bindgen(js_name = fileList)]
     pub fn file_list(&self) -> Result<JsValue, JsError> {
-        #[derive(serde::Serialize)]
-        struct File<'a> {
-            path: &'a str,
-            bytes: u64,
-        }
-        let loader = self.loader()?;
-        let files: Vec<File> = loader
-            .lexical_files()
-            .map(|(path, entry)| File {
-                path,
-                bytes: entry.bytes,
-            })
-            .collect();
-        to_js(&files)
+        let files = self.loader()?.lexical_files();
+        file_list(files.map(|(path, entry)| (path, entry.bytes)))
     }
 
     /// Every file `manifest.json` lists (the model's too): what a cache of this index keeps.

@@ -50,6 +50,20 @@ fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
         .map_err(|e| JsError::new(&e.to_string()))
 }
 
+/// Files to fetch, as the `[{path, bytes}]` JS fetches them by (with progress by size).
+fn file_list<'a>(files: impl Iterator<Item = (&'a str, u64)>) -> Result<JsValue, JsError> {
+    #[derive(Serialize)]
+    struct File<'a> {
+        path: &'a str,
+        bytes: u64,
+    }
+    to_js(
+        &files
+            .map(|(path, bytes)| File { path, bytes })
+            .collect::<Vec<_>>(),
+    )
+}
+
 /// Characters of passage text returned as a result's snippet.
 const SNIPPET_CHARS: usize = 240;
 
