@@ -254,6 +254,13 @@ fn lexical_searches_fetch_their_terms_buckets_only_and_match_the_whole_index() {
             .to_string(),
         "invalid input: 3 candidates but 2 scores"
     );
+    assert_eq!(
+        lazy.index()
+            .candidate_hits(&keys, &[3.0, f32::NAN, 1.0], 5)
+            .unwrap_err()
+            .to_string(),
+        "invalid input: candidate \"not-in-index\" has score NaN"
+    );
 }
 
 #[test]
