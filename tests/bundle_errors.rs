@@ -1,11 +1,13 @@
 //! Damaged bundles and damaged compile inputs: each a named error, never a panic, and a
-//! failed compile writes nothing. Needs the prepared default model (`./build.sh test`).
+//! failed compile writes nothing. Needs the prepared default model (`./build.sh test`);
+//! the compile tests need the `onnx` feature, which `./build.sh test` turns on.
 
 mod common;
 
 use std::path::Path;
 
 use common::{bundle, fixture};
+#[cfg(feature = "onnx")]
 use dotfind::build::compile::compile_bundle;
 use dotfind::checksum::{xxh3_128_hex, FileEntry};
 use dotfind::{Encoder, ModelBundle};
@@ -20,6 +22,7 @@ fn scratch_bundle() -> tempfile::TempDir {
 }
 
 /// A tiny ONNX bundle (tests/fixtures/tiny-onnx/int8), compiled, in a temp dir.
+#[cfg(feature = "onnx")]
 fn scratch_onnx_bundle() -> tempfile::TempDir {
     common::compiled_tiny_onnx("int8")
 }
@@ -98,7 +101,7 @@ fn right_checksum_wrong_content_is_not_a_compiled_graph() {
 }
 
 #[test]
-fn hidden_size_mismatch_is_reported_and_compiling_writes_nothing() {
+fn hidden_size_mismatch_is_reported() {
     let dir = scratch_bundle();
     let tok = std::fs::read(dir.path().join("tokenizer.json")).unwrap();
     replace_consistently(dir.path(), "tokenizer.json", &tok, |m| {
@@ -106,7 +109,12 @@ fn hidden_size_mismatch_is_reported_and_compiling_writes_nothing() {
     });
     let mismatch = "model mismatch: model.graph outputs vectors of 384 dimensions, dotfind-model.json says hidden_size 768";
     assert_eq!(load_error(dir.path()), mismatch);
-    // Compiling checks the graph against the descriptor, and writes nothing when they disagree.
+}
+
+/// Compiling checks the graph against the descriptor, and writes nothing when they disagree.
+#[cfg(feature = "onnx")]
+#[test]
+fn compiling_a_hidden_size_mismatch_writes_nothing() {
     let dir = scratch_onnx_bundle();
     let tok = std::fs::read(dir.path().join("tokenizer.json")).unwrap();
     replace_consistently(dir.path(), "tokenizer.json", &tok, |m| {
@@ -135,6 +143,7 @@ fn empty_tokenizer_is_rejected() {
     assert_eq!(load_error(dir.path()), "tokenizer.json: empty file");
 }
 
+#[cfg(feature = "onnx")]
 #[test]
 fn compiling_needs_a_valid_onnx_model() {
     let dir = scratch_onnx_bundle();

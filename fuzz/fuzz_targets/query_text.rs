@@ -1,5 +1,5 @@
-//! Any query text through tokenize and encode: the stand-in's query bundle where
-//! `DOTFIND_MODEL_DIR` names it (`./build.sh fuzz` does), else the tiny test bundle.
+//! Any query text through tokenize and encode, with the stand-in's query bundle
+//! (`DOTFIND_MODEL_DIR` names the prepared models; `./build.sh fuzz` sets it).
 #![no_main]
 use std::sync::OnceLock;
 
@@ -9,23 +9,10 @@ use libfuzzer_sys::fuzz_target;
 fn encoder() -> &'static Encoder {
     static ENCODER: OnceLock<Encoder> = OnceLock::new();
     ENCODER.get_or_init(|| {
-        let dir = match std::env::var_os("DOTFIND_MODEL_DIR") {
-            Some(models) => std::path::PathBuf::from(models).join("query"),
-            None => {
-                let fixture = concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/../tests/fixtures/tiny-onnx/f32"
-                );
-                let dir = std::env::temp_dir().join(format!("dotfind-fuzz-{}", std::process::id()));
-                std::fs::create_dir_all(&dir).expect("temp dir");
-                for f in ["dotfind-model.json", "model.onnx", "tokenizer.json"] {
-                    std::fs::copy(format!("{fixture}/{f}"), dir.join(f)).expect("fixture");
-                }
-                dotfind::build::compile::compile_bundle(&dir).expect("compile the tiny bundle");
-                dir
-            }
-        };
-        let bundle = ModelBundle::open(&dir).expect("model bundle");
+        let models = std::env::var_os("DOTFIND_MODEL_DIR")
+            .expect("DOTFIND_MODEL_DIR names the prepared models (./build.sh fuzz sets it)");
+        let bundle = ModelBundle::open(&std::path::PathBuf::from(models).join("query"))
+            .expect("model bundle");
         Encoder::new(&bundle).expect("encoder")
     })
 }

@@ -1,8 +1,9 @@
 //! The offline side, native only: checkpoints into bundles ([`prepare`]; ONNX graphs:
-//! [`compile`]), corpora and built sites into passages ([`corpus`], [`html`]), passages
+//! [`compile`], with the `onnx` feature), corpora and built sites into passages ([`corpus`], [`html`]), passages
 //! into an index folder ([`index_writer`]; its lists and fragments: [`partition`]; on many
 //! machines: [`index_parts`]), and TREC-style evaluation of runs ([`eval`]).
 
+#[cfg(feature = "onnx")]
 pub mod compile;
 pub mod corpus;
 pub mod eval;

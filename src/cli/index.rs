@@ -36,6 +36,7 @@ pub fn prepare(from: &Path, out: &Path, opts: &PrepareOptions, check: Option<&Pa
     Ok(())
 }
 
+#[cfg(feature = "onnx")]
 pub fn compile(model: &Path) -> Result<()> {
     let entry = dotfind::build::compile::compile_bundle(model)?;
     eprintln!(
@@ -46,6 +47,15 @@ pub fn compile(model: &Path) -> Result<()> {
         entry.xxh3_128
     );
     Ok(())
+}
+
+#[cfg(not(feature = "onnx"))]
+pub fn compile(model: &Path) -> Result<()> {
+    anyhow::bail!(
+        "cannot compile {}: this dotfind was built without ONNX support (build it with \
+         `cargo build --release --features onnx`; `./build.sh model-onnx` does)",
+        model.display()
+    )
 }
 
 pub fn index(model: &Path, input: &Path, out: &Path, opts: &IndexOptions) -> Result<()> {

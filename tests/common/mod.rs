@@ -6,7 +6,6 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use dotfind::model::Plans;
 use dotfind::{Encoder, ModelBundle};
 use serde::Deserialize;
 
@@ -125,6 +124,7 @@ pub fn encoder(kind: &str) -> Encoder {
 
 /// A tiny ONNX bundle of tests/fixtures/tiny-onnx (`f32` or `int8`; uncompiled), copied into
 /// a temp dir and compiled there.
+#[cfg(feature = "onnx")]
 pub fn compiled_tiny_onnx(kind: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for f in ["dotfind-model.json", "model.onnx", "tokenizer.json"] {
@@ -141,7 +141,8 @@ pub fn compiled_tiny_onnx(kind: &str) -> tempfile::TempDir {
 /// The compiled bundle in `dir` running the graph of the `model.onnx` it was compiled from,
 /// as tract-onnx parses it (with tract's own ops): the reference compiled graphs are
 /// compared with.
-pub fn onnx_encoder(dir: &Path, plans: Plans) -> Encoder {
+#[cfg(feature = "onnx")]
+pub fn onnx_encoder(dir: &Path, plans: dotfind::model::Plans) -> Encoder {
     let onnx = std::fs::read(dir.join("model.onnx")).unwrap();
     let graph = dotfind::build::compile::onnx_graph(&onnx).unwrap();
     Encoder::from_graph(&ModelBundle::open(dir).unwrap(), graph, plans).unwrap()
