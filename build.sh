@@ -72,24 +72,35 @@ tool_current() {
     *) die "unknown tool $1" ;;
   esac
 }
+# How each tool is installed. wasm-bindgen-cli: without its default TLS stack (rustls, ring),
+# which its test runner needs only for remote webdrivers (ours is chromedriver on localhost);
+# not --locked, as the lock file it publishes names a webpki-roots release crates.io lacks.
+install_args() {
+  case "$1" in
+    wasm-bindgen-cli) echo --no-default-features ;;
+    *) echo --locked ;;
+  esac
+}
 install_tool_in_background() {
   tool_current "$1" "$2" && return 0
   log "installing $1 $2 in the background (target/install-$1.log)"
   mkdir -p target
   # Niced: what it builds is needed last, so the builds on the way to it go first.
-  nice -n 10 cargo install "$1" --version "$2" --locked > "target/install-$1.log" 2>&1 &
+  # shellcheck disable=SC2046
+  nice -n 10 cargo install "$1" --version "$2" $(install_args "$1") > "target/install-$1.log" 2>&1 &
   INSTALL_PIDS[$1]=$!
 }
 ensure_tool() {
   local pid="${INSTALL_PIDS[$1]:-}"
   if [ -n "$pid" ]; then
     log "waiting for the install of $1"
-    wait "$pid" || { tail -20 "target/install-$1.log" >&2; die "installing $1 failed (target/install-$1.log)"; }
+    wait "$pid" || log "the background install of $1 failed (target/install-$1.log); again, here"
     unset "INSTALL_PIDS[$1]"
   fi
   if ! tool_current "$1" "$2"; then
     log "installing $1 $2"
-    cargo install "$1" --version "$2" --locked
+    # shellcheck disable=SC2046
+    cargo install "$1" --version "$2" $(install_args "$1")
   fi
 }
 
@@ -393,6 +404,7 @@ cmd_test() {
   log "wasm: modules, clippy and test builds, in the background (target/wasm-side.log)"
   build_wasm_side > target/wasm-side.log 2>&1 &
   local wasm_side=$!
+  yield_to_background
   # Natively with and without the `onnx` feature (`dotfind compile` and the tests that hold
   # compiled graphs to tract-onnx); the tests run with it.
   log "cargo clippy (native)"
@@ -426,9 +438,15 @@ cmd_test() {
   node --test --test-concurrency=1 tests/browser/
 }
 
+# The rest of a command, after it started its background jobs, at a lower priority than
+# they: their long single-core stretches (the wasm modules' and test harnesses' LTO) are the
+# path to the end, the native builds' many parallel units fill around them.
+yield_to_background() { renice -n 5 -p $$ > /dev/null 2>&1 || true; }
+
 cmd_demo() {
   install_tool_in_background wasm-bindgen-cli "$(wasm_bindgen_version)"
   compile_wasm_in_background demo
+  yield_to_background
   local model; model="$(prepare_model)"
   build_wasm demo
   build_demo_site "$model"
