@@ -130,10 +130,21 @@ export async function fetchOnDemand(owner, paths, base, cache, add) {
     // No answer at all (offline, host down) for a file no earlier query fetched: say so,
     // since "Failed to fetch" alone reads like a broken site.
     if (e instanceof DotfindError && e.unreachable) {
-      throw new DotfindError(`dotfind: this query needs ${new URL(e.file).pathname.split('/').slice(-2).join('/')}, which is not cached and could not be fetched (offline?): ${e.message}`, { file: e.file, cause: e });
+      throw fileError(new DotfindError(`dotfind: this query needs ${new URL(e.file).pathname.split('/').slice(-2).join('/')}, which is not cached and could not be fetched (offline?): ${e.message}`, { file: e.file, cause: e }));
     }
-    throw DotfindError.from(e); // the wasm core's checks throw plain Errors
+    throw fileError(DotfindError.from(e)); // the wasm core's checks throw plain Errors
   }
+}
+
+/** Errors of getting an index file on demand (fetching or verifying it): the failures a
+ * rebuild of the site can cause, after which the worker asks the server whether
+ * manifest.json changed. Other failures (a bad argument, a query the model refuses) cost no
+ * request. */
+const fileErrors = new WeakSet();
+export const isFileError = (e) => fileErrors.has(e);
+function fileError(e) {
+  fileErrors.add(e);
+  return e;
 }
 
 /** The token-embedding chunk files `paths` a query needs, added to `target` (see fetchOnDemand). */

@@ -7,7 +7,7 @@
 // the passage fragments of the hits shown — and fetches only those (Cache API first).
 import { DotfindError } from './errors.js';
 import { fetchBytes, setFetchPolicy } from './fetch.js';
-import { dropStale, fetchFiles, fetchManifest, fetchParts, fetchTokenChunks, openIndexCache, sameBytes } from './index-files.js';
+import { dropStale, fetchFiles, fetchManifest, fetchParts, fetchTokenChunks, isFileError, openIndexCache, sameBytes } from './index-files.js';
 import { serve } from './messages.js';
 import { startLexicalRuntime, startRuntime } from './runtime.js';
 
@@ -272,13 +272,15 @@ let reloading = null;
  * was loaded with, so a search after a redeploy fails on the first part that changed (or is
  * gone) — then, if manifest.json changed on the server, the new index is loaded (cached files
  * it still lists are kept once they verify, the rest dropped) and the search runs again on
- * it. Files of two builds never meet in one engine.
+ * it. Files of two builds never meet in one engine. Only failures of a file lead to that
+ * check: a bad argument costs no request.
  */
 function followingRebuilds(handler) {
   return async (args, id) => {
     try {
       return await handler(args, id);
     } catch (e) {
+      if (!isFileError(e)) throw e;
       if (!reloading) {
         reloading = indexReplaced()
           .then((replaced) => replaced && load(loadedFrom.args, id).then(() => true))

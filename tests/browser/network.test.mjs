@@ -210,6 +210,37 @@ test('a Cache API without quota costs only caching: load and search still work',
   }
 });
 
+test('a call that fails on its arguments, in the worker or in wasm, makes no request', BOUNDED, async () => {
+  const { page, errors, close } = await visit();
+  try {
+    assert.deepEqual(await search(page), expected);
+    traffic.reset();
+    const failures = await page.evaluate(async (query) => {
+      const out = [];
+      for (const call of [
+        () => window.engine.search(query, { k: 5, probe: 'deep' }),
+        () => window.engine.searchVector(new Float32Array(3), { k: 5 }),
+      ]) {
+        try {
+          await call();
+          out.push('resolved');
+        } catch (e) {
+          out.push(`${e.name}: ${e.message}`);
+        }
+      }
+      return out;
+    }, QUERY);
+    assert.deepEqual(failures, [
+      'DotfindError: dotfind: probe must be "default", "exact" or a positive integer, not "deep"',
+      'DotfindError: model mismatch: query vector has 3 dimensions, the index has 384',
+    ]);
+    assert.deepEqual(traffic.requests, [], 'no request, not even for manifest.json');
+    assert.deepEqual(errors, []);
+  } finally {
+    await close();
+  }
+});
+
 test('a site rebuilt mid-visit: the next search loads the new index, never mixing builds, and drops the old parts', BOUNDED, async () => {
   const other = 'what is ownership';
   fs.cpSync(REBUILT, swap, { recursive: true });
