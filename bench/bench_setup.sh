@@ -56,6 +56,9 @@ pip_bytes=$(du -sb "$PIP_CACHE_DIR" 2>/dev/null | cut -f1 || echo 0)
 test_crates_bytes=$(( $(du -sb "$CARGO_HOME/registry/cache" | cut -f1) - demo_crates_bytes ))
 test_crates_count=$(( $(find "$CARGO_HOME/registry/cache" -name '*.crate' | wc -l) - demo_crates_count ))
 wheels_bytes=$(du -sb "$DOTFIND_CACHE/wheels" | cut -f1)
+# pip reads PIP_FIND_LINKS first: where it names a local wheel folder, little is downloaded.
+pip_note=""
+[ -z "${PIP_FIND_LINKS:-}" ] || pip_note="; this machine's pip installs from a local wheel folder first, PIP_FIND_LINKS=$PIP_FIND_LINKS"
 mb() { awk -v b="$1" 'BEGIN { printf "%.1f MB", b / 1e6 }'; }
 rustc_version="$(rustc --version)"
 date="$(date -u +%Y-%m-%d)"
@@ -81,7 +84,7 @@ Chromium.
 | \`./build.sh test\` after it: time until it passes | $((test_seconds / 60)) min $((test_seconds % 60)) s |
 | … crates downloaded beyond the demo's ($test_crates_count archives: tract-onnx, cargo-fuzz, test-only crates) | $(mb "$test_crates_bytes") |
 | … npm packages downloaded (npm cache) | $(mb "$npm_bytes") |
-| … Python packages downloaded (pip cache: pytrec_eval, numpy, xxhash) | $(mb "$pip_bytes") |
+| … Python packages downloaded (pip cache: pytrec_eval, numpy, xxhash$pip_note) | $(mb "$pip_bytes") |
 
 Goals (issue 23): the demo in ≤ 15 minutes with nothing larger than 100 MB downloaded; the
 tests in ≤ 30 minutes more.
