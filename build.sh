@@ -66,6 +66,7 @@ ensure_wasm_target() {
 # front end, linking, the wasm module's LTO) leave a core idle. ensure_tool waits for them.
 declare -A INSTALL_PIDS=()
 tool_current() {
+  [ -n "$2" ] || die "no version to install $1 at (wasm-bindgen-cli's is wasm-bindgen's in Cargo.lock)"
   case "$1" in
     wasm-bindgen-cli) [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" = "$2" ] ;;
     cargo-fuzz) [ "$(cargo fuzz --version 2>/dev/null | awk '{print $2}')" = "$2" ] ;;
