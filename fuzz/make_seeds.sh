@@ -17,9 +17,10 @@ passages=$(python3 -c "import json; print(json.load(open('$index/manifest.json')
 seed index_manifest lists.json < "$index/manifest.json"
 seed index_manifest demo.json < target/demo-index/manifest.json
 seed bundle_descriptor query.json < "$index/model/dotfind-model.json"
-for f in "$index"/vectors/0000[0-2].bin "$index"/vectors/centroids.bin; do
-  seed vector_shard "$(basename "$f")" < "$f"
-done
+seed vector_shard centroids.bin < "$index/vectors/centroids.bin"
+for f in "$index"/vectors/0000[0-2].bin; do seed vector_list "$(basename "$f")" < "$f"; done
+dims=$(python3 -c "import json; print(json.load(open('$index/manifest.json'))['model']['dims'])")
+{ u32 "$dims"; cat "$index/vectors/codebook.bin"; } | seed codebook codebook.bin
 for f in "$index"/passages/0000[0-2].bin; do seed passage_shard "$(basename "$f")" < "$f"; done
 { u32 "$passages"; cat "$index/parts.bin"; } | seed part_table parts.bin
 for f in "$index"/ids/*.bin; do { u32 "$passages"; cat "$f"; } | seed id_bucket "$(basename "$f")"; done

@@ -43,16 +43,17 @@ function transient(e) {
 
 /**
  * The body of `url` as bytes, each chunk's size reported to `onChunk` as it arrives (a
- * failed attempt's bytes are taken back, as negative sizes, before the retry).
+ * failed attempt's bytes are taken back, as negative sizes, before the retry), and the
+ * response, before its body, to `onResponse` (a range request learns whether it got a range).
  */
-export async function fetchBytes(url, { init, onChunk = () => {} } = {}) {
+export async function fetchBytes(url, { init, onChunk = () => {}, onResponse = () => {} } = {}) {
   for (let attempt = 0; ; attempt += 1) {
     let reported = 0;
     try {
       return await fetchOnce(url, init, (n) => {
         reported += n;
         onChunk(n);
-      });
+      }, onResponse);
     } catch (e) {
       if (reported) onChunk(-reported);
       if (attempt >= fetchPolicy.retries || !transient(e) || globalThis.navigator?.onLine === false) throw e;
@@ -62,7 +63,7 @@ export async function fetchBytes(url, { init, onChunk = () => {} } = {}) {
 }
 
 /** One download of `url`, aborted when `fetchPolicy.stallMs` pass without a byte. */
-async function fetchOnce(url, init, onChunk) {
+async function fetchOnce(url, init, onChunk, onResponse) {
   const controller = new AbortController();
   let size = 0;
   let stalled = false;
@@ -81,6 +82,7 @@ async function fetchOnce(url, init, onChunk) {
   watch();
   try {
     const response = await fetchOk(url, { ...init, signal: controller.signal });
+    onResponse(response);
     watch();
     return await readBody(response, url, (n) => {
       size += n;

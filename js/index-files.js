@@ -77,6 +77,41 @@ async function getVerified(url, cache, add, onChunk) {
 }
 
 /**
+ * As `getVerified`, for bytes `range` ('first-last') of the file at `url`, asked for with a
+ * `Range` header: kept in the cache under `url?bytes=range` (the Cache API keeps no partial
+ * responses). A cached copy of the whole file serves any range, and a host that ignores
+ * `Range` sends the whole file: `addWhole(bytes)` takes it then.
+ */
+async function getVerifiedRange(url, range, cache, add, addWhole) {
+  const key = `${url}?bytes=${range}`;
+  for (const [cached, addCached] of [[key, add], [url, addWhole]]) {
+    const copy = await cache?.match(cached);
+    if (!copy) continue;
+    try {
+      addCached(new Uint8Array(await copy.arrayBuffer()));
+      return true;
+    } catch {
+      await cache.delete(cached); // stale or damaged copy: fetch it again
+    }
+  }
+  let partial = false;
+  const bytes = await fetchBytes(url, {
+    init: { cache: 'no-cache', headers: { Range: `bytes=${range}` } },
+    onResponse: (response) => { partial = response.status === 206; },
+  });
+  (partial ? add : addWhole)(bytes);
+  await cachePut(cache, partial ? key : url, bytes);
+  return false;
+}
+
+/** `path#bytes=first-last` (a range of a file a search step names) as [path, 'first-last'];
+ * [path, null] for a whole file. */
+function splitRange(path) {
+  const at = path.indexOf('#bytes=');
+  return at < 0 ? [path, null] : [path.slice(0, at), path.slice(at + '#bytes='.length)];
+}
+
+/**
  * Gets every file of `files` ([{path, bytes}], paths relative to `base`), fetched or cached,
  * handing each to `add(path, bytes)`, which verifies and keeps it (throwing on a size or
  * checksum mismatch). `onProgress` gets {file, loaded, total, fileLoaded, fileTotal, fromCache}.
@@ -119,12 +154,16 @@ export async function fetchOnDemand(owner, paths, base, cache, add) {
   if (!inFlight) onDemandInFlight.set(owner, (inFlight = new Map()));
   try {
     await Promise.all(paths.map((path) => {
-      const url = new URL(path, base).href;
-      if (!inFlight.has(url)) {
-        const got = getVerified(url, cache, (bytes) => add(path, bytes));
-        inFlight.set(url, got.finally(() => inFlight.delete(url)));
+      const [file, range] = splitRange(path);
+      const url = new URL(file, base).href;
+      const key = range ? `${url}#bytes=${range}` : url;
+      if (!inFlight.has(key)) {
+        const got = range
+          ? getVerifiedRange(url, range, cache, (bytes) => add(path, bytes), (bytes) => add(file, bytes))
+          : getVerified(url, cache, (bytes) => add(path, bytes));
+        inFlight.set(key, got.finally(() => inFlight.delete(key)));
       }
-      return inFlight.get(url);
+      return inFlight.get(key);
     }));
   } catch (e) {
     // No answer at all (offline, host down) for a file no earlier query fetched: say so,
@@ -152,7 +191,8 @@ export function fetchTokenChunks(target, paths, base, cache) {
   return fetchOnDemand(target, paths, base, cache, (path, bytes) => target.addTokenChunk(path, bytes));
 }
 
-/** The vector lists and passage fragments `paths` a search step needs, added to `engine`. */
+/** The vector lists (whole, or byte ranges of them) and passage fragments `paths` a search
+ * step needs, added to `engine`. */
 export function fetchParts(engine, paths, base, cache) {
   return fetchOnDemand(engine, paths, base, cache, (path, bytes) => engine.addPart(path, bytes));
 }

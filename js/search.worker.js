@@ -142,7 +142,7 @@ async function warmUp() {
     // it (on a large index a search's lists are megabytes).
     const e = await engineFor('warm up');
     const vector = e.encode('warm up');
-    if (!e.missingLists(vector, undefined).length) e.searchHits(vector, 1, undefined).free();
+    if (!e.missingLists(vector, 1, undefined).length) e.searchHits(vector, 1, undefined).free();
   } catch {
     // nothing to do: see above
   }
@@ -224,16 +224,17 @@ async function lexicalOn(index, query, k, candidates) {
 }
 
 /**
- * The lists a search for `vector` probes, fetched until all are held: a search typed
- * meanwhile may have pushed some out of the memory budget (maxVectorBytes) before they were
- * scored; asked again, they come from the cache.
+ * What a search for `vector` and `k` results reads of the vector lists, fetched until all
+ * is held: the probed lists' codes, then the best candidates' rows (or whole lists, for an
+ * exact scan). A search typed meanwhile may have pushed some out of the memory budget
+ * (maxVectorBytes) before they were scored; asked again, they come from the cache.
  */
-async function ensureLists(e, vector, probe) {
-  let missing = e.missingLists(vector, probe);
+async function ensureLists(e, vector, k, probe) {
+  let missing = e.missingLists(vector, k, probe);
   for (let round = 1; missing.length; round += 1) {
     await ensureParts(e, missing);
-    missing = e.missingLists(vector, probe);
-    if (round === 3 && missing.length) throw new DotfindError(`dotfind: the memory budget (maxVectorBytes) cannot hold the lists this query probes: ${missing.join(', ')}`);
+    missing = e.missingLists(vector, k, probe);
+    if (round === 4 && missing.length) throw new DotfindError(`dotfind: the memory budget (maxVectorBytes) cannot hold the lists this query probes: ${missing.join(', ')}`);
   }
 }
 
@@ -244,7 +245,7 @@ async function ensureLists(e, vector, probe) {
  */
 async function searchVector(e, vector, k, probe) {
   const t0 = performance.now();
-  await ensureLists(e, vector, probe);
+  await ensureLists(e, vector, k, probe);
   const t1 = performance.now();
   const { passages, scores } = plainHits(e.searchHits(vector, k, probe));
   const t2 = performance.now();
@@ -307,7 +308,7 @@ const handlers = {
     const t1 = performance.now();
     if (mode === 'hybrid') {
       await lexicalParts(e, query, lexicalCandidates);
-      await ensureLists(e, vector, probeLists);
+      await ensureLists(e, vector, glue.hybridDepth(k), probeLists);
       const t2 = performance.now();
       const side = lexicalSide(e, query, glue.hybridDepth(k), lexicalCandidates);
       const fused = plainHits(e.hybridHits(vector, side.passages, side.scores, k, probeLists, fusion));
@@ -327,8 +328,9 @@ const handlers = {
   },
   async rerank({ query, candidates }) {
     const e = await engineFor(query);
-    // The id buckets naming the candidates first, then the lists holding them.
-    for (let round = 0; round < 3; round += 1) {
+    // The id buckets naming the candidates first, then their lists' directories, then
+    // their rows.
+    for (let round = 0; round < 4; round += 1) {
       const missing = e.missingForRerank(candidates);
       if (!missing.length) break;
       await ensureParts(e, missing);

@@ -104,7 +104,20 @@ fn only_list(dir: &Path) -> dotfind::index::VectorShard {
         .iter()
         .find(|(p, _)| *p == dotfind::index::Part::List(0))
         .unwrap();
-    dotfind::index::VectorShard::from_bytes("vectors/00000.bin", bytes).unwrap()
+    let layout = dotfind::index::ListLayout {
+        encoding: loaded.manifest.vector_encoding,
+        dims: loaded.manifest.model.dims,
+        count: loaded.parts.lists[0].count,
+        code_bytes: 0,
+    };
+    let directory = dotfind::index::ListDirectory::from_bytes("v", bytes, layout).unwrap();
+    directory
+        .rows(
+            "v",
+            0..layout.count,
+            &bytes[layout.rows_bytes(0..layout.count)],
+        )
+        .unwrap()
 }
 
 #[test]

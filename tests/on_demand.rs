@@ -49,14 +49,57 @@ fn open_lazily(dir: &Path) -> Searcher {
     Searcher::new(loaded).unwrap()
 }
 
+/// The bytes a part path names: a file of the index in `dir`, or a byte range of it
+/// (`#bytes=first-last`, as a `Range` request brings it).
+fn read_part(dir: &Path, path: &str) -> Vec<u8> {
+    let (file, range) = path.split_once("#bytes=").unwrap_or((path, ""));
+    let bytes = std::fs::read(dir.join(file)).unwrap();
+    match range.split_once('-') {
+        Some((first, last)) => {
+            bytes[first.parse::<usize>().unwrap()..=last.parse::<usize>().unwrap()].to_vec()
+        }
+        None => bytes,
+    }
+}
+
 /// Adds the parts `paths` of the index in `dir` to `lazy`, as the browser does once fetched,
 /// noting each in `fetched`.
 fn add_parts(lazy: &mut Searcher, dir: &Path, paths: Vec<String>, fetched: &mut BTreeSet<String>) {
     for path in paths {
         lazy.index_mut()
-            .add_part(&path, &std::fs::read(dir.join(&path)).unwrap())
+            .add_part(&path, &read_part(dir, &path))
             .unwrap();
         fetched.insert(path);
+    }
+}
+
+/// Runs the steps of a dense search of `vector` for `k` results as the browser does —
+/// the probed lists' codes, then the candidates' rows — checking that searching before
+/// each step names what it misses. Returns the paths fetched, step by step.
+fn fetch_for_search(
+    lazy: &mut Searcher,
+    dir: &Path,
+    vector: &[f32],
+    k: usize,
+    probe: Probe,
+    fetched: &mut BTreeSet<String>,
+) -> Vec<Vec<String>> {
+    let mut steps = Vec::new();
+    loop {
+        let missing = lazy.index().missing_lists(vector, k, probe).unwrap();
+        let Some(first) = missing.first() else {
+            return steps;
+        };
+        assert_eq!(
+            lazy.index()
+                .search(vector, k, probe)
+                .unwrap_err()
+                .to_string(),
+            not_loaded(first)
+        );
+        add_parts(lazy, dir, missing.clone(), fetched);
+        steps.push(missing);
+        assert!(steps.len() <= 2, "{steps:?}");
     }
 }
 
@@ -83,18 +126,18 @@ fn searches_fetch_only_the_parts_they_name_and_match_the_whole_index() {
         "blueberries and soil acidity",
     ] {
         let vector = lazy.encoder().encode_query(query).unwrap();
-        let lists = lazy.index().missing_lists(&vector, Probe::Default).unwrap();
-        assert!(lists.len() <= 2, "{lists:?}");
-        if let Some(first) = lists.first() {
-            assert_eq!(
-                lazy.index()
-                    .search(&vector, 5, Probe::Default)
-                    .unwrap_err()
-                    .to_string(),
-                not_loaded(first)
+        let steps = fetch_for_search(&mut lazy, &dir, &vector, 5, Probe::Default, &mut fetched);
+        // The probed lists' directories and codes (not their rows), then rows.
+        if let Some(heads) = steps.first().filter(|s| s[0].contains("#bytes=0-")) {
+            assert!(heads.len() <= 2, "{heads:?}");
+            assert!(
+                heads.iter().all(|p| p.starts_with("vectors/0")),
+                "{heads:?}"
             );
         }
-        add_parts(&mut lazy, &dir, lists, &mut fetched);
+        for rows in steps.iter().skip(1) {
+            assert!(rows.iter().all(|p| !p.contains("#bytes=0-")), "{rows:?}");
+        }
         let hits = lazy.index().search(&vector, 5, Probe::Default).unwrap();
         assert_eq!(
             hits,
@@ -108,11 +151,15 @@ fn searches_fetch_only_the_parts_they_name_and_match_the_whole_index() {
         }
         assert!(lazy.index().missing_fragments(&passages).is_empty());
     }
-    let total = 6 + lazy.index().manifest.layout.fragments;
+    let fragments = lazy.index().manifest.layout.fragments;
+    let whole_files = fetched.iter().filter(|p| !p.contains('#')).count();
     assert!(
-        fetched.len() < total,
-        "fetched {fetched:?} of {total} parts"
+        whole_files < fragments,
+        "fetched {fetched:?} of {fragments} fragments"
     );
+    assert!(fetched
+        .iter()
+        .all(|p| !p.starts_with("vectors/") || p.contains('#')));
 
     // A memory budget of about two lists: older lists are dropped as new ones arrive (never
     // those of the search under way), and searches stay right, fetching again what they need.
@@ -134,9 +181,9 @@ fn searches_fetch_only_the_parts_they_name_and_match_the_whole_index() {
         "who walked on the moon",
     ] {
         let vector = lazy.encoder().encode_query(query).unwrap();
-        let lists = lazy.index().missing_lists(&vector, Probe::Default).unwrap();
-        refetched += lists.iter().filter(|p| fetched.contains(*p)).count();
-        add_parts(&mut lazy, &dir, lists, &mut BTreeSet::new());
+        let mut now = BTreeSet::new();
+        fetch_for_search(&mut lazy, &dir, &vector, 5, Probe::Default, &mut now);
+        refetched += now.iter().filter(|p| fetched.contains(*p)).count();
         assert_eq!(
             lazy.index().search(&vector, 5, Probe::Default).unwrap(),
             whole.index().search(&vector, 5, Probe::Default).unwrap()
@@ -149,9 +196,17 @@ fn searches_fetch_only_the_parts_they_name_and_match_the_whole_index() {
     // The exact scan needs every list; re-ranking by id needs every fragment first.
     lazy.index_mut().set_list_budget(None);
     let vector = lazy.encoder().encode_query("moon landing").unwrap();
-    let all_lists = lazy.index().missing_lists(&vector, Probe::Exact).unwrap();
-    // What the budget kept (two lists or more) is held, the rest missing.
-    assert!((1..=4).contains(&all_lists.len()), "{all_lists:?}");
+    let all_lists = lazy
+        .index()
+        .missing_lists(&vector, 24, Probe::Exact)
+        .unwrap();
+    // Whole files: every row is scored.
+    assert_eq!(
+        all_lists,
+        (0..6)
+            .map(|i| format!("vectors/{i:05}.bin"))
+            .collect::<Vec<_>>()
+    );
     add_parts(&mut lazy, &dir, all_lists, &mut fetched);
     assert_eq!(
         lazy.index().search(&vector, 24, Probe::Exact).unwrap(),
@@ -181,6 +236,41 @@ fn searches_fetch_only_the_parts_they_name_and_match_the_whole_index() {
     assert_eq!(reranked, whole.index().rerank(&vector, &ids).unwrap());
     assert_eq!(reranked.0.len(), 2);
     assert_eq!(reranked.1, vec!["no-such-id".to_string()]);
+
+    // On a fresh page: the id buckets, then the directories of the candidates' lists (not
+    // their codes), then the candidates' rows alone.
+    let mut fresh = open_lazily(&dir);
+    let vector = fresh.encoder().encode_query("moon landing").unwrap();
+    let mut steps = Vec::new();
+    loop {
+        let needed = fresh.index().missing_for_rerank(&ids).unwrap();
+        if needed.is_empty() {
+            break;
+        }
+        add_parts(&mut fresh, &dir, needed.clone(), &mut BTreeSet::new());
+        steps.push(needed);
+    }
+    assert_eq!(steps.len(), 3, "{steps:?}");
+    assert!(steps[0].iter().all(|p| p.starts_with("ids/")));
+    for path in &steps[1] {
+        let (file, range) = path.split_once('#').unwrap();
+        let list: usize = file["vectors/".len()..][..5].parse().unwrap();
+        let directory = 36 + 4 * fresh.index().parts().lists[list].count;
+        assert_eq!(range, format!("bytes=0-{}", directory - 1), "{steps:?}");
+    }
+    let rows: usize = steps[2]
+        .iter()
+        .map(|p| {
+            let (first, last) = p.split_once("#bytes=").unwrap().1.split_once('-').unwrap();
+            last.parse::<usize>().unwrap() + 1 - first.parse::<usize>().unwrap()
+        })
+        .sum();
+    assert_eq!(
+        rows,
+        2 * 388,
+        "two candidates' rows, nothing more: {steps:?}"
+    );
+    assert_eq!(fresh.index().rerank(&vector, &ids).unwrap(), reranked);
 }
 
 #[test]
@@ -300,6 +390,56 @@ fn damaged_or_foreign_parts_are_refused_by_name() {
             .to_string(),
         "invalid input: ../vectors/00001.bin: not a part of this index"
     );
+    // Ranges: a list's directory and codes vouched for by the part table, rows by the
+    // directory; a range the engine never names is refused.
+    let count = index.parts().lists[1].count;
+    let (directory, codes_end) = (36 + 4 * count, 36 + 4 * count + 50 * count);
+    let head = format!("vectors/00001.bin#bytes=0-{}", codes_end - 1);
+    let row0 = format!("vectors/00001.bin#bytes={codes_end}-{}", codes_end + 387);
+    assert_eq!(
+        index
+            .add_part(&row0, &bytes[codes_end..codes_end + 388])
+            .unwrap_err()
+            .to_string(),
+        not_loaded(&format!("vectors/00001.bin#bytes=0-{}", directory - 1))
+    );
+    let mut damaged = bytes[..codes_end].to_vec();
+    damaged[40] ^= 1;
+    assert!(index
+        .add_part(&head, &damaged)
+        .unwrap_err()
+        .to_string()
+        .starts_with("vectors/00001.bin: xxh3-128 mismatch"));
+    let mut damaged = bytes[..codes_end].to_vec();
+    damaged[codes_end - 1] ^= 1;
+    assert_eq!(
+        index.add_part(&head, &damaged).unwrap_err().to_string(),
+        "data corruption in vectors/00001.bin: its codes do not match its directory's checksum"
+    );
+    index.add_part(&head, &bytes[..codes_end]).unwrap();
+    let mut damaged = bytes[codes_end..codes_end + 388].to_vec();
+    damaged[7] ^= 1;
+    assert_eq!(
+        index.add_part(&row0, &damaged).unwrap_err().to_string(),
+        "data corruption in vectors/00001.bin: row 0 does not match its checksum"
+    );
+    assert_eq!(
+        index
+            .add_part("vectors/00001.bin#bytes=1-99", &bytes[1..100])
+            .unwrap_err()
+            .to_string(),
+        "invalid input: vectors/00001.bin#bytes=1-99: not a range dotfind names"
+    );
+    assert_eq!(
+        index
+            .add_part("vectors/00001.bin#bytes=9-1", &[])
+            .unwrap_err()
+            .to_string(),
+        "invalid input: vectors/00001.bin#bytes=9-1: not a byte range dotfind names"
+    );
+    index
+        .add_part(&row0, &bytes[codes_end..codes_end + 388])
+        .unwrap();
     index.add_part("vectors/00001.bin", &bytes).unwrap();
     assert_eq!(
         index.record(0).unwrap_err().to_string(),

@@ -1,11 +1,12 @@
-//! Vector lists and centroids (`vectors/NNNNN.bin`): parsed, every row decoded and scored.
+//! Vector shards (`vectors/centroids.bin`, and list rows as held): parsed, every row
+//! decoded and scored.
 #![no_main]
 use dotfind::index::VectorShard;
 use dotfind::kernels::score::QuantizedQuery;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(shard) = VectorShard::from_bytes("vectors/00000.bin", data) else {
+    let Ok(shard) = VectorShard::from_bytes("vectors/centroids.bin", data) else {
         return;
     };
     let rows = shard.count;

@@ -114,7 +114,7 @@ pub fn retrieve(searcher: &Searcher, queries: &[Query], k: usize, probe: Probe) 
                 .encode_query(&q.text)
                 .map_err(|e| Error::InvalidInput(format!("query {}: {e}", q.id)))?;
             let mut best = vec![f32::NEG_INFINITY; doc_names.len()];
-            index.score_probed(&v, probe, |start, scores| {
+            index.score_probed(&v, k, probe, |start, scores| {
                 for (p, &s) in (start..).zip(scores) {
                     let d = passage_doc[p];
                     best[d] = best[d].max(s);

@@ -14,18 +14,22 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use super::partition::{default_layout, default_probe, partition, plan_fragments, FRAGMENT_BYTES};
+use super::lists::{write_lists, ListsIn};
+use super::partition::{
+    default_layout, default_probe, order_passages, partition, plan_fragments, DEFAULT_RESCORE,
+    FRAGMENT_BYTES,
+};
 use crate::checksum::{sha256_hex, FileEntry};
 use crate::error::{Error, Result};
 use crate::index::manifest::{
     descriptor_path, graph_part_paths, tokenizer_path, IndexLayout, DEFAULT_MAX_FILE_BYTES,
     INDEX_FORMAT, INDEX_MANIFEST, MODEL_DIR,
 };
-use crate::index::parts::{CENTROIDS_FILE, PARTS_FILE};
+use crate::index::parts::PARTS_FILE;
 use crate::index::{ids, terms};
 use crate::index::{
     EncodedRow, IndexManifest, IndexModel, Part, PartEntry, PartTable, PassageRecord, PassageShard,
-    VectorEncoding, VectorShard,
+    VectorEncoding,
 };
 use crate::model::token_table::{TokenTableSpec, CHECKSUMS_FILE};
 use crate::model::{Encoder, ModelBundle};
@@ -49,6 +53,10 @@ pub struct IndexOptions {
     pub lists: Option<usize>,
     /// Lists a query scans by default, instead of the choice for the list count.
     pub probe: Option<usize>,
+    /// Code bytes a passage in the lists, instead of `pq::default_code_bytes`.
+    pub code_bytes: Option<usize>,
+    /// Candidates a search scores exactly, instead of `partition::DEFAULT_RESCORE`.
+    pub rescore: Option<usize>,
     /// Passage fragments are cut at about this size (`partition::FRAGMENT_BYTES`).
     pub fragment_bytes: usize,
     /// Term buckets of the lexical index are cut at about this size (`terms::BUCKET_BYTES`).
@@ -65,6 +73,8 @@ impl Default for IndexOptions {
             passage_model: None,
             lists: None,
             probe: None,
+            code_bytes: None,
+            rescore: None,
             fragment_bytes: FRAGMENT_BYTES,
             term_bucket_bytes: terms::BUCKET_BYTES,
         }
@@ -112,10 +122,11 @@ fn previous_vectors(
         manifest,
         parts,
         centroids,
+        codebook,
         parts_at_hand,
         ..
     } = index;
-    let Ok(mut stored) = SearchIndex::new(manifest, parts, centroids, Vec::new()) else {
+    let Ok(mut stored) = SearchIndex::new(manifest, parts, centroids, codebook, Vec::new()) else {
         return cache;
     };
     // A damaged part only loses its own passages' vectors.
@@ -555,11 +566,60 @@ fn write_parts(
         None if lists == 1 => 1,
         None => default_probe(lists),
     };
-    let mut order: Vec<usize> = (0..records.len()).collect();
-    order.sort_by_key(|&i| p.assignment[i]); // stable: input order within a list
-    let list_entries = write_lists(w, dims, rows, &p, &order, opts)?;
+    let order = order_passages(&vectors, &p);
+    let code_bytes = opts
+        .code_bytes
+        .unwrap_or_else(|| super::pq::default_code_bytes(dims))
+        .clamp(1, dims);
+    let lists_in = ListsIn {
+        dims,
+        encoding: opts.encoding,
+        max_file_bytes: opts.max_file_bytes,
+        code_bytes,
+    };
+    let list_entries = write_lists(
+        &lists_in,
+        rows,
+        &vectors,
+        &p,
+        &order,
+        |path, bytes, listed| {
+            if listed {
+                w.write(path, bytes)
+            } else {
+                w.write_unlisted(path, bytes)
+            }
+        },
+    )?;
 
     let ordered: Vec<PassageRecord> = order.iter().map(|&i| records[i].clone()).collect();
+    let (fragment_entries, id_entries) = write_records(w, &ordered, opts)?;
+    let term_entries = write_term_buckets(w, &ordered, opts.term_bucket_bytes)?;
+    let layout = IndexLayout {
+        lists,
+        probe,
+        code_bytes: if lists > 1 { code_bytes } else { 0 },
+        rescore: if lists > 1 {
+            opts.rescore.unwrap_or(DEFAULT_RESCORE).max(1)
+        } else {
+            0
+        },
+        fragments: fragment_entries.len(),
+        id_buckets: id_entries.len(),
+        term_buckets: term_entries.len(),
+    };
+    Ok((
+        layout,
+        PartTable::new(list_entries, fragment_entries, id_entries, term_entries),
+    ))
+}
+
+/// The passage fragments and the id directory of `ordered` (the records in passage order).
+fn write_records(
+    w: &mut FolderWriter,
+    ordered: &[PassageRecord],
+    opts: &IndexOptions,
+) -> Result<(Vec<PartEntry>, Vec<PartEntry>)> {
     let sizes: Vec<usize> = ordered.iter().map(PassageRecord::stored_size).collect();
     let mut fragment_entries = Vec::new();
     for (j, range) in plan_fragments(&sizes, opts.fragment_bytes, opts.max_file_bytes)
@@ -570,24 +630,13 @@ fn write_parts(
         fragment_entries.push(write_part(w, Part::Fragment(j), &bytes, range.len())?);
     }
     let mut id_entries = Vec::new();
-    for (b, (bytes, keys)) in ids::write_buckets(&ordered, ids::bucket_count(&ordered))
+    for (b, (bytes, keys)) in ids::write_buckets(ordered, ids::bucket_count(ordered))
         .into_iter()
         .enumerate()
     {
         id_entries.push(write_part(w, Part::Ids(b), &bytes, keys)?);
     }
-    let term_entries = write_term_buckets(w, &ordered, opts.term_bucket_bytes)?;
-    let layout = IndexLayout {
-        lists,
-        probe,
-        fragments: fragment_entries.len(),
-        id_buckets: id_entries.len(),
-        term_buckets: term_entries.len(),
-    };
-    Ok((
-        layout,
-        PartTable::new(list_entries, fragment_entries, id_entries, term_entries),
-    ))
+    Ok((fragment_entries, id_entries))
 }
 
 /// The lexical index of `records` (in passage order): BM25 impacts over what each passage
@@ -605,50 +654,6 @@ fn write_term_buckets(
         .enumerate()
         .map(|(b, (bytes, count))| write_part(w, Part::Terms(b), &bytes, count))
         .collect()
-}
-
-/// Writes each list's rows (passages in `order`, list by list) and, for several lists, the
-/// centroids.
-fn write_lists(
-    w: &mut FolderWriter,
-    dims: usize,
-    rows: &[EncodedRow],
-    p: &super::partition::Partitioning,
-    order: &[usize],
-    opts: &IndexOptions,
-) -> Result<Vec<PartEntry>> {
-    let lists = p.centroids.len();
-    let mut entries = Vec::with_capacity(lists);
-    let mut at = 0;
-    for list in 0..lists {
-        let members: Vec<EncodedRow> = order[at..]
-            .iter()
-            .take_while(|&&i| p.assignment[i] == list)
-            .map(|&i| rows[i].clone())
-            .collect();
-        at += members.len();
-        let bytes = VectorShard::to_bytes(opts.encoding, dims, &members);
-        if bytes.len() > opts.max_file_bytes {
-            return Err(Error::InvalidInput(format!(
-                "vector list {list} would be {} bytes, over the {}-byte file cap: use more lists",
-                bytes.len(),
-                opts.max_file_bytes
-            )));
-        }
-        entries.push(write_part(w, Part::List(list), &bytes, members.len())?);
-    }
-    if lists > 1 {
-        let centroids: Vec<EncodedRow> = p
-            .centroids
-            .iter()
-            .map(|c| EncodedRow::encode(VectorEncoding::Int8, c))
-            .collect();
-        w.write(
-            CENTROIDS_FILE,
-            &VectorShard::to_bytes(VectorEncoding::Int8, dims, &centroids),
-        )?;
-    }
-    Ok(entries)
 }
 
 /// Writes a part (recorded in the part table, not the manifest).

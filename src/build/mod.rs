@@ -10,5 +10,7 @@ pub mod eval;
 pub mod html;
 pub mod index_parts;
 pub mod index_writer;
+pub mod lists;
 pub mod partition;
+pub mod pq;
 pub mod prepare;

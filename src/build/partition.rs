@@ -9,12 +9,45 @@ use rayon::prelude::*;
 /// query probing lists must scan a quarter of them to find 95 % of the exact top 10 (SciFact,
 /// measured), so lists would save under 4× the bytes at the cost of a round trip and recall.
 pub const ONE_LIST_BYTES: usize = 4 << 20;
+/// Passage order within a list: grouped by a second k-means of ⌈√count⌉ clusters (input order
+/// within a group), so similar passages sit together — the rows a query rescores come in few
+/// runs (fewer range requests), and its hits share fragments. An index of one list keeps
+/// input order: it is fetched whole.
+pub fn order_passages(vectors: &[Vec<f32>], p: &Partitioning) -> Vec<usize> {
+    let lists = p.centroids.len();
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); lists];
+    for (i, &list) in p.assignment.iter().enumerate() {
+        members[list].push(i);
+    }
+    if lists == 1 {
+        return members.concat();
+    }
+    members
+        .par_iter()
+        .map(|list| {
+            let groups = (list.len() as f64).sqrt().ceil() as usize;
+            if groups <= 1 {
+                return list.clone();
+            }
+            let local: Vec<Vec<f32>> = list.iter().map(|&i| vectors[i].clone()).collect();
+            let within = partition(&local, groups);
+            let mut order: Vec<usize> = (0..list.len()).collect();
+            order.sort_by_key(|&at| within.assignment[at]); // stable: input order in a group
+            order.into_iter().map(|at| list[at]).collect::<Vec<usize>>()
+        })
+        .collect::<Vec<_>>()
+        .concat()
+}
+
 /// Passage records per fragment are chosen to make fragments about this size: a result
 /// list fetches a few of them.
 pub const FRAGMENT_BYTES: usize = 16 << 10;
 /// Fragments an index is cut into at most, whatever its size: static hosts cap the files of
 /// a site (Cloudflare Pages: 20,000), and lists and the model take some.
 pub const MAX_FRAGMENTS: usize = 15_000;
+/// Candidates a search of an index of several lists scores exactly on their rows, after the
+/// codes ranked the probed lists' passages.
+pub const DEFAULT_RESCORE: usize = 256;
 /// Training vectors per list: k-means is trained on a deterministic sample of this many
 /// per centroid (FAISS warns below 39).
 const SAMPLE_PER_LIST: usize = 64;
@@ -34,10 +67,14 @@ pub fn default_layout(n: usize, row_bytes: usize, max_file_bytes: usize) -> (usi
     (lists, default_probe(lists))
 }
 
-/// Lists scanned by default out of `lists`: 2√lists, a share that shrinks as lists grow
-/// (a quarter of 64 lists, 6 % of 1,000), as the share needed for a given recall does.
+/// Lists scanned by default out of `lists`: √lists / 4, at least 4 — a share that shrinks
+/// as lists grow (4 of 139, 8 of 1,000), as the share needed for a given recall does. What a
+/// probed list costs a query is its codes, a few dozen bytes a passage; the exact rows are
+/// fetched for the best candidates only.
 pub fn default_probe(lists: usize) -> usize {
-    ((2.0 * (lists as f64).sqrt()).ceil() as usize).clamp(1, lists)
+    (((lists as f64).sqrt() / 4.0).ceil() as usize)
+        .max(4)
+        .clamp(1, lists)
 }
 
 /// Which list each vector belongs to, and the lists' unit-length centroids.
@@ -220,10 +257,11 @@ mod tests {
         let cap = 20 << 20;
         assert_eq!(default_layout(2000, 388, cap), (1, 1));
         assert_eq!(default_layout(10_000, 388, cap), (1, 1));
-        assert_eq!(default_layout(50_000, 388, cap), (224, 30));
-        assert_eq!(default_layout(1_000_000, 388, cap), (1000, 64));
+        assert_eq!(default_layout(50_000, 388, cap), (224, 4));
+        assert_eq!(default_layout(1_000_000, 388, cap), (1000, 8));
+        assert_eq!(default_layout(16_000_000, 388, cap), (4000, 16));
         // A small file cap asks for more, smaller lists.
-        assert_eq!(default_layout(2000, 388, 20_000), (78, 18));
+        assert_eq!(default_layout(2000, 388, 20_000), (78, 4));
         assert_eq!(default_probe(2), 2);
     }
 

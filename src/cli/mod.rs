@@ -215,6 +215,14 @@ pub struct IndexArgs {
     /// Lists a query scans by default instead of the indexer's choice.
     #[arg(long)]
     probe: Option<usize>,
+    /// Code bytes a passage (product quantization) that a query scans in a probed list,
+    /// instead of one per 8 dimensions (indexes of several lists).
+    #[arg(long)]
+    code_bytes: Option<usize>,
+    /// Candidates, ranked by their codes, that a search scores exactly on their vectors
+    /// (at least the results asked for), instead of 256 (indexes of several lists).
+    #[arg(long)]
+    rescore: Option<usize>,
     /// Passage fragments (fetched for the results shown) are cut at about this size.
     #[arg(long, default_value_t = 16)]
     fragment_kib: usize,
@@ -245,6 +253,8 @@ impl IndexArgs {
             passage_model: self.passage_model,
             lists: self.lists,
             probe: self.probe,
+            code_bytes: self.code_bytes,
+            rescore: self.rescore,
             fragment_bytes: self.fragment_kib.max(1) * 1024,
             term_bucket_bytes: self.term_bucket_kib.max(1) * 1024,
         };

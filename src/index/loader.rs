@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 
+use super::codebook::{Codebook, CODEBOOK_FILE};
 use super::manifest::{descriptor_path, token_checksums_path, tokenizer_path, IndexManifest};
 use super::parts::{Part, PartTable, CENTROIDS_FILE, PARTS_FILE};
 use super::vectors::VectorShard;
@@ -30,6 +31,8 @@ pub struct LoadedIndex {
     pub parts: PartTable,
     /// One row per list, for indexes of several lists.
     pub centroids: Option<VectorShard>,
+    /// What the lists' codes mean, for indexes of several lists.
+    pub codebook: Option<Codebook>,
     /// Parts already at hand (natively: all of them), unverified: the search index checks
     /// each against the part table as it adds it.
     pub parts_at_hand: Vec<(Part, Vec<u8>)>,
@@ -81,6 +84,22 @@ impl IndexLoader {
         self.manifest.check_bundle(&bundle)?;
         let parts = self.take_part_table()?;
         let layout = self.manifest.layout;
+        let codebook = if layout.lists > 1 {
+            let (bytes, _) = self.take(CODEBOOK_FILE)?;
+            let codebook = Codebook::from_bytes(&bytes, self.manifest.model.dims)?;
+            if codebook.m != layout.code_bytes {
+                return Err(super::corrupt(
+                    CODEBOOK_FILE,
+                    format!(
+                        "{} slices, the manifest says {} code bytes",
+                        codebook.m, layout.code_bytes
+                    ),
+                ));
+            }
+            Some(codebook)
+        } else {
+            None
+        };
         let centroids = if layout.lists > 1 {
             let (bytes, _) = self.take(CENTROIDS_FILE)?;
             let shard = VectorShard::from_bytes(CENTROIDS_FILE, &bytes)?;
@@ -101,6 +120,7 @@ impl IndexLoader {
             manifest: self.manifest,
             parts,
             centroids,
+            codebook,
             parts_at_hand: Vec::new(),
             bundle,
         })

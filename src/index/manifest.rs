@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::codebook::CODEBOOK_FILE;
 use super::parts::{CENTROIDS_FILE, PARTS_FILE};
 use super::vectors::VectorEncoding;
 use crate::checksum::FileEntry;
@@ -12,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::model::{ModelBundle, Pooling, Similarity};
 
 /// Index format this build reads and writes.
-pub const INDEX_FORMAT: &str = "dotfind-index/4";
+pub const INDEX_FORMAT: &str = "dotfind-index/5";
 /// File name of the index manifest.
 pub const INDEX_MANIFEST: &str = "manifest.json";
 /// Largest file the indexer writes: under static hosts' per-file caps (Cloudflare Pages: 25 MiB).
@@ -62,6 +63,20 @@ pub struct IndexLayout {
     pub id_buckets: usize,
     /// Buckets of the lexical index (BM25 postings by term).
     pub term_buckets: usize,
+    /// Code bytes a passage in the lists (`vectors/codebook.bin`'s slices): what a query
+    /// scans of a probed list. 0 exactly for an index of one list, scanned exactly.
+    pub code_bytes: usize,
+    /// Passages a search scores exactly, on their rows, after the codes ranked them (at
+    /// least `k`); 0 for an index of one list.
+    pub rescore: usize,
+}
+
+impl IndexLayout {
+    /// Whether a search probing `depth` lists ranks by the codes first: any probe short of
+    /// every list of an index that has codes.
+    pub fn ranks_by_codes(&self, depth: usize) -> bool {
+        self.code_bytes > 0 && depth < self.lists
+    }
 }
 
 /// The contents of `manifest.json`.
@@ -100,14 +115,18 @@ impl IndexManifest {
             || l.term_buckets == 0
             || l.probe == 0
             || l.probe > l.lists
+            || (l.lists > 1) != (l.code_bytes > 0)
+            || (l.lists > 1) != (l.rescore > 0)
+            || l.code_bytes > m.model.dims
         {
             return Err(invalid(format!(
-                "layout needs at least one list, fragment, id bucket and term bucket and 1 ≤ probe ≤ lists, not {l:?}"
+                "layout needs at least one list, fragment, id bucket and term bucket, 1 ≤ probe ≤ lists, and code bytes (at most the dims) and a rescore depth exactly when there are several lists, not {l:?}"
             )));
         }
         let mut required = vec![descriptor_path(), tokenizer_path(), PARTS_FILE.to_string()];
         if l.lists > 1 {
             required.push(CENTROIDS_FILE.to_string());
+            required.push(CODEBOOK_FILE.to_string());
         }
         for f in m.model.graph_parts.iter().chain(&required) {
             if !m.files.contains_key(f) {

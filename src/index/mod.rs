@@ -5,7 +5,9 @@
 //! [`Error::DataCorruption`] naming the file. The layout is specified in `docs/format.md`;
 //! change both together.
 
+pub mod codebook;
 pub mod ids;
+pub mod lists;
 pub mod loader;
 pub mod manifest;
 pub mod parts;
@@ -13,6 +15,8 @@ pub mod passages;
 pub mod terms;
 pub mod vectors;
 
+pub use codebook::Codebook;
+pub use lists::{ListCodes, ListDirectory, ListLayout};
 pub use loader::{IndexLoader, LoadedIndex};
 pub use manifest::{IndexManifest, IndexModel};
 pub use parts::{Part, PartEntry, PartTable};

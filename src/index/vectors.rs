@@ -22,7 +22,7 @@ pub enum VectorEncoding {
 }
 
 impl VectorEncoding {
-    fn code(self) -> u8 {
+    pub(crate) fn code(self) -> u8 {
         match self {
             VectorEncoding::F32 => 0,
             VectorEncoding::F16 => 1,
@@ -30,7 +30,7 @@ impl VectorEncoding {
         }
     }
 
-    fn from_code(code: u8) -> Option<Self> {
+    pub(crate) fn from_code(code: u8) -> Option<Self> {
         match code {
             0 => Some(VectorEncoding::F32),
             1 => Some(VectorEncoding::F16),
@@ -81,6 +81,17 @@ pub struct EncodedRow {
 }
 
 impl EncodedRow {
+    /// The row as a list file stores it: int8's scale (f32) then its bytes; f16 and f32
+    /// values as they are.
+    pub fn stored_bytes(&self, encoding: VectorEncoding) -> Vec<u8> {
+        let mut out = Vec::with_capacity(encoding.row_bytes(self.bytes.len()));
+        if encoding == VectorEncoding::Int8 {
+            out.extend_from_slice(&self.scale.to_le_bytes());
+        }
+        out.extend_from_slice(&self.bytes);
+        out
+    }
+
     /// The values this row stores (`encoding` is how it was encoded).
     pub fn decode(&self, encoding: VectorEncoding) -> Vec<f32> {
         match encoding {
@@ -235,6 +246,67 @@ impl VectorShard {
             row_sums: RowSums::new(&payload, dims),
             payload,
         })
+    }
+
+    /// Rows stored one after another as [`EncodedRow::stored_bytes`] writes them (a list
+    /// file's rows), validated as [`VectorShard::from_bytes`] validates a shard.
+    pub fn from_row_bytes(
+        file: &str,
+        encoding: VectorEncoding,
+        dims: usize,
+        bytes: &[u8],
+    ) -> Result<Self> {
+        let rb = encoding.row_bytes(dims);
+        if dims == 0 || dims > MAX_DIMS || !bytes.len().is_multiple_of(rb) {
+            return Err(corrupt(
+                file,
+                format!(
+                    "{} bytes are not rows of {dims} {encoding:?} values",
+                    bytes.len()
+                ),
+            ));
+        }
+        let count = bytes.len() / rb;
+        let mut shard = Vec::with_capacity(VECTOR_HEADER + bytes.len());
+        shard.extend_from_slice(VECTOR_MAGIC);
+        shard.extend_from_slice(&SHARD_FORMAT_VERSION.to_le_bytes());
+        shard.push(encoding.code());
+        shard.push(0);
+        shard.extend_from_slice(&(dims as u32).to_le_bytes());
+        shard.extend_from_slice(&(count as u32).to_le_bytes());
+        if encoding == VectorEncoding::Int8 {
+            for row in bytes.chunks_exact(rb) {
+                shard.extend_from_slice(&row[..4]);
+            }
+            for row in bytes.chunks_exact(rb) {
+                shard.extend_from_slice(&row[4..]);
+            }
+        } else {
+            shard.extend_from_slice(bytes);
+        }
+        Self::from_bytes(file, &shard)
+    }
+
+    /// Rows `rows` as a shard of their own.
+    pub fn slice(&self, rows: std::ops::Range<usize>) -> VectorShard {
+        let n = self.encoding.payload_bytes(self.dims);
+        let payload = self.payload[rows.start * n..rows.end * n].to_vec();
+        VectorShard {
+            encoding: self.encoding,
+            dims: self.dims,
+            count: rows.len(),
+            scales: self
+                .scales
+                .get(rows.clone())
+                .map(<[f32]>::to_vec)
+                .unwrap_or_default(),
+            row_sums: if self.encoding == VectorEncoding::Int8 {
+                RowSums::new(&payload, self.dims)
+            } else {
+                RowSums::default()
+            },
+            payload,
+        }
     }
 
     /// The stored form of row `i` (for copying into a new index unchanged).

@@ -9,6 +9,7 @@ pub mod f16;
 pub mod groups;
 #[cfg(feature = "encoder")]
 pub mod int8_matmul;
+pub mod pq;
 #[cfg(feature = "encoder")]
 pub mod quantize;
 pub mod score;

@@ -63,19 +63,50 @@ impl IndexVectors {
         Ok(())
     }
 
-    /// Drops the shard starting at passage `start`, if held.
-    pub fn remove(&mut self, start: usize) {
-        self.shards.retain(|(s, _)| *s != start);
+    /// Drops the shards within passages `range`.
+    pub fn remove_within(&mut self, range: Range<usize>) {
+        self.shards
+            .retain(|(s, shard)| *s + shard.count <= range.start || *s >= range.end);
     }
 
-    /// Passage `n`'s row as stored (for copying into a new index), if a shard held holds it.
-    pub fn row(&self, n: usize) -> Option<EncodedRow> {
+    /// Whether a shard held holds passage `n`.
+    pub fn covers(&self, n: usize) -> bool {
+        self.shard_of(n).is_some()
+    }
+
+    fn shard_of(&self, n: usize) -> Option<usize> {
         let at = self
             .shards
             .partition_point(|(s, _)| *s <= n)
             .checked_sub(1)?;
         let (start, shard) = &self.shards[at];
-        (n < start + shard.count).then(|| shard.row(n - start))
+        (n < start + shard.count).then_some(at)
+    }
+
+    /// Adds the rows of `shard` (first passage `start`) that no shard held holds yet, and
+    /// returns how many: rows fetched by range for two searches may overlap.
+    pub fn insert_uncovered(&mut self, start: usize, shard: &VectorShard) -> Result<usize> {
+        let mut added = 0;
+        let mut i = 0;
+        while i < shard.count {
+            if self.covers(start + i) {
+                i += 1;
+                continue;
+            }
+            let run_start = i;
+            while i < shard.count && !self.covers(start + i) {
+                i += 1;
+            }
+            self.insert(start + run_start, shard.slice(run_start..i))?;
+            added += i - run_start;
+        }
+        Ok(added)
+    }
+
+    /// Passage `n`'s row as stored (for copying into a new index), if a shard held holds it.
+    pub fn row(&self, n: usize) -> Option<EncodedRow> {
+        let (start, shard) = &self.shards[self.shard_of(n)?];
+        Some(shard.row(n - start))
     }
 
     /// Exact top-k among passages `ranges` (passages not held are skipped: callers check

@@ -22,11 +22,12 @@ impl Searcher {
             manifest,
             parts,
             centroids,
+            codebook,
             parts_at_hand,
             bundle,
         } = loaded;
         let encoder = Encoder::from_bundle(bundle)?;
-        let index = SearchIndex::new(manifest, parts, centroids, parts_at_hand)?;
+        let index = SearchIndex::new(manifest, parts, centroids, codebook, parts_at_hand)?;
         Ok(Searcher { index, encoder })
     }
 

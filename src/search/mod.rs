@@ -10,6 +10,7 @@ pub mod lexical;
 pub mod search_index;
 pub mod text;
 pub mod top_k;
+pub mod vector_lists;
 
 pub use dense::IndexVectors;
 #[cfg(feature = "encoder")]

@@ -5,21 +5,20 @@
 //! part is at hand and the same code runs.
 
 use std::collections::HashMap;
-use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
-use super::dense::IndexVectors;
 use super::hybrid::{fuse, hybrid_depth, Fusion};
 use super::lexical::{query_keys, LexicalPostings};
 use super::text::snippet;
 use super::top_k::Hit;
+pub use super::vector_lists::Probe;
+use super::vector_lists::{parse_range_path, VectorLists};
 use crate::error::{Error, Result};
 #[cfg(doc)]
 use crate::index::LoadedIndex;
 use crate::index::{
-    EncodedRow, IndexManifest, Part, PartTable, PassageRecord, PassageShard, VectorShard,
+    Codebook, EncodedRow, IndexManifest, Part, PartTable, PassageRecord, PassageShard, VectorShard,
 };
 
 /// A search result as every front end shows it.
@@ -37,32 +36,13 @@ pub struct SearchResult {
 /// Re-ranked candidates (id, score; best first) and the ids the index does not know.
 pub type Reranked = (Vec<(String, f32)>, Vec<String>);
 
-/// How many lists a search scans.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Probe {
-    /// The index's own depth (`layout.probe`), chosen by the indexer for its size.
-    Default,
-    /// This many lists (clamped to the index's list count).
-    Lists(usize),
-    /// Every list: the exact scan, for comparison.
-    Exact,
-}
-
 /// An index ready to search, holding the parts added so far.
 #[derive(Debug)]
 pub struct SearchIndex {
     pub manifest: IndexManifest,
     parts: PartTable,
-    /// One row per list; `None` for an index of one list.
-    centroids: Option<IndexVectors>,
-    vectors: IndexVectors,
-    lists_loaded: Vec<bool>,
-    /// When each list was last probed (a count of probes): what eviction goes by.
-    list_last_probed: Vec<AtomicU64>,
-    probes: AtomicU64,
-    /// Bytes of list files held, and the most to hold (`None`: no limit, as natively).
-    list_bytes_held: u64,
-    list_budget: Option<u64>,
+    /// The vector lists, as far as they arrived, and dense search over them.
+    lists: VectorLists,
     fragments: Vec<Option<PassageShard>>,
     /// The postings of the term buckets added.
     lexical: LexicalPostings,
@@ -79,27 +59,25 @@ impl SearchIndex {
         manifest: IndexManifest,
         parts: PartTable,
         centroids: Option<VectorShard>,
+        codebook: Option<Codebook>,
         parts_at_hand: Vec<(Part, Vec<u8>)>,
     ) -> Result<Self> {
-        let dims = manifest.model.dims;
-        let centroids = match centroids {
-            Some(shard) => Some(IndexVectors::new(dims, vec![(0, shard)])?),
-            None => None,
-        };
+        let lists = VectorLists::new(
+            manifest.layout,
+            manifest.vector_encoding,
+            manifest.model.dims,
+            parts.lists.clone(),
+            centroids,
+            codebook,
+        )?;
         let id_buckets = parts.ids.len();
         let term_buckets = parts.terms.len();
         let lexical = LexicalPostings::new(manifest.passage_count);
         let mut index = SearchIndex {
-            vectors: IndexVectors::empty(dims),
-            lists_loaded: vec![false; parts.lists.len()],
-            list_last_probed: (0..parts.lists.len()).map(|_| AtomicU64::new(0)).collect(),
-            probes: AtomicU64::new(0),
-            list_bytes_held: 0,
-            list_budget: None,
+            lists,
             fragments: vec![None; parts.fragments.len()],
             manifest,
             parts,
-            centroids,
             lexical,
             terms_loaded: vec![false; term_buckets],
             ids: HashMap::new(),
@@ -111,6 +89,11 @@ impl SearchIndex {
         Ok(index)
     }
 
+    /// Each part's count, size and checksum.
+    pub fn parts(&self) -> &PartTable {
+        &self.parts
+    }
+
     pub fn len(&self) -> usize {
         self.manifest.passage_count
     }
@@ -119,14 +102,25 @@ impl SearchIndex {
         self.len() == 0
     }
 
-    /// Adds the part file `path` (as `missing_*` name it), verified against the part table.
+    /// Adds the part file `path` (as `missing_*` name it: a vector list's may name a byte
+    /// range, `#bytes=first-last`), verified against the part table.
     pub fn add_part(&mut self, path: &str, bytes: &[u8]) -> Result<()> {
-        let part = self.parts.part_at(path)?;
-        self.add(part, bytes)
+        let (file, range) = parse_range_path(path)?;
+        let part = self.parts.part_at(file)?;
+        match part {
+            Part::List(i) => self.lists.add(i, range, bytes),
+            _ if range.is_some() => Err(Error::InvalidInput(format!(
+                "{path}: not a range dotfind names"
+            ))),
+            _ => self.add(part, bytes),
+        }
     }
 
     fn add(&mut self, part: Part, bytes: &[u8]) -> Result<()> {
         let path = part.path();
+        if let Part::List(i) = part {
+            return self.lists.add(i, None, bytes);
+        }
         let Some(entry) = self.parts.entry(part) else {
             return Err(Error::InvalidInput(format!(
                 "{path}: not a part of this index"
@@ -141,25 +135,6 @@ impl SearchIndex {
             )
         };
         match part {
-            Part::List(i) if !self.lists_loaded[i] => {
-                let shard = VectorShard::from_bytes(&path, bytes)?;
-                if shard.encoding != self.manifest.vector_encoding {
-                    return Err(crate::index::corrupt(
-                        &path,
-                        format!(
-                            "encoded as {:?}, manifest says {:?}",
-                            shard.encoding, self.manifest.vector_encoding
-                        ),
-                    ));
-                }
-                if shard.count != count {
-                    return Err(mismatch("vectors", shard.count));
-                }
-                self.vectors.insert(self.parts.list_range(i).start, shard)?;
-                self.lists_loaded[i] = true;
-                self.list_bytes_held += entry.file.bytes;
-                self.evict_lists();
-            }
             Part::Fragment(j) if self.fragments[j].is_none() => {
                 let shard = PassageShard::from_bytes(&path, bytes)?;
                 if shard.len() != count {
@@ -192,60 +167,28 @@ impl SearchIndex {
     /// browser's cache — when a query needs them. Bounds a long session's memory on an index
     /// larger than a tab should hold.
     pub fn set_list_budget(&mut self, bytes: Option<u64>) {
-        self.list_budget = bytes;
-        self.evict_lists();
+        self.lists.set_budget(bytes);
     }
 
     /// Bytes of vector lists held now.
     pub fn list_bytes_held(&self) -> u64 {
-        self.list_bytes_held
-    }
-
-    fn evict_lists(&mut self) {
-        let Some(budget) = self.list_budget else {
-            return;
-        };
-        if self.list_bytes_held <= budget {
-            return;
-        }
-        let now = self.probes.load(Ordering::Relaxed);
-        let mut candidates: Vec<(u64, usize)> = (0..self.lists_loaded.len())
-            .filter(|&i| self.lists_loaded[i])
-            .map(|i| (self.list_last_probed[i].load(Ordering::Relaxed), i))
-            .filter(|&(last, _)| last < now)
-            .collect();
-        candidates.sort_unstable();
-        for (_, i) in candidates {
-            if self.list_bytes_held <= budget {
-                break;
-            }
-            self.vectors.remove(self.parts.list_range(i).start);
-            self.lists_loaded[i] = false;
-            let bytes = self.parts.lists[i].file.bytes;
-            self.list_bytes_held = self.list_bytes_held.saturating_sub(bytes);
-        }
+        self.lists.bytes_held()
     }
 
     /// Parts every query reads, worth fetching with the index: the lists when a query scans
     /// them all, the passages when they are one fragment. Each with its size, for progress.
     pub fn parts_every_query_needs(&self) -> Vec<(String, u64)> {
-        let mut parts = Vec::new();
-        if self.manifest.layout.probe >= self.parts.lists.len() {
-            parts.extend((0..self.parts.lists.len()).map(Part::List));
-        }
-        if self.parts.fragments.len() == 1 {
-            parts.push(Part::Fragment(0));
+        let mut parts = self.lists.every_query_needs();
+        if self.parts.fragments.len() == 1 && !self.is_loaded(Part::Fragment(0)) {
+            let part = Part::Fragment(0);
+            parts.push((part.path(), self.parts.fragments[0].file.bytes));
         }
         parts
-            .into_iter()
-            .filter(|&p| !self.is_loaded(p))
-            .map(|p| (p.path(), self.parts.entry(p).map_or(0, |e| e.file.bytes)))
-            .collect()
     }
 
     fn is_loaded(&self, part: Part) -> bool {
         match part {
-            Part::List(i) => self.lists_loaded.get(i).copied().unwrap_or(false),
+            Part::List(_) => false, // lists arrive in pieces: `VectorLists` says what is held
             Part::Fragment(j) => self.fragments.get(j).is_some_and(Option::is_some),
             Part::Ids(b) => self.ids_loaded.get(b).copied().unwrap_or(false),
             Part::Terms(b) => self.terms_loaded.get(b).copied().unwrap_or(false),
@@ -270,76 +213,46 @@ impl SearchIndex {
             .collect()
     }
 
-    /// Marks `lists` as probed by the step under way, so that adding the missing ones never
-    /// evicts these (see `set_list_budget`).
-    fn mark_probed(&self, lists: &[usize]) {
-        let now = self.probes.fetch_add(1, Ordering::Relaxed) + 1;
-        for &i in lists {
-            self.list_last_probed[i].store(now, Ordering::Relaxed);
-        }
-    }
-
-    /// The lists a search of `query` scans, best centroid first.
+    /// The lists a search of `query` scans, in list order.
     pub fn probed_lists(&self, query: &[f32], probe: Probe) -> Result<Vec<usize>> {
-        let lists = self.parts.lists.len();
-        let depth = match probe {
-            Probe::Default => self.manifest.layout.probe,
-            Probe::Lists(n) => n.max(1),
-            Probe::Exact => lists,
-        }
-        .min(lists);
-        match &self.centroids {
-            Some(centroids) if depth < lists => Ok(centroids
-                .search_ranges(query, depth, std::slice::from_ref(&(0..lists)))?
-                .into_iter()
-                .map(|h| h.passage)
-                .collect()),
-            _ => Ok((0..lists).collect()),
-        }
+        self.lists.probed(query, probe)
     }
 
-    /// The list files a search of `query` needs that were not added yet. Marks the lists
-    /// probed, so that adding the missing ones never evicts these.
-    pub fn missing_lists(&self, query: &[f32], probe: Probe) -> Result<Vec<String>> {
-        let lists = self.probed_lists(query, probe)?;
-        self.mark_probed(&lists);
-        Ok(self.missing(lists.into_iter().map(Part::List)))
+    /// What a search of `query` for `k` results needs next of the vector lists and does not
+    /// hold (whole lists for an exact scan; else the probed lists' codes, then the best
+    /// candidates' rows, by byte range): ask again once these are added, until nothing is
+    /// missing. Marks the lists probed, so that adding what they miss never evicts them.
+    pub fn missing_lists(&self, query: &[f32], k: usize, probe: Probe) -> Result<Vec<String>> {
+        self.lists.missing(query, k, probe)
     }
 
-    /// The passage ranges of `lists`, each checked to be loaded.
-    fn loaded_ranges(&self, lists: &[usize]) -> Result<Vec<Range<usize>>> {
-        self.require_loaded(&lists.iter().map(|&i| Part::List(i)).collect::<Vec<_>>())?;
-        Ok(lists.iter().map(|&i| self.parts.list_range(i)).collect())
-    }
-
-    /// Top-k passages for a query vector among the lists `probe` selects.
+    /// Top-k passages for a query vector among the lists `probe` selects: ranked by their
+    /// codes, the best `layout.rescore` (at least `k`) scored exactly on their rows.
     pub fn search(&self, query: &[f32], k: usize, probe: Probe) -> Result<Vec<Hit>> {
-        let ranges = self.loaded_ranges(&self.probed_lists(query, probe)?)?;
-        self.vectors.search_ranges(query, k, &ranges)
+        self.lists.search(query, k, probe)
     }
 
-    /// Scores of every passage in the lists `probe` selects, as `visit(first passage, scores)`
-    /// runs (batch evaluation keeps a document's best passage).
+    /// Exact scores of the passages a search for `depth` results ranks (every passage of
+    /// the probed lists when scanning exactly), as `visit(first passage, scores)` runs
+    /// (batch evaluation keeps a document's best passage).
     pub fn score_probed(
         &self,
         query: &[f32],
+        depth: usize,
         probe: Probe,
         visit: impl FnMut(usize, &[f32]),
     ) -> Result<()> {
-        let ranges = self.loaded_ranges(&self.probed_lists(query, probe)?)?;
-        self.vectors.score_ranges(query, &ranges, visit)
+        self.lists.score(query, depth, probe, visit)
     }
 
-    /// Passage `n`'s row as stored (its list must be loaded): what a re-index copies.
+    /// Passage `n`'s row as stored (its row must be held): what a re-index copies.
     pub fn stored_row(&self, n: usize) -> Result<EncodedRow> {
-        let list = self
-            .parts
-            .list_of(n)
-            .ok_or_else(|| Error::InvalidInput(format!("no passage {n}")))?;
-        self.loaded_ranges(&[list])?;
-        self.vectors
-            .row(n)
-            .ok_or_else(|| Error::InvalidInput(format!("no passage {n}")))
+        if n >= self.len() {
+            return Err(Error::InvalidInput(format!("no passage {n}")));
+        }
+        self.lists.row(n).ok_or_else(|| Error::PartNotLoaded {
+            file: self.lists.missing_rows(&[n]).concat(),
+        })
     }
 
     /// Passage `n`'s stored vector (its list must be loaded).
@@ -496,16 +409,16 @@ impl SearchIndex {
     }
 
     /// The parts re-ranking `candidates` needs that were not added yet: the id buckets
-    /// naming them first, then the lists holding their passages. Ask again once those are
-    /// in, until nothing is missing.
+    /// naming them first, then the directories of their lists, then their rows (by byte
+    /// range). Ask again once those are in, until nothing is missing.
     pub fn missing_for_rerank(&self, candidates: &[String]) -> Result<Vec<String>> {
         let buckets = self.missing_id_buckets(candidates);
         if !buckets.is_empty() {
             return Ok(buckets);
         }
-        let lists = self.lists_of(&self.candidate_passages(candidates));
-        self.mark_probed(&lists);
-        Ok(self.missing(lists.into_iter().map(Part::List)))
+        let passages = self.candidate_passages(candidates);
+        self.lists.mark_probed(&self.lists_of(&passages));
+        Ok(self.lists.missing_rows(&passages))
     }
 
     /// The passages the known candidates name (their id buckets must be added).
@@ -522,7 +435,7 @@ impl SearchIndex {
     fn lists_of(&self, passages: &[usize]) -> Vec<usize> {
         passages
             .iter()
-            .filter_map(|&n| self.parts.list_of(n))
+            .filter_map(|&n| self.lists.list_of(n))
             .collect()
     }
 
@@ -532,10 +445,8 @@ impl SearchIndex {
     pub fn rerank(&self, query: &[f32], candidates: &[String]) -> Result<Reranked> {
         self.require_loaded(&self.buckets_of(candidates))?;
         let passages = self.candidate_passages(candidates);
-        self.loaded_ranges(&self.lists_of(&passages))?;
         let mut scores = HashMap::with_capacity(passages.len());
-        let rows: Vec<Range<usize>> = passages.iter().map(|&n| n..n + 1).collect();
-        self.vectors.score_ranges(query, &rows, |n, s| {
+        self.lists.score_passages(query, &passages, |n, s| {
             scores.insert(n, s[0]);
         })?;
         let mut scored = Vec::new();

@@ -191,16 +191,20 @@ impl SearchEngine {
         self.searcher.index().list_bytes_held() as f64
     }
 
-    /// The vector lists a search for `query` (a vector) scans that were not added yet.
+    /// What a search for `query` (a vector) and `k` results needs next of the vector lists
+    /// and does not hold: list files, or byte ranges of them (`path#bytes=first-last`:
+    /// fetch with a `Range` header, or the whole file where a host ignores it). Ask again
+    /// after adding them, until none are missing.
     #[wasm_bindgen(js_name = missingLists)]
     pub fn missing_lists(
         &self,
         query: &[f32],
+        k: usize,
         probe: Option<usize>,
     ) -> Result<Vec<String>, JsError> {
         self.searcher
             .index()
-            .missing_lists(query, probe_of(probe))
+            .missing_lists(query, k, probe_of(probe))
             .map_err(js_error)
     }
 

@@ -75,7 +75,8 @@ impl LexicalIndex {
     pub fn finish(&mut self) -> Result<(), JsError> {
         let loader = self.loader.take().ok_or_else(finished)?;
         let (manifest, parts) = loader.finish_lexical().map_err(js_error)?;
-        self.index = Some(SearchIndex::new(manifest, parts, None, Vec::new()).map_err(js_error)?);
+        self.index =
+            Some(SearchIndex::new(manifest, parts, None, None, Vec::new()).map_err(js_error)?);
         Ok(())
     }
 }

@@ -213,7 +213,8 @@ test('an index in lists fetches only the parts each query needs; its exact searc
   const parts = [];
   fresh.on('request', (r) => {
     const m = new URL(r.url()).pathname.match(/^\/dotfind-index-lists\/((vectors\/\d+|passages\/\d+|ids\/\d+|terms\/\d+)\.bin)$/);
-    if (m) parts.push(m[1]);
+    const range = r.headers().range;
+    if (m) parts.push(range ? `${m[1]}#${range}` : m[1]);
   });
   try {
     const p = await fresh.newPage();
@@ -235,7 +236,11 @@ test('an index in lists fetches only the parts each query needs; its exact searc
       const probed = await p.evaluate((q) => window.lists.search(q, { k: 5 }).then((hits) => hits.map((h) => [h.id, h.score])), q);
       const fetched = parts.slice(before);
       assert.equal(new Set(fetched).size, fetched.length, `no part fetched twice: ${fetched}`);
-      assert.ok(fetched.filter((f) => f.startsWith('vectors/')).length <= 4, `lists fetched for "${q}": ${fetched}`);
+      // Of the lists: the probed ones' directories and codes, then the candidates' rows, all
+      // by byte range.
+      const lists = fetched.filter((f) => f.startsWith('vectors/'));
+      assert.ok(lists.every((f) => f.includes('#bytes=')), `whole lists fetched for "${q}": ${fetched}`);
+      assert.ok(lists.filter((f) => f.includes('#bytes=0-')).length <= 4, `lists probed for "${q}": ${fetched}`);
       assert.ok(fetched.filter((f) => f.startsWith('passages/')).length <= 5, `fragments fetched for "${q}": ${fetched}`);
       const [exact, one] = await p.evaluate((q) => Promise.all([
         window.lists.search(q, { k: 5, probe: 'exact' }),
@@ -284,6 +289,44 @@ test('an index in lists fetches only the parts each query needs; its exact searc
     assert.equal(budget, 'DotfindError: dotfind: maxVectorBytes must be a positive integer below 2^32 or null, not -1');
   } finally {
     await fresh.close();
+  }
+});
+
+test('a host that ignores Range headers sends whole lists, and searches rank the same', async () => {
+  const queries = ['how do I store key value pairs', 'spawn a thread', 'what is ownership'];
+  const plain = await startServer({ root: SITE, ranges: false });
+  /** The top 5 of each query on `base`'s lists index, and the status of each list response. */
+  async function searchOn(base) {
+    const context = await browser.newContext();
+    const statuses = [];
+    context.on('response', (r) => {
+      if (/^\/dotfind-index-lists\/vectors\/\d+\.bin$/.test(new URL(r.url()).pathname)) statuses.push(r.status());
+    });
+    try {
+      const p = await context.newPage();
+      await p.goto(base);
+      const hits = await p.evaluate(async (queries) => {
+        const { Dotfind } = await import('/dotfind/dotfind.js');
+        const lists = await Dotfind.load('/dotfind-index-lists/', { cache: false });
+        const out = [];
+        for (const q of queries) out.push((await lists.search(q, { k: 5 })).map((h) => [h.id, h.score]));
+        return out;
+      }, queries);
+      return { hits, statuses };
+    } finally {
+      await context.close();
+    }
+  }
+  try {
+    const ranged = await searchOn(url);
+    const whole = await searchOn(plain.url);
+    assert.ok(ranged.statuses.length && ranged.statuses.every((s) => s === 206), `ranges: ${ranged.statuses}`);
+    assert.ok(whole.statuses.length && whole.statuses.every((s) => s === 200), `whole lists: ${whole.statuses}`);
+    // Whole lists serve every later range of theirs: fewer requests, the same ranking.
+    assert.ok(whole.statuses.length < ranged.statuses.length, `${whole.statuses.length} vs ${ranged.statuses.length}`);
+    assert.deepEqual(whole.hits, ranged.hits);
+  } finally {
+    plain.server.close();
   }
 });
 
@@ -389,7 +432,8 @@ test('graph parts that do not add up to the graph the bundle names are a checksu
 
 test('a tampered vector list on the server surfaces as a checksum error in the page', async () => {
   const status = await loadDamagedSite((site) => flipLastByte(path.join(site, 'dotfind-index/vectors/00000.bin')));
-  assert.match(status, /^Keyword search only: semantic search could not load: vectors\/00000\.bin: xxh3-128 mismatch: manifest says [0-9a-f]{32}, file has [0-9a-f]{32}$/);
+  // The last byte is a row's: the list's directory (checked against the part table) names it.
+  assert.match(status, /^Keyword search only: semantic search could not load: data corruption in vectors\/00000\.bin: row \d+ does not match its checksum$/);
 });
 
 test('a damaged part table stops the page before keyword search, with the field left disabled', async () => {

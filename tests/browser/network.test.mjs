@@ -68,15 +68,23 @@ async function assertCacheClean(page, { indexDir = INDEX, prefix = '/idx/' } = {
       for (const request of await cache.keys()) {
         const bytes = await (await cache.match(request)).arrayBuffer();
         const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
-        out[new URL(request.url).pathname] = Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
+        const { pathname, search } = new URL(request.url);
+        out[pathname + search] = Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
       }
     }
     return out;
   });
-  for (const [urlPath, sha] of Object.entries(cached)) {
+  for (const [key, sha] of Object.entries(cached)) {
+    // A byte range of a list is cached as `path?bytes=first-last`.
+    const [urlPath, range] = key.split('?bytes=');
     const file = urlPath.startsWith(prefix) ? path.join(indexDir, urlPath.slice(prefix.length)) : path.join(repoRoot, 'dist/npm', urlPath.slice(9));
-    assert.ok(fs.existsSync(file), `cached ${urlPath}, which the server no longer has`);
-    assert.equal(sha, crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex'), `cached ${urlPath}`);
+    assert.ok(fs.existsSync(file), `cached ${key}, which the server no longer has`);
+    let bytes = fs.readFileSync(file);
+    if (range) {
+      const [first, last] = range.split('-').map(Number);
+      bytes = bytes.subarray(first, last + 1);
+    }
+    assert.equal(sha, crypto.createHash('sha256').update(bytes).digest('hex'), `cached ${key}`);
   }
   return Object.keys(cached);
 }
@@ -144,13 +152,18 @@ test('a truncated or damaged vector list is a named size or checksum error', BOU
   await failThenRecover((p) => (LIST.test(p) ? { body: fs.readFileSync(path.join(INDEX, p.slice(5))).subarray(0, 100) } : undefined), (failed) => {
     assert.match(failed.message, /^data corruption in vectors\/\d{5}\.bin: 100 bytes, manifest says \d+$/);
   });
-  await failThenRecover((p) => {
+  // A list's directory is checked against the part table; its rows against the directory.
+  const flipped = (at) => (p) => {
     if (!LIST.test(p)) return undefined;
     const body = Buffer.from(fs.readFileSync(path.join(INDEX, p.slice(5))));
-    body[body.length - 1] ^= 0xff;
+    body[at < 0 ? body.length + at : at] ^= 0xff;
     return { body };
-  }, (failed) => {
+  };
+  await failThenRecover(flipped(40), (failed) => {
     assert.match(failed.message, /^vectors\/\d{5}\.bin: xxh3-128 mismatch: /);
+  });
+  await failThenRecover(flipped(-1), (failed) => {
+    assert.match(failed.message, /^data corruption in vectors\/\d{5}\.bin: row \d+ does not match its checksum$/);
   });
 });
 
@@ -254,7 +267,7 @@ test('a site rebuilt mid-visit: the next search loads the new index, never mixin
   try {
     assert.deepEqual(await search(page, { index: '/swap/', probe: 'default' }), await search(page, { index: '/swap/', probe: 'default' }));
     const before = await assertCacheClean(page, { indexDir: swap, prefix: '/swap/' });
-    assert.ok(before.some((p) => /\/swap\/vectors\/000(0[1-9]|1\d)\.bin$/.test(p)), `lists of the first build cached: ${before}`);
+    assert.ok(before.some((p) => /\/swap\/vectors\/000(0[1-9]|1\d)\.bin\?bytes=0-\d+$/.test(p)), `lists of the first build cached: ${before}`);
     // The redeploy: every file replaced, the old build's lists gone.
     fs.rmSync(swap, { recursive: true });
     fs.cpSync(REBUILT, swap, { recursive: true });

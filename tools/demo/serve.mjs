@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // A plain static file server for the demo, the browser tests and the benchmarks: what a
-// static host does (GET/HEAD, MIME types, 404s, and compression as Cloudflare Pages, Netlify
-// and GitHub Pages apply it), nothing more, so tests exercise real HTTP and benchmarks count
+// static host does (GET/HEAD, MIME types, 404s, single byte ranges of files it sends
+// uncompressed, and compression as Cloudflare Pages, Netlify and GitHub Pages apply it),
+// nothing more, so tests exercise real HTTP and benchmarks count
 // what a visitor's connection would carry.
 //
 //   node tools/demo/serve.mjs --root www [--port 8080] [--mount /model=/path/to/bundle]
@@ -95,8 +96,9 @@ function answerFaultily(res, file, type, fault) {
  * (the full Content-Length, then n bytes and a reset connection), `{body}` (other bytes: a
  * truncated or damaged file), `{stallAfter: n}` (n bytes, then silence) or `{hold: promise}`
  * (the file as usual, once `promise` settles: a slow download the test ends when it wants).
+ * `ranges: false` makes it a host that ignores `Range` headers (the whole file, 200).
  */
-export function startServer({ root, port = 0, mounts = {}, fault = () => undefined }) {
+export function startServer({ root, port = 0, mounts = {}, fault = () => undefined, ranges = true }) {
   const sockets = new Set();
   const traffic = {
     requests: [],
@@ -147,6 +149,28 @@ export function startServer({ root, port = 0, mounts = {}, fault = () => undefin
     if (req.headers['if-none-match'] === etag) {
       traffic.requests.push({ path: urlPath, status: 304, encoding, bodyBytes: 0 });
       res.writeHead(304, { etag, vary: 'Accept-Encoding', 'cache-control': 'no-cache' }).end();
+      return;
+    }
+    // One byte range of a file sent as it is stored, as static hosts answer it.
+    const range = ranges && !encoding && /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
+    if (range) {
+      const first = Number(range[1]);
+      const last = Math.min(range[2] === '' ? stat.size - 1 : Number(range[2]), stat.size - 1);
+      if (first > last) {
+        traffic.requests.push({ path: urlPath, status: 416, encoding, bodyBytes: 0 });
+        res.writeHead(416, { 'content-range': `bytes */${stat.size}` }).end();
+        return;
+      }
+      res.writeHead(206, {
+        etag,
+        'content-type': type,
+        'content-length': last - first + 1,
+        'content-range': `bytes ${first}-${last}/${stat.size}`,
+        'cache-control': 'no-cache',
+      });
+      traffic.requests.push({ path: urlPath, status: 206, encoding, bodyBytes: req.method === 'HEAD' ? 0 : last - first + 1, range: `${first}-${last}` });
+      if (req.method === 'HEAD') res.end();
+      else fs.createReadStream(file, { start: first, end: last }).pipe(res);
       return;
     }
     res.writeHead(200, {
