@@ -196,9 +196,18 @@ function lexicalSide(index, query, k, candidates) {
     : index.lexicalHits(query, k));
 }
 
-/** Hits as results, their fragments fetched first. */
+/** The records of `passages`: their fragments' directories, then the records themselves. */
+async function ensureRecords(index, passages) {
+  for (let round = 0; round < 3; round += 1) {
+    const missing = index.missingFragments(passages);
+    if (!missing.length) return;
+    await ensureParts(index, missing);
+  }
+}
+
+/** Hits as results, their records fetched first. */
 async function resultsOf(index, { passages, scores }) {
-  await ensureParts(index, index.missingFragments(passages));
+  await ensureRecords(index, passages);
   return index.results(passages, scores);
 }
 
@@ -249,7 +258,7 @@ async function searchVector(e, vector, k, probe) {
   const t1 = performance.now();
   const { passages, scores } = plainHits(e.searchHits(vector, k, probe));
   const t2 = performance.now();
-  await ensureParts(e, e.missingFragments(passages));
+  await ensureRecords(e, passages);
   const t3 = performance.now();
   return { results: e.results(passages, scores), partsMs: t1 - t0 + (t3 - t2), scoreMs: t2 - t1 + (performance.now() - t3) };
 }

@@ -144,22 +144,41 @@ fn searches_fetch_only_the_parts_they_name_and_match_the_whole_index() {
             whole.index().search(&vector, 5, Probe::Default).unwrap()
         );
         let passages: Vec<usize> = hits.iter().map(|h| h.passage).collect();
-        let fragments = lazy.index().missing_fragments(&passages);
-        add_parts(&mut lazy, &dir, fragments, &mut fetched);
+        // The directories of fragments not seen yet (and records of those seen), then the
+        // hits' records alone: never a whole fragment.
+        let directories = lazy.index().missing_fragments(&passages);
+        assert!(
+            directories.iter().all(|p| p.contains("#bytes=")),
+            "{directories:?}"
+        );
+        add_parts(&mut lazy, &dir, directories, &mut fetched);
+        let records = lazy.index().missing_fragments(&passages);
+        assert!(
+            records.iter().all(|p| !p.contains("#bytes=0-")),
+            "{records:?}"
+        );
+        if !records.is_empty() {
+            // A record not added yet is named by its own range.
+            let missing = passages
+                .iter()
+                .find_map(|&n| lazy.index().record(n).err())
+                .unwrap()
+                .to_string();
+            assert!(
+                missing.starts_with("passages/") && missing.ends_with(&not_loaded("")),
+                "{missing}"
+            );
+        }
+        add_parts(&mut lazy, &dir, records, &mut fetched);
         for h in &hits {
             assert_eq!(lazy.result(h, 80).unwrap(), whole.result(h, 80).unwrap());
         }
         assert!(lazy.index().missing_fragments(&passages).is_empty());
     }
-    let fragments = lazy.index().manifest.layout.fragments;
-    let whole_files = fetched.iter().filter(|p| !p.contains('#')).count();
-    assert!(
-        whole_files < fragments,
-        "fetched {fetched:?} of {fragments} fragments"
-    );
+    // Lists and fragments alike arrive by byte range: never a whole file.
     assert!(fetched
         .iter()
-        .all(|p| !p.starts_with("vectors/") || p.contains('#')));
+        .all(|p| !(p.starts_with("vectors/") || p.starts_with("passages/")) || p.contains('#')));
 
     // A memory budget of about two lists: older lists are dropped as new ones arrive (never
     // those of the search under way), and searches stay right, fetching again what they need.
@@ -441,9 +460,10 @@ fn damaged_or_foreign_parts_are_refused_by_name() {
         .add_part(&row0, &bytes[codes_end..codes_end + 388])
         .unwrap();
     index.add_part("vectors/00001.bin", &bytes).unwrap();
+    let directory = 16 + 8 * index.parts().fragments[0].count;
     assert_eq!(
         index.record(0).unwrap_err().to_string(),
-        "passages/00000.bin: not loaded (index parts are fetched on demand, as a query needs them)"
+        not_loaded(&format!("passages/00000.bin#bytes=0-{}", directory - 1))
     );
 }
 

@@ -9,10 +9,14 @@ use rayon::prelude::*;
 /// query probing lists must scan a quarter of them to find 95 % of the exact top 10 (SciFact,
 /// measured), so lists would save under 4× the bytes at the cost of a round trip and recall.
 pub const ONE_LIST_BYTES: usize = 4 << 20;
-/// Passage order within a list: grouped by a second k-means of ⌈√count⌉ clusters (input order
-/// within a group), so similar passages sit together — the rows a query rescores come in few
-/// runs (fewer range requests), and its hits share fragments. An index of one list keeps
-/// input order: it is fetched whole.
+/// Runs this short keep input order: ordering them further would not merge any range.
+const ORDERED_RUN: usize = 8;
+
+/// Passage order within a list: split in two by spherical 2-means, each half ordered the same
+/// way, down to runs of [`ORDERED_RUN`] (input order within a run) — so similar passages sit
+/// together at every scale, the rows a query rescores come in few runs (fewer range
+/// requests), and its hits share fragments. An index of one list keeps input order: it is
+/// fetched whole.
 pub fn order_passages(vectors: &[Vec<f32>], p: &Partitioning) -> Vec<usize> {
     let lists = p.centroids.len();
     let mut members: Vec<Vec<usize>> = vec![Vec::new(); lists];
@@ -24,19 +28,31 @@ pub fn order_passages(vectors: &[Vec<f32>], p: &Partitioning) -> Vec<usize> {
     }
     members
         .par_iter()
-        .map(|list| {
-            let groups = (list.len() as f64).sqrt().ceil() as usize;
-            if groups <= 1 {
-                return list.clone();
-            }
-            let local: Vec<Vec<f32>> = list.iter().map(|&i| vectors[i].clone()).collect();
-            let within = partition(&local, groups);
-            let mut order: Vec<usize> = (0..list.len()).collect();
-            order.sort_by_key(|&at| within.assignment[at]); // stable: input order in a group
-            order.into_iter().map(|at| list[at]).collect::<Vec<usize>>()
-        })
+        .map(|list| bisected(vectors, list))
         .collect::<Vec<_>>()
         .concat()
+}
+
+/// `passages` (numbers into `vectors`) ordered by recursive bisection (see `order_passages`).
+fn bisected(vectors: &[Vec<f32>], passages: &[usize]) -> Vec<usize> {
+    if passages.len() <= ORDERED_RUN {
+        return passages.to_vec();
+    }
+    let local: Vec<Vec<f32>> = passages.iter().map(|&i| vectors[i].clone()).collect();
+    let halves = partition(&local, 2);
+    let side = |wanted: usize| -> Vec<usize> {
+        passages
+            .iter()
+            .zip(&halves.assignment)
+            .filter(|(_, &half)| half == wanted)
+            .map(|(&i, _)| i)
+            .collect()
+    };
+    let (first, second) = (side(0), side(1));
+    if first.is_empty() || second.is_empty() {
+        return passages.to_vec(); // indivisible (identical vectors): input order
+    }
+    [bisected(vectors, &first), bisected(vectors, &second)].concat()
 }
 
 /// Passage records per fragment are chosen to make fragments about this size: a result

@@ -20,6 +20,31 @@ const PARTS_VERSION: u16 = 2;
 const PARTS_HEADER: usize = 24;
 const ENTRY_BYTES: usize = 24;
 
+/// `path` with the byte range `bytes` (end exclusive) as `path#bytes=first-last`, HTTP's
+/// inclusive form: what `missing` names and `add` takes back.
+pub fn range_path(path: &str, bytes: Range<usize>) -> String {
+    format!("{path}#bytes={}-{}", bytes.start, bytes.end - 1)
+}
+
+/// The file and byte range (end exclusive) of a path `range_path` made; `None` for a plain
+/// path.
+pub fn parse_range_path(path: &str) -> Result<(&str, Option<Range<usize>>)> {
+    let Some((file, range)) = path.split_once('#') else {
+        return Ok((path, None));
+    };
+    let bad = || Error::InvalidInput(format!("{path}: not a byte range dotfind names"));
+    let (first, last) = range
+        .strip_prefix("bytes=")
+        .and_then(|r| r.split_once('-'))
+        .ok_or_else(bad)?;
+    let first: usize = first.parse().map_err(|_| bad())?;
+    let last: usize = last.parse().map_err(|_| bad())?;
+    if last < first {
+        return Err(bad());
+    }
+    Ok((file, Some(first..last + 1)))
+}
+
 /// Which part of an index a file is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Part {

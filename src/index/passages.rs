@@ -1,7 +1,7 @@
-//! Passage shards: an offset table plus length-prefixed UTF-8 fields per passage, so a
-//! reader decodes only the records it shows instead of parsing the corpus.
+//! Passage shards: a directory (offsets and checksums) plus length-prefixed UTF-8 fields per
+//! passage, so a reader fetches and decodes only the records it shows.
 
-use super::{check_header, corrupt, push_varint, read_varint, u32_at, SHARD_FORMAT_VERSION};
+use super::{check_header_version, corrupt, push_varint, read_varint, u32_at};
 use crate::error::Result;
 
 const PASSAGE_MAGIC: &[u8; 4] = b"DFPS";
@@ -48,9 +48,9 @@ impl PassageRecord {
         ]
     }
 
-    /// Bytes this record adds to a passage shard (offset entry included).
+    /// Bytes this record adds to a passage shard (offset and checksum included).
     pub fn stored_size(&self) -> usize {
-        4 + self
+        8 + self
             .fields()
             .iter()
             .map(|f| varint_len(f.len()) + f.len())
@@ -67,13 +67,22 @@ fn varint_len(mut n: usize) -> usize {
     len
 }
 
-/// Passage metadata shard: an offset table plus length-prefixed UTF-8 fields, so the
-/// browser decodes only the top-k records it shows instead of parsing the corpus.
+/// Version of the passage shard layout (its own: the directory of record checksums).
+const PASSAGE_VERSION: u16 = 2;
+
+/// A passage fragment (`passages/NNNNN.bin`): a *directory* — header, record offsets and
+/// each record's checksum, what the part table's checksum covers — then the records. A
+/// browser fetches the directory, then only the records of the results it shows, by byte
+/// range, each checked against its checksum; a whole file is checked the same way.
 #[derive(Debug, Clone)]
 pub struct PassageShard {
     count: usize,
+    /// Record `i` is `blob[offsets[i]..offsets[i + 1]]`.
     offsets: Vec<u32>,
+    checksums: Vec<u32>,
+    /// The records held, in place (zeros where a record has not arrived).
     blob: Vec<u8>,
+    held: Vec<bool>,
     file: String,
 }
 
@@ -81,46 +90,76 @@ impl PassageShard {
     pub fn to_bytes(records: &[PassageRecord]) -> Vec<u8> {
         let mut blob = Vec::new();
         let mut offsets = Vec::with_capacity(records.len() + 1);
+        let mut checksums = Vec::with_capacity(records.len());
         for r in records {
-            offsets.push(blob.len() as u32);
+            let start = blob.len();
+            offsets.push(start as u32);
             for f in r.fields() {
                 push_varint(&mut blob, f.len());
                 blob.extend_from_slice(f.as_bytes());
             }
+            checksums.push(super::lists::row_checksum(&blob[start..]));
         }
         offsets.push(blob.len() as u32);
-        let mut out = Vec::with_capacity(PASSAGE_HEADER + 4 * offsets.len() + blob.len());
+        let mut out = Vec::with_capacity(Self::directory_len(records.len()) + blob.len());
         out.extend_from_slice(PASSAGE_MAGIC);
-        out.extend_from_slice(&SHARD_FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&PASSAGE_VERSION.to_le_bytes());
         out.extend_from_slice(&[0, 0]);
         out.extend_from_slice(&(records.len() as u32).to_le_bytes());
         for o in offsets {
             out.extend_from_slice(&o.to_le_bytes());
         }
+        for c in checksums {
+            out.extend_from_slice(&c.to_le_bytes());
+        }
         out.extend_from_slice(&blob);
         out
     }
 
-    /// Validates the header and offset table; records are decoded (and checked) on access.
+    /// Bytes of the directory of a shard of `count` records.
+    pub fn directory_len(count: usize) -> usize {
+        PASSAGE_HEADER + 4 * (count + 1) + 4 * count
+    }
+
+    /// Parses a whole shard, every record checked.
     pub fn from_bytes(file: &str, bytes: &[u8]) -> Result<Self> {
-        check_header(file, bytes, PASSAGE_MAGIC, PASSAGE_HEADER, "passage shard")?;
+        let mut shard = Self::directory(file, bytes, bytes.len())?;
+        let at = Self::directory_len(shard.count);
+        shard.add_records(at..bytes.len(), &bytes[at..])?;
+        Ok(shard)
+    }
+
+    /// Parses the directory at the start of `bytes` (the directory, or more of the file) of
+    /// a file of `file_len` bytes (what the part table says); records are added with
+    /// `add_records`.
+    pub fn directory(file: &str, bytes: &[u8], file_len: usize) -> Result<Self> {
+        check_header_version(
+            file,
+            bytes,
+            PASSAGE_MAGIC,
+            PASSAGE_HEADER,
+            PASSAGE_VERSION,
+            "passage shard",
+        )?;
         let count = u32_at(bytes, 8) as usize;
-        let table_end = (count as u128 + 1) * 4 + PASSAGE_HEADER as u128;
+        let table_end = (count as u128) * 8 + 4 + PASSAGE_HEADER as u128;
         if (bytes.len() as u128) < table_end {
             return Err(corrupt(
                 file,
                 format!("{} bytes, too short for {count} passages", bytes.len()),
             ));
         }
-        let table_end = table_end as usize;
         let offsets: Vec<u32> = (0..=count)
             .map(|i| u32_at(bytes, PASSAGE_HEADER + 4 * i))
             .collect();
-        let blob = bytes[table_end..].to_vec();
-        if offsets[0] != 0
-            || offsets.windows(2).any(|w| w[0] > w[1])
-            || offsets[count] as usize != blob.len()
-        {
+        let checksums: Vec<u32> = (0..count)
+            .map(|i| u32_at(bytes, PASSAGE_HEADER + 4 * (count + 1) + 4 * i))
+            .collect();
+        if offsets[0] != 0 || offsets.windows(2).any(|w| w[0] > w[1]) {
+            return Err(corrupt(file, "passage offset table is out of order"));
+        }
+        let blob_len = offsets[count] as usize;
+        if table_end as usize + blob_len != file_len {
             return Err(corrupt(
                 file,
                 "passage offset table is inconsistent with the file size",
@@ -129,9 +168,72 @@ impl PassageShard {
         Ok(PassageShard {
             count,
             offsets,
-            blob,
+            checksums,
+            // Sized by the offsets, once they agree with the file's length.
+            blob: Vec::new(),
+            held: vec![false; count],
             file: file.to_string(),
-        })
+        }
+        .with_blob_len(blob_len))
+    }
+
+    fn with_blob_len(mut self, len: usize) -> Self {
+        self.blob = vec![0; len];
+        self
+    }
+
+    /// Bytes of the whole file.
+    pub fn file_len(&self) -> usize {
+        Self::directory_len(self.count) + self.blob.len()
+    }
+
+    /// The bytes of records `records` in the file.
+    pub fn records_bytes(&self, records: std::ops::Range<usize>) -> std::ops::Range<usize> {
+        let at = Self::directory_len(self.count);
+        at + self.offsets[records.start] as usize..at + self.offsets[records.end] as usize
+    }
+
+    /// Adds the records that `bytes`, bytes `range` of the file, hold exactly (whole records),
+    /// each checked against its checksum.
+    pub fn add_records(&mut self, range: std::ops::Range<usize>, bytes: &[u8]) -> Result<()> {
+        let at = Self::directory_len(self.count);
+        let bad = || {
+            corrupt(
+                &self.file,
+                format!(
+                    "bytes {}..{} are not whole passages of its {} bytes",
+                    range.start,
+                    range.end,
+                    self.file_len()
+                ),
+            )
+        };
+        let (Some(start), Some(end)) = (range.start.checked_sub(at), range.end.checked_sub(at))
+        else {
+            return Err(bad());
+        };
+        let first = self.offsets.partition_point(|&o| (o as usize) < start);
+        let last = self.offsets.partition_point(|&o| (o as usize) < end);
+        if bytes.len() != end.saturating_sub(start)
+            || end > self.blob.len()
+            || self.offsets.get(first).map(|&o| o as usize) != Some(start)
+            || self.offsets.get(last).map(|&o| o as usize) != Some(end)
+        {
+            return Err(bad());
+        }
+        for i in first..last {
+            let record =
+                &bytes[self.offsets[i] as usize - start..self.offsets[i + 1] as usize - start];
+            if super::lists::row_checksum(record) != self.checksums[i] {
+                return Err(corrupt(
+                    &self.file,
+                    format!("passage {i} does not match its checksum"),
+                ));
+            }
+        }
+        self.blob[start..end].copy_from_slice(bytes);
+        self.held[first..last].iter_mut().for_each(|h| *h = true);
+        Ok(())
     }
 
     pub fn len(&self) -> usize {
@@ -142,6 +244,16 @@ impl PassageShard {
         self.count == 0
     }
 
+    /// Whether record `i` arrived.
+    pub fn has(&self, i: usize) -> bool {
+        self.held.get(i).copied().unwrap_or(false)
+    }
+
+    /// Whether every record arrived.
+    pub fn is_whole(&self) -> bool {
+        self.held.iter().all(|&h| h)
+    }
+
     /// Decodes record `i`.
     pub fn record(&self, i: usize) -> Result<PassageRecord> {
         if i >= self.count {
@@ -149,6 +261,11 @@ impl PassageShard {
                 &self.file,
                 format!("passage {i} requested, shard holds {}", self.count),
             ));
+        }
+        if !self.held[i] {
+            return Err(crate::error::Error::PartNotLoaded {
+                file: format!("{}#passage={i}", self.file),
+            });
         }
         let mut at = self.offsets[i] as usize;
         let end = self.offsets[i + 1] as usize;
@@ -215,6 +332,37 @@ mod tests {
         let shard = PassageShard::from_bytes("passages-000.bin", &bytes).unwrap();
         assert_eq!(shard.len(), 4);
         assert_eq!(shard.record(3).unwrap(), records[3]);
+        // The directory, then one record alone, as byte ranges bring them.
+        let directory = PassageShard::directory_len(4);
+        let mut lazy =
+            PassageShard::directory("passages-000.bin", &bytes[..directory], bytes.len()).unwrap();
+        assert_eq!(
+            lazy.record(2).unwrap_err().to_string(),
+            "passages-000.bin#passage=2: not loaded (index parts are fetched on demand, as a query needs them)"
+        );
+        let two = shard.records_bytes(2..3);
+        lazy.add_records(two.clone(), &bytes[two.clone()]).unwrap();
+        assert_eq!(lazy.record(2).unwrap(), records[2]);
+        assert!(lazy.has(2) && !lazy.has(1) && !lazy.is_whole());
+        let mut damaged = bytes[two.clone()].to_vec();
+        damaged[0] ^= 1;
+        assert_eq!(
+            lazy.add_records(two.clone(), &damaged)
+                .unwrap_err()
+                .to_string(),
+            "data corruption in passages-000.bin: passage 2 does not match its checksum"
+        );
+        assert_eq!(
+            lazy.add_records(two.start + 1..two.end, &bytes[two.start + 1..two.end])
+                .unwrap_err()
+                .to_string(),
+            format!(
+                "data corruption in passages-000.bin: bytes {}..{} are not whole passages of its {} bytes",
+                two.start + 1,
+                two.end,
+                bytes.len()
+            )
+        );
         assert_eq!(
             records[1].encoded_text(),
             format!("Tïtle 東京 {}", "x".repeat(200))
@@ -241,21 +389,25 @@ mod tests {
             err(&bytes[..14]),
             "data corruption in passages-000.bin: 14 bytes, too short for 3 passages"
         );
-        // A field length pointing past its record is caught when the record is read.
+        let first_field = PassageShard::directory_len(3);
         let mut bad = bytes.clone();
-        let first_field = 12 + 4 * 4;
+        bad[first_field] ^= 1;
+        assert_eq!(
+            err(&bad),
+            "data corruption in passages-000.bin: passage 0 does not match its checksum"
+        );
+        // A record whose checksum matches but whose field length points past it (a writer's
+        // bug, not damage in transit) is caught when the record is read.
+        let mut bad = bytes.clone();
         bad[first_field] = 0x7f;
+        let good = PassageShard::from_bytes("p", &bytes).unwrap();
+        let sum = crate::index::lists::row_checksum(&bad[good.records_bytes(0..1)]);
+        let checksums = PASSAGE_HEADER + 4 * 4;
+        bad[checksums..checksums + 4].copy_from_slice(&sum.to_le_bytes());
         let shard = PassageShard::from_bytes("passages-000.bin", &bad).unwrap();
         assert_eq!(
             shard.record(0).unwrap_err().to_string(),
             "data corruption in passages-000.bin: passage 0: field runs past its record"
-        );
-        let mut bad = bytes;
-        bad[first_field + 1] = 0xff; // inside "d0#0": invalid UTF-8
-        let shard = PassageShard::from_bytes("passages-000.bin", &bad).unwrap();
-        assert_eq!(
-            shard.record(0).unwrap_err().to_string(),
-            "data corruption in passages-000.bin: passage 0: field is not valid UTF-8"
         );
     }
 }

@@ -5,6 +5,7 @@
 pub mod dense;
 #[cfg(feature = "encoder")]
 pub mod engine;
+pub mod fragments;
 pub mod hybrid;
 pub mod lexical;
 pub mod search_index;

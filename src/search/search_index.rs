@@ -8,17 +8,19 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
+use super::fragments::Fragments;
 use super::hybrid::{fuse, hybrid_depth, Fusion};
 use super::lexical::{query_keys, LexicalPostings};
 use super::text::snippet;
 use super::top_k::Hit;
 pub use super::vector_lists::Probe;
-use super::vector_lists::{parse_range_path, VectorLists};
+use super::vector_lists::VectorLists;
 use crate::error::{Error, Result};
+use crate::index::parts::parse_range_path;
 #[cfg(doc)]
 use crate::index::LoadedIndex;
 use crate::index::{
-    Codebook, EncodedRow, IndexManifest, Part, PartTable, PassageRecord, PassageShard, VectorShard,
+    Codebook, EncodedRow, IndexManifest, Part, PartTable, PassageRecord, VectorShard,
 };
 
 /// A search result as every front end shows it.
@@ -43,7 +45,8 @@ pub struct SearchIndex {
     parts: PartTable,
     /// The vector lists, as far as they arrived, and dense search over them.
     lists: VectorLists,
-    fragments: Vec<Option<PassageShard>>,
+    /// The passage fragments, as far as they arrived.
+    fragments: Fragments,
     /// The postings of the term buckets added.
     lexical: LexicalPostings,
     terms_loaded: Vec<bool>,
@@ -75,7 +78,7 @@ impl SearchIndex {
         let lexical = LexicalPostings::new(manifest.passage_count);
         let mut index = SearchIndex {
             lists,
-            fragments: vec![None; parts.fragments.len()],
+            fragments: Fragments::new(parts.fragments.clone()),
             manifest,
             parts,
             lexical,
@@ -109,6 +112,7 @@ impl SearchIndex {
         let part = self.parts.part_at(file)?;
         match part {
             Part::List(i) => self.lists.add(i, range, bytes),
+            Part::Fragment(j) => self.fragments.add(j, range, bytes),
             _ if range.is_some() => Err(Error::InvalidInput(format!(
                 "{path}: not a range dotfind names"
             ))),
@@ -118,8 +122,10 @@ impl SearchIndex {
 
     fn add(&mut self, part: Part, bytes: &[u8]) -> Result<()> {
         let path = part.path();
-        if let Part::List(i) = part {
-            return self.lists.add(i, None, bytes);
+        match part {
+            Part::List(i) => return self.lists.add(i, None, bytes),
+            Part::Fragment(j) => return self.fragments.add(j, None, bytes),
+            _ => {}
         }
         let Some(entry) = self.parts.entry(part) else {
             return Err(Error::InvalidInput(format!(
@@ -135,13 +141,6 @@ impl SearchIndex {
             )
         };
         match part {
-            Part::Fragment(j) if self.fragments[j].is_none() => {
-                let shard = PassageShard::from_bytes(&path, bytes)?;
-                if shard.len() != count {
-                    return Err(mismatch("passages", shard.len()));
-                }
-                self.fragments[j] = Some(shard);
-            }
             Part::Ids(b) if !self.ids_loaded[b] => {
                 let before = self.ids.len();
                 crate::index::ids::read_bucket(&path, bytes, self.len(), &mut self.ids)?;
@@ -189,7 +188,7 @@ impl SearchIndex {
     fn is_loaded(&self, part: Part) -> bool {
         match part {
             Part::List(_) => false, // lists arrive in pieces: `VectorLists` says what is held
-            Part::Fragment(j) => self.fragments.get(j).is_some_and(Option::is_some),
+            Part::Fragment(j) => self.fragments.is_whole(j),
             Part::Ids(b) => self.ids_loaded.get(b).copied().unwrap_or(false),
             Part::Terms(b) => self.terms_loaded.get(b).copied().unwrap_or(false),
         }
@@ -260,28 +259,16 @@ impl SearchIndex {
         Ok(self.stored_row(n)?.decode(self.manifest.vector_encoding))
     }
 
-    /// The fragment files holding `passages` that were not added yet.
+    /// What showing `passages` needs of the fragments and did not arrive: their
+    /// fragments' directories, then their records (by byte range). Ask again once these are
+    /// added, until nothing is missing.
     pub fn missing_fragments(&self, passages: &[usize]) -> Vec<String> {
-        self.missing(
-            passages
-                .iter()
-                .filter_map(|&n| self.parts.fragment_of(n))
-                .map(Part::Fragment),
-        )
+        self.fragments.missing(passages)
     }
 
     /// Decodes passage `n`'s record.
     pub fn record(&self, n: usize) -> Result<PassageRecord> {
-        let j = self
-            .parts
-            .fragment_of(n)
-            .ok_or_else(|| Error::InvalidInput(format!("no passage {n}")))?;
-        match &self.fragments[j] {
-            Some(shard) => shard.record(n - self.parts.fragment_range(j).start),
-            None => Err(Error::PartNotLoaded {
-                file: Part::Fragment(j).path(),
-            }),
-        }
+        self.fragments.record(n)
     }
 
     /// What front ends show for `hit` (its fragment added), its snippet at most

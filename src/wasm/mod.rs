@@ -140,7 +140,9 @@ macro_rules! index_steps {
                     .map_err($crate::wasm::js_error)
             }
 
-            /// The passage fragments holding `passages` that were not added yet.
+            /// What showing `passages` needs of the passage fragments and does not hold:
+            /// their directories, then their records (`path#bytes=first-last`). Ask again
+            /// after adding them, until none are missing.
             #[wasm_bindgen(js_name = missingFragments)]
             pub fn missing_fragments(&self, passages: Vec<u32>) -> Vec<String> {
                 let passages: Vec<usize> = passages.iter().map(|&p| p as usize).collect();
