@@ -47,20 +47,28 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const p90 = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * 0.9)];
 const dotfind = path.join(root, 'target/release/dotfind');
 
-/** Resident memory of Chromium's renderer processes (the page and its workers), in bytes. */
-function rendererRss() {
-  let total = 0;
+/**
+ * Memory of Chromium's renderer processes (the page and its workers), in bytes: resident
+ * (RSS, which counts pages shared with the browser process and other renderers in full)
+ * and proportional (PSS, each shared page divided among the processes sharing it: what the
+ * page adds to the machine).
+ */
+function rendererMemory() {
+  let rss = 0;
+  let pss = 0;
   for (const pid of fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
     try {
       const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
       if (!cmd.includes('--type=renderer')) continue;
-      const rss = /^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-      if (rss) total += Number(rss[1]) * 1024;
+      const r = /^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+      if (r) rss += Number(r[1]) * 1024;
+      const p = /^Pss:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
+      if (p) pss += Number(p[1]) * 1024;
     } catch {
       // the process ended meanwhile
     }
   }
-  return total;
+  return { rss, pss };
 }
 
 /** Recall@10 of the default probe against the exact scan, natively over `texts`. */
@@ -141,11 +149,11 @@ for (const { name, dir } of indexes) {
   // Again, every part now in memory: the search itself.
   const warm = [];
   for (const text of texts) warm.push(await page.evaluate((q) => window.bench.search(q), text));
-  const rss = rendererRss();
+  const { rss, pss } = rendererMemory();
   const { listBytes, wasmBytes } = await page.evaluate(() => window.bench.stats());
   await context.close();
   const recall = info.layout.lists > 1 ? nativeRecall(dir, texts) : 1;
-  results.push({ name, info, loadBytes, loadIndexBytes, perQuery, warm, rss, listBytes, wasmBytes, recall });
+  results.push({ name, info, loadBytes, loadIndexBytes, perQuery, warm, rss, pss, listBytes, wasmBytes, recall });
 }
 const chromium = browser.version();
 await browser.close();
@@ -156,16 +164,18 @@ const fmt = (x) => x.toFixed(1);
 const lines = [
   '## Browser at scale: bytes per query, search time, memory, recall (headless Chromium, localhost)',
   '',
-  `Command: \`./build.sh bench-browser\` — headless Chromium ${chromium}, one fresh profile per index, served by \`tools/demo/serve.mjs\`; bytes counted by the server on every connection (headers included). Synthetic indexes: vectors drawn around ${base} (each a real passage vector plus Gaussian noise of half its norm; records carry the source passage's text), written by the indexer's code (\`bench/synthetic_index.rs\`) with its default layout. Queries: ${path.basename(path.dirname(queriesFile))}/${path.basename(queriesFile)} (${queries.length}) for synthetic indexes, ${DEMO_QUERIES.length} Rust questions for the demo; each typed once in order (bytes per new query), then once more (search time: the worker's probing, scoring and results, fetching excluded). Vector lists held in memory are capped at the package's default \`maxVectorBytes\` (128 MiB). Recall@10: the default probe's top 10 against the exact int8 scan, natively (\`dotfind run\` vs \`dotfind run --exact\`). ${machineLine()}.`,
+  `Command: \`./build.sh bench-browser\` — headless Chromium ${chromium}, one fresh profile per index, served by \`tools/demo/serve.mjs\`; bytes counted by the server on every connection (headers included). Synthetic indexes: vectors drawn around ${base} (each a real passage vector plus Gaussian noise of half its norm; records carry the source passage's text), written by the indexer's code (\`bench/synthetic_index.rs\`) with its default layout. Queries: ${path.basename(path.dirname(queriesFile))}/${path.basename(queriesFile)} (${queries.length}) for synthetic indexes, ${DEMO_QUERIES.length} Rust questions for the demo; each typed once in order (bytes per new query), then once more (search time: the worker's probing, scoring and results, fetching excluded). A query of an index of several lists fetches, of each list it probes, the directory and the passages' codes (one HTTP range), then the rows of the best \`rescore\` candidates by their codes (ranges of single rows or short runs), and scores those exactly; of the fragments holding the results, their directories, then those records (ranges again). Vector lists held in memory are capped at the package's default \`maxVectorBytes\` (128 MiB). Recall@10: the default probe's top 10 against the exact int8 scan, natively (\`dotfind run\` vs \`dotfind run --exact\`). ${machineLine()}.`,
   '',
   `Demo start to first result (wasm build "${results[0]?.info.wasmBuild}"): cold ${fmt(median(starts.cold))} ms (${starts.cold.map(fmt).join(', ')}), warm (Cache API) ${fmt(median(starts.warm))} ms (${starts.warm.map(fmt).join(', ')}).`,
   '',
-  '| index | passages | lists / probe / fragments | loaded (ready) | first query | index bytes before the first result | later queries: median / max | fetch median | search median / p90 (in memory) | wasm memory (vector lists held) | renderer processes RSS | recall@10 vs exact |',
+  '| index | passages | lists / probe / fragments | loaded (ready) | first query | index bytes before the first result | later queries: median / max (requests, median) | fetch median | search median / p90 (in memory) | wasm memory (vector lists held) | renderer processes PSS (RSS) | recall@10 vs exact |',
   '|---|---|---|---|---|---|---|---|---|---|---|---|',
-  ...results.map(({ name, info, loadBytes, loadIndexBytes, perQuery, warm, rss, listBytes, wasmBytes, recall }) => {
+  ...results.map(({ name, info, loadBytes, loadIndexBytes, perQuery, warm, rss, pss, listBytes, wasmBytes, recall }) => {
     const later = perQuery.slice(1).map((q) => q.bytes);
+    const requests = perQuery.slice(1).map((q) => q.requests);
     const search = warm.map((w) => w.timings.searchMs);
-    return `| ${name} | ${info.passageCount} | ${info.layout.lists} / ${info.layout.probe} / ${info.layout.fragments} | ${mb(loadBytes)} | ${mb(perQuery[0].bytes)} | ${mb(loadIndexBytes + perQuery[0].indexBytes)} | ${mb(median(later))} / ${mb(Math.max(...later))} | ${fmt(median(perQuery.map((q) => q.timings.fetchMs)))} ms | ${fmt(median(search))} / ${fmt(p90(search))} ms | ${mb(wasmBytes)} (${mb(listBytes)}) | ${mb(rss)} | ${recall.toFixed(3)} |`;
+    const shape = info.layout.code_bytes ? ` (codes ${info.layout.code_bytes} B, rescore ${info.layout.rescore})` : '';
+    return `| ${name} | ${info.passageCount} | ${info.layout.lists} / ${info.layout.probe}${shape} / ${info.layout.fragments} | ${mb(loadBytes)} | ${mb(perQuery[0].bytes)} | ${mb(loadIndexBytes + perQuery[0].indexBytes)} | ${mb(median(later))} / ${mb(Math.max(...later))} (${median(requests)}) | ${fmt(median(perQuery.map((q) => q.timings.fetchMs)))} ms | ${fmt(median(search))} / ${fmt(p90(search))} ms | ${mb(wasmBytes)} (${mb(listBytes)}) | ${mb(pss)} (${mb(rss)}) | ${recall.toFixed(3)} |`;
   }),
   '',
   'Goals (issue 19): 1M × 384 — ≤ 1 MB per query after the first (≤ 2 MB for the first), search ≤ 30 ms, recall@10 ≥ 0.95, page memory ≤ 300 MB; a 50k-passage index ≤ 1 MB of index bytes before the first result (the model\'s files excluded, every other file of the index counted). "loaded" and "first query" count every byte, the model and its token-embedding chunks included.',

@@ -83,12 +83,12 @@ pub fn default_layout(n: usize, row_bytes: usize, max_file_bytes: usize) -> (usi
     (lists, default_probe(lists))
 }
 
-/// Lists scanned by default out of `lists`: √lists / 4, at least 4 — a share that shrinks
-/// as lists grow (4 of 139, 8 of 1,000), as the share needed for a given recall does. What a
-/// probed list costs a query is its codes, a few dozen bytes a passage; the exact rows are
+/// Lists scanned by default out of `lists`: 0.3·√lists, at least 4 — a share that shrinks
+/// as lists grow (4 of 139, 10 of 1,000), as the share needed for a given recall does. What
+/// a probed list costs a query is its codes, a few dozen bytes a passage; the exact rows are
 /// fetched for the best candidates only.
 pub fn default_probe(lists: usize) -> usize {
-    (((lists as f64).sqrt() / 4.0).ceil() as usize)
+    ((0.3 * (lists as f64).sqrt()).ceil() as usize)
         .max(4)
         .clamp(1, lists)
 }
@@ -273,9 +273,9 @@ mod tests {
         let cap = 20 << 20;
         assert_eq!(default_layout(2000, 388, cap), (1, 1));
         assert_eq!(default_layout(10_000, 388, cap), (1, 1));
-        assert_eq!(default_layout(50_000, 388, cap), (224, 4));
-        assert_eq!(default_layout(1_000_000, 388, cap), (1000, 8));
-        assert_eq!(default_layout(16_000_000, 388, cap), (4000, 16));
+        assert_eq!(default_layout(50_000, 388, cap), (224, 5));
+        assert_eq!(default_layout(1_000_000, 388, cap), (1000, 10));
+        assert_eq!(default_layout(16_000_000, 388, cap), (4000, 19));
         // A small file cap asks for more, smaller lists.
         assert_eq!(default_layout(2000, 388, 20_000), (78, 4));
         assert_eq!(default_probe(2), 2);

@@ -24,8 +24,9 @@ pub fn slice_bounds(dims: usize, m: usize, s: usize) -> Range<usize> {
     s * dims / m..(s + 1) * dims / m
 }
 
-/// The centroids of every slice, as f32 (stored as f16: the indexer encodes with the
-/// rounded values, so reader and writer agree bit for bit).
+/// The centroids of every slice, as f32 (stored as int8 with one scale a slice — half the
+/// bytes of f16, a first query's download: the indexer encodes with the stored values, so
+/// reader and writer agree bit for bit).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Codebook {
     pub dims: usize,
@@ -33,22 +34,48 @@ pub struct Codebook {
     pub m: usize,
     /// Centroids per slice (≤ 256; fewer when the index had fewer passages to train on).
     pub k: usize,
-    /// Slice by slice: `k` centroids of the slice's width.
+    /// Slice by slice: `k` centroids of the slice's width (`codes × scale`).
     values: Vec<f32>,
+    scales: Vec<f32>,
+    codes: Vec<i8>,
 }
 
 impl Codebook {
-    /// A codebook of `centroids[s][c]` (slice `s`, centroid `c`), rounded to f16 as stored.
+    /// A codebook of `centroids[s][c]` (slice `s`, centroid `c`), rounded as stored.
     pub fn new(dims: usize, centroids: &[Vec<Vec<f32>>]) -> Self {
         let m = centroids.len();
         let k = centroids.first().map_or(0, Vec::len);
-        let values = centroids
-            .iter()
-            .flatten()
-            .flatten()
-            .map(|&x| half::f16::from_f32(x).to_f32())
-            .collect();
-        Codebook { dims, m, k, values }
+        let mut scales = Vec::with_capacity(m);
+        let mut codes = Vec::new();
+        for slice in centroids {
+            let max = slice.iter().flatten().fold(0f32, |a, x| a.max(x.abs()));
+            let scale = if max > 0.0 { max / 127.0 } else { 0.0 };
+            scales.push(scale);
+            codes.extend(slice.iter().flatten().map(|&x| {
+                if scale > 0.0 {
+                    (x / scale).round().clamp(-127.0, 127.0) as i8
+                } else {
+                    0
+                }
+            }));
+        }
+        Self::from_codes(dims, m, k, scales, codes)
+    }
+
+    fn from_codes(dims: usize, m: usize, k: usize, scales: Vec<f32>, codes: Vec<i8>) -> Self {
+        let mut values = Vec::with_capacity(codes.len());
+        for (s, &scale) in scales.iter().enumerate() {
+            let slice = k * slice_bounds(dims, m, s).start..k * slice_bounds(dims, m, s).end;
+            values.extend(codes[slice].iter().map(|&c| f32::from(c) * scale));
+        }
+        Codebook {
+            dims,
+            m,
+            k,
+            values,
+            scales,
+            codes,
+        }
     }
 
     fn slice_start(&self, s: usize) -> usize {
@@ -109,14 +136,20 @@ impl Codebook {
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(CODEBOOK_HEADER + 2 * self.values.len());
+        let mut out = Vec::with_capacity(CODEBOOK_HEADER + 4 * self.m + self.codes.len());
         out.extend_from_slice(CODEBOOK_MAGIC);
         out.extend_from_slice(&CODEBOOK_VERSION.to_le_bytes());
         out.extend_from_slice(&(self.m as u16).to_le_bytes());
         out.extend_from_slice(&(self.dims as u32).to_le_bytes());
         out.extend_from_slice(&(self.k as u32).to_le_bytes());
-        for &x in &self.values {
-            out.extend_from_slice(&half::f16::from_f32(x).to_le_bytes());
+        for (s, scale) in self.scales.iter().enumerate() {
+            out.extend_from_slice(&scale.to_le_bytes());
+            let bounds = slice_bounds(self.dims, self.m, s);
+            out.extend(
+                self.codes[self.k * bounds.start..self.k * bounds.end]
+                    .iter()
+                    .map(|&c| c as u8),
+            );
         }
         out
     }
@@ -147,7 +180,7 @@ impl Codebook {
                 format!("{m} slices of {k} centroids (1 ≤ slices ≤ {dims}, 1 ≤ centroids ≤ 256)"),
             ));
         }
-        let want = CODEBOOK_HEADER + 2 * k * dims;
+        let want = CODEBOOK_HEADER + 4 * m + k * dims;
         if bytes.len() != want {
             return Err(corrupt(
                 file,
@@ -157,14 +190,20 @@ impl Codebook {
                 ),
             ));
         }
-        let values: Vec<f32> = bytes[CODEBOOK_HEADER..]
-            .chunks_exact(2)
-            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect();
-        if values.iter().any(|x| !x.is_finite()) {
-            return Err(corrupt(file, "a centroid holds a NaN or infinity"));
+        let (mut scales, mut codes) = (Vec::with_capacity(m), Vec::with_capacity(k * dims));
+        let mut at = CODEBOOK_HEADER;
+        for s in 0..m {
+            let scale =
+                f32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+            if !scale.is_finite() || scale < 0.0 {
+                return Err(corrupt(file, format!("slice {s} has scale {scale}")));
+            }
+            scales.push(scale);
+            let n = k * slice_bounds(dims, m, s).len();
+            codes.extend(bytes[at + 4..at + 4 + n].iter().map(|&b| b as i8));
+            at += 4 + n;
         }
-        Ok(Codebook { dims, m, k, values })
+        Ok(Self::from_codes(dims, m, k, scales, codes))
     }
 }
 
@@ -188,7 +227,10 @@ mod tests {
         let r = [0.9, 0.6, 2.8, 0.1, 1.2];
         let codes = cb.encode(&r);
         assert_eq!(codes, vec![1, 2]);
-        assert_eq!(cb.decode(&codes), vec![1.0, 0.5, 3.0, 0.0, 1.0]);
+        // Stored in int8 a slice: within half a step of the trained values.
+        for (got, want) in cb.decode(&codes).iter().zip([1.0, 0.5, 3.0, 0.0, 1.0]) {
+            assert!((got - want).abs() <= 3.0 / 254.0, "{got} vs {want}");
+        }
         let q = [1.0, -1.0, 0.5, 2.0, 1.0];
         let table = cb.table(&q);
         let approx = table[codes[0] as usize] + table[CODES_PER_SLICE + codes[1] as usize];
@@ -209,7 +251,7 @@ mod tests {
         );
         assert_eq!(
             err(&good[..good.len() - 2], 5),
-            "data corruption in vectors/codebook.bin: 44 bytes, 2 slices of 3 centroids need 46"
+            "data corruption in vectors/codebook.bin: 37 bytes, 2 slices of 3 centroids need 39"
         );
         let mut bad = good.clone();
         bad[12] = 0;
@@ -218,11 +260,10 @@ mod tests {
             "data corruption in vectors/codebook.bin: 2 slices of 0 centroids (1 ≤ slices ≤ 5, 1 ≤ centroids ≤ 256)"
         );
         let mut bad = good;
-        let at = bad.len() - 2;
-        bad[at..].copy_from_slice(&half::f16::NAN.to_le_bytes());
+        bad[16..20].copy_from_slice(&f32::NAN.to_le_bytes());
         assert_eq!(
             err(&bad, 5),
-            "data corruption in vectors/codebook.bin: a centroid holds a NaN or infinity"
+            "data corruption in vectors/codebook.bin: slice 0 has scale NaN"
         );
     }
 }

@@ -8,6 +8,23 @@ use crate::error::{Error, Result};
 use crate::index::{EncodedRow, VectorShard};
 use crate::kernels::score::QuantizedQuery;
 
+/// A query vector as every scorer takes it: the index's width, finite.
+pub fn check_query(query: &[f32], dims: usize) -> Result<()> {
+    if query.len() != dims {
+        return Err(Error::ModelMismatch(format!(
+            "query vector has {} dimensions, the index has {dims}",
+            query.len()
+        )));
+    }
+    if let Some(i) = query.iter().position(|x| !x.is_finite()) {
+        return Err(Error::InvalidInput(format!(
+            "query vector component {i} is {}",
+            query[i]
+        )));
+    }
+    Ok(())
+}
+
 /// The vector shards held of an index (its lists loaded so far), by first passage number.
 #[derive(Debug)]
 pub struct IndexVectors {
@@ -118,14 +135,7 @@ impl IndexVectors {
         ranges: &[Range<usize>],
     ) -> Result<Vec<Hit>> {
         let mut top = TopK::new(k);
-        self.score_ranges(query, ranges, |start, scores| {
-            for (i, &score) in scores.iter().enumerate() {
-                top.push(Hit {
-                    passage: start + i,
-                    score,
-                });
-            }
-        })?;
+        self.score_ranges(query, ranges, |start, scores| top.push_run(start, scores))?;
         Ok(top.into_sorted())
     }
 
@@ -138,19 +148,7 @@ impl IndexVectors {
         ranges: &[Range<usize>],
         mut visit: impl FnMut(usize, &[f32]),
     ) -> Result<()> {
-        if query.len() != self.dims {
-            return Err(Error::ModelMismatch(format!(
-                "query vector has {} dimensions, the index has {}",
-                query.len(),
-                self.dims
-            )));
-        }
-        if let Some(i) = query.iter().position(|x| !x.is_finite()) {
-            return Err(Error::InvalidInput(format!(
-                "query vector component {i} is {}",
-                query[i]
-            )));
-        }
+        check_query(query, self.dims)?;
         let quantized = QuantizedQuery::new(query);
         let mut buf = Vec::new();
         let mut ranges = ranges.to_vec();

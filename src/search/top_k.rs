@@ -47,6 +47,16 @@ impl TopK {
         }
     }
 
+    /// Pushes the scores of passages `start..`, in order.
+    pub(crate) fn push_run(&mut self, start: usize, scores: &[f32]) {
+        for (i, &score) in scores.iter().enumerate() {
+            self.push(Hit {
+                passage: start + i,
+                score,
+            });
+        }
+    }
+
     pub(crate) fn push(&mut self, hit: Hit) {
         if self.k == 0 || self.floor.is_some_and(|floor| hit.score <= floor) {
             return;

@@ -8,7 +8,7 @@
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::dense::IndexVectors;
+use super::dense::{check_query, IndexVectors};
 use super::top_k::{Hit, TopK};
 use crate::checksum::FileEntry;
 use crate::error::{Error, Result};
@@ -411,19 +411,7 @@ impl VectorLists {
         let (Some(codebook), Some((_, centroids))) = (&self.codebook, &self.centroids) else {
             return Err(Error::InvalidInput("this index has no codes".into()));
         };
-        if query.len() != self.dims {
-            return Err(Error::ModelMismatch(format!(
-                "query vector has {} dimensions, the index has {}",
-                query.len(),
-                self.dims
-            )));
-        }
-        if let Some(i) = query.iter().position(|x| !x.is_finite()) {
-            return Err(Error::InvalidInput(format!(
-                "query vector component {i} is {}",
-                query[i]
-            )));
-        }
+        check_query(query, self.dims)?;
         let table = codebook.table(query);
         let mut top = TopK::new(depth);
         let mut scores = Vec::new();
@@ -477,14 +465,7 @@ impl VectorLists {
     /// Exact top-k of a search of `query` (see [`VectorLists::score`]).
     pub fn search(&self, query: &[f32], k: usize, probe: Probe) -> Result<Vec<Hit>> {
         let mut top = TopK::new(k);
-        self.score(query, k, probe, |start, scores| {
-            for (i, &score) in scores.iter().enumerate() {
-                top.push(Hit {
-                    passage: start + i,
-                    score,
-                });
-            }
-        })?;
+        self.score(query, k, probe, |start, scores| top.push_run(start, scores))?;
         Ok(top.into_sorted())
     }
 
