@@ -29,6 +29,22 @@ impl FileEntry {
         }
     }
 
+    /// The entry of a file of `bytes` whose checksum covers only its first `head` bytes (a
+    /// vector list's or passage fragment's directory, which vouches for the rest, so that
+    /// byte ranges of the file can be checked alone).
+    pub fn of_head(bytes: &[u8], head: usize) -> Self {
+        FileEntry {
+            bytes: bytes.len() as u64,
+            xxh3_128: xxh3_128_hex(&bytes[..head]),
+        }
+    }
+
+    /// Checks `head`, the first bytes of a file recorded by [`FileEntry::of_head`], against
+    /// its checksum.
+    pub fn verify_head(&self, file: &str, head: &[u8]) -> Result<()> {
+        self.verify_checksum(file, &xxh3_128_hex(head))
+    }
+
     /// Checks a file's bytes against this entry: size first (a truncated download is
     /// reported as such, and not hashed), then the checksum. Returns the checksum computed,
     /// so that a caller holding the same bytes under another entry need not hash them again.
@@ -67,6 +83,12 @@ impl FileEntry {
         }
         Ok(())
     }
+}
+
+/// The checksum a directory keeps for each piece it vouches for (a list's row, a fragment's
+/// record): the low 32 bits of its xxh3-64.
+pub fn piece_checksum(bytes: &[u8]) -> u32 {
+    xxhash_rust::xxh3::xxh3_64(bytes) as u32
 }
 
 /// Lower-case hex sha256.

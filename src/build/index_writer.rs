@@ -632,10 +632,7 @@ fn write_records(
         let directory = PassageShard::directory_len(range.len());
         fragment_entries.push(PartEntry {
             count: range.len(),
-            file: FileEntry {
-                bytes: bytes.len() as u64,
-                xxh3_128: FileEntry::of(&bytes[..directory]).xxh3_128,
-            },
+            file: FileEntry::of_head(&bytes, directory),
         });
     }
     let mut id_entries = Vec::new();

@@ -81,10 +81,7 @@ pub fn write_lists(
         entries.push(PartEntry {
             count: list_rows.len(),
             // The part table vouches for a list's directory, which vouches for the rest.
-            file: FileEntry {
-                bytes: bytes.len() as u64,
-                xxh3_128: FileEntry::of(&bytes[..directory]).xxh3_128,
-            },
+            file: FileEntry::of_head(&bytes, directory),
         });
     }
     Ok(entries)

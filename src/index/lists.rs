@@ -15,6 +15,7 @@ use std::ops::Range;
 
 use super::{check_header_version, corrupt, u32_at};
 use super::{EncodedRow, VectorEncoding, VectorShard};
+use crate::checksum::piece_checksum;
 use crate::error::Result;
 use crate::kernels::pq::CODES_PER_SLICE;
 use crate::model::MAX_DIMS;
@@ -22,11 +23,6 @@ use crate::model::MAX_DIMS;
 const LIST_MAGIC: &[u8; 4] = b"DFVL";
 const LIST_VERSION: u16 = 1;
 const LIST_HEADER: usize = 36;
-
-/// A row's checksum in the directory: the low 32 bits of its xxh3-64.
-pub fn row_checksum(bytes: &[u8]) -> u32 {
-    xxhash_rust::xxh3::xxh3_64(bytes) as u32
-}
 
 /// Where each region of a list file lies: all of it follows from these four numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,7 +131,7 @@ pub fn list_to_bytes(
     out.extend_from_slice(&[0, 0]);
     out.extend_from_slice(&xxhash_rust::xxh3::xxh3_128(&code_region).to_be_bytes());
     for row in &stored {
-        out.extend_from_slice(&row_checksum(row).to_le_bytes());
+        out.extend_from_slice(&piece_checksum(row).to_le_bytes());
     }
     out.extend_from_slice(&code_region);
     for row in &stored {
@@ -270,7 +266,7 @@ impl ListDirectory {
             ));
         }
         for (i, row) in rows.clone().zip(bytes.chunks_exact(rb)) {
-            if row_checksum(row) != self.row_checksums[i] {
+            if piece_checksum(row) != self.row_checksums[i] {
                 return Err(corrupt(
                     file,
                     format!("row {i} does not match its checksum"),

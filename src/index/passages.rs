@@ -98,7 +98,7 @@ impl PassageShard {
                 push_varint(&mut blob, f.len());
                 blob.extend_from_slice(f.as_bytes());
             }
-            checksums.push(super::lists::row_checksum(&blob[start..]));
+            checksums.push(crate::checksum::piece_checksum(&blob[start..]));
         }
         offsets.push(blob.len() as u32);
         let mut out = Vec::with_capacity(Self::directory_len(records.len()) + blob.len());
@@ -224,7 +224,7 @@ impl PassageShard {
         for i in first..last {
             let record =
                 &bytes[self.offsets[i] as usize - start..self.offsets[i + 1] as usize - start];
-            if super::lists::row_checksum(record) != self.checksums[i] {
+            if crate::checksum::piece_checksum(record) != self.checksums[i] {
                 return Err(corrupt(
                     &self.file,
                     format!("passage {i} does not match its checksum"),
@@ -401,7 +401,7 @@ mod tests {
         let mut bad = bytes.clone();
         bad[first_field] = 0x7f;
         let good = PassageShard::from_bytes("p", &bytes).unwrap();
-        let sum = crate::index::lists::row_checksum(&bad[good.records_bytes(0..1)]);
+        let sum = crate::checksum::piece_checksum(&bad[good.records_bytes(0..1)]);
         let checksums = PASSAGE_HEADER + 4 * 4;
         bad[checksums..checksums + 4].copy_from_slice(&sum.to_le_bytes());
         let shard = PassageShard::from_bytes("passages-000.bin", &bad).unwrap();

@@ -6,7 +6,6 @@
 
 use std::ops::Range;
 
-use crate::checksum::FileEntry;
 use crate::error::{Error, Result};
 use crate::index::parts::range_path;
 use crate::index::{Part, PartEntry, PassageRecord, PassageShard};
@@ -85,11 +84,7 @@ impl Fragments {
             )));
         }
         if range.start == 0 && self.shards[j].is_none() {
-            FileEntry {
-                bytes: directory as u64,
-                xxh3_128: entry.file.xxh3_128.clone(),
-            }
-            .verify(&path, &bytes[..directory])?;
+            entry.file.verify_head(&path, &bytes[..directory])?;
             let shard = PassageShard::directory(&path, &bytes[..directory], file_len)?;
             if shard.len() != entry.count {
                 return Err(crate::index::corrupt(

@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::dense::{check_query, IndexVectors};
 use super::top_k::{Hit, TopK};
-use crate::checksum::FileEntry;
 use crate::error::{Error, Result};
 use crate::index::manifest::IndexLayout;
 use crate::index::parts::range_path;
@@ -186,11 +185,7 @@ impl VectorLists {
         }
         let partial_rows = self.rows_held_bytes(i);
         let head = &bytes[..l.directory_len()];
-        FileEntry {
-            bytes: l.directory_len() as u64,
-            xxh3_128: self.entries[i].file.xxh3_128.clone(),
-        }
-        .verify(&path, head)?;
+        self.entries[i].file.verify_head(&path, head)?;
         let directory = ListDirectory::from_bytes(&path, head, l)?;
         let mut added = 0;
         if range.end >= l.codes_end() && self.held[i].codes.is_none() {
