@@ -20,7 +20,7 @@ import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { startServer } from '../tools/demo/serve.mjs';
 import { launchBrowser, cosine, readJson } from '../tests/browser/support.mjs';
-import { readBenchmarks, writeSection } from './sections.mjs';
+import { writeSection } from './sections.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const opts = {
@@ -259,11 +259,6 @@ for (const precision of PRECISIONS) {
 }
 fs.writeFileSync(sizeCacheFile, JSON.stringify(sizeCache, null, 1));
 
-// Goal 4 (passage encoding) is measured by `./build.sh bench-index`: read its section.
-const indexSection = /<!-- bench:index -->[\s\S]*?<!-- \/bench:index -->/.exec(readBenchmarks())?.[0] ?? '';
-const indexRows = [...indexSection.matchAll(/\n\| ([^|]+?) \| ([\d.]+) \/s \| ([\d.]+) \/s \| ([\d.]+)× \|/g)]
-  .map(([, what, dotfind, ort, ratio]) => ({ what, dotfind, ort, ratio: Number(ratio) }));
-
 // --- Report.
 const ms = (x) => (x < 10 ? x.toFixed(2) : x.toFixed(1));
 const ratio = (a, b) => `${(a / b).toFixed(2)}×`;
@@ -303,9 +298,7 @@ const lines = [
   `| 1. dotfind int8 faster than f32 in Chromium | ${ms(dInt8.median)} vs ${ms(dF32.median)} ms | int8 < f32 | ${check(dInt8.median < dF32.median)} |`,
   `| 2. dotfind wasm shipped (${dotfindWasms.map((f) => `\`${path.relative(opts.dist, f)}\``).join(', ')}) | ${wasmSizes.map((s) => `${mb(s.brotli)} brotli, ${mb(s.raw)} raw`).join('; ')} | each ≤ 1.0 MB brotli, ≤ 4 MB raw | ${check(wasmSizes.every((s) => s.brotli <= 1e6 && s.raw <= 4e6))} |`,
   `| 3. int8 cold start, dotfind ÷ onnxruntime-web session creation | ${ratio(dInt8.cold, oInt8.cold)} (${ms(dInt8.cold)} vs ${ms(oInt8.cold)} ms) | ≤ 0.50× | ${check(dInt8.cold <= 0.5 * oInt8.cold)} |`,
-  indexRows.length
-    ? `| 4. passage encoding natively vs Python onnxruntime (from the Indexing section, \`./build.sh bench-index\`) | ${indexRows.map((r) => `${r.what}: ${r.ratio.toFixed(2)}× (${r.dotfind} vs ${r.ort} passages/s)`).join('; ')} | ≥ 1.5× | ${check(indexRows.some((r) => r.ratio >= 1.5))} |`
-    : '| 4. passage encoding natively vs Python onnxruntime | not measured here: run `./build.sh bench-index` | ≥ 1.5× | |',
+  '| 4. passage encoding natively vs Python onnxruntime | in the Indexing sections, one per kind of CPU (`./build.sh bench-index`) | ≥ 1.5× on every kind | see there |',
   '',
   `Versions: onnxruntime-web ${version(pkg.ort)} (the project's pin, CPU-only \`ort.wasm.min.mjs\`); transformers.js ${version(pkg.transformers)} loads its own onnxruntime-web ${version(pkg.tjsOrt)} (\`ort.webgpu.bundle.min.mjs\`, run on its wasm backend, \`device: 'wasm'\`, \`dtype\` fp32 / q8 = \`onnx/model.onnx\` / \`onnx/model_quantized.onnx\`, \`env.allowRemoteModels = false\`, ${meta.pooling} pooling, \`normalize: true\`). dotfind's token ids ${idsAgree ? 'equal' : '**differ from**'} Python \`tokenizers\`' for every query.` +
     (misses.length ? ` transformers.js asked for files it did not get from memory: ${misses.join(', ')}.` : ''),

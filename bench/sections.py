@@ -17,7 +17,8 @@ def replace_section(path: Path, title: str, body: str) -> None:
     path.write_text(text)
 
 
-def cpu_line() -> str:
+def cpu() -> tuple[str, set[str]]:
+    """This machine's CPU model and flags (from /proc/cpuinfo; "unknown CPU" elsewhere)."""
     model, flags = "unknown CPU", set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -27,5 +28,25 @@ def cpu_line() -> str:
                 flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    simd = [f for f in ["avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8"] if f in flags]
+    return model, flags
+
+
+SIMD_FLAGS = ["avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8"]
+
+
+def cpu_line() -> str:
+    model, flags = cpu()
+    simd = [f for f in SIMD_FLAGS if f in flags]
     return f"CPU: {model}, {os.cpu_count()} cores, SIMD: {' '.join(simd) or 'none'}"
+
+
+def cpu_kind() -> str:
+    """The widest int8 instruction this CPU has, which decides native encoding speed: the
+    name of a benchmark's section per kind of CPU (`amx`, `avx512-vnni`, `avx-vnni`, `avx2`,
+    `other`), so a run on one kind keeps the figures of the others."""
+    _, flags = cpu()
+    for flag, kind in [("amx_int8", "amx"), ("avx512_vnni", "avx512-vnni"), ("avx_vnni", "avx-vnni"),
+                       ("avx2", "avx2")]:
+        if flag in flags:
+            return kind
+    return "other"

@@ -17,20 +17,38 @@ pub enum Int8Plan {
     /// kernels (natively its VNNI/AVX2 ones, the fastest where AMX is missing).
     Rewritten,
     /// The rewrites, with dotfind's own int8 matmul kernels ([`crate::ops::int8_linear`];
-    /// the wasm default, and the native one where the CPU has AMX).
+    /// the wasm default, and the native one where the CPU has AMX, or AVX2 without VNNI).
     OwnKernel,
 }
 
 impl Int8Plan {
     /// The fastest plan on the target this is compiled for (BENCHMARKS.md): dotfind's
     /// kernels in both wasm builds (which also start faster than tract's int8 plan);
-    /// natively, dotfind's AMX kernel where the CPU has AMX, else tract's VNNI/AVX2 kernels.
+    /// natively, dotfind's AMX kernel where the CPU has AMX, its AVX2 kernel where the CPU
+    /// has AVX2 but no VNNI, else tract's VNNI kernels.
     pub fn for_this_target() -> Self {
-        if cfg!(target_arch = "wasm32") || crate::kernels::amx::available() {
+        if cfg!(target_arch = "wasm32") || crate::kernels::amx::available() || avx2_without_vnni() {
             Int8Plan::OwnKernel
         } else {
             Int8Plan::Rewritten
         }
+    }
+}
+
+/// x86-64 CPUs with AVX2 and no VNNI: there tract's int8 kernel widens every product to
+/// i16 and back to i32 (about 5 instructions per 8 multiply-adds), dotfind's AVX2 kernel
+/// multiplies 32 byte pairs in 3. Where VNNI's `vpdpbusd` runs, tract's kernels use it.
+fn avx2_without_vnni() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        crate::kernels::int8_matmul::quad_kernels_in_simd()
+            && !has!("avx512vnni")
+            && !has!("avxvnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 
