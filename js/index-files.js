@@ -55,21 +55,32 @@ export async function dropStale(cache, base, keep) {
 }
 
 /**
+ * Hands the first cached copy of `copies` ([key, add] pairs, tried in order) to its `add`:
+ * whether one was accepted. A copy `add` rejects is stale or damaged, and is dropped so that
+ * it is fetched again.
+ */
+async function addFromCache(cache, copies) {
+  for (const [key, addCopy] of copies) {
+    const copy = await cache?.match(key);
+    if (!copy) continue;
+    try {
+      addCopy(new Uint8Array(await copy.arrayBuffer()));
+      return true;
+    } catch {
+      await cache.delete(key);
+    }
+  }
+  return false;
+}
+
+/**
  * Gets one verified file: from the Cache API if a copy there passes `add` (a copy that
  * fails it is dropped), else from the network (then cached once `add` accepted it).
  * `add(bytes)` verifies and keeps the bytes, throwing on a size or checksum mismatch.
  * Returns whether the bytes came from the cache.
  */
 async function getVerified(url, cache, add, onChunk) {
-  const cached = await cache?.match(url);
-  if (cached) {
-    try {
-      add(new Uint8Array(await cached.arrayBuffer()));
-      return true;
-    } catch {
-      await cache.delete(url); // stale or damaged copy: fetch it again
-    }
-  }
+  if (await addFromCache(cache, [[url, add]])) return true;
   const bytes = await fetchBytes(url, { init: { cache: 'no-cache' }, onChunk });
   add(bytes);
   await cachePut(cache, url, bytes);
@@ -84,16 +95,7 @@ async function getVerified(url, cache, add, onChunk) {
  */
 async function getVerifiedRange(url, range, cache, add, addWhole) {
   const key = `${url}?bytes=${range}`;
-  for (const [cached, addCached] of [[key, add], [url, addWhole]]) {
-    const copy = await cache?.match(cached);
-    if (!copy) continue;
-    try {
-      addCached(new Uint8Array(await copy.arrayBuffer()));
-      return true;
-    } catch {
-      await cache.delete(cached); // stale or damaged copy: fetch it again
-    }
-  }
+  if (await addFromCache(cache, [[key, add], [url, addWhole]])) return true;
   let partial = false;
   const bytes = await fetchBytes(url, {
     // Past the HTTP cache: revalidating a cached range (a 304) came back from Chromium as an

@@ -166,6 +166,20 @@ async function ensureParts(e, paths) {
   if (paths.length) await fetchParts(e, paths, indexBase, indexCache);
 }
 
+/**
+ * Fetches what `missing()` names until it names nothing, at most `rounds` times: each step
+ * of a search names what it needs next (a directory, then the ranges it points into).
+ * Returns what is still missing then (the step's own check names it, if it matters).
+ */
+async function fetchUntilHeld(e, missing, rounds) {
+  let paths = missing();
+  for (let round = 0; paths.length && round < rounds; round += 1) {
+    await ensureParts(e, paths);
+    paths = missing();
+  }
+  return paths;
+}
+
 /** The index lexical search runs on: the engine once loaded, else the lexical module's. */
 function lexicalTarget() {
   if (engine) return engine;
@@ -198,11 +212,7 @@ function lexicalSide(index, query, k, candidates) {
 
 /** The records of `passages`: their fragments' directories, then the records themselves. */
 async function ensureRecords(index, passages) {
-  for (let round = 0; round < 3; round += 1) {
-    const missing = index.missingFragments(passages);
-    if (!missing.length) return;
-    await ensureParts(index, missing);
-  }
+  await fetchUntilHeld(index, () => index.missingFragments(passages), 3);
 }
 
 /** Hits as results, their records fetched first. */
@@ -239,12 +249,8 @@ async function lexicalOn(index, query, k, candidates) {
  * (maxVectorBytes) before they were scored; asked again, they come from the cache.
  */
 async function ensureLists(e, vector, k, probe) {
-  let missing = e.missingLists(vector, k, probe);
-  for (let round = 1; missing.length; round += 1) {
-    await ensureParts(e, missing);
-    missing = e.missingLists(vector, k, probe);
-    if (round === 4 && missing.length) throw new DotfindError(`dotfind: the memory budget (maxVectorBytes) cannot hold the lists this query probes: ${missing.join(', ')}`);
-  }
+  const missing = await fetchUntilHeld(e, () => e.missingLists(vector, k, probe), 4);
+  if (missing.length) throw new DotfindError(`dotfind: the memory budget (maxVectorBytes) cannot hold the lists this query probes: ${missing.join(', ')}`);
 }
 
 /**
@@ -339,11 +345,7 @@ const handlers = {
     const e = await engineFor(query);
     // The id buckets naming the candidates first, then their lists' directories, then
     // their rows.
-    for (let round = 0; round < 4; round += 1) {
-      const missing = e.missingForRerank(candidates);
-      if (!missing.length) break;
-      await ensureParts(e, missing);
-    }
+    await fetchUntilHeld(e, () => e.missingForRerank(candidates), 4);
     return e.rerank(query, candidates);
   },
   async encode({ query }) {

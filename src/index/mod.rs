@@ -19,7 +19,7 @@ pub use codebook::Codebook;
 pub use lists::{ListCodes, ListDirectory, ListLayout};
 pub use loader::{IndexLoader, LoadedIndex};
 pub use manifest::{IndexManifest, IndexModel};
-pub use parts::{Part, PartEntry, PartTable};
+pub use parts::{Part, PartEntry, PartTable, PassageRuns};
 pub use passages::{PassageRecord, PassageShard};
 pub use vectors::{EncodedRow, VectorEncoding, VectorShard};
 

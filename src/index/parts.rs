@@ -93,8 +93,78 @@ pub struct PartEntry {
     pub file: FileEntry,
 }
 
+/// Which passages each part of one kind holds: part `i` the run `range(i)`, runs side by
+/// side in passage order. The one map from a passage number to its part and back, for the
+/// part table, the vector lists and the fragments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassageRuns {
+    /// `starts[i]`: the first passage of part `i`; one more at the end, the total.
+    starts: Vec<usize>,
+}
+
+impl PassageRuns {
+    /// The runs of parts holding `entries[i].count` passages each.
+    pub fn of(entries: &[PartEntry]) -> Self {
+        let mut starts = Vec::with_capacity(entries.len() + 1);
+        starts.push(0);
+        for e in entries {
+            starts.push(starts[starts.len() - 1] + e.count);
+        }
+        PassageRuns { starts }
+    }
+
+    /// The passages of part `i`.
+    pub fn range(&self, i: usize) -> Range<usize> {
+        self.starts[i]..self.starts[i + 1]
+    }
+
+    /// Passages in all the parts.
+    pub fn total(&self) -> usize {
+        self.starts[self.starts.len() - 1]
+    }
+
+    /// The part holding passage `n`, and `n`'s place in it.
+    pub fn locate(&self, n: usize) -> Option<(usize, usize)> {
+        (n < self.total()).then(|| {
+            let i = self.starts.partition_point(|&s| s <= n) - 1;
+            (i, n - self.starts[i])
+        })
+    }
+
+    /// The part holding passage `n`.
+    pub fn part_of(&self, n: usize) -> Option<usize> {
+        self.locate(n).map(|(i, _)| i)
+    }
+
+    /// `passages` (any order, repeats allowed; past the end left out) as runs of places in
+    /// one part each, in passage order: what fetching them by byte range asks for. A run
+    /// takes in gaps of up to `gap` places, for where a request costs more than they do.
+    pub fn group(
+        &self,
+        passages: impl IntoIterator<Item = usize>,
+        gap: usize,
+    ) -> Vec<(usize, Range<usize>)> {
+        let mut wanted: Vec<(usize, usize)> = passages
+            .into_iter()
+            .filter_map(|n| self.locate(n))
+            .collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut runs: Vec<(usize, Range<usize>)> = Vec::new();
+        for (part, place) in wanted {
+            match runs.last_mut() {
+                Some((p, places)) if *p == part && place <= places.end + gap => {
+                    places.end = place + 1
+                }
+                _ => runs.push((part, place..place + 1)),
+            }
+        }
+        runs
+    }
+}
+
 /// The parts of an index, in passage order within each kind: list `i` holds the passages
-/// `list_range(i)`, fragment `j` those of `fragment_range(j)`.
+/// `list_runs.range(i)`, fragment `j` those of `fragment_runs.range(j)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartTable {
     pub lists: Vec<PartEntry>,
@@ -103,17 +173,8 @@ pub struct PartTable {
     pub ids: Vec<PartEntry>,
     /// The lexical index's buckets (`count`: the terms a bucket holds).
     pub terms: Vec<PartEntry>,
-    list_starts: Vec<usize>,
-    fragment_starts: Vec<usize>,
-}
-
-fn starts(entries: &[PartEntry]) -> Vec<usize> {
-    let mut out = Vec::with_capacity(entries.len() + 1);
-    out.push(0);
-    for e in entries {
-        out.push(out[out.len() - 1] + e.count);
-    }
-    out
+    pub list_runs: PassageRuns,
+    pub fragment_runs: PassageRuns,
 }
 
 impl PartTable {
@@ -124,35 +185,13 @@ impl PartTable {
         terms: Vec<PartEntry>,
     ) -> Self {
         PartTable {
-            list_starts: starts(&lists),
-            fragment_starts: starts(&fragments),
+            list_runs: PassageRuns::of(&lists),
+            fragment_runs: PassageRuns::of(&fragments),
             lists,
             fragments,
             ids,
             terms,
         }
-    }
-
-    pub fn list_range(&self, i: usize) -> Range<usize> {
-        self.list_starts[i]..self.list_starts[i + 1]
-    }
-
-    pub fn fragment_range(&self, j: usize) -> Range<usize> {
-        self.fragment_starts[j]..self.fragment_starts[j + 1]
-    }
-
-    /// The list holding passage `n`.
-    pub fn list_of(&self, n: usize) -> Option<usize> {
-        Self::locate(&self.list_starts, n)
-    }
-
-    /// The fragment holding passage `n`.
-    pub fn fragment_of(&self, n: usize) -> Option<usize> {
-        Self::locate(&self.fragment_starts, n)
-    }
-
-    fn locate(starts: &[usize], n: usize) -> Option<usize> {
-        (n < starts[starts.len() - 1]).then(|| starts.partition_point(|&s| s <= n) - 1)
     }
 
     /// The size and checksum `part`'s file must have.
@@ -255,8 +294,8 @@ impl PartTable {
             ));
         }
         for (kind, total) in [
-            ("lists", table.list_starts[lists]),
-            ("fragments", table.fragment_starts[fragments]),
+            ("lists", table.list_runs.total()),
+            ("fragments", table.fragment_runs.total()),
         ] {
             if total != passages {
                 return Err(corrupt(
@@ -291,12 +330,19 @@ mod tests {
         let t = table();
         let back = PartTable::from_bytes(&t.to_bytes(), 7).unwrap();
         assert_eq!(back, t);
-        assert_eq!(t.list_range(2), 3..7);
-        assert_eq!(t.list_of(2), Some(0));
+        assert_eq!(t.list_runs.range(2), 3..7);
+        assert_eq!(t.list_runs.locate(2), Some((0, 2)));
         // The empty list 1 holds nothing: passage 3 is list 2's first.
-        assert_eq!(t.list_of(3), Some(2));
-        assert_eq!(t.list_of(7), None);
-        assert_eq!(t.fragment_of(5), Some(1));
+        assert_eq!(t.list_runs.locate(3), Some((2, 0)));
+        assert_eq!(t.list_runs.part_of(7), None);
+        assert_eq!(t.fragment_runs.locate(6), Some((1, 1)));
+        assert_eq!(t.fragment_runs.total(), 7);
+        // Runs per part, gaps of up to 1 taken in, repeats and passages past the end left out.
+        let runs = t.list_runs.group([6, 0, 2, 3, 9, 0, 5], 1);
+        assert_eq!(runs, vec![(0, 0..3), (2, 0..4)]);
+        assert_eq!(t.list_runs.group([6, 0, 2, 3, 9, 0, 5], 0).len(), 4);
+        assert_eq!(t.list_runs.group([4, 6], 1), vec![(2, 1..4)]);
+        assert_eq!(t.list_runs.group([4, 6], 0), vec![(2, 1..2), (2, 3..4)]);
         assert_eq!(t.part_at("vectors/00002.bin").unwrap(), Part::List(2));
         assert_eq!(t.part_at("passages/00001.bin").unwrap(), Part::Fragment(1));
         assert_eq!(Part::Fragment(1).path(), "passages/00001.bin");

@@ -8,35 +8,23 @@ use std::ops::Range;
 
 use crate::error::{Error, Result};
 use crate::index::parts::range_path;
-use crate::index::{Part, PartEntry, PassageRecord, PassageShard};
+use crate::index::{Part, PartEntry, PassageRecord, PassageRuns, PassageShard};
 
 /// The fragments of an index and what arrived of them.
 #[derive(Debug)]
 pub struct Fragments {
     entries: Vec<PartEntry>,
-    starts: Vec<usize>,
+    runs: PassageRuns,
     shards: Vec<Option<PassageShard>>,
 }
 
 impl Fragments {
     pub fn new(entries: Vec<PartEntry>) -> Self {
-        let mut starts = vec![0];
-        for e in &entries {
-            starts.push(starts[starts.len() - 1] + e.count);
-        }
         Fragments {
             shards: vec![None; entries.len()],
+            runs: PassageRuns::of(&entries),
             entries,
-            starts,
         }
-    }
-
-    fn locate(&self, n: usize) -> Option<(usize, usize)> {
-        let total = self.starts[self.starts.len() - 1];
-        (n < total).then(|| {
-            let j = self.starts.partition_point(|&s| s <= n) - 1;
-            (j, n - self.starts[j])
-        })
     }
 
     fn directory_path(&self, j: usize) -> String {
@@ -115,48 +103,34 @@ impl Fragments {
     /// fragments, then their records (runs of adjacent records in one range). Ask again
     /// once these are added, until nothing is missing.
     pub fn missing(&self, passages: &[usize]) -> Vec<String> {
-        let mut wanted: Vec<(usize, usize)> =
-            passages.iter().filter_map(|&n| self.locate(n)).collect();
-        wanted.sort_unstable();
-        wanted.dedup();
-        let mut out: Vec<String> = Vec::new();
-        let mut run: Option<(usize, Range<usize>)> = None;
-        let flush = |run: Option<(usize, Range<usize>)>, out: &mut Vec<String>| {
-            if let Some((j, records)) = run {
-                if let Some(shard) = &self.shards[j] {
-                    out.push(range_path(
-                        &Part::Fragment(j).path(),
-                        shard.records_bytes(records),
-                    ));
-                }
-            }
+        let arrived = |n: usize| {
+            self.runs
+                .locate(n)
+                .is_some_and(|(j, i)| self.shards[j].as_ref().is_some_and(|s| s.has(i)))
         };
-        for (j, i) in wanted {
-            let Some(shard) = &self.shards[j] else {
-                let directory = self.directory_path(j);
-                if !out.contains(&directory) {
-                    out.push(directory);
-                }
-                continue;
-            };
-            if shard.has(i) {
-                continue;
-            }
-            match &mut run {
-                Some((at, records)) if *at == j && records.end == i => records.end = i + 1,
-                _ => {
-                    flush(run.take(), &mut out);
-                    run = Some((j, i..i + 1));
+        let wanted = passages.iter().copied().filter(|&n| !arrived(n));
+        let mut out: Vec<String> = Vec::new();
+        for (j, records) in self.runs.group(wanted, 0) {
+            match &self.shards[j] {
+                Some(shard) => out.push(range_path(
+                    &Part::Fragment(j).path(),
+                    shard.records_bytes(records),
+                )),
+                None => {
+                    let directory = self.directory_path(j);
+                    if !out.contains(&directory) {
+                        out.push(directory);
+                    }
                 }
             }
         }
-        flush(run, &mut out);
         out
     }
 
     /// Decodes passage `n`'s record (it must have arrived).
     pub fn record(&self, n: usize) -> Result<PassageRecord> {
         let (j, i) = self
+            .runs
             .locate(n)
             .ok_or_else(|| Error::InvalidInput(format!("no passage {n}")))?;
         match &self.shards[j] {
