@@ -14,7 +14,8 @@ use crate::error::{Error, Result};
 use crate::index::manifest::IndexLayout;
 use crate::index::parts::range_path;
 use crate::index::{
-    Codebook, ListCodes, ListDirectory, ListLayout, Part, PartEntry, VectorEncoding, VectorShard,
+    Codebook, ListCodes, ListDirectory, ListLayout, Part, PartEntry, PassageRuns, VectorEncoding,
+    VectorShard,
 };
 use crate::kernels::pq::score_codes;
 
@@ -50,7 +51,7 @@ pub struct VectorLists {
     encoding: VectorEncoding,
     dims: usize,
     entries: Vec<PartEntry>,
-    starts: Vec<usize>,
+    runs: PassageRuns,
     /// One row per list (int8, as stored), and the same as f32 for the codes' `α · q·c`.
     centroids: Option<(IndexVectors, Vec<Vec<f32>>)>,
     codebook: Option<Codebook>,
@@ -72,7 +73,6 @@ impl VectorLists {
         centroids: Option<VectorShard>,
         codebook: Option<Codebook>,
     ) -> Result<Self> {
-        let mut starts = vec![0];
         for (i, e) in entries.iter().enumerate() {
             let l = ListLayout {
                 encoding,
@@ -89,7 +89,6 @@ impl VectorLists {
                     ),
                 ));
             }
-            starts.push(starts[starts.len() - 1] + e.count);
         }
         let centroids = match centroids {
             Some(shard) => {
@@ -104,8 +103,8 @@ impl VectorLists {
             layout,
             encoding,
             dims,
+            runs: PassageRuns::of(&entries),
             entries,
-            starts,
             centroids,
             codebook,
             rows: IndexVectors::empty(dims),
@@ -116,13 +115,12 @@ impl VectorLists {
     }
 
     fn range(&self, i: usize) -> Range<usize> {
-        self.starts[i]..self.starts[i + 1]
+        self.runs.range(i)
     }
 
     /// The list holding passage `n`.
     pub fn list_of(&self, n: usize) -> Option<usize> {
-        (n < self.starts[self.starts.len() - 1])
-            .then(|| self.starts.partition_point(|&s| s <= n) - 1)
+        self.runs.part_of(n)
     }
 
     fn list_layout(&self, i: usize) -> ListLayout {
@@ -360,43 +358,19 @@ impl VectorLists {
     /// The ranges of `passages`' rows not held (passages of lists whose directory is not
     /// held: the directory first).
     pub fn missing_rows(&self, passages: &[usize]) -> Vec<String> {
-        let mut sorted: Vec<usize> = passages
-            .iter()
-            .copied()
-            .filter(|&n| !self.rows.covers(n))
-            .collect();
-        sorted.sort_unstable();
-        sorted.dedup();
+        let wanted = passages.iter().copied().filter(|&n| !self.rows.covers(n));
         let mut out: Vec<String> = Vec::new();
-        let mut run: Option<(usize, Range<usize>)> = None; // (list, rows of it)
-        let flush = |run: Option<(usize, Range<usize>)>, out: &mut Vec<String>| {
-            if let Some((i, rows)) = run {
-                let l = self.list_layout(i);
+        for (i, rows) in self.runs.group(wanted, ROW_GAP) {
+            let l = self.list_layout(i);
+            if self.held[i].directory.is_some() {
                 out.push(range_path(&Part::List(i).path(), l.rows_bytes(rows)));
-            }
-        };
-        for n in sorted {
-            let Some(i) = self.list_of(n) else { continue };
-            if self.held[i].directory.is_none() {
-                let head = range_path(
-                    &Part::List(i).path(),
-                    0..self.list_layout(i).directory_len(),
-                );
+            } else {
+                let head = range_path(&Part::List(i).path(), 0..l.directory_len());
                 if !out.contains(&head) {
                     out.push(head);
                 }
-                continue;
-            }
-            let row = n - self.starts[i];
-            match &mut run {
-                Some((list, rows)) if *list == i && row <= rows.end + ROW_GAP => rows.end = row + 1,
-                _ => {
-                    flush(run.take(), &mut out);
-                    run = Some((i, row..row + 1));
-                }
             }
         }
-        flush(run, &mut out);
         out
     }
 
@@ -420,7 +394,7 @@ impl VectorLists {
             let qc: f32 = query.iter().zip(&centroids[i]).map(|(a, b)| a * b).sum();
             scores.clear();
             score_codes(&table, &codes.codes, codebook.m, &mut scores);
-            let start = self.starts[i];
+            let start = self.runs.range(i).start;
             for (r, (s, alpha)) in scores.iter().zip(&codes.alphas).enumerate() {
                 top.push(Hit {
                     passage: start + r,
