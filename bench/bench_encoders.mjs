@@ -20,6 +20,7 @@ import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { startServer } from '../tools/demo/serve.mjs';
 import { launchBrowser, cosine, readJson } from '../tests/browser/support.mjs';
+import { cpuKind, machineLine } from './machine.mjs';
 import { writeSection } from './sections.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -270,9 +271,9 @@ const idsAgree = ids.every((x, i) => JSON.stringify(x) === JSON.stringify(py.inp
 const misses = [...new Set(Object.values(results).flatMap((r) => [...r.misses]))];
 
 const lines = [
-  '## Encoders: dotfind vs onnxruntime-web vs transformers.js (Chromium), native floor',
+  `## Encoders: dotfind vs onnxruntime-web vs transformers.js (Chromium), native floor — ${cpuKind()} CPUs`,
   '',
-  `Command: \`./build.sh bench-encoders\` — model ${meta.model_id} (${meta.pooling} pooling, ${meta.similarity}); the bundles' own \`model.onnx\` files run by every runtime (dotfind loads them compiled by \`dotfind compile\`: \`model.graph\`, the same graph as tract decluttered it, in dotfind's compiled form); ${queries.length} short queries (\`bench/pages/encoders/queries.json\`), one per call (batch 1), single thread. Chromium ${chromiumVersion} headless, one run: ${opts.pages} fresh pages per runtime × model, interleaved; each page = cold start, a first pass over the queries (timed apart: a fresh page's first queries, while V8 still runs baseline-compiled wasm), more passes until ${opts['warm-ms']} ms have gone by since the first query (the same budget for every runtime, so hot code is optimized), then ${opts.passes} timed passes (${opts.pages * opts.passes * queries.length} timings per row, \`performance.now()\` in the page). Native rows: ${opts.pages * opts.passes} timed passes after a warm-up. Load average (1 min) on the ${os.cpus().length}-core machine: ${loadBefore.toFixed(1)} when the browser part began, ${loadAfter.toFixed(1)} when it ended.`,
+  `Command: \`./build.sh bench-encoders\` — ${machineLine()}. Model ${meta.model_id} (${meta.pooling} pooling, ${meta.similarity}); the bundles' own \`model.onnx\` files run by every runtime (dotfind loads them compiled by \`dotfind compile\`: \`model.graph\`, the same graph as tract decluttered it, in dotfind's compiled form); ${queries.length} short queries (\`bench/pages/encoders/queries.json\`), one per call (batch 1), single thread. Chromium ${chromiumVersion} headless, one run: ${opts.pages} fresh pages per runtime × model, interleaved; each page = cold start, a first pass over the queries (timed apart: a fresh page's first queries, while V8 still runs baseline-compiled wasm), more passes until ${opts['warm-ms']} ms have gone by since the first query (the same budget for every runtime, so hot code is optimized), then ${opts.passes} timed passes (${opts.pages * opts.passes * queries.length} timings per row, \`performance.now()\` in the page). Native rows: ${opts.pages * opts.passes} timed passes after a warm-up. Load average (1 min) on the ${os.cpus().length}-core machine: ${loadBefore.toFixed(1)} when the browser part began, ${loadAfter.toFixed(1)} when it ended.`,
   '',
   '| where | runtime | model | query median | query p90 | median ÷ baseline | first-pass median (fresh page) | cold start | cold start ÷ baseline | parity: cos vs PyTorch f32, min / mean |',
   '|---|---|---|---|---|---|---|---|---|---|',
@@ -305,5 +306,5 @@ const lines = [
 ];
 const body = lines.join('\n');
 console.log(body);
-writeSection('encoders', body);
+writeSection(`encoders-${cpuKind()}`, body);
 log('wrote the Encoders section of BENCHMARKS.md');

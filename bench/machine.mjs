@@ -27,3 +27,19 @@ export function machineLine() {
   const m = machine();
   return `CPU: ${m.model}, ${m.cores} cores, SIMD: ${m.simd.join(' ') || 'none of ' + SIMD_FLAGS.join('/')}`;
 }
+
+/**
+ * The widest int8 instruction this CPU has, which decides encoding speed (natively and in a
+ * browser): the name of a benchmark's section per kind of CPU, so that a run on one kind
+ * keeps the others' figures (twin of bench/sections.py's cpu_kind).
+ */
+export function cpuKind() {
+  let flags = new Set();
+  try {
+    flags = new Set((/^flags\s*:(.*)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? '').trim().split(/\s+/));
+  } catch {
+    // not Linux: no flag list
+  }
+  const kinds = [['amx_int8', 'amx'], ['avx512_vnni', 'avx512-vnni'], ['avx_vnni', 'avx-vnni'], ['avx2', 'avx2']];
+  return kinds.find(([flag]) => flags.has(flag))?.[1] ?? 'other';
+}

@@ -58,15 +58,15 @@ pub enum F32Plan {
     /// tract's ops, as the graph has them: the same bits as tract's own plan.
     Tract,
     /// dotfind's own ops where this CPU runs their kernels (native builds): fused attention
-    /// (AVX-512; within f32 rounding of tract) and f32 linear layers on AMX bf16 tiles with
+    /// (AVX-512, or AVX2 with FMA; within f32 rounding of tract) and f32 linear layers on AMX bf16 tiles with
     /// split operands (sums good to ~2⁻¹⁶ of their terms). Not bit-identical to tract;
     /// passage vectors within cosine 0.99999 (tested).
     OwnKernels,
 }
 
 impl F32Plan {
-    /// dotfind's kernels where one of them runs here (native x86-64 with AVX-512F or
-    /// AMX-BF16), tract's elsewhere.
+    /// dotfind's kernels where one of them runs here (native x86-64 with AVX-512F, AVX2 and
+    /// FMA, or AMX-BF16), tract's elsewhere.
     pub fn for_this_target() -> Self {
         #[cfg(not(target_arch = "wasm32"))]
         if crate::kernels::attention::kernel_available() || crate::ops::bf16_linear::available() {
