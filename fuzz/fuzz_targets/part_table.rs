@@ -13,11 +13,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     for n in [0, passages / 2, passages.saturating_sub(1), passages] {
-        if let Some(list) = table.list_of(n) {
-            assert!(table.list_range(list).contains(&n));
+        if let Some((list, place)) = table.list_runs.locate(n) {
+            assert_eq!(table.list_runs.range(list).nth(place), Some(n));
         }
-        if let Some(fragment) = table.fragment_of(n) {
-            assert!(table.fragment_range(fragment).contains(&n));
+        if let Some(fragment) = table.fragment_runs.part_of(n) {
+            assert!(table.fragment_runs.range(fragment).contains(&n));
         }
     }
 });
