@@ -34,12 +34,7 @@ export function machineLine() {
  * keeps the others' figures (twin of bench/sections.py's cpu_kind).
  */
 export function cpuKind() {
-  let flags = new Set();
-  try {
-    flags = new Set((/^flags\s*:(.*)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? '').trim().split(/\s+/));
-  } catch {
-    // not Linux: no flag list
-  }
+  const { simd } = machine();
   const kinds = [['amx_int8', 'amx'], ['avx512_vnni', 'avx512-vnni'], ['avx_vnni', 'avx-vnni'], ['avx2', 'avx2']];
-  return kinds.find(([flag]) => flags.has(flag))?.[1] ?? 'other';
+  return kinds.find(([flag]) => simd.includes(flag))?.[1] ?? 'other';
 }

@@ -236,6 +236,21 @@ pub(super) mod avx2 {
         _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
     }
 
+    /// Every row's activations dotted with every group's weights, into `acc[row][group]`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn accumulate<const G: usize>(
+        acc: &mut [[__m256i; G]; SPLIT_ROWS],
+        a: &[__m256i; SPLIT_ROWS],
+        w: &[__m256i; G],
+    ) {
+        for (acc_r, &a_r) in acc.iter_mut().zip(a) {
+            for (acc_rg, &w_g) in acc_r.iter_mut().zip(w) {
+                *acc_rg = dot(*acc_rg, w_g, a_r);
+            }
+        }
+    }
+
     /// The 4 i32 lanes of `v`.
     #[inline]
     #[target_feature(enable = "avx2")]
@@ -280,11 +295,7 @@ pub(super) mod avx2 {
                     *w_g = _mm256_loadu_si256(at.cast());
                 }
             }
-            for (acc_r, &a_r) in acc.iter_mut().zip(&a) {
-                for (acc_rg, &w_g) in acc_r.iter_mut().zip(&w) {
-                    *acc_rg = dot(*acc_rg, w_g, a_r);
-                }
-            }
+            accumulate(&mut acc, &a, &w);
         }
         if depth_blocks % 2 == 1 {
             // The last 4-deep block alone: its weights in the low half, zeros above.
@@ -301,11 +312,7 @@ pub(super) mod avx2 {
                     *w_g = _mm256_set_m128i(_mm_setzero_si128(), _mm_loadu_si128(at.cast()));
                 }
             }
-            for (acc_r, &a_r) in acc.iter_mut().zip(&a) {
-                for (acc_rg, &w_g) in acc_r.iter_mut().zip(&w) {
-                    *acc_rg = dot(*acc_rg, w_g, a_r);
-                }
-            }
+            accumulate(&mut acc, &a, &w);
         }
         let mut sums = [[[0i32; QUAD]; OFFSET_GROUPS]; SPLIT_ROWS];
         for (sums_r, acc_r) in sums.iter_mut().zip(&acc) {
@@ -348,11 +355,7 @@ pub(super) mod avx2 {
                     *w_g = _mm256_loadu_si256(at.cast());
                 }
             }
-            for (acc_r, &a_r) in acc.iter_mut().zip(&a) {
-                for (acc_rg, &w_g) in acc_r.iter_mut().zip(&w) {
-                    *acc_rg = dot(*acc_rg, w_g, a_r);
-                }
-            }
+            accumulate(&mut acc, &a, &w);
         }
         let mut sums = [[[0i32; QUAD]; GROUPS]; SPLIT_ROWS];
         for (sums_r, acc_r) in sums.iter_mut().zip(&acc) {
