@@ -19,6 +19,7 @@ use super::partition::{
     default_layout, default_probe, order_passages, partition, plan_fragments, DEFAULT_RESCORE,
     FRAGMENT_BYTES,
 };
+use super::probe::{calibrate, ProbeBounds, ProbeChoice};
 use crate::checksum::{sha256_hex, FileEntry};
 use crate::error::{Error, Result};
 use crate::index::manifest::{
@@ -51,7 +52,8 @@ pub struct IndexOptions {
     pub passage_model: Option<std::path::PathBuf>,
     /// Vector lists, instead of the choice for the corpus size (`partition::default_layout`).
     pub lists: Option<usize>,
-    /// Lists a query scans by default, instead of the choice for the list count.
+    /// Lists a query scans by default, instead of the depth measured on the corpus
+    /// (`probe::calibrate`).
     pub probe: Option<usize>,
     /// Code bytes a passage in the lists, instead of `pq::default_code_bytes`.
     pub code_bytes: Option<usize>,
@@ -82,7 +84,7 @@ impl Default for IndexOptions {
 }
 
 /// What an indexing run did, for the CLI summary and for tests.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct IndexStats {
     pub passages: usize,
     pub documents: usize,
@@ -93,6 +95,10 @@ pub struct IndexStats {
     /// Ids of empty documents left out (`skip_empty`).
     pub skipped: Vec<String>,
     pub lists: usize,
+    /// Lists a query scans by default.
+    pub probe: usize,
+    /// How the indexer measured that depth, where it did (several lists, no `--probe`).
+    pub probe_choice: Option<ProbeChoice>,
     pub fragments: usize,
 }
 
@@ -328,7 +334,7 @@ impl Inputs {
         encoded: usize,
         opts: &IndexOptions,
     ) -> Result<IndexStats> {
-        let manifest = write_into(
+        let (manifest, probe_choice) = write_into(
             tmp,
             out,
             &self.bundle,
@@ -344,6 +350,8 @@ impl Inputs {
             reused: self.records.len() - encoded,
             skipped: self.skipped,
             lists: manifest.layout.lists,
+            probe: manifest.layout.probe,
+            probe_choice,
             fragments: manifest.layout.fragments,
         })
     }
@@ -397,6 +405,7 @@ pub fn write_index_folder(
         rows,
         opts,
     )
+    .map(|(manifest, _)| manifest)
 }
 
 /// Writes the index into the temp folder `tmp`, then swaps it in for `out`; on failure
@@ -409,9 +418,9 @@ fn write_into(
     records: &[PassageRecord],
     rows: &[EncodedRow],
     opts: &IndexOptions,
-) -> Result<IndexManifest> {
+) -> Result<(IndexManifest, Option<ProbeChoice>)> {
     write_index(tmp, bundle, passage_bundle_sha256, records, rows, opts)
-        .and_then(|manifest| swap_into_place(tmp, out).map(|()| manifest))
+        .and_then(|written| swap_into_place(tmp, out).map(|()| written))
         .inspect_err(|_| {
             let _ = std::fs::remove_dir_all(tmp);
         })
@@ -503,7 +512,7 @@ fn write_index(
     records: &[PassageRecord],
     rows: &[EncodedRow],
     opts: &IndexOptions,
-) -> Result<IndexManifest> {
+) -> Result<(IndexManifest, Option<ProbeChoice>)> {
     let mut w = FolderWriter {
         root: dir.to_path_buf(),
         files: BTreeMap::new(),
@@ -513,11 +522,11 @@ fn write_index(
     let dims = m.hidden_size;
 
     let graph_parts = write_bundle_copy(&mut w, bundle, opts.max_file_bytes)?;
-    let (layout, parts) = write_parts(&mut w, dims, records, rows, opts)?;
+    let (layout, parts, bounds) = write_parts(&mut w, dims, records, rows, opts)?;
     w.write(PARTS_FILE, &parts.to_bytes())?;
 
     let documents: HashSet<&str> = records.iter().map(|r| r.doc_id.as_str()).collect();
-    let manifest = IndexManifest {
+    let mut manifest = IndexManifest {
         format: INDEX_FORMAT.into(),
         model: IndexModel {
             model_id: m.model_id.clone(),
@@ -534,24 +543,38 @@ fn write_index(
         layout,
         files: w.files.clone(),
     };
+    write_manifest(dir, &manifest)?;
+    // The depth is measured on the index as written (its floor meanwhile), then recorded.
+    let choice = match bounds {
+        Some(bounds) => Some(calibrate(dir, records, bounds)?),
+        None => None,
+    };
+    if let Some(choice) = choice {
+        manifest.layout.probe = choice.probe;
+        write_manifest(dir, &manifest)?;
+    }
+    Ok((manifest, choice))
+}
+
+fn write_manifest(dir: &Path, manifest: &IndexManifest) -> Result<()> {
     let mut json =
-        serde_json::to_vec_pretty(&manifest).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        serde_json::to_vec_pretty(manifest).map_err(|e| Error::InvalidInput(e.to_string()))?;
     json.push(b'\n');
     let path = dir.join(INDEX_MANIFEST);
-    std::fs::write(&path, json).map_err(|e| Error::io(&path, e))?;
-    Ok(manifest)
+    std::fs::write(&path, json).map_err(|e| Error::io(&path, e))
 }
 
 /// Partitions the vectors into lists (by their stored values, so a re-index that reuses
 /// every vector partitions identically), orders passages list by list, and writes the lists,
-/// their centroids, the passage fragments, the id directory and the lexical index.
+/// their centroids, the passage fragments, the id directory and the lexical index. Returns
+/// the depths a calibration of the probe may choose among, where it is to run.
 fn write_parts(
     w: &mut FolderWriter,
     dims: usize,
     records: &[PassageRecord],
     rows: &[EncodedRow],
     opts: &IndexOptions,
-) -> Result<(IndexLayout, PartTable)> {
+) -> Result<(IndexLayout, PartTable, Option<ProbeBounds>)> {
     let row_bytes = opts.encoding.row_bytes(dims);
     let (default_lists, _) = default_layout(records.len(), row_bytes, opts.max_file_bytes);
     let wanted = opts
@@ -561,16 +584,29 @@ fn write_parts(
     let vectors: Vec<Vec<f32>> = rows.iter().map(|r| r.decode(opts.encoding)).collect();
     let p = partition(&vectors, wanted);
     let lists = p.centroids.len();
-    let probe = match opts.probe {
-        Some(n) => n.clamp(1, lists),
-        None if lists == 1 => 1,
-        None => default_probe(lists),
-    };
     let order = order_passages(&vectors, &p);
     let code_bytes = opts
         .code_bytes
         .unwrap_or_else(|| super::pq::default_code_bytes(dims))
         .clamp(1, dims);
+    let bounds = (lists > 1 && opts.probe.is_none()).then(|| {
+        let mut counts = vec![0; lists];
+        for &list in &p.assignment {
+            counts[list] += 1;
+        }
+        ProbeBounds::new(
+            default_probe(lists),
+            &counts,
+            opts.encoding,
+            dims,
+            code_bytes,
+        )
+    });
+    let probe = match (opts.probe, bounds) {
+        (Some(n), _) => n.clamp(1, lists),
+        (None, Some(bounds)) => bounds.floor,
+        (None, None) => 1,
+    };
     let lists_in = ListsIn {
         dims,
         encoding: opts.encoding,
@@ -611,6 +647,7 @@ fn write_parts(
     Ok((
         layout,
         PartTable::new(list_entries, fragment_entries, id_entries, term_entries),
+        bounds,
     ))
 }
 

@@ -71,7 +71,7 @@ const KMEANS_ITERATIONS: usize = 12;
 
 /// The lists and probe depth the indexer chooses for `n` vectors of `row_bytes` each, in
 /// files of at most `max_file_bytes`: √n lists (the usual IVF setting), at least enough
-/// for lists of half the file cap, and [`default_probe`].
+/// for lists of half the file cap, and the least probe depth, [`default_probe`].
 pub fn default_layout(n: usize, row_bytes: usize, max_file_bytes: usize) -> (usize, usize) {
     let bytes = n.saturating_mul(row_bytes);
     if bytes <= ONE_LIST_BYTES.min(max_file_bytes.saturating_sub(16)) {
@@ -83,10 +83,10 @@ pub fn default_layout(n: usize, row_bytes: usize, max_file_bytes: usize) -> (usi
     (lists, default_probe(lists))
 }
 
-/// Lists scanned by default out of `lists`: 0.3·√lists, at least 4 — a share that shrinks
-/// as lists grow (4 of 139, 10 of 1,000), as the share needed for a given recall does. What
-/// a probed list costs a query is its codes, a few dozen bytes a passage; the exact rows are
-/// fetched for the best candidates only.
+/// The least depth an index of `lists` lists is probed at: 0.3·√lists, at least 4 (4 of
+/// 139, 10 of 1,000) — the floor of the depth the indexer measures on the corpus
+/// (`probe::calibrate`), since real queries may lie farther from the passages than the
+/// pseudo-queries it measures with.
 pub fn default_probe(lists: usize) -> usize {
     ((0.3 * (lists as f64).sqrt()).ceil() as usize)
         .max(4)

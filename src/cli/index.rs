@@ -111,11 +111,16 @@ fn report(stats: &IndexStats, out: &Path, started: std::time::Instant) -> Result
         );
     }
     eprintln!(
-        "indexed {} passages from {} documents into {} ({} lists, {} fragments): {} encoded, {} reused, {:.1} s",
+        "indexed {} passages from {} documents into {} ({} lists, probe {}{}, {} fragments): {} encoded, {} reused, {:.1} s",
         stats.passages,
         stats.documents,
         out.display(),
         stats.lists,
+        stats.probe,
+        stats.probe_choice.map_or(String::new(), |c| format!(
+            " (recall@10 {:.3} vs the exact scan on {} pseudo-queries)",
+            c.recall, c.queries
+        )),
         stats.fragments,
         stats.encoded,
         stats.reused,
