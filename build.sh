@@ -24,6 +24,8 @@
 #   ./build.sh bench-quality [--collections a,b] [--skip-retrieval x] [--reuse]
 #                                         PyTorch f32 vs dotfind f32/int8/query bundle on ../shared/data -> BENCHMARKS.md
 #   ./build.sh bench-hybrid               dense vs lexical vs hybrid (fused) nDCG@10 on ../shared/data -> BENCHMARKS.md
+#   ./build.sh bench-probe                the probe depth the indexer measures vs the corpus-size rule, nDCG@10 and
+#                                         recall@10 vs exact on ../shared/data (their union; each with √n lists) -> BENCHMARKS.md
 #   ./build.sh bench-lexical              the lexical stage: dotfind's term buckets vs Pagefind (first keyword result,
 #                                         nDCG@10 and bytes per query, hybrid vs dense latency at 50k) -> BENCHMARKS.md
 #   ./build.sh bench-encoders             query encoding: dotfind vs onnxruntime-web vs transformers.js in
@@ -591,6 +593,7 @@ main() {
     bench-parts) cmd_bench_parts "$@" ;;
     bench-lexical) cmd_bench_lexical ;;
     bench-hybrid) cargo build --release; python3 bench/bench_hybrid.py --dotfind target/release/dotfind --model "$(prepare_model)" ;;
+    bench-probe) cargo build --release; python3 bench/bench_probe.py --dotfind target/release/dotfind --model "$(prepare_model)" ;;
     bench-quality) cmd_bench_quality "$@" ;;
     bench-encoders) cmd_bench_encoders "$@" ;;
     bench-bytes) cmd_bench_bytes "$@" ;;
