@@ -18,7 +18,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startServer } from '../tools/demo/serve.mjs';
 import { launchBrowser } from '../tests/browser/support.mjs';
-import { machineLine } from './machine.mjs';
+import { cpuKind, machineLine } from './machine.mjs';
 import { writeSection } from './sections.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -162,7 +162,7 @@ site.server.close();
 const mb = (b) => `${(b / 1e6).toFixed(2)} MB`;
 const fmt = (x) => x.toFixed(1);
 const lines = [
-  '## Browser at scale: bytes per query, search time, memory, recall (headless Chromium, localhost)',
+  `## Browser at scale: bytes per query, search time, memory, recall (headless Chromium, localhost) — ${cpuKind()} CPUs`,
   '',
   `Command: \`./build.sh bench-browser\` — headless Chromium ${chromium}, one fresh profile per index, served by \`tools/demo/serve.mjs\`; bytes counted by the server on every connection (headers included). Synthetic indexes: vectors drawn around ${base} (each a real passage vector plus Gaussian noise of half its norm; records carry the source passage's text), written by the indexer's code (\`bench/synthetic_index.rs\`) with its default layout. Queries: ${path.basename(path.dirname(queriesFile))}/${path.basename(queriesFile)} (${queries.length}) for synthetic indexes, ${DEMO_QUERIES.length} Rust questions for the demo; each typed once in order (bytes per new query), then once more (search time: the worker's probing, scoring and results, fetching excluded). A query of an index of several lists fetches, of each list it probes, the directory and the passages' codes (one HTTP range), then the rows of the best \`rescore\` candidates by their codes (ranges of single rows or short runs), and scores those exactly; of the fragments holding the results, their directories, then those records (ranges again). Vector lists held in memory are capped at the package's default \`maxVectorBytes\` (128 MiB). Recall@10: the default probe's top 10 against the exact int8 scan, natively (\`dotfind run\` vs \`dotfind run --exact\`). ${machineLine()}.`,
   '',
@@ -182,4 +182,5 @@ const lines = [
 ];
 const body = lines.join('\n');
 console.log(body);
-writeSection('browser', body);
+// One section per kind of CPU: search time and memory differ between them.
+writeSection(`browser-${cpuKind()}`, body);

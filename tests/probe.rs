@@ -21,9 +21,24 @@ fn options(lists: usize, probe: Option<usize>) -> IndexOptions {
     }
 }
 
-/// Mean recall@10 at `depth` of the pseudo-queries the indexer cut from the corpus,
-/// recomputed here through the search API.
-fn recall_at(searcher: &Searcher, vectors: &[Vec<f32>], depth: usize) -> f64 {
+/// Mean recall@10 at `depth` of the pseudo-queries the indexer cut from the corpus, of the
+/// kind that found less, recomputed here through the search API.
+fn recall_at(searcher: &Searcher, pseudo: &[(usize, Vec<f32>)], depth: usize) -> f64 {
+    let kinds: HashSet<usize> = pseudo.iter().map(|(kind, _)| *kind).collect();
+    kinds
+        .iter()
+        .map(|&kind| {
+            let vectors: Vec<&Vec<f32>> = pseudo
+                .iter()
+                .filter(|(k, _)| *k == kind)
+                .map(|(_, v)| v)
+                .collect();
+            mean_recall(searcher, &vectors, depth)
+        })
+        .fold(1.0, f64::min)
+}
+
+fn mean_recall(searcher: &Searcher, vectors: &[&Vec<f32>], depth: usize) -> f64 {
     let index = searcher.index();
     let mut sum = 0.0;
     for v in vectors {
@@ -59,9 +74,9 @@ fn the_default_probe_is_the_smallest_depth_whose_pseudo_queries_reach_the_target
 
     let (records, _) = read_corpus(&corpus, false).unwrap();
     let searcher = Searcher::open(&out).unwrap();
-    let vectors: Vec<Vec<f32>> = pseudo_queries(&records, PSEUDO_QUERIES)
+    let vectors: Vec<(usize, Vec<f32>)> = pseudo_queries(&records, PSEUDO_QUERIES)
         .iter()
-        .map(|q| searcher.encoder().encode_query(q).unwrap())
+        .map(|(kind, q)| (*kind, searcher.encoder().encode_query(q).unwrap()))
         .collect();
     assert_eq!(choice.queries, vectors.len());
     let floor = default_probe(lists);

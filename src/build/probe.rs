@@ -5,9 +5,11 @@
 //! 4 probed lists of 171 find 0.78 of SciFact's exact top 10 and 0.62 of NFCorpus's, while
 //! TREC-DL's topical pool needs only those 4 (BENCHMARKS.md, "Probe depth"). So the indexer
 //! asks the index itself: it cuts pseudo-queries from a sample of passages — word spans of
-//! 2 to 12 words, the lengths of keyword and sentence queries — encodes them with the query
-//! model, and keeps the smallest depth whose probed top 10 holds [`TARGET_RECALL`] of the
-//! exact one, within the bytes a query may spend on codes ([`CODE_BUDGET_BYTES`]).
+//! 2–4 words like keyword queries and of 6–12 like sentence queries — encodes them with the
+//! query model, and keeps the smallest depth at which the probed top 10 of each kind holds
+//! [`TARGET_RECALL`] of the exact one on average, within the bytes a query may spend on
+//! codes ([`CODE_BUDGET_BYTES`]). Each kind must reach it: keyword queries, what site
+//! search mostly gets, land farther from the passages and need deeper probes.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -26,8 +28,8 @@ const K: usize = 10;
 /// rescored candidates and the results' records, a query of a 1M-passage index stays under
 /// 1 MB (issue 19's goal). Past it, the depth stops at what the bytes allow.
 pub const CODE_BUDGET_BYTES: u64 = 576 << 10;
-/// Word spans of pseudo-queries, shortest and longest.
-const SPAN_WORDS: (usize, usize) = (2, 12);
+/// The kinds of pseudo-queries: word spans of these lengths, shortest and longest.
+const KINDS: [(usize, usize); 2] = [(2, 4), (6, 12)];
 
 /// The depths a calibration may choose among.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,16 +74,17 @@ impl ProbeBounds {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ProbeChoice {
     pub probe: usize,
-    /// Mean recall@10 of the pseudo-queries at `probe`, against the exact scan.
+    /// Mean recall@10 at `probe` against the exact scan, of the kind of pseudo-query that
+    /// found less.
     pub recall: f64,
     pub queries: usize,
 }
 
-/// Pseudo-queries cut from `records`: spans of 2–12 words at deterministic places of up to
-/// `count` passages spread over the corpus (the same corpus always gives the same queries).
-pub fn pseudo_queries(records: &[PassageRecord], count: usize) -> Vec<String> {
+/// Pseudo-queries cut from `records`, each with its kind (a number into [`KINDS`]): spans at
+/// deterministic places of up to `count` passages spread over the corpus, the kinds taking
+/// turns (the same corpus always gives the same queries).
+pub fn pseudo_queries(records: &[PassageRecord], count: usize) -> Vec<(usize, String)> {
     let n = records.len();
-    let (shortest, longest) = SPAN_WORDS;
     let mut out = Vec::with_capacity(count.min(n));
     for j in 0..count.min(n) {
         // Golden-ratio strides visit the corpus evenly whatever its order.
@@ -90,9 +93,11 @@ pub fn pseudo_queries(records: &[PassageRecord], count: usize) -> Vec<String> {
         if words.is_empty() {
             continue;
         }
-        let len = (shortest + j % (longest - shortest + 1)).min(words.len());
+        let kind = j % KINDS.len();
+        let (shortest, longest) = KINDS[kind];
+        let len = (shortest + (j / KINDS.len()) % (longest - shortest + 1)).min(words.len());
         let start = (j * 7919) % (words.len() - len + 1);
-        out.push(words[start..start + len].join(" "));
+        out.push((kind, words[start..start + len].join(" ")));
     }
     out
 }
@@ -131,9 +136,10 @@ pub fn calibrate(
 ) -> Result<ProbeChoice> {
     let searcher = Searcher::open(dir)?;
     let index = searcher.index();
-    let queries = pseudo_queries(records, PSEUDO_QUERIES)
+    let pseudo = pseudo_queries(records, PSEUDO_QUERIES);
+    let queries = pseudo
         .iter()
-        .map(|q| searcher.encoder().encode_query(q))
+        .map(|(_, q)| searcher.encoder().encode_query(q))
         .collect::<Result<Vec<_>>>()?;
     let exact = queries
         .iter()
@@ -143,13 +149,18 @@ pub fn calibrate(
         })
         .collect::<Result<Vec<_>>>()?;
     let recall_at = |depth: usize| -> Result<f64> {
-        let mut sum = 0.0;
-        for (q, exact) in queries.iter().zip(&exact) {
+        let mut sums = [(0.0, 0usize); KINDS.len()];
+        for ((q, exact), (kind, _)) in queries.iter().zip(&exact).zip(&pseudo) {
             let hits = index.search(q, K, Probe::Lists(depth))?;
             let found = hits.iter().filter(|h| exact.contains(&h.passage)).count();
-            sum += found as f64 / exact.len().max(1) as f64;
+            sums[*kind].0 += found as f64 / exact.len().max(1) as f64;
+            sums[*kind].1 += 1;
         }
-        Ok(sum / queries.len().max(1) as f64)
+        Ok(sums
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(sum, n)| sum / *n as f64)
+            .fold(1.0, f64::min))
     };
     let (probe, recall) = smallest_depth(bounds, TARGET_RECALL, recall_at)?;
     Ok(ProbeChoice {
@@ -175,7 +186,7 @@ mod tests {
     }
 
     #[test]
-    fn pseudo_queries_are_spans_of_two_to_twelve_words_of_the_passages() {
+    fn pseudo_queries_are_spans_of_the_passages_of_either_kind_in_turn() {
         let text: Vec<String> = (0..40).map(|w| format!("w{w}")).collect();
         let records: Vec<PassageRecord> = (0..5)
             .map(|_| record(&text.join(" ")))
@@ -184,9 +195,19 @@ mod tests {
         let queries = pseudo_queries(&records, 300);
         // One per passage visited, empty passages skipped.
         assert!(queries.len() >= 5 && queries.len() < records.len());
-        for q in &queries {
+        // The kinds take turns (empty passages skipped): about half each.
+        let keywords = queries.iter().filter(|(kind, _)| *kind == 0).count();
+        assert!(
+            keywords.abs_diff(queries.len() - keywords) <= 2,
+            "{queries:?}"
+        );
+        for (kind, q) in &queries {
             let words: Vec<&str> = q.split_whitespace().collect();
-            assert!(q == "one" || (2..=12).contains(&words.len()), "{q:?}");
+            let (shortest, longest) = KINDS[*kind];
+            assert!(
+                q == "one" || (shortest..=longest).contains(&words.len()),
+                "{q:?}"
+            );
             // A contiguous span: consecutive word numbers.
             let numbers: Vec<usize> = words.iter().filter_map(|w| w[1..].parse().ok()).collect();
             assert!(numbers.windows(2).all(|p| p[1] == p[0] + 1), "{q:?}");
