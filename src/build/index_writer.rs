@@ -16,8 +16,7 @@ use rayon::prelude::*;
 
 use super::lists::{write_lists, ListsIn};
 use super::partition::{
-    default_layout, default_probe, order_passages, partition, plan_fragments, DEFAULT_RESCORE,
-    FRAGMENT_BYTES,
+    default_layout, order_passages, partition, plan_fragments, DEFAULT_RESCORE, FRAGMENT_BYTES,
 };
 use super::probe::{calibrate, ProbeBounds, ProbeChoice};
 use crate::checksum::{sha256_hex, FileEntry};
@@ -589,19 +588,8 @@ fn write_parts(
         .code_bytes
         .unwrap_or_else(|| super::pq::default_code_bytes(dims))
         .clamp(1, dims);
-    let bounds = (lists > 1 && opts.probe.is_none()).then(|| {
-        let mut counts = vec![0; lists];
-        for &list in &p.assignment {
-            counts[list] += 1;
-        }
-        ProbeBounds::new(
-            default_probe(lists),
-            &counts,
-            opts.encoding,
-            dims,
-            code_bytes,
-        )
-    });
+    let bounds = (lists > 1 && opts.probe.is_none())
+        .then(|| ProbeBounds::of(&p, opts.encoding, dims, code_bytes));
     let probe = match (opts.probe, bounds) {
         (Some(n), _) => n.clamp(1, lists),
         (None, Some(bounds)) => bounds.floor,

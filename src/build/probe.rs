@@ -14,6 +14,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
+use super::partition::{default_probe, Partitioning};
 use crate::error::Result;
 use crate::index::{ListLayout, PassageRecord, VectorEncoding};
 use crate::search::{Probe, Searcher};
@@ -41,6 +42,21 @@ pub struct ProbeBounds {
 }
 
 impl ProbeBounds {
+    /// Bounds for the lists of `p`: the corpus-size rule's depth, and the cap for their sizes.
+    pub fn of(p: &Partitioning, encoding: VectorEncoding, dims: usize, code_bytes: usize) -> Self {
+        let mut counts = vec![0; p.centroids.len()];
+        for &list in &p.assignment {
+            counts[list] += 1;
+        }
+        Self::new(
+            default_probe(counts.len()),
+            &counts,
+            encoding,
+            dims,
+            code_bytes,
+        )
+    }
+
     /// Bounds for lists of `counts` passages each, read through heads of `code_bytes` codes.
     pub fn new(
         floor: usize,
