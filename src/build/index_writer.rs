@@ -115,7 +115,10 @@ fn previous_vectors(
     encoding: VectorEncoding,
 ) -> HashMap<String, EncodedRow> {
     let mut cache = HashMap::new();
-    let Ok(index) = crate::index::loader::read_folder(out) else {
+    // Rows and the records' text: not the id directory or the lexical index.
+    let Ok(index) = crate::index::loader::read_folder_with(out, |part| {
+        matches!(part, Part::List(_) | Part::Fragment(_))
+    }) else {
         return cache;
     };
     if index.manifest.model.passage_bundle() != bundle_sha256

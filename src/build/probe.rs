@@ -16,7 +16,8 @@ use std::path::Path;
 
 use super::partition::{default_probe, Partitioning};
 use crate::error::Result;
-use crate::index::{ListLayout, PassageRecord, VectorEncoding};
+use crate::index::loader::read_folder_with;
+use crate::index::{ListLayout, Part, PassageRecord, VectorEncoding};
 use crate::search::{Probe, Searcher};
 
 /// Pseudo-queries the depth is measured with: a recall estimate within about ±0.01.
@@ -144,13 +145,14 @@ pub fn smallest_depth(
 }
 
 /// Measures the default probe of the index written at `dir` (every part on disk) with
-/// pseudo-queries from `records`.
+/// pseudo-queries from `records`. Only its vector lists are read back: search ranks
+/// passages by number, without their records.
 pub fn calibrate(
     dir: &Path,
     records: &[PassageRecord],
     bounds: ProbeBounds,
 ) -> Result<ProbeChoice> {
-    let searcher = Searcher::open(dir)?;
+    let searcher = Searcher::new(read_folder_with(dir, |part| matches!(part, Part::List(_)))?)?;
     let index = searcher.index();
     let pseudo = pseudo_queries(records, PSEUDO_QUERIES);
     let queries = pseudo

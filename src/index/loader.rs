@@ -194,9 +194,19 @@ impl IndexLoader {
     }
 }
 
-/// Reads, verifies and parses the index folder `dir`.
+/// Reads, verifies and parses the index folder `dir`, every part at hand.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn read_folder(dir: &std::path::Path) -> Result<LoadedIndex> {
+    read_folder_with(dir, |_| true)
+}
+
+/// [`read_folder`] with only the parts `wanted` at hand: the indexer, reading back vectors,
+/// need not read a corpus's text or its lexical index.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn read_folder_with(
+    dir: &std::path::Path,
+    wanted: impl Fn(Part) -> bool,
+) -> Result<LoadedIndex> {
     let read = |rel: &str| {
         let path = dir.join(rel);
         std::fs::read(&path).map_err(|e| Error::io(path, e))
@@ -213,7 +223,7 @@ pub fn read_folder(dir: &std::path::Path) -> Result<LoadedIndex> {
         .chain((0..index.parts.fragments.len()).map(Part::Fragment))
         .chain((0..index.parts.ids.len()).map(Part::Ids))
         .chain((0..index.parts.terms.len()).map(Part::Terms));
-    for part in parts {
+    for part in parts.filter(|&part| wanted(part)) {
         index.parts_at_hand.push((part, read(&part.path())?));
     }
     // Natively every token-embedding chunk is at hand: all of them, verified by the encoder.

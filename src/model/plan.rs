@@ -58,9 +58,9 @@ pub enum F32Plan {
     /// tract's ops, as the graph has them: the same bits as tract's own plan.
     Tract,
     /// dotfind's own ops where this CPU runs their kernels (native builds): fused attention
-    /// (AVX-512, or AVX2 with FMA; within f32 rounding of tract) and f32 linear layers on AMX bf16 tiles with
-    /// split operands (sums good to ~2⁻¹⁶ of their terms). Not bit-identical to tract;
-    /// passage vectors within cosine 0.99999 (tested).
+    /// (AVX-512, or AVX2 with FMA; within f32 rounding of tract) and f32 linear layers on
+    /// AMX bf16 tiles with split operands (sums good to ~2⁻¹⁶ of their terms). Not
+    /// bit-identical to tract; passage vectors within cosine 0.99999 (tested).
     OwnKernels,
 }
 
