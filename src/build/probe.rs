@@ -104,8 +104,9 @@ pub fn pseudo_queries(records: &[PassageRecord], count: usize) -> Vec<(usize, St
     let n = records.len();
     let mut out = Vec::with_capacity(count.min(n));
     for j in 0..count.min(n) {
-        // Golden-ratio strides visit the corpus evenly whatever its order.
-        let i = (j as u64 * 0x9E37_79B9_7F4A_7C15 % n as u64) as usize;
+        // Golden-ratio strides visit the corpus evenly whatever its order (Fibonacci
+        // hashing: the product wraps modulo 2^64 by design).
+        let i = ((j as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) % n as u64) as usize;
         let words: Vec<&str> = records[i].text.split_whitespace().collect();
         if words.is_empty() {
             continue;
