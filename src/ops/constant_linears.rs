@@ -2,6 +2,8 @@
 //! found and replaced in one place, for every op that runs them its own way (int8 with
 //! per-token activations, AMX bf16 tiles).
 
+use std::sync::Arc;
+
 use tract_core::internal::*;
 use tract_core::ops::binary::TypedBinOp;
 use tract_core::ops::einsum::EinSum;
@@ -12,14 +14,23 @@ use tract_core::ops::einsum::EinSum;
 pub struct ConstantLinear {
     /// The EinSum `x·W`.
     pub einsum: usize,
-    /// Row-major `[k, n]`.
-    pub weights: Vec<f32>,
+    /// The graph's own constant `W`, shared rather than copied: a model's linear weights are
+    /// most of its memory, and a browser tab keeps the peak of its load (wasm memory never
+    /// shrinks). Row-major `[k, n]` f32, plain ([`ConstantLinear::weights`]).
+    weights: Arc<Tensor>,
     /// One per output column (zeros without a bias `Add`).
     pub bias: Vec<f32>,
     pub k: usize,
     pub n: usize,
     /// The node whose output the replacement's replaces: the bias `Add`, or the EinSum.
     pub replaced: usize,
+}
+
+impl ConstantLinear {
+    /// The weights, row-major `[k, n]`.
+    pub fn weights(&self) -> TractResult<&[f32]> {
+        self.weights.try_as_plain_ram()?.as_slice::<f32>()
+    }
 }
 
 /// What a linear layer with `n` output columns makes of `input` (`[…, k]`): `[…, n]` f32.
@@ -95,23 +106,23 @@ fn linear(model: &TypedModel, node: usize) -> TractResult<Option<ConstantLinear>
         return Ok(None);
     };
     let n = konst.shape().last().copied().unwrap_or(0);
-    let Ok(weights) = konst
+    let Ok(len) = konst
         .try_as_plain_ram()
-        .and_then(|w| Ok(w.as_slice::<f32>()?.to_vec()))
+        .and_then(|w| Ok(w.as_slice::<f32>()?.len()))
     else {
         return Ok(None);
     };
-    if n == 0 || weights.is_empty() {
+    if n == 0 || len == 0 {
         return Ok(None);
     }
-    let k = weights.len() / n;
+    let k = len / n;
     let (bias, replaced) = match bias(model, node, n)? {
         Some((bias, add)) => (bias, add),
         None => (vec![0f32; n], node),
     };
     Ok(Some(ConstantLinear {
         einsum: node,
-        weights,
+        weights: Arc::clone(konst),
         bias,
         k,
         n,

@@ -116,7 +116,7 @@ impl TypedOp for PerTokenInt8Linear {
 pub fn fuse(model: &mut TypedModel) -> TractResult<usize> {
     let found = constant_linears::find(model)?;
     constant_linears::replace(model, found, "int8", |linear| {
-        let op = PerTokenInt8Linear::new(&linear.weights, &linear.bias, linear.k, linear.n)?;
+        let op = PerTokenInt8Linear::new(linear.weights()?, &linear.bias, linear.k, linear.n)?;
         Ok(Box::new(op))
     })
 }

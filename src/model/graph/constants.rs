@@ -152,25 +152,59 @@ pub(super) fn constant_tensor(record: &ConstantRecord, data: &[u8]) -> TractResu
         record.shape,
         bytes.len()
     );
-    // Matrices stored column by column ([`stored_order`]) are decoded as their transpose.
-    let matrix = as_matrix(&record.shape, encoding);
-    let shape: TVec<usize> = match matrix {
-        Some([inputs, outputs]) => tvec![outputs, inputs],
-        None => record.shape.iter().copied().collect(),
-    };
     // SAFETY: f32 has no invalid bit pattern, and the decoders write every element (the byte
     // count was checked against the element count above) or fail.
-    let mut tensor = unsafe { Tensor::uninitialized_dt(dt, &shape)? };
+    let mut tensor = unsafe { Tensor::uninitialized_dt(dt, &record.shape)? };
     {
         let mut values = tensor.try_as_plain_ram_mut()?;
-        encoding
-            .decode_into(bytes, values.as_slice_mut::<f32>()?)
-            .map_err(|e| format_err!("{e}"))?;
-    }
-    if matrix.is_some() {
-        tensor = tensor.permute_axes(&[1, 0])?.into_shape(&record.shape)?;
+        let values = values.as_slice_mut::<f32>()?;
+        match as_matrix(&record.shape, encoding) {
+            Some(matrix) => decode_transposed(encoding, bytes, matrix, values)?,
+            None => encoding
+                .decode_into(bytes, values)
+                .map_err(|e| format_err!("{e}"))?,
+        }
     }
     Ok(tensor)
+}
+
+/// Decodes a matrix stored column by column ([`stored_order`]) into `out`, row-major
+/// `[inputs, outputs]`, a few groups at a time: no transposed copy of the whole matrix
+/// exists, even for a moment. The model's weights are decoded all at once at load, and in a
+/// browser tab the peak of that load stays (wasm memory never shrinks).
+fn decode_transposed(
+    encoding: ValueEncoding,
+    bytes: &[u8],
+    [inputs, outputs]: [usize; 2],
+    out: &mut [f32],
+) -> TractResult<()> {
+    // Whole groups at a time, about 64 KiB of values.
+    let group = match encoding {
+        ValueEncoding::Groups(code) => code.group,
+        _ => 1,
+    };
+    let chunk_values = group * (1usize << 14).div_ceil(group);
+    let mut chunk = vec![0f32; chunk_values.min(out.len())];
+    let (mut at, mut byte_at) = (0usize, 0usize);
+    while at < out.len() {
+        let values = &mut chunk[..chunk_values.min(out.len() - at)];
+        let len = encoding
+            .encoded_len(values.len())
+            .context("a matrix's values do not fill whole groups")?;
+        let stored = bytes
+            .get(byte_at..byte_at + len)
+            .context("a matrix's codes are shorter than its values")?;
+        encoding
+            .decode_into(stored, values)
+            .map_err(|e| format_err!("{e}"))?;
+        // Stored value `t` is column `t / inputs`, row `t % inputs`.
+        for (t, &v) in (at..).zip(values.iter()) {
+            out[(t % inputs) * outputs + t / inputs] = v;
+        }
+        at += values.len();
+        byte_at += len;
+    }
+    Ok(())
 }
 
 /// `model` with every constant replaced by what it reads back as when written with
@@ -204,4 +238,50 @@ pub fn round_trip_constants(
         node.op = Box::new(op);
     }
     Ok(rounded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::groups::GroupCode;
+
+    /// Group-coded matrices of any rank read back in place, each value near its own: groups
+    /// that straddle columns, groups of sizes that are not powers of two, and matrices larger
+    /// than one chunk of [`decode_transposed`].
+    #[test]
+    fn group_coded_matrices_read_back_in_place() {
+        for (shape, group) in [
+            (vec![3usize, 4, 40], 32usize),
+            (vec![300, 100], 24),
+            (vec![7, 2], 2),
+        ] {
+            let count: usize = shape.iter().product();
+            // Distinct, uneven values: a transposed or shifted read-back is far off.
+            let values: Vec<f32> = (0..count).map(|i| ((i * 37) % 101) as f32 / 10.0).collect();
+            let tensor = tensor1(&values).into_shape(&shape).unwrap();
+            let choice = StorageChoice::from(ValueEncoding::Groups(GroupCode { bits: 8, group }));
+            let bytes = encode_constant(&tensor, &choice).unwrap().unwrap();
+            let record = ConstantRecord {
+                datum_type: dt_text(f32::datum_type()).unwrap(),
+                shape: shape.clone(),
+                stored_as: Some(choice.encoding),
+                offset: 0,
+                bytes: bytes.len(),
+            };
+            let back = constant_tensor(&record, &bytes).unwrap();
+            assert_eq!(back.shape(), &shape[..]);
+            let back = back.try_as_plain_ram().unwrap();
+            let back = back.as_slice::<f32>().unwrap();
+            // 8 bits over a group's range of at most 10: within half a step (and f16 rounding).
+            let worst = values
+                .iter()
+                .zip(back)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                worst < 10.0 / 255.0,
+                "{shape:?} q8/{group}: worst error {worst}"
+            );
+        }
+    }
 }
