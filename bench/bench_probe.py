@@ -146,7 +146,9 @@ def main() -> None:
         "unjudged distractors and nDCG@10 is lower than on the collection alone), and each collection alone with √n lists forced "
         "(below ~10k passages the indexer keeps one list). Depths: the corpus-size rule (0.3·√lists, at least 4; the default before), "
         "and the depth the indexer measured (src/build/probe.rs: 256 pseudo-queries cut from the passages, the smallest depth at which "
-        "the top 10 of each kind — 2–4-word and 6–12-word spans — holds 98 % of the exact top 10, within 576 KiB of list directories and codes a query). Recall@10: each probed run's "
+        "the top 10 of each kind — 2–4-word and 6–12-word spans — holds 98 % of the exact top 10, within 576 KiB of list directories and codes a query). A depth d scans, of the d lists whose "
+        "centroids score highest, the best ones while they hold at most d lists' worth of passages on average (src/search/vector_lists.rs). "
+        "Recall@10: each probed run's "
         "top 10 against the exact run's, per query, averaged.",
         "",
         "| index | passages | lists | queries of | probe: rule → measured | pseudo-query recall@10 at the measured depth (queries) | nDCG@10 exact | rule: nDCG@10 (Δ) | measured: nDCG@10 (Δ) | recall@10 vs exact: rule → measured |",

@@ -23,7 +23,13 @@ use crate::kernels::pq::score_codes;
 /// along): a request's headers cost about what two rows do.
 const ROW_GAP: usize = 2;
 
-/// How many lists a search scans.
+/// Passages `depth` of `lists` lists holding `total` passages hold on average.
+fn passage_budget(depth: usize, total: usize, lists: usize) -> u64 {
+    (depth as u64 * total as u64).div_ceil(lists.max(1) as u64)
+}
+
+/// How many lists a search scans (the nearest ones, within a budget of passages: see
+/// [`VectorLists::probed`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Probe {
     /// The index's own depth (`layout.probe`), chosen by the indexer for its size.
@@ -309,16 +315,32 @@ impl VectorLists {
         .min(lists)
     }
 
-    /// The lists a search of `query` scans, in list order.
+    /// The lists a search of `query` scans, in list order: of the `depth` lists whose
+    /// centroids score highest, the best ones while together they hold at most `depth` lists'
+    /// worth of passages on average (the best one always). k-means lists are uneven and
+    /// queries fall where passages are dense, so `depth` lists alone would make the bytes of a
+    /// query vary with where it falls; the budget keeps every query within the code bytes the
+    /// indexer chose the depth for, and what it drops, the largest lists ranked last, holds
+    /// the fewest results.
     pub fn probed(&self, query: &[f32], probe: Probe) -> Result<Vec<usize>> {
         let lists = self.entries.len();
         let depth = self.depth(probe);
         let mut probed: Vec<usize> = match &self.centroids {
-            Some((centroids, _)) if depth < lists => centroids
-                .search_ranges(query, depth, std::slice::from_ref(&(0..lists)))?
-                .into_iter()
-                .map(|h| h.passage)
-                .collect(),
+            Some((centroids, _)) if depth < lists => {
+                let best = centroids
+                    .search_ranges(query, depth, std::slice::from_ref(&(0..lists)))?
+                    .into_iter()
+                    .map(|h| h.passage);
+                let budget = passage_budget(depth, self.runs.total(), lists);
+                let mut held = 0u64;
+                best.take_while(|&list| {
+                    let count = self.entries[list].count as u64;
+                    let fits = held == 0 || held + count <= budget;
+                    held += count;
+                    fits
+                })
+                .collect()
+            }
             _ => (0..lists).collect(),
         };
         probed.sort_unstable();
@@ -455,5 +477,94 @@ impl VectorLists {
     /// Passage `n`'s row as stored, if held.
     pub fn row(&self, n: usize) -> Option<crate::index::EncodedRow> {
         self.rows.row(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checksum::FileEntry;
+    use crate::index::EncodedRow;
+
+    /// Four lists of 2 dimensions around the circle, holding `counts` passages, probed 2 deep.
+    fn lists(counts: [usize; 4]) -> VectorLists {
+        let centroids: Vec<EncodedRow> = [[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [-1.0, 0.0]]
+            .iter()
+            .map(|c| EncodedRow::encode(VectorEncoding::F32, c))
+            .collect();
+        let shard = VectorShard::to_bytes(VectorEncoding::F32, 2, &centroids);
+        let layout = IndexLayout {
+            lists: 4,
+            probe: 2,
+            fragments: 1,
+            id_buckets: 1,
+            term_buckets: 1,
+            code_bytes: 8,
+            rescore: 16,
+        };
+        let entries = counts
+            .iter()
+            .map(|&count| PartEntry {
+                count,
+                file: FileEntry {
+                    bytes: 1,
+                    xxh3_128: "0".repeat(32),
+                },
+            })
+            .collect();
+        let centroids = VectorShard::from_bytes("centroids", &shard).unwrap();
+        VectorLists::new(
+            layout,
+            VectorEncoding::F32,
+            2,
+            entries,
+            Some(centroids),
+            None,
+        )
+        .unwrap()
+    }
+
+    /// The nearest lists while they hold at most `depth` lists' worth of passages: a query
+    /// near lists 0 and 1 probes both when they are of average size, only the nearest when
+    /// the second would pass the budget, and always the nearest, however large.
+    #[test]
+    fn probes_stay_within_depth_lists_worth_of_passages() {
+        let query = [0.95, 0.3];
+        // 2 lists' worth of 100 passages on average: 200.
+        assert_eq!(
+            lists([100; 4]).probed(&query, Probe::Default).unwrap(),
+            [0, 1]
+        );
+        assert_eq!(
+            lists([60, 140, 100, 100])
+                .probed(&query, Probe::Default)
+                .unwrap(),
+            [0, 1]
+        );
+        assert_eq!(
+            lists([60, 141, 99, 100])
+                .probed(&query, Probe::Default)
+                .unwrap(),
+            [0]
+        );
+        assert_eq!(
+            lists([370, 10, 10, 10])
+                .probed(&query, Probe::Default)
+                .unwrap(),
+            [0]
+        );
+        // Deeper probes widen the budget with the depth; every list is every list.
+        assert_eq!(
+            lists([60, 141, 99, 100])
+                .probed(&query, Probe::Lists(3))
+                .unwrap(),
+            [0, 1, 2]
+        );
+        assert_eq!(
+            lists([370, 10, 10, 10])
+                .probed(&query, Probe::Exact)
+                .unwrap(),
+            [0, 1, 2, 3]
+        );
     }
 }
