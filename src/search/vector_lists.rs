@@ -316,12 +316,13 @@ impl VectorLists {
     }
 
     /// The lists a search of `query` scans, in list order: of the `depth` lists whose
-    /// centroids score highest, the best ones while together they hold at most `depth` lists'
-    /// worth of passages on average (the best one always). k-means lists are uneven and
-    /// queries fall where passages are dense, so `depth` lists alone would make the bytes of a
-    /// query vary with where it falls; the budget keeps every query within the code bytes the
-    /// indexer chose the depth for, and what it drops, the largest lists ranked last, holds
-    /// the fewest results.
+    /// centroids score highest, taken best first, those before the first that would bring the
+    /// passages scanned past `depth` lists' worth on average (the best list always, whatever
+    /// its size). k-means lists are uneven and queries fall where passages are dense, so
+    /// `depth` lists alone would make a query's codes, its bytes, depend on where it falls;
+    /// the budget keeps them to what the indexer chose the depth for. Stopping at the first
+    /// list that does not fit, not skipping it, keeps a deeper probe a superset of a
+    /// shallower one (the indexer's calibration bisects depths).
     pub fn probed(&self, query: &[f32], probe: Probe) -> Result<Vec<usize>> {
         let lists = self.entries.len();
         let depth = self.depth(probe);
@@ -333,13 +334,15 @@ impl VectorLists {
                     .map(|h| h.passage);
                 let budget = passage_budget(depth, self.runs.total(), lists);
                 let mut held = 0u64;
-                best.take_while(|&list| {
-                    let count = self.entries[list].count as u64;
-                    let fits = held == 0 || held + count <= budget;
-                    held += count;
-                    fits
-                })
-                .collect()
+                best.enumerate()
+                    .take_while(|&(rank, list)| {
+                        let count = self.entries[list].count as u64;
+                        let fits = rank == 0 || held + count <= budget;
+                        held += count;
+                        fits
+                    })
+                    .map(|(_, list)| list)
+                    .collect()
             }
             _ => (0..lists).collect(),
         };
@@ -526,7 +529,7 @@ mod tests {
 
     /// The nearest lists while they hold at most `depth` lists' worth of passages: a query
     /// near lists 0 and 1 probes both when they are of average size, only the nearest when
-    /// the second would pass the budget, and always the nearest, however large.
+    /// the second would pass the budget, and always the nearest, however large or empty.
     #[test]
     fn probes_stay_within_depth_lists_worth_of_passages() {
         let query = [0.95, 0.3];
@@ -549,6 +552,12 @@ mod tests {
         );
         assert_eq!(
             lists([370, 10, 10, 10])
+                .probed(&query, Probe::Default)
+                .unwrap(),
+            [0]
+        );
+        assert_eq!(
+            lists([0, 400, 10, 10])
                 .probed(&query, Probe::Default)
                 .unwrap(),
             [0]

@@ -272,7 +272,8 @@ mod tests {
             assert_eq!(back.shape(), &shape[..]);
             let back = back.try_as_plain_ram().unwrap();
             let back = back.as_slice::<f32>().unwrap();
-            // 8 bits over a group's range of at most 10: within half a step (and f16 rounding).
+            // 8 bits over a group's range of at most 10: within one step (half a step of
+            // rounding, plus the f16 rounding of each group's scale and minimum).
             let worst = values
                 .iter()
                 .zip(back)
