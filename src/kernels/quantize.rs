@@ -118,31 +118,64 @@ pub fn quantize_rows(
 /// `w ≈ code · scale[j]`, codes in `[−(2^(bits−1) − 1), 2^(bits−1) − 1]`: 8 bits, or 7 so that
 /// every column fits the relaxed-SIMD kernel's one-plane layout.
 pub fn quantize_columns(w: &[f32], k: usize, n: usize, bits: u32) -> (Vec<i8>, Vec<f32>) {
+    if n == 0 {
+        return (Vec::new(), Vec::new());
+    }
     let limit = ((1i32 << (bits.clamp(2, 8) - 1)) - 1) as f32;
+    let w = &w[..(k * n).min(w.len())];
+    // A few rows a call, each call a function of its own: a browser's engine runs a wasm
+    // function's first calls in its baseline code and only later ones in optimized code, so
+    // one call over a whole matrix ran the model's load several times slower.
+    let rows_per_call = (1 << 14) / n + 1;
     let mut peak = vec![0f32; n];
-    for row in w.chunks_exact(n).take(k) {
-        for (p, &x) in peak.iter_mut().zip(row) {
-            *p = p.max(x.abs());
-        }
+    for rows in w.chunks(rows_per_call * n) {
+        column_peaks(rows, &mut peak);
     }
     let scales: Vec<f32> = peak
         .iter()
         .map(|&p| if p > 0.0 { p / limit } else { 1.0 })
         .collect();
+    let inverse: Vec<f32> = scales.iter().map(|&s| 1.0 / s).collect();
+    let mut codes = vec![0i8; w.len()];
+    for (rows, out) in w
+        .chunks(rows_per_call * n)
+        .zip(codes.chunks_mut(rows_per_call * n))
+    {
+        round_by_column(rows, &inverse, limit, out);
+    }
+    (codes, scales)
+}
+
+/// Raises `peak[j]` to the largest |value| of column `j` of the rows in `rows`.
+#[inline(never)]
+fn column_peaks(rows: &[f32], peak: &mut [f32]) {
+    for row in rows.chunks_exact(peak.len()) {
+        for (p, &x) in peak.iter_mut().zip(row) {
+            // A compare and select (f32::max's NaN rule costs more, and weights hold no NaN).
+            let a = x.abs();
+            *p = if a > *p { a } else { *p };
+        }
+    }
+}
+
+/// `out` = each value of `rows` times its column's `inverse` scale, clamped to ±`limit`
+/// and rounded to the nearest code (ties to even).
+#[inline(never)]
+fn round_by_column(rows: &[f32], inverse: &[f32], limit: f32, out: &mut [i8]) {
     // Multiplying by each column's reciprocal scale and rounding by the 1.5·2²³ trick (ties
     // to even, exact for |x| < 2²²) vectorizes on every target, where a division and
     // `round_ties_even` per weight (a libm call without SSE4.1) made this most of the query
     // bundle's start-up.
     const ROUND: f32 = 12_582_912.0;
-    let inverse: Vec<f32> = scales.iter().map(|&s| 1.0 / s).collect();
-    let mut codes = vec![0i8; w.len()];
-    for (row, out) in w.chunks_exact(n).zip(codes.chunks_exact_mut(n)) {
-        for ((c, &x), &r) in out.iter_mut().zip(row).zip(&inverse) {
+    for (row, out) in rows
+        .chunks_exact(inverse.len())
+        .zip(out.chunks_exact_mut(inverse.len()))
+    {
+        for ((c, &x), &r) in out.iter_mut().zip(row).zip(inverse) {
             let y = (x * r).clamp(-limit, limit);
             *c = ((y + ROUND) - ROUND) as i8;
         }
     }
-    (codes, scales)
 }
 
 /// Lanes per step: wide enough for AVX-512 and a few wasm v128 registers.
