@@ -122,7 +122,7 @@ pub fn quantize_columns(w: &[f32], k: usize, n: usize, bits: u32) -> (Vec<i8>, V
         return (Vec::new(), Vec::new());
     }
     let limit = ((1i32 << (bits.clamp(2, 8) - 1)) - 1) as f32;
-    let w = &w[..(k * n).min(w.len())];
+    let w = &w[..k.saturating_mul(n).min(w.len())];
     // A few rows a call, each call a function of its own: a browser's engine runs a wasm
     // function's first calls in its baseline code and only later ones in optimized code, so
     // one call over a whole matrix ran the model's load several times slower.

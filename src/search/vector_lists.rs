@@ -533,47 +533,20 @@ mod tests {
     #[test]
     fn probes_stay_within_depth_lists_worth_of_passages() {
         let query = [0.95, 0.3];
-        // 2 lists' worth of 100 passages on average: 200.
-        assert_eq!(
-            lists([100; 4]).probed(&query, Probe::Default).unwrap(),
-            [0, 1]
-        );
-        assert_eq!(
-            lists([60, 140, 100, 100])
-                .probed(&query, Probe::Default)
-                .unwrap(),
-            [0, 1]
-        );
-        assert_eq!(
-            lists([60, 141, 99, 100])
-                .probed(&query, Probe::Default)
-                .unwrap(),
-            [0]
-        );
-        assert_eq!(
-            lists([370, 10, 10, 10])
-                .probed(&query, Probe::Default)
-                .unwrap(),
-            [0]
-        );
-        assert_eq!(
-            lists([0, 400, 10, 10])
-                .probed(&query, Probe::Default)
-                .unwrap(),
-            [0]
-        );
-        // Deeper probes widen the budget with the depth; every list is every list.
-        assert_eq!(
-            lists([60, 141, 99, 100])
-                .probed(&query, Probe::Lists(3))
-                .unwrap(),
-            [0, 1, 2]
-        );
-        assert_eq!(
-            lists([370, 10, 10, 10])
-                .probed(&query, Probe::Exact)
-                .unwrap(),
-            [0, 1, 2, 3]
-        );
+        // At probe 2, 2 lists' worth of the passages on average (200 of 400). Deeper probes
+        // widen the budget with the depth; every list is every list.
+        let cases: [([usize; 4], Probe, &[usize]); 7] = [
+            ([100; 4], Probe::Default, &[0, 1]),
+            ([60, 140, 100, 100], Probe::Default, &[0, 1]),
+            ([60, 141, 99, 100], Probe::Default, &[0]),
+            ([370, 10, 10, 10], Probe::Default, &[0]),
+            ([0, 400, 10, 10], Probe::Default, &[0]),
+            ([60, 141, 99, 100], Probe::Lists(3), &[0, 1, 2]),
+            ([370, 10, 10, 10], Probe::Exact, &[0, 1, 2, 3]),
+        ];
+        for (counts, probe, expected) in cases {
+            let probed = lists(counts).probed(&query, probe).unwrap();
+            assert_eq!(probed, expected, "{counts:?} at {probe:?}");
+        }
     }
 }

@@ -6,6 +6,7 @@ use tract_core::internal::*;
 use tract_core::ops::konst::Const;
 
 use super::ops::{self, dt_text, plain_datum_type};
+use crate::kernels::groups::GroupCode;
 use crate::model::storage::ValueEncoding;
 
 /// f32 constants smaller than this stay f32 (biases, norms: nothing to gain).
@@ -158,9 +159,11 @@ pub(super) fn constant_tensor(record: &ConstantRecord, data: &[u8]) -> TractResu
     {
         let mut values = tensor.try_as_plain_ram_mut()?;
         let values = values.as_slice_mut::<f32>()?;
-        match as_matrix(&record.shape, encoding) {
-            Some(matrix) => decode_transposed(encoding, bytes, matrix, values)?,
-            None => encoding
+        match (encoding, as_matrix(&record.shape, encoding)) {
+            (ValueEncoding::Groups(code), Some(matrix)) => {
+                decode_transposed(code, bytes, matrix, values)?
+            }
+            _ => encoding
                 .decode_into(bytes, values)
                 .map_err(|e| format_err!("{e}"))?,
         }
@@ -173,29 +176,24 @@ pub(super) fn constant_tensor(record: &ConstantRecord, data: &[u8]) -> TractResu
 /// exists, even for a moment. The model's weights are decoded all at once at load, and in a
 /// browser tab the peak of that load stays (wasm memory never shrinks).
 fn decode_transposed(
-    encoding: ValueEncoding,
+    code: GroupCode,
     bytes: &[u8],
     [inputs, outputs]: [usize; 2],
     out: &mut [f32],
 ) -> TractResult<()> {
     // Whole groups at a time, about 64 KiB of values.
-    let group = match encoding {
-        ValueEncoding::Groups(code) => code.group,
-        _ => 1,
-    };
-    let chunk_values = group * (1usize << 14).div_ceil(group);
+    let chunk_values = code.group * (1usize << 14).div_ceil(code.group);
     let mut chunk = vec![0f32; chunk_values.min(out.len())];
     let (mut at, mut byte_at) = (0usize, 0usize);
     while at < out.len() {
         let values = &mut chunk[..chunk_values.min(out.len() - at)];
-        let len = encoding
+        let len = code
             .encoded_len(values.len())
             .context("a matrix's values do not fill whole groups")?;
         let stored = bytes
             .get(byte_at..byte_at + len)
             .context("a matrix's codes are shorter than its values")?;
-        encoding
-            .decode_into(stored, values)
+        code.decode_into(stored, values)
             .map_err(|e| format_err!("{e}"))?;
         // Stored value `t` is column `t / inputs`, row `t % inputs`.
         for (t, &v) in (at..).zip(values.iter()) {
@@ -243,7 +241,6 @@ pub fn round_trip_constants(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::groups::GroupCode;
 
     /// Group-coded matrices of any rank read back in place, each value near its own: groups
     /// that straddle columns, groups of sizes that are not powers of two, and matrices larger
