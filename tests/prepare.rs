@@ -8,7 +8,8 @@ mod common;
 
 use std::path::Path;
 
-use common::{bundle, random_distilbert, reference_fixture, standin_wheel};
+use common::checkpoint::{random_distilbert, weights_sha256, write_checkpoint};
+use common::{bundle, reference_fixture, standin_wheel};
 use dotfind::build::prepare::graph::Precision;
 use dotfind::build::prepare::{prepare, PrepareOptions};
 use dotfind::model::{cosine, Int8Plan, PlanBatch, Plans};
@@ -125,10 +126,16 @@ fn a_random_distilbert_base_prepared_natively_embeds_like_pytorch() {
     let tensors = random_distilbert(&reference["config"]);
     // The same weights the reference was computed from.
     assert_eq!(
-        tensors_sha256(&tensors),
+        weights_sha256(&tensors),
         reference["weights_sha256"].as_str().unwrap()
     );
-    write_checkpoint(checkpoint.path(), &reference["config"], &tensors);
+    write_checkpoint(
+        checkpoint.path(),
+        &reference["config"],
+        &tensors,
+        &bundle("f32").join("tokenizer.json"),
+    )
+    .unwrap();
     drop(tensors);
     let out = tempfile::tempdir().unwrap();
     let opts = PrepareOptions {
@@ -155,45 +162,6 @@ fn a_random_distilbert_base_prepared_natively_embeds_like_pytorch() {
         let c = cosine(&e.encode_query(query).unwrap(), &floats(&item["cls"]));
         assert!(c >= 0.9999, "cos {c} for {query:.30?}");
     }
-}
-
-/// sha256 over every tensor's little-endian f32 bytes, in order (as the fixture records).
-fn tensors_sha256(tensors: &[(String, Vec<usize>, Vec<f32>)]) -> String {
-    let mut bytes = Vec::new();
-    for (_, _, values) in tensors {
-        bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
-    }
-    dotfind::checksum::sha256_hex(&bytes)
-}
-
-/// A checkpoint folder: `config` as config.json, the tensors as model.safetensors, and the
-/// stand-in's tokenizer (its vocabulary is DistilBERT-base's size).
-fn write_checkpoint(
-    dir: &Path,
-    config: &serde_json::Value,
-    tensors: &[(String, Vec<usize>, Vec<f32>)],
-) {
-    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
-    std::fs::copy(
-        bundle("f32").join("tokenizer.json"),
-        dir.join("tokenizer.json"),
-    )
-    .unwrap();
-    let bytes: Vec<Vec<u8>> = tensors
-        .iter()
-        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
-        .collect();
-    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
-        .iter()
-        .zip(&bytes)
-        .map(|((name, shape, _), data)| {
-            let view =
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
-                    .unwrap();
-            (name.clone(), view)
-        })
-        .collect();
-    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
 }
 
 #[test]
@@ -256,7 +224,13 @@ fn bad_checkpoints_get_named_errors() {
         "{}",
         error(&checkpoint)
     );
-    write_checkpoint(&checkpoint, &config, &random_distilbert(&config));
+    write_checkpoint(
+        &checkpoint,
+        &config,
+        &random_distilbert(&config),
+        &bundle("f32").join("tokenizer.json"),
+    )
+    .unwrap();
     assert_eq!(
         error(&checkpoint),
         format!(

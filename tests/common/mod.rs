@@ -9,6 +9,8 @@ use std::process::{Command, Output};
 use dotfind::{Encoder, ModelBundle};
 use serde::Deserialize;
 
+pub mod checkpoint;
+
 /// Folder written by `./build.sh model` (holding `f32/`, `query/`, `int8/`).
 /// `./build.sh test` exports `DOTFIND_MODEL_DIR`; without it these tests cannot run.
 pub fn model_dir() -> PathBuf {
@@ -175,71 +177,6 @@ pub fn reference_fixture(name: &str) -> serde_json::Value {
     let path = fixture(&format!("reference/{name}"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
-}
-
-/// Element `i` of the pseudo-random tensor `name`: `center + (2u − 1)·amplitude` with `u`
-/// from splitmix64 of fnv1a64(name) + i, in f64, rounded to f32 — the generator of
-/// tools/model/make_fixtures.py, which computed the reference of the same weights.
-pub fn random_tensor(name: &str, len: usize, center: f64, amplitude: f64) -> Vec<f32> {
-    let seed = name.bytes().fold(0xCBF2_9CE4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3)
-    });
-    (0..len as u64)
-        .map(|i| {
-            let mut z = seed.wrapping_add(i).wrapping_add(0x9E37_79B9_7F4A_7C15);
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            let u = (z >> 11) as f64 * 2f64.powi(-53);
-            (center + (2.0 * u - 1.0) * amplitude) as f32
-        })
-        .collect()
-}
-
-/// The tensors of the random DistilBERT of tools/model/make_fixtures.py, in its order:
-/// (name, shape, values).
-pub fn random_distilbert(config: &serde_json::Value) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-    let get = |k: &str| config[k].as_u64().unwrap() as usize;
-    let (h, inner) = (get("dim"), get("hidden_dim"));
-    let mut spec: Vec<(String, Vec<usize>, f64, f64)> = vec![
-        (
-            "embeddings.word_embeddings.weight".into(),
-            vec![get("vocab_size"), h],
-            0.0,
-            0.1,
-        ),
-        (
-            "embeddings.position_embeddings.weight".into(),
-            vec![get("max_position_embeddings"), h],
-            0.0,
-            0.1,
-        ),
-        ("embeddings.LayerNorm.weight".into(), vec![h], 1.0, 0.1),
-        ("embeddings.LayerNorm.bias".into(), vec![h], 0.0, 0.1),
-    ];
-    for i in 0..get("n_layers") {
-        let p = format!("transformer.layer.{i}");
-        for lin in ["q_lin", "k_lin", "v_lin", "out_lin"] {
-            spec.push((format!("{p}.attention.{lin}.weight"), vec![h, h], 0.0, 0.05));
-            spec.push((format!("{p}.attention.{lin}.bias"), vec![h], 0.0, 0.02));
-        }
-        spec.extend([
-            (format!("{p}.sa_layer_norm.weight"), vec![h], 1.0, 0.1),
-            (format!("{p}.sa_layer_norm.bias"), vec![h], 0.0, 0.1),
-            (format!("{p}.ffn.lin1.weight"), vec![inner, h], 0.0, 0.05),
-            (format!("{p}.ffn.lin1.bias"), vec![inner], 0.0, 0.02),
-            (format!("{p}.ffn.lin2.weight"), vec![h, inner], 0.0, 0.05),
-            (format!("{p}.ffn.lin2.bias"), vec![h], 0.0, 0.02),
-            (format!("{p}.output_layer_norm.weight"), vec![h], 1.0, 0.1),
-            (format!("{p}.output_layer_norm.bias"), vec![h], 0.0, 0.1),
-        ]);
-    }
-    spec.into_iter()
-        .map(|(name, shape, c, a)| {
-            let values = random_tensor(&name, shape.iter().product(), c, a);
-            (name, shape, values)
-        })
-        .collect()
 }
 
 /// Every file under `dir` (relative path, bytes), sorted: to compare folders byte for byte.
