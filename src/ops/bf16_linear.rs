@@ -69,7 +69,7 @@ impl TypedOp for Bf16Linear {
 pub fn fuse(model: &mut TypedModel) -> TractResult<usize> {
     let found = constant_linears::find(model)?;
     constant_linears::replace(model, found, "bf16", |linear| {
-        let weights = PackedBf16::pack(linear.weights()?, &linear.bias, linear.k, linear.n)?;
+        let weights = PackedBf16::pack(&linear.weights()?, &linear.bias, linear.k, linear.n)?;
         Ok(Box::new(Bf16Linear {
             weights: Arc::new(weights),
         }))

@@ -2,10 +2,12 @@
 //! found and replaced in one place, for every op that runs them its own way (int8 with
 //! per-token activations, AMX bf16 tiles).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use tract_core::internal::*;
 use tract_core::ops::binary::TypedBinOp;
+use tract_core::ops::cast::Cast;
 use tract_core::ops::einsum::EinSum;
 
 /// One f32 linear layer: an EinSum `amk,kn->amn` (or `ambk,bkn->amn`, the heads' reshape
@@ -14,10 +16,10 @@ use tract_core::ops::einsum::EinSum;
 pub struct ConstantLinear {
     /// The EinSum `x·W`.
     pub einsum: usize,
-    /// The graph's own constant `W`, shared rather than copied: a model's linear weights are
-    /// most of its memory, and a browser tab keeps the peak of its load (wasm memory never
-    /// shrinks). Row-major `[k, n]` f32, plain ([`ConstantLinear::weights`]).
-    weights: Arc<Tensor>,
+    /// The graph's own constants for `W`, shared rather than copied: a model's linear
+    /// weights are most of its memory, and a browser tab keeps the peak of its load (wasm
+    /// memory never shrinks).
+    weights: LinearWeights,
     /// One per output column (zeros without a bias `Add`).
     pub bias: Vec<f32>,
     pub k: usize,
@@ -26,10 +28,46 @@ pub struct ConstantLinear {
     pub replaced: usize,
 }
 
+/// How a graph holds a linear layer's `W`.
+enum LinearWeights {
+    /// A constant row-major `[k, n]` f32 matrix.
+    F32(Arc<Tensor>),
+    /// `Cast<f32>(codes) · scales`: i8 codes `[k, n]` and one scale per column, as `dotfind
+    /// prepare` writes a query bundle's weights: the codes int8 compute runs, so its load
+    /// neither expands them to f32 nor quantizes them again.
+    Columns {
+        codes: Arc<Tensor>,
+        scales: Arc<Tensor>,
+    },
+}
+
 impl ConstantLinear {
-    /// The weights, row-major `[k, n]`.
-    pub fn weights(&self) -> TractResult<&[f32]> {
-        self.weights.try_as_plain_ram()?.as_slice::<f32>()
+    /// The weights, row-major `[k, n]` f32 (expanded from codes where stored so).
+    pub fn weights(&self) -> TractResult<Cow<'_, [f32]>> {
+        match &self.weights {
+            LinearWeights::F32(w) => Ok(Cow::Borrowed(w.try_as_plain_ram()?.as_slice::<f32>()?)),
+            LinearWeights::Columns { .. } => {
+                let (codes, scales) = self.column_codes()?.context("column codes")?;
+                let n = scales.len();
+                let values = codes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &c)| f32::from(c) * scales[i % n])
+                    .collect();
+                Ok(Cow::Owned(values))
+            }
+        }
+    }
+
+    /// The i8 codes (row-major `[k, n]`) and per-column scales, where `W` is stored so.
+    pub fn column_codes(&self) -> TractResult<Option<(&[i8], &[f32])>> {
+        match &self.weights {
+            LinearWeights::F32(_) => Ok(None),
+            LinearWeights::Columns { codes, scales } => Ok(Some((
+                codes.try_as_plain_ram()?.as_slice::<i8>()?,
+                scales.try_as_plain_ram()?.as_slice::<f32>()?,
+            ))),
+        }
     }
 }
 
@@ -102,17 +140,10 @@ fn linear(model: &TypedModel, node: usize) -> TractResult<Option<ConstantLinear>
     {
         return Ok(None);
     }
-    let Some(konst) = &model.outlet_fact(einsum.inputs[1])?.konst else {
+    let Some((weights, n, len)) = weights(model, einsum.inputs[1])? else {
         return Ok(None);
     };
-    let n = konst.shape().last().copied().unwrap_or(0);
-    let Ok(len) = konst
-        .try_as_plain_ram()
-        .and_then(|w| Ok(w.as_slice::<f32>()?.len()))
-    else {
-        return Ok(None);
-    };
-    if n == 0 || len == 0 {
+    if n == 0 || len == 0 || len % n != 0 {
         return Ok(None);
     }
     let k = len / n;
@@ -122,12 +153,60 @@ fn linear(model: &TypedModel, node: usize) -> TractResult<Option<ConstantLinear>
     };
     Ok(Some(ConstantLinear {
         einsum: node,
-        weights: Arc::clone(konst),
+        weights,
         bias,
         k,
         n,
         replaced,
     }))
+}
+
+/// The weights at `outlet` with their column count and length: a constant f32 matrix, or
+/// `Mul(Cast<f32>(i8 codes), scales)` with one scale per column (`[1, …, 1, n]`).
+fn weights(
+    model: &TypedModel,
+    outlet: OutletId,
+) -> TractResult<Option<(LinearWeights, usize, usize)>> {
+    let plain_len = |t: &Tensor| t.try_as_plain_ram().is_ok().then(|| t.len());
+    let fact = model.outlet_fact(outlet)?;
+    if let Some(konst) = &fact.konst {
+        let n = konst.shape().last().copied().unwrap_or(0);
+        return Ok(match konst.datum_type() == f32::datum_type() {
+            true => plain_len(konst).map(|len| (LinearWeights::F32(Arc::clone(konst)), n, len)),
+            false => None,
+        });
+    }
+    let mul = model.node(outlet.node);
+    let is_mul = mul
+        .op_as::<TypedBinOp>()
+        .is_some_and(|op| op.0.name() == "Mul");
+    let [cast, scales] = mul.inputs.as_slice() else {
+        return Ok(None);
+    };
+    let cast_node = model.node(cast.node);
+    let to_f32 = cast_node
+        .op_as::<Cast>()
+        .is_some_and(|c| c.to == f32::datum_type());
+    let Some(scales) = model.outlet_fact(*scales)?.konst.clone() else {
+        return Ok(None);
+    };
+    if !is_mul || !to_f32 || cast_node.inputs.len() != 1 {
+        return Ok(None);
+    }
+    let Some(codes) = model.outlet_fact(cast_node.inputs[0])?.konst.clone() else {
+        return Ok(None);
+    };
+    let n = codes.shape().last().copied().unwrap_or(0);
+    let per_column = scales.shape().last() == Some(&n)
+        && scales.rank() == codes.rank()
+        && scales.shape().iter().rev().skip(1).all(|&d| d == 1);
+    if codes.datum_type() != i8::datum_type()
+        || scales.datum_type() != f32::datum_type()
+        || !per_column
+    {
+        return Ok(None);
+    }
+    Ok(plain_len(&codes).map(|len| (LinearWeights::Columns { codes, scales }, n, len)))
 }
 
 /// The bias of the EinSum `node`: its sole successor `Add(const, y)` or `Add(y, const)`

@@ -43,8 +43,27 @@ impl PerTokenInt8Linear {
             bias.len()
         );
         let (codes, scales) = quantize_columns(weights, k, n, WEIGHT_BITS);
+        Self::from_codes(&codes, scales, bias, k, n)
+    }
+
+    /// The layer of weights already quantized per column: row-major `[k, n]` i8 codes and
+    /// `n` scales (`w = code · scale`), as a query bundle stores them: packed, no rounding.
+    pub fn from_codes(
+        codes: &[i8],
+        scales: Vec<f32>,
+        bias: &[f32],
+        k: usize,
+        n: usize,
+    ) -> TractResult<Self> {
+        ensure!(
+            k > 0 && n > 0 && codes.len() == k * n && scales.len() == n && bias.len() == n,
+            "int8 linear: {} codes, {} scales and {} biases for a {k} × {n} matrix",
+            codes.len(),
+            scales.len(),
+            bias.len()
+        );
         Ok(Self {
-            weights: Arc::new(PackedWeights::pack(&codes, k, n)?),
+            weights: Arc::new(PackedWeights::pack(codes, k, n)?),
             column_scales: Arc::new(WeightScales(scales)),
             bias: Arc::new(WeightScales(bias.to_vec())),
         })
@@ -116,7 +135,16 @@ impl TypedOp for PerTokenInt8Linear {
 pub fn fuse(model: &mut TypedModel) -> TractResult<usize> {
     let found = constant_linears::find(model)?;
     constant_linears::replace(model, found, "int8", |linear| {
-        let op = PerTokenInt8Linear::new(linear.weights()?, &linear.bias, linear.k, linear.n)?;
+        let op = match linear.column_codes()? {
+            Some((codes, scales)) => PerTokenInt8Linear::from_codes(
+                codes,
+                scales.to_vec(),
+                &linear.bias,
+                linear.k,
+                linear.n,
+            )?,
+            None => PerTokenInt8Linear::new(&linear.weights()?, &linear.bias, linear.k, linear.n)?,
+        };
         Ok(Box::new(op))
     })
 }
@@ -162,5 +190,78 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// `x·W + b` over `[1, rows, k]` with `W` made by `weight`, fused for int8 and run.
+    fn fused_output(
+        x: &[f32],
+        rows: usize,
+        k: usize,
+        b: &[f32],
+        weight: impl Fn(&mut TypedModel) -> OutletId,
+    ) -> Vec<f32> {
+        let mut model = TypedModel::default();
+        let input = model.add_source("x", f32::fact([1, rows, k])).unwrap();
+        let w = weight(&mut model);
+        let bias = model
+            .add_const("b", tensor1(b).into_shape(&[1, 1, b.len()]).unwrap())
+            .unwrap();
+        let product =
+            tract_core::ops::einsum::EinSum::new("amk,kn->amn".parse().unwrap(), f32::datum_type());
+        let y = model.wire_node("matmul", product, &[input, w]).unwrap()[0];
+        let add = tract_core::ops::binary::TypedBinOp(Box::new(tract_core::ops::math::Add), None);
+        let y = model.wire_node("bias_add", add, &[y, bias]).unwrap()[0];
+        model.select_output_outlets(&[y]).unwrap();
+        assert_eq!(fuse(&mut model).unwrap(), 1);
+        let out = model
+            .into_runnable()
+            .unwrap()
+            .run(tvec![tensor1(x)
+                .into_shape(&[1, rows, k])
+                .unwrap()
+                .into_tvalue()])
+            .unwrap();
+        out[0]
+            .try_as_plain_ram()
+            .unwrap()
+            .as_slice::<f32>()
+            .unwrap()
+            .to_vec()
+    }
+
+    /// A query bundle's weights as the codes int8 compute runs (`Cast<f32>(codes) · scales`,
+    /// what `dotfind prepare` writes) fuse into the very layer their f32 values fuse into.
+    #[test]
+    fn column_codes_fuse_as_their_f32_values() {
+        let (rows, k, n) = (3, 64, 24);
+        let mut seed = 5;
+        let w: Vec<f32> = (0..k * n).map(|_| lcg(&mut seed) * 0.2).collect();
+        let b: Vec<f32> = (0..n).map(|_| lcg(&mut seed)).collect();
+        let x: Vec<f32> = (0..rows * k).map(|_| lcg(&mut seed)).collect();
+        let from_f32 = fused_output(&x, rows, k, &b, |m| {
+            m.add_const("w", tensor1(&w).into_shape(&[k, n]).unwrap())
+                .unwrap()
+        });
+        let (codes, scales) = quantize_columns(&w, k, n, WEIGHT_BITS);
+        let from_codes = fused_output(&x, rows, k, &b, |m| {
+            let codes = m
+                .add_const("w", tensor1(&codes).into_shape(&[k, n]).unwrap())
+                .unwrap();
+            let scales = m
+                .add_const("w_scales", tensor1(&scales).into_shape(&[1, n]).unwrap())
+                .unwrap();
+            let cast = tract_core::ops::cast::Cast {
+                to: f32::datum_type(),
+            };
+            let wide = m.wire_node("w_f32", cast, &[codes]).unwrap()[0];
+            let mul =
+                tract_core::ops::binary::TypedBinOp(Box::new(tract_core::ops::math::Mul), None);
+            m.wire_node("w_scaled", mul, &[wide, scales]).unwrap()[0]
+        });
+        assert_eq!(from_codes.len(), rows * n);
+        assert!(from_codes
+            .iter()
+            .zip(&from_f32)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
     }
 }

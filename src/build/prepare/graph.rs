@@ -26,6 +26,7 @@ use crate::model::encoder::{ATTENTION_MASK, INPUT_IDS};
 use crate::model::plan::BATCH_SYMBOL;
 use crate::model::token_table::TOKEN_ROWS;
 use crate::ops::dynamic_quantize::DynamicQuantizeU8;
+use crate::ops::int8_per_token::WEIGHT_BITS;
 
 /// The numeric form of a bundle's graph.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,9 +87,11 @@ pub fn build_query(
     encoder: &Encoder,
     max_tokens: usize,
     weights: &QuantizedWeights,
+    column_codes: bool,
 ) -> TractResult<TypedModel> {
     let mut b = Builder::new(encoder, Precision::Query, max_tokens);
     b.quantized_weights = Some(weights);
+    b.column_codes = column_codes;
     Ok(b.assemble(encoder)?.model)
 }
 
@@ -139,6 +142,9 @@ struct Builder<'a> {
     linear_inputs: Vec<(String, OutletId)>,
     /// The query model's quantized linear weights, by layer name.
     quantized_weights: Option<&'a QuantizedWeights>,
+    /// Whether the query model's weights are written as the i8 codes its int8 compute runs
+    /// (see [`Builder::f32_weight`]).
+    column_codes: bool,
 }
 
 impl<'a> Builder<'a> {
@@ -152,6 +158,7 @@ impl<'a> Builder<'a> {
             positions: max_tokens.min(encoder.positions()),
             linear_inputs: Vec::new(),
             quantized_weights: None,
+            column_codes: false,
         }
     }
 
@@ -488,14 +495,40 @@ impl<'a> Builder<'a> {
 
     /// The f32 weights of layer `name` (`shape`: `[k, n]`, or the attention output's `[heads,
     /// dim, n]`): the checkpoint's, or the values its quantizer chose (every layer's in the
-    /// query graph; those quantized so far in a calibration graph).
+    /// query graph; those quantized so far in a calibration graph). With `column_codes`, as
+    /// `Cast<f32>(codes) · scales`: the 7-bit per-column codes the int8 plan computes with,
+    /// made here exactly as a load would make them from those values, so that a browser
+    /// packs them as they come instead of expanding and quantizing each matrix again.
     fn f32_weight(&mut self, name: &str, w: &[f32], shape: &[usize]) -> TractResult<OutletId> {
         let w = match self.quantized_weights.and_then(|q| q.get(name)) {
             Some(q) => &q.values,
             None if self.precision == Precision::Query => bail!("no quantized weights for {name}"),
             None => w,
         };
-        self.konst(&format!("{name}.weight"), tensor1(w).into_shape(shape)?)
+        if !self.column_codes {
+            return self.konst(&format!("{name}.weight"), tensor1(w).into_shape(shape)?);
+        }
+        let n = *shape.last().context("a weight matrix without axes")?;
+        let (codes, scales) =
+            crate::kernels::quantize::quantize_columns(w, w.len() / n, n, WEIGHT_BITS);
+        let codes = self.konst(
+            &format!("{name}.weight"),
+            tensor1(&codes).into_shape(shape)?,
+        )?;
+        let mut per_column = vec![1; shape.len()];
+        per_column[shape.len() - 1] = n;
+        let scales = self.konst(
+            &format!("{name}.weight_scales"),
+            tensor1(&scales).into_shape(&per_column)?,
+        )?;
+        let wide = self.wire(
+            &format!("{name}.weight_f32"),
+            Cast {
+                to: f32::datum_type(),
+            },
+            &[codes],
+        )?;
+        self.binary(&format!("{name}.weight_scaled"), math::Mul, wide, scales)
     }
 
     /// `f32(Σ (xq − zp)·w) · x_scale · w_scales`: the activations quantized at run time (once

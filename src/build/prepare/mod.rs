@@ -165,8 +165,13 @@ fn write_bundle(
             manifest.max_query_tokens,
             query_storage,
         )?;
-        let graph =
-            graph::build_query(encoder, manifest.max_passage_tokens, &weights).map_err(invalid)?;
+        let graph = graph::build_query(
+            encoder,
+            manifest.max_passage_tokens,
+            &weights,
+            query_storage.stores_compute_codes(),
+        )
+        .map_err(invalid)?;
         let (spec, checksums, chunks) = query_storage.token_table(encoder)?;
         manifest.linear_compute = LinearCompute::Int8PerToken;
         manifest.quantization = query_storage.describe(calibrated_on);

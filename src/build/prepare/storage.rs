@@ -1,7 +1,8 @@
 //! How the query bundle is stored: what a visitor downloads before a first result. Linear
-//! weights in 4 bits per weight in groups of 32 (4.5 bits with their scales; exactly the
-//! values [`super::gptq`] chose), the position table in 8 bits, the token-embedding table
-//! apart, in chunk files of a few KB fetched as queries need them.
+//! weights as the 7-bit per-column codes int8 compute runs (from the 8-bit grids
+//! [`super::gptq`] chose), or in 4 bits per weight in groups of 32 (4.5 bits with their
+//! scales; exactly the values it chose), the position table in 8 bits, the token-embedding
+//! table apart, in chunk files of a few KB fetched as queries need them.
 
 use tract_core::internal::*;
 
@@ -92,15 +93,27 @@ impl QueryStorage {
         }
     }
 
+    /// Whether linear weights are stored as the 7-bit per-column codes the int8 plan runs
+    /// rather than as their group codes: with 8-bit groups both take a byte a weight, and the
+    /// compute codes spare a load expanding each matrix to f32 and quantizing it again
+    /// (most of a browser's start and memory peak); 4-bit groups are half the download.
+    pub fn stores_compute_codes(&self) -> bool {
+        self.weight_bits == 8
+    }
+
     /// The descriptor's `quantization` words.
     pub fn describe(&self, calibrated_on: Option<usize>) -> String {
         let weights = match calibrated_on {
             Some(tokens) => format!("GPTQ calibrated on {tokens} tokens"),
             None => "rounded to nearest".into(),
         };
+        let compute = match self.stores_compute_codes() {
+            true => "stored as the 7-bit per-column int8 codes they are computed with (activations per token)",
+            false => "expanded at load and computed in int8 (7-bit per-column weights, activations per token)",
+        };
         format!(
-            "linear weights {} ({weights}), computed in int8 (7-bit per-column \
-             weights, activations per token); positions {POSITIONS}; token embeddings {} in chunks of {} rows",
+            "linear weights {} ({weights}), {compute}; positions \
+             {POSITIONS}; token embeddings {} in chunks of {} rows",
             ValueEncoding::Groups(self.weights()),
             self.tokens,
             self.rows_per_chunk
