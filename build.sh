@@ -41,6 +41,9 @@
 # Environment: DOTFIND_CACHE (default ~/.cache/dotfind) holds the Python venvs, the stand-in's
 # wheel and prepared models; PORT chooses the demo's port (default 8080).
 set -euo pipefail
+# Functions whose output a caller captures (`x="$(prepare_model)"`) stop at their first
+# failure too, instead of going on to stamp or print a result they did not make.
+shopt -s inherit_errexit
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$ROOT"
@@ -576,8 +579,10 @@ cmd_bench_bytes() {
   build_wasm
   build_demo_site "$model"
   build_reference_shape_site "$model"
-  # onnxruntime-web's side of the reference shape: the PyTorch route's int8 ONNX of the same checkpoint.
-  local reference; reference="$(prepare_onnx_model --from "$PWD/$(reference_checkpoint "$model")" --out target/reference-shape/onnx)"
+  # onnxruntime-web's side of the reference shape: the PyTorch route's int8 ONNX of the same
+  # checkpoint (cached under a name of the checkpoint's path, which names its weights).
+  local checkpoint reference; checkpoint="$(reference_checkpoint "$model")"
+  reference="$(prepare_onnx_model --from "$PWD/$checkpoint")"
   node bench/bench_bytes.mjs --site target/demo-site --onnx "$onnx/int8" \
     --reference-site target/reference-shape/site --reference-onnx "$reference/int8" "$@"
 }
@@ -639,7 +644,7 @@ main() {
     parity) cmd_parity "$@" ;;
     fuzz) local model; model="$(prepare_model)"; DOTFIND_MODEL_DIR="$model" cmd_fuzz "$@" ;;
     deps) ensure_wasm_target; ensure_wasm_bindgen; ensure_node_modules; ensure_chromium; ensure_test_venv; standin_wheel >/dev/null ;;
-    *) sed -n '/^#   \.\/build\.sh/,/^#$/p' "$0"; [ -z "$cmd" ] || die "unknown command: $cmd" ;;
+    *) sed -n '/^#   \.\/build\.sh/,/^#$/p' "$ROOT/build.sh"; [ -z "$cmd" ] || die "unknown command: $cmd" ;;
   esac
 }
 

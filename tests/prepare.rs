@@ -119,6 +119,25 @@ fn natively_built_graphs_take_every_rewrite() {
     }
 }
 
+/// The query bundle stores its linear weights as the codes int8 compute runs: every one of
+/// them (q, k, v, attention output, both feed-forward layers, in 6 layers) is fused from its
+/// codes, none left for tract to expand on every query.
+#[test]
+fn every_query_linear_layer_fuses_from_its_stored_codes() {
+    let dir = prepared_standin();
+    let b = ModelBundle::open(&dir.path().join("query")).unwrap();
+    let mut graph = dotfind::model::plan::read_graph(&b.graph, PlanBatch::One).unwrap();
+    let expanded = |g: &tract_core::prelude::TypedModel| {
+        g.nodes()
+            .iter()
+            .filter(|n| n.name.ends_with(".weight_f32"))
+            .count()
+    };
+    assert_eq!(expanded(&graph), 36);
+    assert_eq!(dotfind::ops::int8_per_token::fuse(&mut graph).unwrap(), 36);
+    assert_eq!(expanded(&graph), 0);
+}
+
 #[test]
 fn a_random_distilbert_base_prepared_natively_embeds_like_pytorch() {
     let reference = reference_fixture("random-distilbert-base.json");

@@ -44,8 +44,9 @@ pub enum Similarity {
     Cosine,
 }
 
-/// How an encoder runs the f32 linear layers of its graph (`x·W + b`, constant `W`): the
-/// weights are stored however the graph says ([`crate::model::storage`]); this is compute.
+/// How an encoder runs the linear layers of its graph (`x·W + b`, constant `W`, or int8
+/// codes times column scales): the weights are stored however the graph says
+/// ([`crate::model::storage`]); this is compute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LinearCompute {

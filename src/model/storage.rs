@@ -1,6 +1,7 @@
 //! How a bundle stores f32 values — graph constants and token-embedding rows — apart from
 //! how they are computed with: a browser downloads compact codes and expands them once, at
-//! load, into whatever the plan runs (f32, or int8 re-quantized per column).
+//! load, into whatever the plan runs (f32, or int8 re-quantized per column). (A query
+//! bundle's 8-bit linear weights skip this: the graph holds their int8 compute codes.)
 //!
 //! Written as text in descriptors and graph headers: `f32`, `f16`, or `q<bits>/<group>` for
 //! [`GroupCode`]s (e.g. `q4/32`: 4 bits per value, a scale and minimum per 32 values).

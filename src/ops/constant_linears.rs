@@ -1,6 +1,6 @@
-//! The f32 linear layers of a decluttered graph — `x·W (+ b)` with constant `W` and `b` —
-//! found and replaced in one place, for every op that runs them its own way (int8 with
-//! per-token activations, AMX bf16 tiles).
+//! The f32 linear layers of a decluttered graph — `x·W (+ b)` with constant `W` (or `W` as
+//! int8 codes times column scales) and `b` — found and replaced in one place, for every op
+//! that runs them its own way (int8 with per-token activations, AMX bf16 tiles).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -11,8 +11,8 @@ use tract_core::ops::cast::Cast;
 use tract_core::ops::einsum::EinSum;
 
 /// One f32 linear layer: an EinSum `amk,kn->amn` (or `ambk,bkn->amn`, the heads' reshape
-/// folded into the attention output projection) of an input by a constant `[k, n]` matrix,
-/// and the per-column bias `Add` after it, if any.
+/// folded into the attention output projection) of an input by a constant `[k, n]` matrix
+/// ([`LinearWeights`]), and the per-column bias `Add` after it, if any.
 pub struct ConstantLinear {
     /// The EinSum `x·W`.
     pub einsum: usize,
@@ -125,7 +125,7 @@ pub fn replace(
     Ok(count)
 }
 
-/// When `node` is an f32 EinSum of an input by a constant matrix (see [`ConstantLinear`]),
+/// When `node` is an f32 EinSum of an input by constant weights (see [`ConstantLinear`]),
 /// that layer; anything else (other types, empty or non-plain constants) is left alone.
 fn linear(model: &TypedModel, node: usize) -> TractResult<Option<ConstantLinear>> {
     let einsum = model.node(node);

@@ -1,7 +1,7 @@
 // The reference model's shape — DistilBERT-base's config: 768 dimensions, CLS pooling, dot
 // product — through the whole path in headless Chromium: checkpoint -> `dotfind prepare`
-// (the compact query bundle: q8 weights expanded at load, token embeddings fetched per
-// query, a graph in parts under the 20 MiB file cap) -> `dotfind index` of demo/site ->
+// (the compact query bundle: int8 weight codes packed at load, token embeddings fetched
+// per query, a graph in parts under the 20 MiB file cap) -> `dotfind index` of demo/site ->
 // the npm package. Its weights are random (tests/fixtures/reference/random-distilbert-base.json;
 // the hub is out of reach), so the checks are parity: query vectors against PyTorch f32 on
 // the hard strings, rankings and scores against the native CLI on the same index.
@@ -73,12 +73,13 @@ test('query vectors in Chromium match PyTorch f32 and native dotfind; search ran
     // floor against PyTorch (tests/common) holds here too.
     const c = cosine(vector, item.cls);
     assert.ok(c >= 0.985, `cos ${c.toFixed(4)} with PyTorch for ${label}`);
-    // Native and wasm run the same graph with different SIMD kernels: f32 sums in another
-    // order, which now and then tips an activation across an int8 rounding boundary (0.9998
-    // at worst on these strings). The random model's scores crowd within 0.1 % of each
+    // Native and wasm run the same graph with different SIMD kernels (natively, fused
+    // attention where the CPU has it): f32 sums in another order, which now and then tips an
+    // activation across an int8 rounding boundary (0.9998 at worst on these strings on
+    // an AMD avx2 host). The random model's scores crowd within 0.1 % of each
     // other, so such vectors may swap neighbours: the ranking checks hold the vector fixed.
     const n = cosine(vector, nativeVectors[i]);
-    assert.ok(n >= 0.9995, `cos ${n.toFixed(6)} with native dotfind for ${label}`);
+    assert.ok(n >= 0.999, `cos ${n.toFixed(6)} with native dotfind for ${label}`);
     assert.deepEqual(byText.map((h) => h.id), byOwnVector.map((h) => h.id), `search and searchVector of ${label}`);
     const native = JSON.parse(execFileSync(DOTFIND, ['search', '--index', INDEX, '-k', '10', '--json', item.query], { encoding: 'utf8' }));
     assert.deepEqual(byNativeVector.map((h) => h.id), native.map((h) => h.id), `ranking of ${label}`);

@@ -1,8 +1,10 @@
 //! Linear weights quantized for the query bundle: 4 or 8 bits per weight in groups of inputs
 //! of one output column, each group with its own f16 scale and minimum — exactly the storage
-//! ([`GroupCode`]) the bundle keeps them in, so storing them loses nothing more. (The int8
-//! compute re-quantizes them per column at load: storing int8 codes directly, on lattices a
-//! 4-bit code can hold, measured worse — a coarser grid than the f16 scales allow.)
+//! ([`GroupCode`]) a 4-bit bundle keeps them in, so storing them loses nothing more. (The
+//! int8 compute quantizes them per column to 7 bits: at load for 4-bit codes, once in
+//! `dotfind prepare` for 8-bit ones, which the bundle stores as those compute codes. Choosing
+//! 4-bit codes on lattices an int8 column can hold measured worse — a coarser grid than the
+//! f16 scales allow.)
 //!
 //! Codes are chosen by GPTQ (Frantar et al. 2022) where calibration activations give the
 //! layer's input Hessian `H = Σ x·xᵀ`: inputs are quantized one by one and each one's

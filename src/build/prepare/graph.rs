@@ -82,7 +82,8 @@ pub fn build(
 }
 
 /// The query model's graph: f32, with the linear layers' weights from `weights` (by layer
-/// name, e.g. `layer.0.attention.q`: the quantizer's grid values) and the token rows an input.
+/// name, e.g. `layer.0.attention.q`: the quantizer's grid values; with `column_codes`, as
+/// the int8 codes of those values, [`Builder::f32_weight`]) and the token rows an input.
 pub fn build_query(
     encoder: &Encoder,
     max_tokens: usize,
@@ -509,6 +510,11 @@ impl<'a> Builder<'a> {
             return self.konst(&format!("{name}.weight"), tensor1(w).into_shape(shape)?);
         }
         let n = *shape.last().context("a weight matrix without axes")?;
+        ensure!(
+            n > 0 && w.len() % n == 0,
+            "{name}: {} weights for {n} columns",
+            w.len()
+        );
         let (codes, scales) =
             crate::kernels::quantize::quantize_columns(w, w.len() / n, n, WEIGHT_BITS);
         let codes = self.konst(

@@ -21,7 +21,8 @@ pub struct QueryStorage {
     /// it, weights are rounded to nearest.
     pub calibration: Option<std::path::PathBuf>,
     /// Bits per linear weight, 4 (in groups of 32 inputs) or 8 (groups of 128), each group
-    /// with an f16 scale and minimum.
+    /// with an f16 scale and minimum: the grids the quantizer puts them on (8-bit ones are
+    /// then stored as their int8 compute codes, [`QueryStorage::stores_compute_codes`]).
     pub weight_bits: u32,
     /// Token-embedding rows.
     pub tokens: ValueEncoding,
@@ -55,9 +56,10 @@ const POSITIONS: ValueEncoding = ValueEncoding::Groups(GroupCode {
 });
 
 impl QueryStorage {
-    /// The graph writer's choice per constant: linear weights (`….weight`) on the 4- or
-    /// 8-bit grids `weights` chose for them (their bytes as the quantizer made them), the
-    /// position table in 8 bits, everything else (biases, norms) as is.
+    /// The graph writer's choice per constant: f32 linear weights (`….weight`) on the 4- or
+    /// 8-bit grids `weights` chose for them (their bytes as the quantizer made them; int8
+    /// compute codes are written as they are), the position table in 8 bits, everything
+    /// else (biases, norms) as is.
     pub fn chooser<'a>(
         &'a self,
         weights: &'a QuantizedWeights,
@@ -85,7 +87,7 @@ impl QueryStorage {
 
     /// Linear weights' code: `weight_bits` per weight, in groups of 32 inputs for 4 bits
     /// (groups of 64–128 cost up to 0.016 nDCG@10 there), of 128 for 8 bits (cosine 0.9998
-    /// with f32 already). Storing them is lossless: the quantizer put them on its grids.
+    /// with f32 already). Storing them so is lossless: the quantizer put them on its grids.
     pub fn weights(&self) -> GroupCode {
         GroupCode {
             bits: self.weight_bits,
