@@ -19,7 +19,8 @@
 //! by default as f16 where every value is exact in f16 (same bits, half the download);
 //! where the writer chooses, as group-wise low-bit codes (lossy: what a browser downloads of
 //! a query model), taken column by column for matrices, so that each group runs along the
-//! input axis of `x·W`.
+//! input axis of `x·W`. Large i8 constants (a query model's int8 weight codes) are stored
+//! deflated where that is smaller.
 
 mod constants;
 mod ops;
@@ -30,7 +31,7 @@ use tract_core::ops::konst::Const;
 use tract_core::ops::source::TypedSource;
 
 use crate::model::storage::ValueEncoding;
-use constants::{constant_tensor, encode_constant, f16_exact, ConstantRecord};
+use constants::{constant_tensor, deflated, encode_constant, f16_exact, ConstantRecord};
 pub use constants::{round_trip_constants, ChooseStorage, StorageChoice};
 use ops::{dims_text, dt_text, is_plain, DimReader, OpRecord, RebuildInputs};
 
@@ -41,7 +42,7 @@ compile_error!("model.graph stores constants little-endian");
 
 const MAGIC: &[u8; 8] = b"DFGRAPH\0";
 /// Bumped on any change to the layout or to how an op is recorded.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// The JSON header: symbols, nodes in evaluation order, outputs, constants.
 #[derive(Debug, Serialize, Deserialize)]
@@ -105,7 +106,12 @@ fn record_node(
         Some(choice) => encode_constant(tensor, choice)?,
         None => None,
     };
-    let bytes = encoded.as_deref().unwrap_or(tensor.as_bytes());
+    let stored = encoded.as_deref().unwrap_or(tensor.as_bytes());
+    let deflated = match encoded {
+        Some(_) => None,
+        None => deflated(dt, stored)?,
+    };
+    let bytes = deflated.as_deref().unwrap_or(stored);
     constants.push(ConstantRecord {
         datum_type: dt_text(dt)?,
         shape: tensor.shape().to_vec(),
@@ -115,6 +121,7 @@ fn record_node(
             .flatten(),
         offset: data.len(),
         bytes: bytes.len(),
+        deflated: deflated.is_some(),
     });
     data.extend_from_slice(bytes);
     Ok(OpRecord::Const {

@@ -266,7 +266,7 @@ fn damaged_files_are_refused_with_the_reason() {
     version[8] = 9;
     assert_eq!(
         error(&version),
-        "compiled graph format 9, this dotfind reads 3: run `dotfind compile` again"
+        "compiled graph format 9, this dotfind reads 4: run `dotfind compile` again"
     );
     // The last constant (the bias) cut short.
     assert_eq!(
@@ -363,4 +363,36 @@ fn malformed_headers_are_errors_not_panics() {
     for (bytes, expected) in cases {
         assert_eq!(error(&bytes), expected);
     }
+}
+
+/// A large i8 constant (int8 weight codes, bell-shaped as a model's are) is stored deflated,
+/// smaller, and reads back to the same graph and outputs.
+#[test]
+fn int8_codes_are_stored_deflated_and_read_back_the_same() {
+    let mut model = TypedModel::default();
+    let x = model.add_source("x", f32::fact([1, 64])).unwrap();
+    let codes: Vec<i8> = (0..64 * 128)
+        .map(|i: i32| ((i * 7919) % 127 - 63) / (1 + (i % 5)))
+        .map(|c| c as i8)
+        .collect();
+    let w = model
+        .add_const("w", tensor1(&codes).into_shape(&[64, 128]).unwrap())
+        .unwrap();
+    let cast = tract_core::ops::cast::Cast {
+        to: f32::datum_type(),
+    };
+    let w = model.wire_node("w_f32", cast, &[w]).unwrap();
+    let op = EinSum::new("mk,kn->mn".parse().unwrap(), f32::datum_type());
+    let y = model.wire_node("matmul", op, &[x, w[0]]).unwrap();
+    model.select_output_outlets(&y).unwrap();
+    let bytes = write(&model).unwrap();
+    let header = u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]) as usize;
+    let json: serde_json::Value = serde_json::from_slice(&bytes[16..16 + header]).unwrap();
+    let record = &json["constants"][0];
+    assert_eq!(record["deflated"], true, "{record}");
+    assert!(record["bytes"].as_u64().unwrap() < 64 * 128, "{record}");
+    let loaded = read(&bytes).unwrap();
+    check_same_graph(&model, &loaded).unwrap();
+    let x = tensor1(&[0.5f32; 64]).into_shape(&[1, 64]).unwrap();
+    assert_eq!(run(loaded, x.clone()), run(model, x));
 }
