@@ -130,6 +130,39 @@ impl TypedOp for PerTokenInt8Linear {
     as_op!();
 }
 
+/// Wires the f32 weights `w` of layer `name` (`shape`: `[k, n]`, or `[heads, dim, n]`) into
+/// `model` as the codes [`fuse`] packs as they are: `Cast<f32>(codes) · scales`, i8 codes of
+/// `shape` and one scale per column (`[1, …, 1, n]`), quantized exactly as [`fuse`] would
+/// quantize `w` — the form [`super::constant_linears`] recognizes, written here beside the
+/// op that runs it. Nodes: `{name}.weight`, `.weight_scales`, `.weight_f32`, `.weight_scaled`.
+pub fn wire_column_codes(
+    model: &mut TypedModel,
+    name: &str,
+    w: &[f32],
+    shape: &[usize],
+) -> TractResult<OutletId> {
+    let n = *shape.last().context("a weight matrix without axes")?;
+    ensure!(
+        n > 0 && w.len().is_multiple_of(n),
+        "{name}: {} weights for {n} columns",
+        w.len()
+    );
+    let (codes, scales) = quantize_columns(w, w.len() / n, n, WEIGHT_BITS);
+    let codes = model.add_const(format!("{name}.weight"), tensor1(&codes).into_shape(shape)?)?;
+    let mut per_column = vec![1; shape.len()];
+    per_column[shape.len() - 1] = n;
+    let scales = model.add_const(
+        format!("{name}.weight_scales"),
+        tensor1(&scales).into_shape(&per_column)?,
+    )?;
+    let cast = tract_core::ops::cast::Cast {
+        to: f32::datum_type(),
+    };
+    let wide = model.wire_node(format!("{name}.weight_f32"), cast, &[codes])?[0];
+    let mul = tract_core::ops::binary::TypedBinOp(Box::new(tract_core::ops::math::Mul), None);
+    Ok(model.wire_node(format!("{name}.weight_scaled"), mul, &[wide, scales])?[0])
+}
+
 /// Replaces every f32 linear layer of a decluttered `model` ([`super::constant_linears`])
 /// by a [`PerTokenInt8Linear`]; returns how many.
 pub fn fuse(model: &mut TypedModel) -> TractResult<usize> {
@@ -242,21 +275,8 @@ mod tests {
             m.add_const("w", tensor1(&w).into_shape(&[k, n]).unwrap())
                 .unwrap()
         });
-        let (codes, scales) = quantize_columns(&w, k, n, WEIGHT_BITS);
         let from_codes = fused_output(&x, rows, k, &b, |m| {
-            let codes = m
-                .add_const("w", tensor1(&codes).into_shape(&[k, n]).unwrap())
-                .unwrap();
-            let scales = m
-                .add_const("w_scales", tensor1(&scales).into_shape(&[1, n]).unwrap())
-                .unwrap();
-            let cast = tract_core::ops::cast::Cast {
-                to: f32::datum_type(),
-            };
-            let wide = m.wire_node("w_f32", cast, &[codes]).unwrap()[0];
-            let mul =
-                tract_core::ops::binary::TypedBinOp(Box::new(tract_core::ops::math::Mul), None);
-            m.wire_node("w_scaled", mul, &[wide, scales]).unwrap()[0]
+            wire_column_codes(m, "w", &w, &[k, n]).unwrap()
         });
         assert_eq!(from_codes.len(), rows * n);
         assert!(from_codes

@@ -26,7 +26,7 @@ use crate::model::encoder::{ATTENTION_MASK, INPUT_IDS};
 use crate::model::plan::BATCH_SYMBOL;
 use crate::model::token_table::TOKEN_ROWS;
 use crate::ops::dynamic_quantize::DynamicQuantizeU8;
-use crate::ops::int8_per_token::WEIGHT_BITS;
+use crate::ops::int8_per_token::wire_column_codes;
 
 /// The numeric form of a bundle's graph.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -497,44 +497,19 @@ impl<'a> Builder<'a> {
     /// The f32 weights of layer `name` (`shape`: `[k, n]`, or the attention output's `[heads,
     /// dim, n]`): the checkpoint's, or the values its quantizer chose (every layer's in the
     /// query graph; those quantized so far in a calibration graph). With `column_codes`, as
-    /// `Cast<f32>(codes) · scales`: the 7-bit per-column codes the int8 plan computes with,
-    /// made here exactly as a load would make them from those values, so that a browser
-    /// packs them as they come instead of expanding and quantizing each matrix again.
+    /// the 7-bit per-column codes the int8 plan computes with ([`wire_column_codes`]), so
+    /// that a browser packs them as they come instead of expanding and quantizing each
+    /// matrix again.
     fn f32_weight(&mut self, name: &str, w: &[f32], shape: &[usize]) -> TractResult<OutletId> {
         let w = match self.quantized_weights.and_then(|q| q.get(name)) {
             Some(q) => &q.values,
             None if self.precision == Precision::Query => bail!("no quantized weights for {name}"),
             None => w,
         };
-        if !self.column_codes {
-            return self.konst(&format!("{name}.weight"), tensor1(w).into_shape(shape)?);
+        if self.column_codes {
+            return wire_column_codes(&mut self.model, name, w, shape);
         }
-        let n = *shape.last().context("a weight matrix without axes")?;
-        ensure!(
-            n > 0 && w.len() % n == 0,
-            "{name}: {} weights for {n} columns",
-            w.len()
-        );
-        let (codes, scales) =
-            crate::kernels::quantize::quantize_columns(w, w.len() / n, n, WEIGHT_BITS);
-        let codes = self.konst(
-            &format!("{name}.weight"),
-            tensor1(&codes).into_shape(shape)?,
-        )?;
-        let mut per_column = vec![1; shape.len()];
-        per_column[shape.len() - 1] = n;
-        let scales = self.konst(
-            &format!("{name}.weight_scales"),
-            tensor1(&scales).into_shape(&per_column)?,
-        )?;
-        let wide = self.wire(
-            &format!("{name}.weight_f32"),
-            Cast {
-                to: f32::datum_type(),
-            },
-            &[codes],
-        )?;
-        self.binary(&format!("{name}.weight_scaled"), math::Mul, wide, scales)
+        self.konst(&format!("{name}.weight"), tensor1(w).into_shape(shape)?)
     }
 
     /// `f32(Σ (xq − zp)·w) · x_scale · w_scales`: the activations quantized at run time (once
