@@ -20,9 +20,8 @@ fn encoder_with(kind: &str, pooling: Pooling, similarity: Similarity) -> Encoder
     Encoder::new(&b).unwrap()
 }
 
-/// The query bundle's floor per query and on average: 8-bit group-wise weights and int8
-/// compute with per-token activation scales (7-bit weights) keep retrieval within ~0.005
-/// nDCG@10 of f32 (BENCHMARKS.md, Quality), which is what these bounds stand for; the
+/// The query bundle's floor per query and on average: per-column 7-bit weight grids and int8
+/// compute with per-token activation scales keep retrieval within ~0.005 nDCG@10 of f32 (BENCHMARKS.md, Quality), which is what these bounds stand for; the
 /// per-tensor int8 bundle reaches 0.9905 on average here.
 const QUERY_FLOOR: f32 = 0.99;
 const QUERY_MEAN_FLOOR: f32 = 0.994;

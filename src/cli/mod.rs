@@ -300,11 +300,12 @@ pub struct PrepareArgs {
     /// rounded to nearest.
     #[arg(long)]
     calibration: Option<PathBuf>,
-    /// Bits per linear weight of the query bundle: 8 (groups of 128 inputs) keeps retrieval
-    /// within ~0.004 nDCG@10 of f32; 4 (groups of 32; best with --calibration) halves the
-    /// download at a cosine of ~0.98 (BENCHMARKS.md).
-    #[arg(long, default_value = "8", value_parser = ["4", "8"])]
-    query_weight_bits: String,
+    /// The grid of the query bundle's linear weights: `columns:<levels>` (1–63 a side, per
+    /// output column: the int8 codes browsers compute with, stored deflated, so fewer levels
+    /// download fewer bytes, at some cost in quality: BENCHMARKS.md) or 4-bit group codes
+    /// `q4/32` (expanded at load).
+    #[arg(long, default_value_t = dotfind::build::prepare::storage::DEFAULT_WEIGHTS)]
+    query_weights: dotfind::build::prepare::gptq::WeightGrid,
     /// How the query bundle stores token-embedding rows: q4/32 (4 bits, groups of 32), q8/32,
     /// f16 or f32.
     #[arg(long, default_value = "q4/32")]
@@ -330,7 +331,7 @@ impl PrepareArgs {
             model_id: self.model_id.clone(),
             query_storage: dotfind::build::prepare::storage::QueryStorage {
                 calibration: self.calibration.clone(),
-                weight_bits: if self.query_weight_bits == "4" { 4 } else { 8 },
+                weights: self.query_weights,
                 tokens: self.query_token_rows,
                 rows_per_chunk: self.rows_per_chunk,
             },

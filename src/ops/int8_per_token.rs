@@ -130,30 +130,38 @@ impl TypedOp for PerTokenInt8Linear {
     as_op!();
 }
 
-/// Wires the f32 weights `w` of layer `name` (`shape`: `[k, n]`, or `[heads, dim, n]`) into
-/// `model` as the codes [`fuse`] packs as they are: `Cast<f32>(codes) · scales`, i8 codes of
-/// `shape` and one scale per column (`[1, …, 1, n]`), quantized exactly as [`fuse`] would
-/// quantize `w` — the form [`super::constant_linears`] recognizes, written here beside the
-/// op that runs it. Nodes: `{name}.weight`, `.weight_scales`, `.weight_f32`, `.weight_scaled`.
+/// Wires the weights of layer `name` (`shape`: `[k, n]`, or `[heads, dim, n]`), row-major
+/// i8 `codes` of `shape` and one scale per column (`w = code · scale`, codes within ±63),
+/// into `model` as [`fuse`] packs them as they are: `Cast<f32>(codes) · scales` — the
+/// form [`super::constant_linears`] recognizes, written here beside the op that runs it.
+/// Nodes: `{name}.weight`, `.weight_scales`, `.weight_f32`, `.weight_scaled`.
 pub fn wire_column_codes(
     model: &mut TypedModel,
     name: &str,
-    w: &[f32],
+    codes: &[i8],
+    scales: &[f32],
     shape: &[usize],
 ) -> TractResult<OutletId> {
     let n = *shape.last().context("a weight matrix without axes")?;
+    let limit = (1i8 << (WEIGHT_BITS - 1)) - 1;
     ensure!(
-        n > 0 && w.len().is_multiple_of(n),
-        "{name}: {} weights for {n} columns",
-        w.len()
+        n > 0 && scales.len() == n && codes.len() == shape.iter().product::<usize>(),
+        "{name}: {} codes and {} scales for a {shape:?} matrix",
+        codes.len(),
+        scales.len()
     );
-    let (codes, scales) = quantize_columns(w, w.len() / n, n, WEIGHT_BITS);
-    let codes = model.add_const(format!("{name}.weight"), tensor1(&codes).into_shape(shape)?)?;
+    ensure!(
+        codes
+            .iter()
+            .all(|c| c.unsigned_abs() <= limit.unsigned_abs()),
+        "{name}: codes beyond ±{limit}, the int8 plan's {WEIGHT_BITS}-bit weights"
+    );
+    let codes = model.add_const(format!("{name}.weight"), tensor1(codes).into_shape(shape)?)?;
     let mut per_column = vec![1; shape.len()];
     per_column[shape.len() - 1] = n;
     let scales = model.add_const(
         format!("{name}.weight_scales"),
-        tensor1(&scales).into_shape(&per_column)?,
+        tensor1(scales).into_shape(&per_column)?,
     )?;
     let cast = tract_core::ops::cast::Cast {
         to: f32::datum_type(),
@@ -275,13 +283,46 @@ mod tests {
             m.add_const("w", tensor1(&w).into_shape(&[k, n]).unwrap())
                 .unwrap()
         });
+        let (codes, scales) = quantize_columns(&w, k, n, WEIGHT_BITS);
         let from_codes = fused_output(&x, rows, k, &b, |m| {
-            wire_column_codes(m, "w", &w, &[k, n]).unwrap()
+            wire_column_codes(m, "w", &codes, &scales, &[k, n]).unwrap()
         });
         assert_eq!(from_codes.len(), rows * n);
         assert!(from_codes
             .iter()
             .zip(&from_f32)
             .all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
+
+    /// Codes on a grid of fewer levels run as they are, not quantized again to 7 bits:
+    /// `±15` codes at scale `s` compute exactly what the same codes times 4 at `s / 4` do
+    /// (quantized again from their values, the `±15` ones would land on other codes).
+    /// Codes beyond the 7-bit range are refused by name.
+    #[test]
+    fn column_codes_of_few_levels_run_as_stored() {
+        let (rows, k, n) = (3, 64, 24);
+        let mut seed = 7;
+        let codes: Vec<i8> = (0..k * n).map(|_| (lcg(&mut seed) * 15.4) as i8).collect();
+        let scales: Vec<f32> = (0..n).map(|j| 0.01 * (j + 1) as f32).collect();
+        let b: Vec<f32> = (0..n).map(|_| lcg(&mut seed)).collect();
+        let x: Vec<f32> = (0..rows * k).map(|_| lcg(&mut seed)).collect();
+        let wide: Vec<i8> = codes.iter().map(|c| c * 4).collect();
+        let quarter: Vec<f32> = scales.iter().map(|s| s / 4.0).collect();
+        let few = fused_output(&x, rows, k, &b, |m| {
+            wire_column_codes(m, "w", &codes, &scales, &[k, n]).unwrap()
+        });
+        let four_times = fused_output(&x, rows, k, &b, |m| {
+            wire_column_codes(m, "w", &wide, &quarter, &[k, n]).unwrap()
+        });
+        assert!(few
+            .iter()
+            .zip(&four_times)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
+        let mut model = TypedModel::default();
+        let err = wire_column_codes(&mut model, "w", &[64, 0], &[1.0, 1.0], &[1, 2]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "w: codes beyond ±63, the int8 plan's 7-bit weights"
+        );
     }
 }

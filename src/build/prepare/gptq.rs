@@ -1,10 +1,13 @@
-//! Linear weights quantized for the query bundle: 4 or 8 bits per weight in groups of inputs
-//! of one output column, each group with its own f16 scale and minimum — exactly the storage
-//! ([`GroupCode`]) a 4-bit bundle keeps them in, so storing them loses nothing more. (The
-//! int8 compute quantizes them per column to 7 bits: at load for 4-bit codes, once in
-//! `dotfind prepare` for 8-bit ones, which the bundle stores as those compute codes. Choosing
-//! 4-bit codes on lattices an int8 column can hold measured worse — a coarser grid than the
-//! f16 scales allow.)
+//! Linear weights quantized for the query bundle, on one of two lattices:
+//!
+//! - **per column** ([`WeightGrid::Columns`], the default): one symmetric grid per output
+//!   column, `scale · c` for `c` in `-levels..=levels`, which are exactly the int8 codes
+//!   and column scales the int8 plan computes with. The bundle stores them as they are
+//!   (deflated: codes are bell-shaped, so their entropy, not their width, is what a visitor
+//!   downloads — fewer levels, fewer bytes), and a browser packs them without rounding again.
+//! - **in groups** ([`WeightGrid::Groups`]): 4 bits per weight in groups of 32 inputs, each
+//!   with an f16 scale and minimum, exactly the storage ([`GroupCode`]) keeps; expanded at
+//!   load and quantized again per column to 7 bits.
 //!
 //! Codes are chosen by GPTQ (Frantar et al. 2022) where calibration activations give the
 //! layer's input Hessian `H = Σ x·xᵀ`: inputs are quantized one by one and each one's
@@ -18,18 +21,81 @@ use half::f16;
 use rayon::prelude::*;
 
 use crate::kernels::groups::GroupCode;
+use crate::ops::int8_per_token::WEIGHT_BITS;
 
 /// Quantized weights by layer name (e.g. `layer.0.attention.q`).
 pub type QuantizedWeights = std::collections::HashMap<String, GridWeights>;
 
-/// A layer's weights on their group grids: the values the graph holds (row-major `[k, n]`),
-/// and the same values as storage encodes them ([`GroupCode`] bytes, column by column, as
-/// the graph writer orders a matrix): the grids chosen here, not ones derived again from the
-/// values, which would differ wherever a group's codes do not reach both ends.
+/// The lattice a query bundle's linear weights are quantized onto.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightGrid {
+    /// Per output column, `-levels..=levels` times the column's scale (at most 63: the 7-bit
+    /// codes every int8 kernel build runs).
+    Columns { levels: u8 },
+    /// Group codes, expanded at load.
+    Groups(GroupCode),
+}
+
+impl WeightGrid {
+    /// The most levels a column grid may have: the int8 plan's 7-bit codes.
+    pub const MAX_LEVELS: u8 = (1 << (WEIGHT_BITS - 1)) - 1;
+}
+
+/// As `dotfind prepare --query-weights` reads it: `columns:<levels>` (1 to 63) or a group
+/// code such as `q4/32`.
+impl std::str::FromStr for WeightGrid {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(levels) = s.strip_prefix("columns:") {
+            return match levels.parse::<u8>() {
+                Ok(l) if (1..=Self::MAX_LEVELS).contains(&l) => {
+                    Ok(WeightGrid::Columns { levels: l })
+                }
+                _ => Err(format!(
+                    "`{s}`: a column grid has 1 to {} levels a side",
+                    Self::MAX_LEVELS
+                )),
+            };
+        }
+        match s.parse::<crate::model::storage::ValueEncoding>() {
+            Ok(crate::model::storage::ValueEncoding::Groups(code)) => Ok(WeightGrid::Groups(code)),
+            _ => Err(format!(
+                "`{s}`: linear weights go on per-column grids (`columns:<levels>`, e.g. \
+                 columns:21) or group codes (e.g. q4/32)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for WeightGrid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WeightGrid::Columns { levels } => write!(f, "columns:{levels}"),
+            WeightGrid::Groups(code) => {
+                write!(f, "{}", crate::model::storage::ValueEncoding::Groups(*code))
+            }
+        }
+    }
+}
+
+/// A layer's weights on their grids: the values the graph computes with (row-major
+/// `[k, n]`, in f32 as decoding yields them), and how the bundle stores them — the grids
+/// chosen here, not ones derived again from the values, which would differ wherever a
+/// group's codes do not reach both ends, or a column's scale was narrowed to clip it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GridWeights {
     pub values: Vec<f32>,
-    pub stored: Vec<u8>,
+    pub stored: StoredWeights,
+}
+
+/// The stored form of a layer's weights.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoredWeights {
+    /// [`GroupCode`] bytes, column by column, as the graph writer orders a matrix.
+    Groups(Vec<u8>),
+    /// Row-major `[k, n]` int8 codes and one scale per column (`w = code · scale`).
+    Columns { codes: Vec<i8>, scales: Vec<f32> },
 }
 
 /// GPTQ's damping, as a fraction of the Hessian's mean diagonal.
@@ -95,8 +161,26 @@ impl Grid {
     }
 }
 
-/// A layer's codes and grids as quantization fills them in.
-struct Codes {
+/// A layer's codes as quantization fills them in, input by input.
+trait Lattice {
+    /// Called before input `i`'s weights are quantized, with the working weights
+    /// (row-major `[k, n]`, as earlier inputs' errors left them).
+    fn start_input(&mut self, i: usize, work: &[f64]);
+    /// Quantizes weight `(i, j)`; returns its value.
+    fn quantize(&mut self, i: usize, j: usize, u: f64) -> f64;
+    fn finish(self: Box<Self>) -> GridWeights;
+}
+
+/// The lattice of `grid` for the `[k, n]` weights `w`.
+fn lattice(grid: WeightGrid, w: &[f32], k: usize, n: usize) -> Box<dyn Lattice> {
+    match grid {
+        WeightGrid::Columns { levels } => Box::new(ColumnCodes::new(levels, w, k, n)),
+        WeightGrid::Groups(code) => Box::new(GroupCodes::new(code, k, n)),
+    }
+}
+
+/// Group codes and their grids.
+struct GroupCodes {
     code: GroupCode,
     k: usize,
     n: usize,
@@ -106,11 +190,11 @@ struct Codes {
     grids: Vec<Grid>,
 }
 
-impl Codes {
+impl GroupCodes {
     fn new(code: GroupCode, k: usize, n: usize) -> Self {
         let top = f64::from((1u32 << code.bits) - 1);
         let empty = Grid::spanning(top, 0.0, 0.0);
-        Codes {
+        GroupCodes {
             code,
             k,
             n,
@@ -118,13 +202,21 @@ impl Codes {
             grids: vec![empty; k / code.group * n],
         }
     }
+}
 
-    /// Sets the grid of input `i`'s group for column `j` from that group's values `u`.
-    fn set_grid(&mut self, i: usize, j: usize, u: &[f64]) {
-        self.grids[i / self.code.group * self.n + j] = Grid::over(self.code.bits, u);
+impl Lattice for GroupCodes {
+    /// Each group's grid from its weights as the earlier errors left them.
+    fn start_input(&mut self, i: usize, work: &[f64]) {
+        if i.is_multiple_of(self.code.group) {
+            for j in 0..self.n {
+                let u: Vec<f64> = (i..i + self.code.group)
+                    .map(|r| work[r * self.n + j])
+                    .collect();
+                self.grids[i / self.code.group * self.n + j] = Grid::over(self.code.bits, &u);
+            }
+        }
     }
 
-    /// Quantizes weight `(i, j)` on its group's grid; returns its value.
     fn quantize(&mut self, i: usize, j: usize, u: f64) -> f64 {
         let grid = self.grids[i / self.code.group * self.n + j];
         let c = grid.code(u);
@@ -132,14 +224,14 @@ impl Codes {
         grid.value(c)
     }
 
-    fn finish(self) -> GridWeights {
-        let Codes {
+    fn finish(self: Box<Self>) -> GridWeights {
+        let GroupCodes {
             code,
             k,
             n,
             codes,
             grids,
-        } = self;
+        } = *self;
         let groups = k / code.group;
         let mut values = vec![0f32; k * n];
         for (i, row) in codes.chunks_exact(n).enumerate() {
@@ -163,45 +255,134 @@ impl Codes {
                 }
             }
         }
-        GridWeights { values, stored }
+        GridWeights {
+            values,
+            stored: StoredWeights::Groups(stored),
+        }
     }
 }
 
-/// Rounds `w` (`[k, n]` row-major, `k` a multiple of `code.group`) to the nearest values of
-/// `code`'s grids.
-pub fn round_to_nearest(code: GroupCode, w: &[f32], k: usize, n: usize) -> GridWeights {
-    let mut codes = Codes::new(code, k, n);
-    for g in (0..k).step_by(code.group) {
+/// Per-column codes: each column's scale fixed up front from its original weights (GPTQ's
+/// errors then land on a grid that does not move), the one of the ranges tried that
+/// rounds the column with the least squared error.
+struct ColumnCodes {
+    levels: i8,
+    n: usize,
+    codes: Vec<i8>,
+    scales: Vec<f32>,
+}
+
+impl ColumnCodes {
+    fn new(levels: u8, w: &[f32], k: usize, n: usize) -> Self {
+        let levels = levels.clamp(1, WeightGrid::MAX_LEVELS) as i8;
+        let scales = (0..n)
+            .into_par_iter()
+            .map(|j| {
+                let u: Vec<f64> = (0..k).map(|i| f64::from(w[i * n + j])).collect();
+                column_scale(levels, &u)
+            })
+            .collect();
+        ColumnCodes {
+            levels,
+            n,
+            codes: vec![0; k * n],
+            scales,
+        }
+    }
+}
+
+/// The scale of the symmetric `levels` grid with the least squared error over `u`: its
+/// largest magnitude over `levels`, or a narrower range (clipping a column's outliers
+/// often costs them less than coarser steps cost every other weight); 1 for a zero column.
+fn column_scale(levels: i8, u: &[f64]) -> f32 {
+    let peak = u.iter().fold(0f64, |m, &x| m.max(x.abs()));
+    if peak <= 0.0 {
+        return 1.0;
+    }
+    let error = |scale: f32| -> f64 {
+        u.iter()
+            .map(|&x| (x - column_value(column_code(levels, scale, x), scale)).powi(2))
+            .sum()
+    };
+    (0..=SHRINK_STEPS)
+        .map(|s| {
+            let p = 1.0 - MAX_SHRINK * f64::from(s) / f64::from(SHRINK_STEPS);
+            (p * peak / f64::from(levels)) as f32
+        })
+        .filter(|&scale| scale > 0.0)
+        .map(|scale| (error(scale), scale))
+        .fold(None, |best: Option<(f64, f32)>, (e, s)| match best {
+            Some((b, _)) if b <= e => best,
+            _ => Some((e, s)),
+        })
+        .map_or(1.0, |(_, s)| s)
+}
+
+fn column_code(levels: i8, scale: f32, u: f64) -> i8 {
+    let l = f64::from(levels);
+    (u / f64::from(scale)).round().clamp(-l, l) as i8
+}
+
+/// A code's value, computed in f32 as the graph's `Cast · Mul` does.
+fn column_value(code: i8, scale: f32) -> f64 {
+    f64::from(f32::from(code) * scale)
+}
+
+impl Lattice for ColumnCodes {
+    fn start_input(&mut self, _: usize, _: &[f64]) {}
+
+    fn quantize(&mut self, i: usize, j: usize, u: f64) -> f64 {
+        let c = column_code(self.levels, self.scales[j], u);
+        self.codes[i * self.n + j] = c;
+        column_value(c, self.scales[j])
+    }
+
+    fn finish(self: Box<Self>) -> GridWeights {
+        let ColumnCodes {
+            n, codes, scales, ..
+        } = *self;
+        let values = codes
+            .iter()
+            .enumerate()
+            .map(|(at, &c)| column_value(c, scales[at % n]) as f32)
+            .collect();
+        GridWeights {
+            values,
+            stored: StoredWeights::Columns { codes, scales },
+        }
+    }
+}
+
+/// Rounds `w` (`[k, n]` row-major; for group codes `k` a multiple of the group) to the
+/// nearest values of `grid`.
+pub fn round_to_nearest(grid: WeightGrid, w: &[f32], k: usize, n: usize) -> GridWeights {
+    let work: Vec<f64> = w.iter().map(|&x| f64::from(x)).collect();
+    let mut codes = lattice(grid, w, k, n);
+    for i in 0..k {
+        codes.start_input(i, &work);
         for j in 0..n {
-            let u: Vec<f64> = (g..g + code.group)
-                .map(|i| f64::from(w[i * n + j]))
-                .collect();
-            codes.set_grid(g, j, &u);
-            for (i, &x) in (g..).zip(&u) {
-                codes.quantize(i, j, x);
-            }
+            codes.quantize(i, j, work[i * n + j]);
         }
     }
     codes.finish()
 }
 
-/// GPTQ onto `code`'s group grids, with `factor` from [`InverseFactor::of`] the layer's
-/// input Hessian.
-pub fn gptq(code: GroupCode, w: &[f32], k: usize, n: usize, factor: &InverseFactor) -> GridWeights {
+/// GPTQ onto `grid`, with `factor` from [`InverseFactor::of`] the layer's input Hessian.
+pub fn gptq(
+    grid: WeightGrid,
+    w: &[f32],
+    k: usize,
+    n: usize,
+    factor: &InverseFactor,
+) -> GridWeights {
     let u = &factor.0;
     debug_assert_eq!(u.len(), k * k);
     // Working copy; rows are inputs.
     let mut work: Vec<f64> = w.iter().map(|&x| f64::from(x)).collect();
-    let mut codes = Codes::new(code, k, n);
+    let mut codes = lattice(grid, w, k, n);
     let mut error = vec![0f64; n];
     for i in 0..k {
-        if i % code.group == 0 {
-            // Each group's grid from its weights as the earlier errors left them.
-            for j in 0..n {
-                let group: Vec<f64> = (i..i + code.group).map(|r| work[r * n + j]).collect();
-                codes.set_grid(i, j, &group);
-            }
-        }
+        codes.start_input(i, &work);
         let d = u[i * k + i];
         let (row, rest) = work[i * n..].split_at_mut(n);
         for j in 0..n {
@@ -336,7 +517,10 @@ mod tests {
             .flat_map(|j| (0..k).map(move |i| q.values[i * n + j]))
             .collect();
         let mut back = vec![0f32; k * n];
-        Q4.decode_into(&q.stored, &mut back).unwrap();
+        let StoredWeights::Groups(stored) = &q.stored else {
+            panic!("group codes stored as columns")
+        };
+        Q4.decode_into(stored, &mut back).unwrap();
         assert!(columns
             .iter()
             .zip(&back)
@@ -349,14 +533,11 @@ mod tests {
             .count()
     }
 
-    /// Outputs on calibration-like inputs: GPTQ's error is well below rounding's, which is
-    /// within a grid step of every weight; both are stored exactly as chosen.
-    #[test]
-    fn gptq_moves_outputs_less_than_rounding() {
-        let (k, n, tokens) = (64, 24, 400);
+    /// Weights `[k, n]`, calibration-like inputs `[tokens, k]` (a few shared factors plus
+    /// noise, one loud channel) and their Hessian's factor.
+    fn calibrated(k: usize, n: usize, tokens: usize) -> (Vec<f32>, Vec<f32>, InverseFactor) {
         let mut seed = 5;
         let w: Vec<f32> = (0..k * n).map(|_| lcg(&mut seed) * 0.1).collect();
-        // Correlated inputs: a few shared factors plus noise, one loud channel.
         let factors: Vec<f32> = (0..tokens * 4).map(|_| lcg(&mut seed)).collect();
         let x: Vec<f32> = (0..tokens * k)
             .map(|t| {
@@ -368,27 +549,115 @@ mod tests {
         let mut h = vec![0f64; k * k];
         accumulate_hessian(&mut h, &x, k);
         let factor = InverseFactor::of(&h, k).unwrap();
-        let (rtn, opt) = (round_to_nearest(Q4, &w, k, n), gptq(Q4, &w, k, n, &factor));
+        (w, x, factor)
+    }
+
+    /// Squared error of the outputs `x·q` against `x·w`.
+    fn output_error(w: &[f32], x: &[f32], q: &[f32], k: usize, n: usize) -> f64 {
+        let mut total = 0f64;
+        for row in x.chunks_exact(k) {
+            for j in 0..n {
+                let exact: f64 = (0..k).map(|i| f64::from(row[i] * w[i * n + j])).sum();
+                let got: f64 = (0..k).map(|i| f64::from(row[i] * q[i * n + j])).sum();
+                total += (exact - got).powi(2);
+            }
+        }
+        total
+    }
+
+    /// Outputs on calibration-like inputs: GPTQ's error is well below rounding's, which is
+    /// within a grid step of every weight; both are stored exactly as chosen.
+    #[test]
+    fn gptq_moves_outputs_less_than_rounding() {
+        let (k, n) = (64, 24);
+        let (w, x, factor) = calibrated(k, n, 400);
+        let grid = WeightGrid::Groups(Q4);
+        let (rtn, opt) = (
+            round_to_nearest(grid, &w, k, n),
+            gptq(grid, &w, k, n, &factor),
+        );
         check_stored(&rtn, k, n);
         check_stored(&opt, k, n);
-        let output_error = |q: &[f32]| -> f64 {
-            let mut total = 0f64;
-            for row in x.chunks_exact(k) {
-                for j in 0..n {
-                    let exact: f64 = (0..k).map(|i| f64::from(row[i] * w[i * n + j])).sum();
-                    let got: f64 = (0..k).map(|i| f64::from(row[i] * q[i * n + j])).sum();
-                    total += (exact - got).powi(2);
-                }
-            }
-            total
-        };
-        let (e_rtn, e_opt) = (output_error(&rtn.values), output_error(&opt.values));
+        let (e_rtn, e_opt) = (
+            output_error(&w, &x, &rtn.values, k, n),
+            output_error(&w, &x, &opt.values, k, n),
+        );
         assert!(e_opt < 0.6 * e_rtn, "GPTQ {e_opt} vs rounding {e_rtn}");
         // Values span at most 0.2 per group, so grid steps are at most 0.2 / 15; a clipped
         // outlier is off by at most a quarter of the range plus half a step.
         for (i, (&q, &x)) in rtn.values.iter().zip(&w).enumerate() {
             assert!((q - x).abs() <= 0.2 * (0.125 + 1.0 / 30.0) * 1.02, "{i}");
         }
+    }
+
+    /// The same on per-column grids, whose stored codes are the int8 plan's: within
+    /// `±levels`, one scale per column, values exactly `code · scale` in f32.
+    #[test]
+    fn column_gptq_moves_outputs_less_than_rounding_on_the_codes_it_stores() {
+        let (k, n, levels) = (64, 24, 15);
+        let (w, x, factor) = calibrated(k, n, 400);
+        let grid = WeightGrid::Columns { levels };
+        let (rtn, opt) = (
+            round_to_nearest(grid, &w, k, n),
+            gptq(grid, &w, k, n, &factor),
+        );
+        for q in [&rtn, &opt] {
+            let StoredWeights::Columns { codes, scales } = &q.stored else {
+                panic!("column codes stored as groups")
+            };
+            assert_eq!((codes.len(), scales.len()), (k * n, n));
+            assert!(codes.iter().all(|&c| c.unsigned_abs() <= levels));
+            for (at, (&c, &v)) in codes.iter().zip(&q.values).enumerate() {
+                assert_eq!((f32::from(c) * scales[at % n]).to_bits(), v.to_bits());
+            }
+        }
+        let (e_rtn, e_opt) = (
+            output_error(&w, &x, &rtn.values, k, n),
+            output_error(&w, &x, &opt.values, k, n),
+        );
+        assert!(e_opt < 0.6 * e_rtn, "GPTQ {e_opt} vs rounding {e_rtn}");
+        // |w| ≤ 0.1, so steps are at most 0.1 / 15; a clipped outlier is off by at most a
+        // quarter of its column's peak plus half a step.
+        for (i, (&q, &x)) in rtn.values.iter().zip(&w).enumerate() {
+            assert!((q - x).abs() <= 0.1 * (0.25 + 0.5 / 15.0) * 1.02, "{i}");
+        }
+    }
+
+    /// `--query-weights` reads what it prints, and names what it refuses.
+    #[test]
+    fn weight_grids_read_as_written() {
+        for text in ["columns:21", "columns:63", "columns:1", "q4/32"] {
+            let grid: WeightGrid = text.parse().unwrap();
+            assert_eq!(grid.to_string(), text);
+        }
+        assert_eq!(
+            "columns:64".parse::<WeightGrid>().unwrap_err(),
+            "`columns:64`: a column grid has 1 to 63 levels a side"
+        );
+        assert_eq!(
+            "f16".parse::<WeightGrid>().unwrap_err(),
+            "`f16`: linear weights go on per-column grids (`columns:<levels>`, e.g. \
+             columns:21) or group codes (e.g. q4/32)"
+        );
+    }
+
+    /// A column's scale reaches its peak when nothing is worth clipping, narrows for one
+    /// outlier, and a zero column keeps a unit scale and zero codes.
+    #[test]
+    fn column_scales_clip_outliers_when_that_costs_less() {
+        let even: Vec<f64> = (-7..=7).map(|i| f64::from(i) * 0.01).collect();
+        assert_eq!(column_scale(7, &even), 0.01);
+        let mut outlier: Vec<f64> = (0..64).map(|i| f64::from(i % 5 - 2) * 0.01).collect();
+        outlier[9] = 0.2;
+        assert!(column_scale(7, &outlier) < (0.2 / 7.0) as f32);
+        let q = round_to_nearest(WeightGrid::Columns { levels: 7 }, &[0.0; 6], 3, 2);
+        assert_eq!(
+            q.stored,
+            StoredWeights::Columns {
+                codes: vec![0; 6],
+                scales: vec![1.0, 1.0]
+            }
+        );
     }
 
     /// The range search never does worse than the full range, and does better on a group

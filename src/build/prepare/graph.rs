@@ -21,7 +21,7 @@ use tract_core::ops::nn::{GeluExact, Reduce, Reducer, RmsNorm, Softmax, SoftmaxK
 use tract_core::ops::quant::DequantizeLinearF32;
 
 use super::checkpoint::{Encoder, Layer, Linear, Norm};
-use super::gptq::QuantizedWeights;
+use super::gptq::{QuantizedWeights, StoredWeights};
 use crate::model::encoder::{ATTENTION_MASK, INPUT_IDS};
 use crate::model::plan::BATCH_SYMBOL;
 use crate::model::token_table::TOKEN_ROWS;
@@ -83,7 +83,7 @@ pub fn build(
 
 /// The query model's graph: f32, with the linear layers' weights from `weights` (by layer
 /// name, e.g. `layer.0.attention.q`: the quantizer's grid values; with `column_codes`, as
-/// the int8 codes of those values, [`Builder::f32_weight`]) and the token rows an input.
+/// its per-column int8 codes, [`Builder::f32_weight`]) and the token rows an input.
 pub fn build_query(
     encoder: &Encoder,
     max_tokens: usize,
@@ -497,18 +497,22 @@ impl<'a> Builder<'a> {
     /// The f32 weights of layer `name` (`shape`: `[k, n]`, or the attention output's `[heads,
     /// dim, n]`): the checkpoint's, or the values its quantizer chose (every layer's in the
     /// query graph; those quantized so far in a calibration graph). With `column_codes`, as
-    /// the 7-bit per-column codes the int8 plan computes with ([`wire_column_codes`]), so
-    /// that a browser packs them as they come instead of expanding and quantizing each
-    /// matrix again.
+    /// the per-column codes and scales the quantizer chose, which the int8 plan computes
+    /// with ([`wire_column_codes`]), so that a browser packs them as they come.
     fn f32_weight(&mut self, name: &str, w: &[f32], shape: &[usize]) -> TractResult<OutletId> {
-        let w = match self.quantized_weights.and_then(|q| q.get(name)) {
+        let quantized = self.quantized_weights.and_then(|q| q.get(name));
+        if self.column_codes {
+            let Some(StoredWeights::Columns { codes, scales }) = quantized.map(|q| &q.stored)
+            else {
+                bail!("no per-column codes for {name}")
+            };
+            return wire_column_codes(&mut self.model, name, codes, scales, shape);
+        }
+        let w = match quantized {
             Some(q) => &q.values,
             None if self.precision == Precision::Query => bail!("no quantized weights for {name}"),
             None => w,
         };
-        if self.column_codes {
-            return wire_column_codes(&mut self.model, name, w, shape);
-        }
         self.konst(&format!("{name}.weight"), tensor1(w).into_shape(shape)?)
     }
 

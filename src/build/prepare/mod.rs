@@ -261,21 +261,20 @@ fn query_weights(
                 .get(&names[0])
                 .and_then(|h| gptq::InverseFactor::of(h, group[0].1.k));
             for (name, (_, linear)) in names.into_iter().zip(group) {
-                if !linear.k.is_multiple_of(storage.weights().group) {
-                    return Err(Error::InvalidModel {
-                        file: GRAPH_FILE.into(),
-                        reason: format!(
-                            "{name}: {} inputs; the query model stores weights in groups of {}",
-                            linear.k,
-                            storage.weights().group
-                        ),
-                    });
+                if let gptq::WeightGrid::Groups(code) = storage.weights {
+                    if !linear.k.is_multiple_of(code.group) {
+                        return Err(Error::InvalidModel {
+                            file: GRAPH_FILE.into(),
+                            reason: format!(
+                                "{name}: {} inputs; the query model stores weights in groups of {}",
+                                linear.k, code.group
+                            ),
+                        });
+                    }
                 }
                 let q = match &factor {
-                    Some(f) => gptq::gptq(storage.weights(), &linear.w, linear.k, linear.n, f),
-                    None => {
-                        gptq::round_to_nearest(storage.weights(), &linear.w, linear.k, linear.n)
-                    }
+                    Some(f) => gptq::gptq(storage.weights, &linear.w, linear.k, linear.n, f),
+                    None => gptq::round_to_nearest(storage.weights, &linear.w, linear.k, linear.n),
                 };
                 weights.insert(name, q);
             }

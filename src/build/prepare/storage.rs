@@ -1,13 +1,13 @@
 //! How the query bundle is stored: what a visitor downloads before a first result. Linear
-//! weights as the 7-bit per-column codes int8 compute runs (from the 8-bit grids
-//! [`super::gptq`] chose), or in 4 bits per weight in groups of 32 (4.5 bits with their
-//! scales; exactly the values it chose), the position table in 8 bits, the token-embedding
-//! table apart, in chunk files of a few KB fetched as queries need them.
+//! weights as the per-column int8 codes the int8 plan computes with, on grids of a few
+//! levels that [`super::gptq`] chose (deflated by the graph writer, so they cost about
+//! their entropy), or in 4 bits per weight in groups of 32; the position table in 8 bits;
+//! the token-embedding table apart, in chunk files of a few KB fetched as queries need them.
 
 use tract_core::internal::*;
 
 use super::checkpoint::Encoder;
-use super::gptq::QuantizedWeights;
+use super::gptq::{QuantizedWeights, StoredWeights, WeightGrid};
 use crate::error::{Error, Result};
 use crate::kernels::groups::GroupCode;
 use crate::model::graph::StorageChoice;
@@ -20,25 +20,22 @@ pub struct QueryStorage {
     /// Text the weight quantizer calibrates on (a JSONL corpus or a built site); without
     /// it, weights are rounded to nearest.
     pub calibration: Option<std::path::PathBuf>,
-    /// Bits per linear weight, 4 (in groups of 32 inputs) or 8 (groups of 128), each group
-    /// with an f16 scale and minimum: the grids the quantizer puts them on (8-bit ones are
-    /// then stored as their int8 compute codes, [`QueryStorage::stores_compute_codes`]).
-    pub weight_bits: u32,
+    /// The grid the quantizer puts linear weights on (and the bundle stores them in).
+    pub weights: WeightGrid,
     /// Token-embedding rows.
     pub tokens: ValueEncoding,
     /// Token ids per chunk file: fewer means less over the wire per new token, more files.
     pub rows_per_chunk: usize,
 }
 
-/// Values per group of every code: small groups keep outliers local (4 bits in groups of
-/// 64–128 cost up to 0.016 nDCG@10 where groups of 32 cost ±0.0025; BENCHMARKS.md).
+/// Values per group of every group code: small groups keep outliers local.
 const GROUP: usize = 32;
 
 impl Default for QueryStorage {
     fn default() -> Self {
         QueryStorage {
             calibration: None,
-            weight_bits: 8,
+            weights: DEFAULT_WEIGHTS,
             tokens: ValueEncoding::Groups(GroupCode {
                 bits: 4,
                 group: GROUP,
@@ -48,6 +45,14 @@ impl Default for QueryStorage {
     }
 }
 
+/// Linear weights' default grid: per column, the full 63 levels a side. Fewer levels
+/// download fewer bytes (21: a quarter fewer) and kept retrieval within 0.005 nDCG@10 of f32
+/// on BENCHMARKS.md's collections with GPTQ, but moved short and unusual queries (emoji,
+/// CJK) further from f32 than the query bundle's parity floors allow (cosine 0.94–0.99).
+pub const DEFAULT_WEIGHTS: WeightGrid = WeightGrid::Columns {
+    levels: WeightGrid::MAX_LEVELS,
+};
+
 /// The position table: few values (max tokens × hidden), so 8 bits cost little (f16 where
 /// the positions are not a whole number of groups).
 const POSITIONS: ValueEncoding = ValueEncoding::Groups(GroupCode {
@@ -56,10 +61,9 @@ const POSITIONS: ValueEncoding = ValueEncoding::Groups(GroupCode {
 });
 
 impl QueryStorage {
-    /// The graph writer's choice per constant: f32 linear weights (`….weight`) on the 4- or
-    /// 8-bit grids `weights` chose for them (their bytes as the quantizer made them; int8
-    /// compute codes are written as they are), the position table in 8 bits, everything
-    /// else (biases, norms) as is.
+    /// The graph writer's choice per constant: f32 linear weights (`….weight`, there as
+    /// such only on group grids: column codes are i8 already) as the group codes `weights`
+    /// chose, the position table in 8 bits, everything else (biases, norms) as is.
     pub fn chooser<'a>(
         &'a self,
         weights: &'a QuantizedWeights,
@@ -68,10 +72,16 @@ impl QueryStorage {
             if tensor.rank() < 2 || tensor.datum_type() != f32::datum_type() {
                 None
             } else if let Some(layer) = node.name.strip_suffix(".weight") {
-                let encoding = matrix_fits(tensor, ValueEncoding::Groups(self.weights()))?;
+                let WeightGrid::Groups(code) = self.weights else {
+                    return None;
+                };
+                let encoding = matrix_fits(tensor, ValueEncoding::Groups(code))?;
                 Some(StorageChoice {
                     encoding,
-                    encoded: weights.get(layer).map(|w| w.stored.clone()),
+                    encoded: weights.get(layer).and_then(|w| match &w.stored {
+                        StoredWeights::Groups(bytes) => Some(bytes.clone()),
+                        StoredWeights::Columns { .. } => None,
+                    }),
                 })
             } else if node.name == "embeddings.position.table" {
                 Some(
@@ -85,40 +95,33 @@ impl QueryStorage {
         }
     }
 
-    /// Linear weights' code: `weight_bits` per weight, in groups of 32 inputs for 4 bits
-    /// (groups of 64–128 cost up to 0.016 nDCG@10 there), of 128 for 8 bits (cosine 0.9998
-    /// with f32 already). Storing them so is lossless: the quantizer put them on its grids.
-    pub fn weights(&self) -> GroupCode {
-        GroupCode {
-            bits: self.weight_bits,
-            group: if self.weight_bits == 8 { 128 } else { GROUP },
-        }
-    }
-
-    /// Whether linear weights are stored as the 7-bit per-column codes the int8 plan runs
-    /// rather than as their group codes: with 8-bit groups both take a byte a weight, and the
-    /// compute codes spare a load expanding each matrix to f32 and quantizing it again
-    /// (most of a browser's start and memory peak); 4-bit groups are half the download.
+    /// Whether linear weights are stored as the per-column codes the int8 plan runs: a
+    /// browser packs them as they come, where group codes are expanded to f32 and quantized
+    /// again (most of a load's time and memory peak).
     pub fn stores_compute_codes(&self) -> bool {
-        self.weight_bits == 8
+        matches!(self.weights, WeightGrid::Columns { .. })
     }
 
     /// The descriptor's `quantization` words.
     pub fn describe(&self, calibrated_on: Option<usize>) -> String {
-        let weights = match calibrated_on {
+        let chosen = match calibrated_on {
             Some(tokens) => format!("GPTQ calibrated on {tokens} tokens"),
             None => "rounded to nearest".into(),
         };
-        let compute = match self.stores_compute_codes() {
-            true => "stored as the 7-bit per-column int8 codes they are computed with (activations per token)",
-            false => "expanded at load and computed in int8 (7-bit per-column weights, activations per token)",
+        let weights = match self.weights {
+            WeightGrid::Columns { levels } => format!(
+                "linear weights on per-column grids of ±{levels} levels ({chosen}), stored \
+                 as the int8 codes they are computed with (activations per token)"
+            ),
+            WeightGrid::Groups(code) => format!(
+                "linear weights {} ({chosen}), expanded at load and computed in int8 \
+                 (7-bit per-column weights, activations per token)",
+                ValueEncoding::Groups(code)
+            ),
         };
         format!(
-            "linear weights {} ({weights}), {compute}; positions \
-             {POSITIONS}; token embeddings {} in chunks of {} rows",
-            ValueEncoding::Groups(self.weights()),
-            self.tokens,
-            self.rows_per_chunk
+            "{weights}; positions {POSITIONS}; token embeddings {} in chunks of {} rows",
+            self.tokens, self.rows_per_chunk
         )
     }
 

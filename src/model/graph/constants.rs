@@ -32,28 +32,54 @@ pub(super) struct ConstantRecord {
 }
 
 /// `bytes` of an i8 constant deflated, where that is smaller. Why i8 only: a query model's
-/// int8 weight codes (7-bit, most near zero) deflate to ~80 %, while f32, f16 and group
-/// codes barely shrink (~4 %) and would only cost their reader time.
+/// int8 weight codes (bell-shaped, most near zero) deflate to 60–80 %, while f32, f16 and
+/// group codes barely shrink (~4 %) and would only cost their reader time. Both zlib's
+/// default strategy and Huffman codes alone are tried: weight codes have no repeats worth
+/// matching, and the matches the default strategy finds cost more than they save (~0.5 bits
+/// a weight on grids of 15–21 levels).
 pub(super) fn deflated(dt: DatumType, bytes: &[u8]) -> TractResult<Option<Vec<u8>>> {
-    use std::io::Write;
     if dt != i8::datum_type() || bytes.len() < MIN_DEFLATED {
         return Ok(None);
     }
-    let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
-    encoder.write_all(bytes)?;
-    let out = encoder.finish()?;
-    Ok((out.len() < bytes.len()).then_some(out))
+    let mut best: Option<Vec<u8>> = None;
+    for strategy in [zlib_rs::Strategy::Default, zlib_rs::Strategy::HuffmanOnly] {
+        let out = deflate(bytes, strategy)?;
+        if out.len() < best.as_ref().map_or(bytes.len(), Vec::len) {
+            best = Some(out);
+        }
+    }
+    Ok(best)
+}
+
+/// `bytes` as one raw DEFLATE stream (no zlib header), at zlib's best level.
+fn deflate(bytes: &[u8], strategy: zlib_rs::Strategy) -> TractResult<Vec<u8>> {
+    let mut deflater = zlib_rs::Deflate::new_with_config(zlib_rs::DeflateConfig {
+        level: 9,
+        window_bits: -15,
+        strategy,
+        ..Default::default()
+    });
+    let mut out = vec![0u8; zlib_rs::compress_bound(bytes.len())];
+    let status = deflater
+        .compress(bytes, &mut out, zlib_rs::DeflateFlush::Finish)
+        .map_err(|e| format_err!("deflating a constant: {}", e.as_str()))?;
+    ensure!(
+        status == zlib_rs::Status::StreamEnd,
+        "deflating a constant: the stream did not end"
+    );
+    out.truncate(deflater.total_out() as usize);
+    Ok(out)
 }
 
 /// Inflates `stream` into `out`, which it must fill exactly: a stream that ends early, runs
 /// longer or is corrupt is an error, and never writes past `out`.
 fn inflate_into(stream: &[u8], out: &mut [u8]) -> TractResult<()> {
-    let mut inflater = flate2::Decompress::new(false);
+    let mut inflater = zlib_rs::Inflate::new(false, 15);
     let status = inflater
-        .decompress(stream, out, flate2::FlushDecompress::Finish)
-        .map_err(|e| format_err!("deflated constant: {e}"))?;
+        .decompress(stream, out, zlib_rs::InflateFlush::Finish)
+        .map_err(|e| format_err!("deflated constant: {}", e.as_str()))?;
     ensure!(
-        status == flate2::Status::StreamEnd
+        status == zlib_rs::Status::StreamEnd
             && inflater.total_out() == out.len() as u64
             && inflater.total_in() == stream.len() as u64,
         "deflated constant does not inflate to exactly its {} bytes",
