@@ -28,6 +28,8 @@
 #   ./build.sh bench-hybrid               dense vs lexical vs hybrid (fused) nDCG@10 on ../shared/data -> BENCHMARKS.md
 #   ./build.sh bench-probe                the probe depth the indexer measures vs the corpus-size rule, nDCG@10 and
 #                                         recall@10 vs exact on ../shared/data (their union; each with √n lists) -> BENCHMARKS.md
+#   ./build.sh bench-query-weights        the query model's weight grids (levels, GPTQ or rounding): model.graph
+#                                         bytes, cosine on hard strings, nDCG@10 on ../shared/data -> BENCHMARKS.md
 #   ./build.sh bench-lexical              the lexical stage: dotfind's term buckets vs Pagefind (first keyword result,
 #                                         nDCG@10 and bytes per query, hybrid vs dense latency at 50k) -> BENCHMARKS.md
 #   ./build.sh bench-encoders             query encoding: dotfind vs onnxruntime-web vs transformers.js in
@@ -637,6 +639,8 @@ main() {
     bench-lexical) cmd_bench_lexical ;;
     bench-hybrid) cargo build --release; python3 bench/bench_hybrid.py --dotfind target/release/dotfind --model "$(prepare_model)" ;;
     bench-probe) cargo build --release; python3 bench/bench_probe.py --dotfind target/release/dotfind --model "$(prepare_model)" ;;
+    bench-query-weights) cargo build --release --bin dotfind; ensure_test_venv
+      "$TEST_VENV/bin/python" bench/bench_query_weights.py --wheel "$(standin_wheel)" --model-id "$STANDIN_MODEL_ID" ;;
     bench-quality) cmd_bench_quality "$@" ;;
     bench-encoders) cmd_bench_encoders "$@" ;;
     bench-bytes) cmd_bench_bytes "$@" ;;

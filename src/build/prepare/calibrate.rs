@@ -3,9 +3,12 @@
 //! ([`super::gptq::gptq`]).
 //!
 //! The text is what the caller chooses (`dotfind prepare --calibration`: a JSONL corpus or a
-//! built site, read as `dotfind index` reads it), cut to the query length, since the model
+//! built site, read as `dotfind index` reads it), cut to query lengths, since the model
 //! encodes queries: ideally text like the corpus the index will serve, never the queries a
-//! benchmark evaluates with.
+//! benchmark evaluates with. Texts are cut in turn to the longest a query may be and to a
+//! half, a quarter and an eighth of it: most queries are a few words, whose activations
+//! (where `[CLS]` and `[SEP]` weigh most) are not a long text's, and GPTQ fits its codes to
+//! the activations it is shown.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -24,6 +27,10 @@ use crate::model::tokenize::TextTokenizer;
 /// few enough that the passes over them take seconds.
 pub const MAX_TOKENS: usize = 4096;
 
+/// The query lengths calibration texts are cut to, in turn: the longest a query may be
+/// shifted right by these (all of it, a half, a quarter, an eighth; at least 4 tokens).
+const QUERY_LENGTHS: [u32; 4] = [0, 1, 2, 3];
+
 /// Calibration text, tokenized as queries are.
 pub struct Calibration {
     texts: Vec<(Tensor, Tensor)>,
@@ -32,14 +39,19 @@ pub struct Calibration {
 }
 
 impl Calibration {
-    /// The texts of the corpus at `source` (JSONL or an HTML folder), each cut to
-    /// `max_query_tokens`, up to [`MAX_TOKENS`] in all.
+    /// The texts of the corpus at `source` (JSONL or an HTML folder), cut in turn to
+    /// [`QUERY_LENGTHS`] of `max_query_tokens`, up to [`MAX_TOKENS`] in all.
     pub fn read(source: &Path, tokenizer_json: &[u8], max_query_tokens: usize) -> Result<Self> {
         let (records, _) = crate::build::corpus::read_corpus(source, true)?;
-        let tokenizer = TextTokenizer::from_json(tokenizer_json, max_query_tokens)?;
+        let tokenizers = QUERY_LENGTHS
+            .iter()
+            .map(|&shift| {
+                TextTokenizer::from_json(tokenizer_json, (max_query_tokens >> shift).max(4))
+            })
+            .collect::<Result<Vec<_>>>()?;
         let mut texts = Vec::new();
         let mut used = 0;
-        for record in &records {
+        for (record, tokenizer) in records.iter().zip(tokenizers.iter().cycle()) {
             let tokens = tokenizer.tokenize(&record.encoded_text())?;
             if used + tokens.len() > MAX_TOKENS {
                 break;
@@ -124,5 +136,26 @@ impl Calibration {
             .into_iter()
             .filter_map(|(name, at)| by_output.get(&at).map(|h| (name, h.clone())))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Texts are cut in turn to the query length and to a half, a quarter and an eighth of
+    /// it, so that short queries' activations are among those GPTQ fits to.
+    #[test]
+    fn texts_are_cut_to_query_lengths_in_turn() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let tokenizer =
+            std::fs::read(root.join("tests/fixtures/tiny-onnx/f32/tokenizer.json")).unwrap();
+        let corpus = root.join("tests/fixtures/corpus.jsonl");
+        let calibration = Calibration::read(&corpus, &tokenizer, 32).unwrap();
+        let lengths: Vec<usize> = calibration.texts.iter().map(|(ids, _)| ids.len()).collect();
+        assert_eq!(lengths.len(), 24);
+        assert_eq!(lengths.iter().sum::<usize>(), calibration.tokens);
+        // The fixture's texts are all longer than 32 tokens.
+        assert_eq!(&lengths[..8], &[32, 16, 8, 4, 32, 16, 8, 4]);
     }
 }

@@ -367,7 +367,8 @@ pub fn round_to_nearest(grid: WeightGrid, w: &[f32], k: usize, n: usize) -> Grid
     codes.finish()
 }
 
-/// GPTQ onto `grid`, with `factor` from [`InverseFactor::of`] the layer's input Hessian.
+/// GPTQ onto `grid`, with `factor` from [`InverseFactor::of`] the layer's input Hessian,
+/// inputs taken in the factor's order.
 pub fn gptq(
     grid: WeightGrid,
     w: &[f32],
@@ -375,16 +376,20 @@ pub fn gptq(
     n: usize,
     factor: &InverseFactor,
 ) -> GridWeights {
-    let u = &factor.0;
-    debug_assert_eq!(u.len(), k * k);
-    // Working copy; rows are inputs.
-    let mut work: Vec<f64> = w.iter().map(|&x| f64::from(x)).collect();
+    let InverseFactor { upper: u, order } = factor;
+    debug_assert_eq!((u.len(), order.len()), (k * k, k));
+    // Working copy; rows are inputs, in the order they are quantized.
+    let mut work: Vec<f64> = order
+        .iter()
+        .flat_map(|&r| w[r * n..(r + 1) * n].iter().map(|&x| f64::from(x)))
+        .collect();
     let mut codes = lattice(grid, w, k, n);
     let mut error = vec![0f64; n];
-    for i in 0..k {
+    for (p, &i) in order.iter().enumerate() {
+        // Group grids take inputs in order (`i == p`); column grids ignore this.
         codes.start_input(i, &work);
-        let d = u[i * k + i];
-        let (row, rest) = work[i * n..].split_at_mut(n);
+        let d = u[p * k + p];
+        let (row, rest) = work[p * n..].split_at_mut(n);
         for j in 0..n {
             let v = codes.quantize(i, j, row[j]);
             error[j] = (row[j] - v) / d;
@@ -393,7 +398,7 @@ pub fn gptq(
         rest.par_chunks_exact_mut(n)
             .enumerate()
             .for_each(|(r, later)| {
-                let f = u[i * k + i + 1 + r];
+                let f = u[p * k + p + 1 + r];
                 for (x, e) in later.iter_mut().zip(&error) {
                     *x -= f * e;
                 }
@@ -402,15 +407,32 @@ pub fn gptq(
     codes.finish()
 }
 
-/// The upper Cholesky factor `U` of `H⁻¹` (`H⁻¹ = Uᵀ·U`), `H` damped, as GPTQ uses it: made
-/// once per Hessian (the attention's q, k and v share one).
-pub struct InverseFactor(Vec<f64>);
+/// The upper Cholesky factor `U` of `H⁻¹` (`H⁻¹ = Uᵀ·U`), `H` damped and its inputs in the
+/// order GPTQ takes them, as GPTQ uses it: made once per Hessian (the attention's q, k and v
+/// share one).
+pub struct InverseFactor {
+    upper: Vec<f64>,
+    /// Inputs in the order they are quantized.
+    order: Vec<usize>,
+}
 
 impl InverseFactor {
     /// The factor of `hessian` (`[k, k]` sum of `x·xᵀ` over calibration tokens, row-major),
-    /// or `None` if it is not positive definite even damped.
-    pub fn of(hessian: &[f64], k: usize) -> Option<Self> {
-        inverse_cholesky_upper(hessian, k).map(InverseFactor)
+    /// or `None` if it is not positive definite even damped. With `loudest_first`, inputs
+    /// are quantized by decreasing `H` diagonal (GPTQ's "act order"): the inputs whose
+    /// errors cost most are rounded while most others are left to absorb them — for
+    /// per-column grids only, whose codes do not depend on which inputs share a group.
+    pub fn of(hessian: &[f64], k: usize, loudest_first: bool) -> Option<Self> {
+        let mut order: Vec<usize> = (0..k).collect();
+        if loudest_first {
+            order.sort_by(|&a, &b| hessian[b * k + b].total_cmp(&hessian[a * k + a]));
+        }
+        let permuted: Vec<f64> = order
+            .iter()
+            .flat_map(|&a| order.iter().map(move |&b| hessian[a * k + b]))
+            .collect();
+        let upper = inverse_cholesky_upper(&permuted, k)?;
+        Some(InverseFactor { upper, order })
     }
 }
 
@@ -548,7 +570,7 @@ mod tests {
             .collect();
         let mut h = vec![0f64; k * k];
         accumulate_hessian(&mut h, &x, k);
-        let factor = InverseFactor::of(&h, k).unwrap();
+        let factor = InverseFactor::of(&h, k, false).unwrap();
         (w, x, factor)
     }
 

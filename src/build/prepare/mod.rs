@@ -257,9 +257,10 @@ fn query_weights(
                 Some(c) => c.hessians(encoder, max_query_tokens, &weights, &names[..1])?,
                 None => HashMap::new(),
             };
-            let factor = hessians
-                .get(&names[0])
-                .and_then(|h| gptq::InverseFactor::of(h, group[0].1.k));
+            let factor = hessians.get(&names[0]).and_then(|h| {
+                let loudest_first = matches!(storage.weights, gptq::WeightGrid::Columns { .. });
+                gptq::InverseFactor::of(h, group[0].1.k, loudest_first)
+            });
             for (name, (_, linear)) in names.into_iter().zip(group) {
                 if let gptq::WeightGrid::Groups(code) = storage.weights {
                     if !linear.k.is_multiple_of(code.group) {
