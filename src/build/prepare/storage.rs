@@ -46,9 +46,10 @@ impl Default for QueryStorage {
 }
 
 /// Linear weights' default grid: per column, the full 63 levels a side. Fewer levels
-/// download fewer bytes (21: a quarter fewer) and kept retrieval within 0.005 nDCG@10 of f32
-/// on BENCHMARKS.md's collections with GPTQ, but moved short and unusual queries (emoji,
-/// CJK) further from f32 than the query bundle's parity floors allow (cosine 0.94–0.99).
+/// download fewer bytes (21: 6.6 MB instead of 8.6 for the stand-in) but, even with GPTQ,
+/// cost retrieval (up to 0.009 nDCG@10 on SciFact) and move short, unusual queries (emoji,
+/// CJK) further from f32 than the query bundle's parity floors allow (BENCHMARKS.md, "Query
+/// weights").
 pub const DEFAULT_WEIGHTS: WeightGrid = WeightGrid::Columns {
     levels: WeightGrid::MAX_LEVELS,
 };
