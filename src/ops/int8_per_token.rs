@@ -23,6 +23,9 @@ use crate::kernels::quantize::{dequantize_per_row, quantize_columns, quantize_ro
 /// build computes the same sums.
 pub const WEIGHT_BITS: u32 = 7;
 
+/// The largest weight code magnitude: codes lie in `-MAX_CODE..=MAX_CODE`.
+pub const MAX_CODE: i8 = (1 << (WEIGHT_BITS - 1)) - 1;
+
 /// `y = x·W + b` with `x` quantized per row to u8 and `W` per column to 7-bit codes.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub struct PerTokenInt8Linear {
@@ -143,7 +146,6 @@ pub fn wire_column_codes(
     shape: &[usize],
 ) -> TractResult<OutletId> {
     let n = *shape.last().context("a weight matrix without axes")?;
-    let limit = (1i8 << (WEIGHT_BITS - 1)) - 1;
     ensure!(
         n > 0 && scales.len() == n && codes.len() == shape.iter().product::<usize>(),
         "{name}: {} codes and {} scales for a {shape:?} matrix",
@@ -153,8 +155,8 @@ pub fn wire_column_codes(
     ensure!(
         codes
             .iter()
-            .all(|c| c.unsigned_abs() <= limit.unsigned_abs()),
-        "{name}: codes beyond ±{limit}, the int8 plan's {WEIGHT_BITS}-bit weights"
+            .all(|c| c.unsigned_abs() <= MAX_CODE.unsigned_abs()),
+        "{name}: codes beyond ±{MAX_CODE}, the int8 plan's {WEIGHT_BITS}-bit weights"
     );
     let codes = model.add_const(format!("{name}.weight"), tensor1(codes).into_shape(shape)?)?;
     let mut per_column = vec![1; shape.len()];

@@ -21,7 +21,7 @@ use half::f16;
 use rayon::prelude::*;
 
 use crate::kernels::groups::GroupCode;
-use crate::ops::int8_per_token::WEIGHT_BITS;
+use crate::ops::int8_per_token::MAX_CODE;
 
 /// Quantized weights by layer name (e.g. `layer.0.attention.q`).
 pub type QuantizedWeights = std::collections::HashMap<String, GridWeights>;
@@ -38,7 +38,7 @@ pub enum WeightGrid {
 
 impl WeightGrid {
     /// The most levels a column grid may have: the int8 plan's 7-bit codes.
-    pub const MAX_LEVELS: u8 = (1 << (WEIGHT_BITS - 1)) - 1;
+    pub const MAX_LEVELS: u8 = MAX_CODE.unsigned_abs();
 }
 
 /// As `dotfind prepare --query-weights` reads it: `columns:<levels>` (1 to 63) or a group
@@ -131,17 +131,11 @@ impl Grid {
             .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
         let mid = (lo + hi) / 2.0;
         let error = |g: Grid| -> f64 { u.iter().map(|&x| (x - g.value(g.code(x))).powi(2)).sum() };
-        (0..=SHRINK_STEPS)
-            .map(|s| {
-                let p = 1.0 - MAX_SHRINK * f64::from(s) / f64::from(SHRINK_STEPS);
-                Grid::spanning(top, mid - p * (mid - lo), mid + p * (hi - mid))
-            })
-            .map(|g| (error(g), g))
-            .fold(None, |best: Option<(f64, Grid)>, (e, g)| match best {
-                Some((b, _)) if b <= e => best,
-                _ => Some((e, g)),
-            })
-            .map_or(Grid::spanning(top, lo, hi), |(_, g)| g)
+        least_error(shrinks().map(|p| {
+            let g = Grid::spanning(top, mid - p * (mid - lo), mid + p * (hi - mid));
+            (error(g), g)
+        }))
+        .unwrap_or(Grid::spanning(top, lo, hi))
     }
 
     /// The code nearest to `u`.
@@ -304,18 +298,28 @@ fn column_scale(levels: i8, u: &[f64]) -> f32 {
             .map(|&x| (x - column_value(column_code(levels, scale, x), scale)).powi(2))
             .sum()
     };
-    (0..=SHRINK_STEPS)
-        .map(|s| {
-            let p = 1.0 - MAX_SHRINK * f64::from(s) / f64::from(SHRINK_STEPS);
-            (p * peak / f64::from(levels)) as f32
-        })
-        .filter(|&scale| scale > 0.0)
-        .map(|scale| (error(scale), scale))
-        .fold(None, |best: Option<(f64, f32)>, (e, s)| match best {
+    least_error(
+        shrinks()
+            .map(|p| (p * peak / f64::from(levels)) as f32)
+            .filter(|&scale| scale > 0.0)
+            .map(|scale| (error(scale), scale)),
+    )
+    .unwrap_or(1.0)
+}
+
+/// The fractions of a range tried: 1 down to `1 − MAX_SHRINK`, in `SHRINK_STEPS` steps.
+fn shrinks() -> impl Iterator<Item = f64> {
+    (0..=SHRINK_STEPS).map(|s| 1.0 - MAX_SHRINK * f64::from(s) / f64::from(SHRINK_STEPS))
+}
+
+/// The candidate of least error, the first of equals (the widest range tried).
+fn least_error<T>(candidates: impl Iterator<Item = (f64, T)>) -> Option<T> {
+    candidates
+        .fold(None, |best: Option<(f64, T)>, (e, c)| match best {
             Some((b, _)) if b <= e => best,
-            _ => Some((e, s)),
+            _ => Some((e, c)),
         })
-        .map_or(1.0, |(_, s)| s)
+        .map(|(_, c)| c)
 }
 
 fn column_code(levels: i8, scale: f32, u: f64) -> i8 {
@@ -367,8 +371,8 @@ pub fn round_to_nearest(grid: WeightGrid, w: &[f32], k: usize, n: usize) -> Grid
     codes.finish()
 }
 
-/// GPTQ onto `grid`, with `factor` from [`InverseFactor::of`] the layer's input Hessian,
-/// inputs taken in the factor's order.
+/// GPTQ onto `grid`, with `factor` from [`InverseFactor::for_grid`] the layer's input
+/// Hessian, inputs taken in the factor's order.
 pub fn gptq(
     grid: WeightGrid,
     w: &[f32],
@@ -417,12 +421,18 @@ pub struct InverseFactor {
 }
 
 impl InverseFactor {
-    /// The factor of `hessian` (`[k, k]` sum of `x·xᵀ` over calibration tokens, row-major),
-    /// or `None` if it is not positive definite even damped. With `loudest_first`, inputs
-    /// are quantized by decreasing `H` diagonal (GPTQ's "act order"): the inputs whose
-    /// errors cost most are rounded while most others are left to absorb them — for
-    /// per-column grids only, whose codes do not depend on which inputs share a group.
-    pub fn of(hessian: &[f64], k: usize, loudest_first: bool) -> Option<Self> {
+    /// The factor of `hessian` (`[k, k]` sum of `x·xᵀ` over calibration tokens, row-major)
+    /// for quantizing onto `grid`, or `None` if it is not positive definite even damped.
+    /// Column grids take inputs loudest first; group grids in order, since a group's grid
+    /// is made from its inputs' weights as the errors before them left them.
+    pub fn for_grid(hessian: &[f64], k: usize, grid: WeightGrid) -> Option<Self> {
+        Self::of(hessian, k, matches!(grid, WeightGrid::Columns { .. }))
+    }
+
+    /// With `loudest_first`, inputs are quantized by decreasing `H` diagonal (GPTQ's "act
+    /// order"): the inputs whose errors cost most are rounded while most others are left to
+    /// absorb them.
+    fn of(hessian: &[f64], k: usize, loudest_first: bool) -> Option<Self> {
         let mut order: Vec<usize> = (0..k).collect();
         if loudest_first {
             order.sort_by(|&a, &b| hessian[b * k + b].total_cmp(&hessian[a * k + a]));

@@ -82,17 +82,15 @@ pub fn build(
 }
 
 /// The query model's graph: f32, with the linear layers' weights from `weights` (by layer
-/// name, e.g. `layer.0.attention.q`: the quantizer's grid values; with `column_codes`, as
-/// its per-column int8 codes, [`Builder::f32_weight`]) and the token rows an input.
+/// name, e.g. `layer.0.attention.q`: per-column int8 codes as the quantizer stored them, or
+/// the values of its group grids, [`Builder::f32_weight`]) and the token rows an input.
 pub fn build_query(
     encoder: &Encoder,
     max_tokens: usize,
     weights: &QuantizedWeights,
-    column_codes: bool,
 ) -> TractResult<TypedModel> {
     let mut b = Builder::new(encoder, Precision::Query, max_tokens);
     b.quantized_weights = Some(weights);
-    b.column_codes = column_codes;
     Ok(b.assemble(encoder)?.model)
 }
 
@@ -143,9 +141,6 @@ struct Builder<'a> {
     linear_inputs: Vec<(String, OutletId)>,
     /// The query model's quantized linear weights, by layer name.
     quantized_weights: Option<&'a QuantizedWeights>,
-    /// Whether the query model's weights are written as the i8 codes its int8 compute runs
-    /// (see [`Builder::f32_weight`]).
-    column_codes: bool,
 }
 
 impl<'a> Builder<'a> {
@@ -159,7 +154,6 @@ impl<'a> Builder<'a> {
             positions: max_tokens.min(encoder.positions()),
             linear_inputs: Vec::new(),
             quantized_weights: None,
-            column_codes: false,
         }
     }
 
@@ -496,17 +490,16 @@ impl<'a> Builder<'a> {
 
     /// The f32 weights of layer `name` (`shape`: `[k, n]`, or the attention output's `[heads,
     /// dim, n]`): the checkpoint's, or the values its quantizer chose (every layer's in the
-    /// query graph; those quantized so far in a calibration graph). With `column_codes`, as
-    /// the per-column codes and scales the quantizer chose, which the int8 plan computes
-    /// with ([`wire_column_codes`]), so that a browser packs them as they come.
+    /// query graph; those quantized so far in a calibration graph). The query graph writes
+    /// per-column codes as the quantizer stored them, which the int8 plan computes with
+    /// ([`wire_column_codes`]), so that a browser packs them as they come; a calibration
+    /// graph computes in f32 with their values.
     fn f32_weight(&mut self, name: &str, w: &[f32], shape: &[usize]) -> TractResult<OutletId> {
         let quantized = self.quantized_weights.and_then(|q| q.get(name));
-        if self.column_codes {
-            let Some(StoredWeights::Columns { codes, scales }) = quantized.map(|q| &q.stored)
-            else {
-                bail!("no per-column codes for {name}")
-            };
-            return wire_column_codes(&mut self.model, name, codes, scales, shape);
+        if self.precision == Precision::Query {
+            if let Some(StoredWeights::Columns { codes, scales }) = quantized.map(|q| &q.stored) {
+                return wire_column_codes(&mut self.model, name, codes, scales, shape);
+            }
         }
         let w = match quantized {
             Some(q) => &q.values,

@@ -165,13 +165,8 @@ fn write_bundle(
             manifest.max_query_tokens,
             query_storage,
         )?;
-        let graph = graph::build_query(
-            encoder,
-            manifest.max_passage_tokens,
-            &weights,
-            query_storage.stores_compute_codes(),
-        )
-        .map_err(invalid)?;
+        let graph =
+            graph::build_query(encoder, manifest.max_passage_tokens, &weights).map_err(invalid)?;
         let (spec, checksums, chunks) = query_storage.token_table(encoder)?;
         manifest.linear_compute = LinearCompute::Int8PerToken;
         manifest.quantization = query_storage.describe(calibrated_on);
@@ -257,10 +252,9 @@ fn query_weights(
                 Some(c) => c.hessians(encoder, max_query_tokens, &weights, &names[..1])?,
                 None => HashMap::new(),
             };
-            let factor = hessians.get(&names[0]).and_then(|h| {
-                let loudest_first = matches!(storage.weights, gptq::WeightGrid::Columns { .. });
-                gptq::InverseFactor::of(h, group[0].1.k, loudest_first)
-            });
+            let factor = hessians
+                .get(&names[0])
+                .and_then(|h| gptq::InverseFactor::for_grid(h, group[0].1.k, storage.weights));
             for (name, (_, linear)) in names.into_iter().zip(group) {
                 if let gptq::WeightGrid::Groups(code) = storage.weights {
                     if !linear.k.is_multiple_of(code.group) {

@@ -96,13 +96,6 @@ impl QueryStorage {
         }
     }
 
-    /// Whether linear weights are stored as the per-column codes the int8 plan runs: a
-    /// browser packs them as they come, where group codes are expanded to f32 and quantized
-    /// again (most of a load's time and memory peak).
-    pub fn stores_compute_codes(&self) -> bool {
-        matches!(self.weights, WeightGrid::Columns { .. })
-    }
-
     /// The descriptor's `quantization` words.
     pub fn describe(&self, calibrated_on: Option<usize>) -> String {
         let chosen = match calibrated_on {
