@@ -70,10 +70,15 @@ function summarize(traffic) {
   return { wire: traffic.wireBytes(), requests: [...traffic.requests], byKind };
 }
 
+// Waits for the model's ranking of `query`: the keyword results the demo shows while the
+// model loads are not a semantic result, and counting at them would stop mid-download.
 const demoQuery = async (page, query) => {
   await page.fill('#q', query);
   await page.waitForFunction(
-    (q) => document.getElementById('results').dataset.query === q && document.querySelectorAll('#results li').length > 0,
+    (q) => {
+      const list = document.getElementById('results');
+      return list.dataset.query === q && list.dataset.mode !== 'lexical' && list.querySelectorAll('li').length > 0;
+    },
     query,
     { timeout: 120_000 },
   );
